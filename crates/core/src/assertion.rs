@@ -1,0 +1,197 @@
+//! RFC 7523 `private_key_jwt` client assertions: making them (clients) and checking them.
+//!
+//! The assertion is signed by the principal's own key with `iss` = `sub` = the principal, `aud`
+//! the issuer or its token endpoint, `exp` at most five minutes ahead and a `jti` that the caller
+//! must record as used until `exp`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::claims::Audience;
+use crate::jws::{self, Jws, JwsError};
+use crate::keys::{PublicKey, SecretKey};
+
+/// The `client_assertion_type` value for JWT client authentication.
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// How far ahead `exp` may be, in seconds.
+pub const MAX_LIFETIME: i64 = 300;
+/// Clock skew tolerated on `exp`, `iat` and `nbf`, in seconds.
+pub const SKEW: i64 = 10;
+
+/// Why a client assertion was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AssertionError {
+    /// Not a well-formed Ed25519 JWS.
+    #[error("client_assertion: {0}")]
+    Jws(#[from] JwsError),
+    /// Claims missing or malformed.
+    #[error("client_assertion claims are invalid: {0}")]
+    Claims(String),
+    /// `iss` and `sub` differ.
+    #[error("client_assertion iss and sub must both be the principal's name")]
+    IssSub,
+    /// `aud` names neither the issuer nor the token endpoint.
+    #[error("client_assertion aud must be the issuer ({0}) or the token endpoint")]
+    Audience(String),
+    /// `exp` has passed.
+    #[error("client_assertion has expired: sign a new one for each request")]
+    Expired,
+    /// `exp` is more than five minutes ahead.
+    #[error("client_assertion exp is more than {MAX_LIFETIME}s ahead: use a shorter expiry")]
+    TooLong,
+    /// `iat` or `nbf` is in the future.
+    #[error("client_assertion is not valid yet: check the client's clock")]
+    NotYetValid,
+    /// None of the principal's registered keys verifies the signature.
+    #[error("client_assertion is not signed by a key registered for {0}")]
+    Signature(String),
+}
+
+/// The claims of a client assertion.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AssertionClaims {
+    /// The principal.
+    pub iss: String,
+    /// The principal again.
+    pub sub: String,
+    /// Issuer or token endpoint.
+    pub aud: Audience,
+    /// Expiry.
+    pub exp: i64,
+    /// Issued at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// Not before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// Unique id, single-use.
+    pub jti: String,
+}
+
+/// A decoded assertion whose signature is still to be checked.
+#[derive(Debug)]
+pub struct Unverified<'a> {
+    jws: Jws<'a>,
+    /// The claims, not yet trusted: use them only to find the principal's keys.
+    pub claims: AssertionClaims,
+}
+
+/// Decodes an assertion and reads who it claims to be from.
+pub fn decode(assertion: &str) -> Result<Unverified<'_>, AssertionError> {
+    let jws = Jws::decode(assertion)?;
+    let claims: AssertionClaims = jws
+        .unverified_claims()
+        .map_err(|e| AssertionError::Claims(e.to_string()))?;
+    if claims.iss != claims.sub {
+        return Err(AssertionError::IssSub);
+    }
+    if claims.jti.is_empty() || claims.jti.len() > 256 {
+        return Err(AssertionError::Claims(
+            "jti must be 1-256 characters".into(),
+        ));
+    }
+    Ok(Unverified { jws, claims })
+}
+
+impl Unverified<'_> {
+    /// Checks audience and time, then the signature against the principal's keys. Returns the
+    /// key that verified it.
+    pub fn check<'k>(
+        self,
+        keys: &'k [PublicKey],
+        audiences: &[&str],
+        now: i64,
+    ) -> Result<(&'k PublicKey, AssertionClaims), AssertionError> {
+        let c = self.claims;
+        if !audiences.iter().any(|a| c.aud.contains(a)) {
+            return Err(AssertionError::Audience(
+                audiences.first().copied().unwrap_or("").into(),
+            ));
+        }
+        if c.exp <= now - SKEW {
+            return Err(AssertionError::Expired);
+        }
+        if c.exp > now + MAX_LIFETIME + SKEW {
+            return Err(AssertionError::TooLong);
+        }
+        if c.iat.is_some_and(|t| t > now + SKEW) || c.nbf.is_some_and(|t| t > now + SKEW) {
+            return Err(AssertionError::NotYetValid);
+        }
+        // A `kid` narrows the search; without one every registered key is tried.
+        let key = keys
+            .iter()
+            .filter(|k| {
+                self.jws
+                    .header
+                    .kid
+                    .as_deref()
+                    .is_none_or(|kid| kid == k.thumbprint())
+            })
+            .find(|k| self.jws.verify(k).is_ok())
+            .ok_or_else(|| AssertionError::Signature(c.sub.clone()))?;
+        Ok((key, c))
+    }
+}
+
+/// Makes an assertion for `principal` addressed to `aud`, valid for 60 seconds.
+pub fn make(key: &SecretKey, principal: &str, aud: &str, now: i64, jti: &str) -> String {
+    let header = jws::header("JWT", Some(key.public().thumbprint()), None);
+    let claims = AssertionClaims {
+        iss: principal.into(),
+        sub: principal.into(),
+        aud: Audience::One(aud.into()),
+        exp: now + 60,
+        iat: Some(now),
+        nbf: None,
+        jti: jti.into(),
+    };
+    jws::sign(&header, &claims, key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISS: &str = "http://127.0.0.1:8700";
+
+    #[test]
+    fn accepts_a_good_assertion_and_refuses_each_defect() {
+        let k = SecretKey::from_seed(&[9; 32]);
+        let keys = [k.public()];
+        let auds = [ISS, "http://127.0.0.1:8700/oauth/token"];
+        let ok = make(&k, "agent:a", ISS, 1000, "j");
+        assert!(decode(&ok).unwrap().check(&keys, &auds, 1000).is_ok());
+        assert_eq!(
+            decode(&ok).unwrap().check(&keys, &auds, 1100).unwrap_err(),
+            AssertionError::Expired
+        );
+        let other = [SecretKey::from_seed(&[8; 32]).public()];
+        assert!(matches!(
+            decode(&ok).unwrap().check(&other, &auds, 1000),
+            Err(AssertionError::Signature(_))
+        ));
+        let wrong_aud = make(&k, "agent:a", "http://elsewhere", 1000, "j");
+        assert!(matches!(
+            decode(&wrong_aud).unwrap().check(&keys, &auds, 1000),
+            Err(AssertionError::Audience(_))
+        ));
+        let long = jws::sign(
+            &jws::header("JWT", None, None),
+            &serde_json::json!({"iss":"agent:a","sub":"agent:a","aud":ISS,"exp":1000 + 3600,"jti":"x"}),
+            &k,
+        );
+        assert_eq!(
+            decode(&long)
+                .unwrap()
+                .check(&keys, &auds, 1000)
+                .unwrap_err(),
+            AssertionError::TooLong
+        );
+        let mixed = jws::sign(
+            &jws::header("JWT", None, None),
+            &serde_json::json!({"iss":"agent:a","sub":"agent:b","aud":ISS,"exp":1060,"jti":"x"}),
+            &k,
+        );
+        assert_eq!(decode(&mixed).unwrap_err(), AssertionError::IssSub);
+    }
+}

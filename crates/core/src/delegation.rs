@@ -1,0 +1,381 @@
+//! The delegation rules of the token endpoint, as pure functions.
+//!
+//! `client_credentials` mints a principal's own mandate within its ceiling; `exchange` derives a
+//! child mandate from a verified parent for another principal. Every hop narrows: a child's scopes
+//! are covered by its parent's and by the delegate's ceiling, its audiences are a subset of both,
+//! it never outlives its parent, and its depth stays within the parent's and the ceiling's bound.
+//! Randomness (`jti`) and time come in as arguments.
+
+use crate::claims::{Act, Audience, Cnf, MandateClaims, MandateInfo, MayAct, MAX_CHAIN_DEPTH};
+use crate::principal::PrincipalName;
+use crate::scope::{Scope, ScopeSet};
+use crate::verify::VerifiedMandate;
+
+/// Lifetime of a mandate when the request names none: 10 minutes (capped by `max_ttl`).
+pub const DEFAULT_TTL: i64 = 600;
+/// The scope that lets a user administer Mandate. Only admins hold it; it is never delegated.
+pub const ADMIN_SCOPE: &str = "mandate:admin";
+/// The audience value that means "any audience" in a ceiling.
+pub const ANY_AUDIENCE: &str = "*";
+
+/// Why a mandate could not be issued. Each variant maps to an RFC 6749 §5.2 error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DelegationError {
+    /// A requested scope is not covered (`invalid_scope`).
+    #[error("{0}")]
+    InvalidScope(String),
+    /// A requested audience is not allowed (`invalid_target`).
+    #[error("{0}")]
+    InvalidTarget(String),
+    /// The request itself is unacceptable (`invalid_request`).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The subject token cannot be exchanged (`invalid_grant`).
+    #[error("{0}")]
+    InvalidGrant(String),
+    /// The caller may not make this exchange (`unauthorized_client`).
+    #[error("{0}")]
+    Unauthorized(String),
+}
+
+impl DelegationError {
+    /// The RFC 6749 §5.2 `error` value.
+    pub fn oauth_code(&self) -> &'static str {
+        match self {
+            DelegationError::InvalidScope(_) => "invalid_scope",
+            DelegationError::InvalidTarget(_) => "invalid_target",
+            DelegationError::InvalidRequest(_) => "invalid_request",
+            DelegationError::InvalidGrant(_) => "invalid_grant",
+            DelegationError::Unauthorized(_) => "unauthorized_client",
+        }
+    }
+}
+
+/// What a principal may ever hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ceiling {
+    /// Scopes it may hold.
+    pub scopes: ScopeSet,
+    /// Audiences it may hold mandates for; `*` means any.
+    pub audiences: Vec<String>,
+    /// Longest lifetime of a mandate it may hold, in seconds.
+    pub max_ttl: i64,
+    /// Deepest chain position it may hold a mandate at.
+    pub max_depth: u32,
+}
+
+impl Ceiling {
+    fn allows_audience(&self, aud: &str) -> bool {
+        self.audiences.iter().any(|a| a == ANY_AUDIENCE || a == aud)
+    }
+}
+
+/// The principal who will hold the new mandate.
+#[derive(Debug, Clone, Copy)]
+pub struct Grantee<'a> {
+    /// Its name.
+    pub name: &'a PrincipalName,
+    /// Its ceiling.
+    pub ceiling: &'a Ceiling,
+    /// Whether it has the admin role (only admins may hold [`ADMIN_SCOPE`]).
+    pub admin: bool,
+    /// Thumbprint of the key the mandate is bound to; `None` issues a bearer mandate.
+    pub jkt: Option<&'a str>,
+}
+
+/// What the client asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// Requested scopes; `None` means "the same as the parent" (exchange only).
+    pub scopes: Option<ScopeSet>,
+    /// Requested audiences; empty means "the same as the parent" or the ceiling's only audience.
+    pub audiences: Vec<String>,
+    /// Requested lifetime in seconds.
+    pub ttl: Option<i64>,
+    /// Who may later pull an exchange of the new mandate.
+    pub may_act: Option<PrincipalName>,
+}
+
+/// The issuer's part of a new mandate.
+#[derive(Debug, Clone, Copy)]
+pub struct Mint<'a> {
+    /// Issuer URL.
+    pub issuer: &'a str,
+    /// Fresh unique id.
+    pub jti: &'a str,
+    /// Current time.
+    pub now: i64,
+}
+
+fn admin_scope() -> Scope {
+    Scope::parse(ADMIN_SCOPE).expect("constant is valid")
+}
+
+fn list(v: &[&Scope]) -> String {
+    v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+}
+
+fn check_ceiling_scopes(to: &Grantee<'_>, scopes: &ScopeSet) -> Result<(), DelegationError> {
+    let over = to.ceiling.scopes.uncovered(scopes);
+    if !over.is_empty() {
+        let ceiling = if to.ceiling.scopes.is_empty() {
+            "none".to_string()
+        } else {
+            to.ceiling.scopes.to_string()
+        };
+        return Err(DelegationError::InvalidScope(format!(
+            "{} may not hold {} (its ceiling allows: {ceiling}); request narrower scopes or raise its ceiling",
+            to.name,
+            list(&over)
+        )));
+    }
+    let admin = admin_scope();
+    if let Some(s) = scopes.iter().find(|s| s.covers(&admin)) {
+        if !to.admin {
+            return Err(DelegationError::InvalidScope(format!(
+                "scope {s} includes {ADMIN_SCOPE}, which only admins may hold"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_ttl(to: &Grantee<'_>, ttl: Option<i64>) -> Result<i64, DelegationError> {
+    match ttl {
+        Some(t) if t <= 0 => Err(DelegationError::InvalidRequest(
+            "requested lifetime must be positive".into(),
+        )),
+        Some(t) if t > to.ceiling.max_ttl => Err(DelegationError::InvalidRequest(format!(
+            "requested lifetime {t}s exceeds {}'s max_ttl of {}s",
+            to.name, to.ceiling.max_ttl
+        ))),
+        Some(t) => Ok(t),
+        None => Ok(DEFAULT_TTL.min(to.ceiling.max_ttl)),
+    }
+}
+
+fn check_audiences(to: &Grantee<'_>, auds: &[String]) -> Result<(), DelegationError> {
+    if let Some(a) = auds.iter().find(|a| !to.ceiling.allows_audience(a)) {
+        return Err(DelegationError::InvalidTarget(format!(
+            "{} may not hold mandates for audience {a} (its ceiling allows: {})",
+            to.name,
+            if to.ceiling.audiences.is_empty() {
+                "none".into()
+            } else {
+                to.ceiling.audiences.join(" ")
+            }
+        )));
+    }
+    Ok(())
+}
+
+/// Mints a principal's own mandate (`grant_type=client_credentials`).
+pub fn client_credentials(
+    mint: Mint<'_>,
+    to: Grantee<'_>,
+    req: Request,
+) -> Result<MandateClaims, DelegationError> {
+    let scopes = match req.scopes {
+        Some(s) if !s.is_empty() => s,
+        _ => {
+            return Err(DelegationError::InvalidScope(format!(
+                "name the scopes you need with scope= ({} may hold: {})",
+                to.name, to.ceiling.scopes
+            )))
+        }
+    };
+    check_ceiling_scopes(&to, &scopes)?;
+    let audiences = if req.audiences.is_empty() {
+        match to.ceiling.audiences.as_slice() {
+            [one] if one != ANY_AUDIENCE => vec![one.clone()],
+            _ => {
+                return Err(DelegationError::InvalidTarget(
+                    "name the audience the mandate is for with audience= (or resource=)".into(),
+                ))
+            }
+        }
+    } else {
+        req.audiences
+    };
+    check_audiences(&to, &audiences)?;
+    let ttl = check_ttl(&to, req.ttl)?;
+    check_may_act(&to, req.may_act.as_ref())?;
+    Ok(MandateClaims {
+        iss: mint.issuer.to_string(),
+        sub: to.name.to_string(),
+        aud: Audience::from_vec(audiences),
+        scope: scopes.to_string(),
+        iat: mint.now,
+        nbf: mint.now,
+        exp: mint.now + ttl,
+        jti: mint.jti.to_string(),
+        client_id: to.name.to_string(),
+        act: None,
+        may_act: req.may_act.map(|p| MayAct { sub: p.to_string() }),
+        cnf: to.jkt.map(|j| Cnf { jkt: j.to_string() }),
+        mandate: MandateInfo {
+            depth: 0,
+            parents: vec![],
+            max_depth: to.ceiling.max_depth.min(MAX_CHAIN_DEPTH),
+        },
+    })
+}
+
+fn check_may_act(to: &Grantee<'_>, may_act: Option<&PrincipalName>) -> Result<(), DelegationError> {
+    if may_act == Some(to.name) {
+        return Err(DelegationError::InvalidRequest(
+            "may_act names the holder itself".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// How the exchange was asked for.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller<'a> {
+    /// RFC 8693 push: the holder of the subject token delegates to `requested_actor`.
+    Holder {
+        /// The authenticated caller.
+        name: &'a str,
+        /// Thumbprint of the key the caller authenticated with.
+        jkt: &'a str,
+    },
+    /// RFC 8693 pull: the caller acts for the subject, allowed by the subject token's `may_act`.
+    Actor {
+        /// The authenticated caller.
+        name: &'a str,
+    },
+}
+
+/// Checks that the authenticated caller may exchange `parent` in the way it asked.
+pub fn authorize_exchange(
+    parent: &VerifiedMandate,
+    caller: Caller<'_>,
+) -> Result<(), DelegationError> {
+    let p = parent.claims();
+    match caller {
+        Caller::Holder { name, jkt } => {
+            if p.client_id != name {
+                return Err(DelegationError::InvalidGrant(format!(
+                    "subject_token is held by {}, not by {name}: only the holder can delegate it",
+                    p.client_id
+                )));
+            }
+            if p.cnf.as_ref().is_some_and(|c| c.jkt != jkt) {
+                return Err(DelegationError::InvalidGrant(
+                    "subject_token is bound to another key than the one this client authenticated with".into(),
+                ));
+            }
+        }
+        Caller::Actor { name } => {
+            if p.may_act.as_ref().map(|m| m.sub.as_str()) != Some(name) {
+                return Err(DelegationError::Unauthorized(format!(
+                    "subject_token's may_act does not name {name}: ask its holder to delegate with requested_actor instead"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Derives a child mandate for `to` from a verified parent (`grant_type=...:token-exchange`).
+/// The caller must have passed [`authorize_exchange`].
+pub fn exchange(
+    mint: Mint<'_>,
+    parent: &VerifiedMandate,
+    to: Grantee<'_>,
+    req: Request,
+) -> Result<MandateClaims, DelegationError> {
+    let p = parent.claims();
+    if p.exp <= mint.now {
+        return Err(DelegationError::InvalidGrant(
+            "subject_token has expired".into(),
+        ));
+    }
+    if to.name.as_str() == p.client_id {
+        return Err(DelegationError::InvalidRequest(format!(
+            "{} already holds this mandate: delegate to another agent",
+            to.name
+        )));
+    }
+    let depth = p.mandate.depth + 1;
+    if depth > p.mandate.max_depth {
+        return Err(DelegationError::InvalidGrant(format!(
+            "delegation depth limit reached: this chain allows at most {} hops",
+            p.mandate.max_depth
+        )));
+    }
+    if depth > to.ceiling.max_depth {
+        return Err(DelegationError::InvalidGrant(format!(
+            "{} may not hold mandates deeper than {} hops (this would be hop {depth})",
+            to.name, to.ceiling.max_depth
+        )));
+    }
+    let parent_scopes = ScopeSet::parse(&p.scope)
+        .map_err(|e| DelegationError::InvalidGrant(format!("subject_token scope: {e}")))?;
+    let scopes = req.scopes.unwrap_or_else(|| parent_scopes.clone());
+    if scopes.is_empty() {
+        return Err(DelegationError::InvalidScope(
+            "request at least one scope".into(),
+        ));
+    }
+    let over = parent_scopes.uncovered(&scopes);
+    if !over.is_empty() {
+        return Err(DelegationError::InvalidScope(format!(
+            "the subject_token does not hold {} (it holds: {}); a delegate can only get a subset",
+            list(&over),
+            p.scope
+        )));
+    }
+    check_ceiling_scopes(&to, &scopes)?;
+    if let Some(s) = scopes
+        .iter()
+        .find(|s| s.resource() == "mandate" || s.covers(&admin_scope()))
+    {
+        return Err(DelegationError::InvalidScope(format!(
+            "scope {s} covers Mandate's own administration, which is never delegated"
+        )));
+    }
+    let audiences = if req.audiences.is_empty() {
+        p.aud.as_slice().to_vec()
+    } else {
+        req.audiences
+    };
+    if let Some(a) = audiences.iter().find(|a| !p.aud.contains(a)) {
+        return Err(DelegationError::InvalidTarget(format!(
+            "the subject_token is not valid for audience {a} (it is for: {})",
+            p.aud.as_slice().join(" ")
+        )));
+    }
+    check_audiences(&to, &audiences)?;
+    let ttl = check_ttl(&to, req.ttl)?;
+    check_may_act(&to, req.may_act.as_ref())?;
+    let mut parents = p.mandate.parents.clone();
+    parents.push(p.jti.clone());
+    Ok(MandateClaims {
+        iss: mint.issuer.to_string(),
+        sub: p.sub.clone(),
+        aud: Audience::from_vec(audiences),
+        scope: scopes.to_string(),
+        iat: mint.now,
+        nbf: mint.now,
+        exp: (mint.now + ttl).min(p.exp),
+        jti: mint.jti.to_string(),
+        client_id: to.name.to_string(),
+        act: Some(Act {
+            sub: to.name.to_string(),
+            act: p.act.clone().map(Box::new),
+        }),
+        may_act: req.may_act.map(|m| MayAct { sub: m.to_string() }),
+        cnf: to.jkt.map(|j| Cnf { jkt: j.to_string() }),
+        mandate: MandateInfo {
+            depth,
+            parents,
+            max_depth: p.mandate.max_depth.min(to.ceiling.max_depth),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,213 @@
+//! Compact JWS (RFC 7515) with Ed25519 only (RFC 8037 `EdDSA`, RFC 9864 `Ed25519`).
+//!
+//! Decoding is "parse, don't validate": a `Jws` exists only for input that has three base64url
+//! parts, a JSON header naming an Ed25519 algorithm, no `crit` members, and a 64-byte signature.
+//! Signature checking is a separate, explicit step because the caller alone knows the right key.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{PublicKey, SecretKey};
+
+/// Tokens longer than this are refused before any decoding (DoS guard).
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// Why a compact JWS was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwsError {
+    /// Longer than [`MAX_TOKEN_LEN`].
+    #[error("token is {0} bytes, over the {MAX_TOKEN_LEN}-byte limit")]
+    TooLarge(usize),
+    /// Not three dot-separated base64url parts.
+    #[error("not a compact JWS (expected three base64url parts separated by '.')")]
+    Malformed,
+    /// The header is not a JSON object of the expected shape.
+    #[error("JWS header is not valid JSON: {0}")]
+    BadHeader(String),
+    /// The algorithm is anything but Ed25519.
+    #[error("algorithm {0:?} is not accepted: only EdDSA (Ed25519) is")]
+    Algorithm(String),
+    /// The header lists critical extensions we do not understand.
+    #[error("JWS header has \"crit\" extensions, which are not supported")]
+    Crit,
+    /// The signature does not verify with the key.
+    #[error("signature does not verify")]
+    Signature,
+    /// The payload is not a JSON object of the expected shape.
+    #[error("JWS payload is not valid: {0}")]
+    BadPayload(String),
+}
+
+/// The JOSE header members Mandate reads.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Header {
+    /// Signature algorithm: `EdDSA` or `Ed25519`.
+    pub alg: String,
+    /// Media type, e.g. `at+jwt`, `dpop+jwt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typ: Option<String>,
+    /// Key id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// Embedded public JWK (DPoP proofs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwk: Option<serde_json::Value>,
+    /// Critical extensions; any value makes the token unacceptable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crit: Option<serde_json::Value>,
+}
+
+/// A structurally valid compact JWS whose signature has not been checked yet.
+#[derive(Debug, Clone)]
+pub struct Jws<'a> {
+    /// The decoded header.
+    pub header: Header,
+    signing_input: &'a str,
+    payload: Vec<u8>,
+    signature: [u8; 64],
+}
+
+fn b64(part: &str) -> Result<Vec<u8>, JwsError> {
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| JwsError::Malformed)
+}
+
+impl<'a> Jws<'a> {
+    /// Splits and decodes a compact JWS, refusing anything but Ed25519.
+    pub fn decode(token: &'a str) -> Result<Self, JwsError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(JwsError::TooLarge(token.len()));
+        }
+        let mut parts = token.split('.');
+        let (h, p, s) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(h), Some(p), Some(s), None) if !h.is_empty() && !s.is_empty() => (h, p, s),
+            _ => return Err(JwsError::Malformed),
+        };
+        let header: Header =
+            serde_json::from_slice(&b64(h)?).map_err(|e| JwsError::BadHeader(e.to_string()))?;
+        if header.alg != "EdDSA" && header.alg != "Ed25519" {
+            return Err(JwsError::Algorithm(header.alg));
+        }
+        if header.crit.is_some() {
+            return Err(JwsError::Crit);
+        }
+        let signature: [u8; 64] = b64(s)?.try_into().map_err(|_| JwsError::Malformed)?;
+        Ok(Jws {
+            header,
+            signing_input: &token[..h.len() + 1 + p.len()],
+            payload: b64(p)?,
+            signature,
+        })
+    }
+
+    /// The payload bytes, not yet authenticated.
+    pub fn unverified_payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// Parses the payload as JSON, without checking the signature (for routing only).
+    pub fn unverified_claims<T: for<'de> Deserialize<'de>>(&self) -> Result<T, JwsError> {
+        serde_json::from_slice(&self.payload).map_err(|e| JwsError::BadPayload(e.to_string()))
+    }
+
+    /// Checks the signature with `key`.
+    pub fn verify(&self, key: &PublicKey) -> Result<(), JwsError> {
+        if key.verify(self.signing_input.as_bytes(), &self.signature) {
+            Ok(())
+        } else {
+            Err(JwsError::Signature)
+        }
+    }
+}
+
+/// Signs `claims` as a compact JWS with the given header.
+pub fn sign<T: Serialize>(header: &Header, claims: &T, key: &SecretKey) -> String {
+    let h = serde_json::to_vec(header).expect("header serialises");
+    let p = serde_json::to_vec(claims).expect("claims serialise");
+    let mut out = String::with_capacity(h.len() * 4 / 3 + p.len() * 4 / 3 + 90);
+    URL_SAFE_NO_PAD.encode_string(h, &mut out);
+    out.push('.');
+    URL_SAFE_NO_PAD.encode_string(p, &mut out);
+    let sig = key.sign(out.as_bytes());
+    out.push('.');
+    URL_SAFE_NO_PAD.encode_string(sig, &mut out);
+    out
+}
+
+/// A header `{"alg":"EdDSA","typ":typ}` plus the given optional members.
+pub fn header(typ: &str, kid: Option<String>, jwk: Option<serde_json::Value>) -> Header {
+    Header {
+        alg: "EdDSA".into(),
+        typ: Some(typ.into()),
+        kid,
+        jwk,
+        crit: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SecretKey {
+        SecretKey::from_seed(&[1; 32])
+    }
+
+    #[test]
+    fn sign_then_decode_and_verify() {
+        let t = sign(
+            &header("JWT", None, None),
+            &serde_json::json!({"a": 1}),
+            &key(),
+        );
+        let j = Jws::decode(&t).unwrap();
+        j.verify(&key().public()).unwrap();
+        assert_eq!(j.unverified_payload(), br#"{"a":1}"#);
+        assert_eq!(
+            j.verify(&SecretKey::from_seed(&[2; 32]).public()),
+            Err(JwsError::Signature)
+        );
+    }
+
+    #[test]
+    fn rfc8037_a4_signature_verifies() {
+        // RFC 8037 Appendix A.4: the example JWS over "Example of Ed25519 signing".
+        let t = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc.hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
+        let k = PublicKey::parse("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo").unwrap();
+        Jws::decode(t).unwrap().verify(&k).unwrap();
+    }
+
+    #[test]
+    fn refuses_other_algorithms_and_shapes() {
+        let enc = |v: &str| URL_SAFE_NO_PAD.encode(v);
+        let body = enc("{}");
+        let sig = URL_SAFE_NO_PAD.encode([0u8; 64]);
+        for (alg, want) in [
+            ("none", JwsError::Algorithm("none".into())),
+            ("HS256", JwsError::Algorithm("HS256".into())),
+            ("RS256", JwsError::Algorithm("RS256".into())),
+        ] {
+            let t = format!("{}.{body}.{sig}", enc(&format!(r#"{{"alg":"{alg}"}}"#)));
+            assert_eq!(Jws::decode(&t).unwrap_err(), want);
+        }
+        let crit = format!("{}.{body}.{sig}", enc(r#"{"alg":"EdDSA","crit":["x"]}"#));
+        assert_eq!(Jws::decode(&crit).unwrap_err(), JwsError::Crit);
+        for bad in [
+            "",
+            "a.b",
+            "a.b.c.d",
+            "!!.e30.AA",
+            &format!("{}.{body}.", enc(r#"{"alg":"EdDSA"}"#)),
+        ] {
+            assert!(Jws::decode(bad).is_err(), "{bad}");
+        }
+        let huge = "a".repeat(MAX_TOKEN_LEN + 1);
+        assert_eq!(
+            Jws::decode(&huge).unwrap_err(),
+            JwsError::TooLarge(MAX_TOKEN_LEN + 1)
+        );
+    }
+}

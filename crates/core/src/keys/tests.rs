@@ -1,0 +1,120 @@
+//! Tests for key parsing: every accepted form yields the same key and `kid`; everything else is refused.
+
+use super::*;
+
+fn sample() -> SecretKey {
+    SecretKey::from_seed(&[7u8; 32])
+}
+
+#[test]
+fn rfc8037_thumbprint_vector() {
+    // RFC 8037 Appendix A.3: the thumbprint of the example Ed25519 key.
+    let jwk = serde_json::json!({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+    let k = PublicKey::from_jwk(&jwk).unwrap();
+    assert_eq!(
+        k.thumbprint(),
+        "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+    );
+}
+
+#[test]
+fn rfc8032_secret_yields_rfc8037_public() {
+    // RFC 8037 Appendix A.1/A.2: d -> x.
+    let sk = SecretKey::parse(
+        r#"{"kty":"OKP","crv":"Ed25519","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        sk.public().x(),
+        "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+    );
+}
+
+#[test]
+fn all_five_public_forms_give_the_same_kid() {
+    let p = sample().public();
+    let pem = {
+        use ed25519_dalek::pkcs8::EncodePublicKey;
+        VerifyingKey::from_bytes(p.as_bytes())
+            .unwrap()
+            .to_public_key_pem(Default::default())
+            .unwrap()
+    };
+    let forms = [
+        STANDARD.encode(p.as_bytes()),
+        URL_SAFE_NO_PAD.encode(p.as_bytes()),
+        format!("  {}\n", URL_SAFE.encode(p.as_bytes())),
+        p.to_jwk().to_string(),
+        format!("{} alice@laptop", p.to_openssh()),
+        pem,
+    ];
+    for f in forms {
+        let k = PublicKey::parse(&f).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert_eq!(k.thumbprint(), p.thumbprint(), "{f}");
+    }
+}
+
+#[test]
+fn malformed_keys_name_the_accepted_forms() {
+    for bad in [
+        "",
+        "hello",
+        "AAAA",
+        "{\"kty\":\"RSA\"}",
+        "{not json",
+        "ssh-rsa AAAAB3NzaC1yc2E",
+        "ssh-ed25519 !!!",
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+    ] {
+        let e = PublicKey::parse(bad).unwrap_err();
+        assert!(e.to_string().contains("accepted forms"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn private_material_is_never_accepted_as_a_public_key() {
+    let sk = sample();
+    let mut nacl_secret = sk.0.to_bytes().to_vec();
+    nacl_secret.extend_from_slice(sk.public().as_bytes());
+    assert_eq!(
+        PublicKey::parse(&STANDARD.encode(&nacl_secret)),
+        Err(KeyError::PrivateGiven)
+    );
+    assert_eq!(
+        PublicKey::parse(&sk.to_private_jwk().to_string()),
+        Err(KeyError::PrivateGiven)
+    );
+}
+
+#[test]
+fn weak_points_are_refused() {
+    // The identity point (small order) encodes as 0x01 followed by zeros.
+    let mut ident = [0u8; 32];
+    ident[0] = 1;
+    assert!(PublicKey::from_bytes(&ident).is_err());
+}
+
+#[test]
+fn secret_key_forms_round_trip() {
+    let sk = sample();
+    let mut nacl_secret = sk.0.to_bytes().to_vec();
+    nacl_secret.extend_from_slice(sk.public().as_bytes());
+    for f in [
+        sk.to_private_jwk().to_string(),
+        STANDARD.encode(&nacl_secret),
+    ] {
+        assert_eq!(SecretKey::parse(&f).unwrap().public(), sk.public());
+    }
+    let mut wrong = nacl_secret.clone();
+    wrong[40] ^= 1;
+    assert!(SecretKey::parse(&STANDARD.encode(&wrong)).is_err());
+}
+
+#[test]
+fn signatures_verify_only_with_the_right_key() {
+    let sk = sample();
+    let sig = sk.sign(b"msg");
+    assert!(sk.public().verify(b"msg", &sig));
+    assert!(!sk.public().verify(b"msg2", &sig));
+    assert!(!SecretKey::from_seed(&[8; 32]).public().verify(b"msg", &sig));
+}

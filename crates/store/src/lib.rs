@@ -1,0 +1,25 @@
+//! Mandate's storage layer: principals and their keys, enrollment codes,
+//! issued mandates, used single-use jtis and the issuer's own signing keys.
+//!
+//! The crate speaks plain strings and integers so that it does not depend on
+//! the token logic in `mandate-core`. Storage is SQLite in WAL mode with full
+//! fsync durability; the hot writes (`use_jti`, `record_mandate`) go through a
+//! group-commit writer task so many requests share one fsync. The SQL is kept
+//! portable so a PostgreSQL backend can reuse it later.
+
+#![forbid(unsafe_code)]
+
+mod enrollment;
+mod error;
+mod issuer_keys;
+mod jtis;
+mod mandates;
+mod principals;
+mod store;
+mod writer;
+
+pub use error::StoreError;
+pub use issuer_keys::IssuerKey;
+pub use mandates::MandateRecord;
+pub use principals::{NewKey, NewPrincipal, Principal, PrincipalKey};
+pub use store::Store;

@@ -1,0 +1,139 @@
+//! The `Store` handle and how it is opened: connection settings, schema
+//! migration, and starting the group-commit writer.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::error::StoreError;
+use crate::writer::Writer;
+
+/// How long a connection waits for another writer's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Size of the pool that serves reads and the infrequent administrative writes.
+const READER_CONNECTIONS: u32 = 8;
+
+/// A handle to Mandate's database; cheap to clone and safe to share.
+///
+/// Reads and administrative writes use a connection pool. The hot-path writes
+/// (`use_jti` and `record_mandate`) are sent to a single writer task that
+/// commits them in batches.
+#[derive(Clone, Debug)]
+pub struct Store {
+    /// Pool for reads and administrative writes.
+    pub(crate) pool: SqlitePool,
+    /// Channel to the group-commit writer task.
+    pub(crate) writer: Writer,
+}
+
+impl Store {
+    /// Opens (creating if missing) the SQLite database at `path` in WAL mode
+    /// with `synchronous=FULL`, applies pending migrations and starts the
+    /// group-commit writer.
+    ///
+    /// Must be called inside a Tokio runtime, which the writer task runs on.
+    pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(READER_CONNECTIONS)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        // The writer gets its own single, permanent connection so that hot
+        // writes never queue behind readers for a pooled connection.
+        let writer_pool = single_connection_pool().connect_with(options).await?;
+        Ok(Store {
+            pool,
+            writer: Writer::spawn(writer_pool),
+        })
+    }
+
+    /// Opens a fresh, private in-memory database, for tests.
+    ///
+    /// Everything, including the writer, shares one connection, because an
+    /// in-memory database disappears when its last connection closes.
+    pub async fn open_sqlite_memory() -> Result<Store, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")?
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = single_connection_pool().connect_with(options).await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store {
+            writer: Writer::spawn(pool.clone()),
+            pool,
+        })
+    }
+}
+
+/// Pool settings for exactly one connection that is never closed for being
+/// idle or old, so the writer keeps its connection and in-memory data lives on.
+fn single_connection_pool() -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_is_clone_send_and_sync() {
+        // Server handlers share one Store across tasks and threads.
+        fn assert_shareable<T: Clone + Send + Sync + 'static>() {}
+        assert_shareable::<Store>();
+    }
+
+    #[tokio::test]
+    async fn file_store_uses_wal_full_sync_foreign_keys_and_busy_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("mandate.db"))
+            .await
+            .unwrap();
+        let mut conn = store.pool.acquire().await.unwrap();
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(journal, "wal");
+        // 2 is FULL.
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(synchronous, 2);
+        let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(foreign_keys, 1);
+        let busy_ms: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(busy_ms, 5_000);
+    }
+
+    #[tokio::test]
+    async fn opening_creates_the_file_and_reopening_it_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested-name.db");
+        drop(Store::open_sqlite(&path).await.unwrap());
+        assert!(path.exists());
+        // Reopening must find the migrations already applied and not fail.
+        drop(Store::open_sqlite(&path).await.unwrap());
+    }
+}
