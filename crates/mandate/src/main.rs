@@ -1,1 +1,51 @@
-fn main() {}
+//! `mandate`: parses the command line and wires the crates together. Errors are printed as one
+//! line on stderr with a non-zero exit code.
+#![forbid(unsafe_code)]
+
+mod bench;
+mod cli;
+mod client;
+mod cmd_principals;
+mod cmd_server;
+mod cmd_tokens;
+mod ctx;
+mod home;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MANDATE_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes, outermost first.
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", chain.join(": "));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = ctx::Ctx::new(cli.json, cli.server)?;
+    match cli.command {
+        Command::Up(a) => cmd_server::up(&ctx, a).await,
+        Command::Init(a) => cmd_server::init(&ctx, a).await.map(|_| ()),
+        Command::Serve(a) => cmd_server::serve(&ctx, a).await,
+        Command::Agent(c) => cmd_principals::agent(&ctx, c).await,
+        Command::User(c) => cmd_principals::user(&ctx, c).await,
+        Command::Token(c) => cmd_tokens::token(&ctx, c).await,
+        Command::Delegate(a) => cmd_tokens::delegate(&ctx, a).await,
+        Command::Keys(c) => cmd_tokens::keys(&ctx, c).await,
+        Command::Bench(a) => bench::run(&ctx, a).await,
+    }
+}

@@ -1,1 +1,94 @@
-//! placeholder
+//! Mandate's authority over HTTP.
+//!
+//! RFC 8414 metadata, the JWKS, the OAuth token endpoint (RFC 6749 / 7523 / 8693 / 9449), the
+//! enrollment endpoint and the admin API. Handlers are thin: they parse the request, call the pure
+//! rules in `mandate-core`, and read or write through `mandate-store`.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod api_error;
+mod client_auth;
+mod enroll;
+mod form;
+pub mod issuer;
+mod metadata;
+mod oauth_error;
+mod principals;
+mod resource_auth;
+pub mod state;
+mod token;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use state::{now, AppState, Config, Endpoints};
+
+/// Request bodies larger than this are refused before parsing.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Paths of every route, relative to the issuer URL.
+pub mod paths {
+    /// RFC 8414 metadata.
+    pub const METADATA: &str = "/.well-known/oauth-authorization-server";
+    /// The issuer's public keys.
+    pub const JWKS: &str = "/oauth2/jwks";
+    /// The token endpoint.
+    pub const TOKEN: &str = "/oauth2/token";
+    /// RFC 7662 introspection (served by a later release).
+    pub const INTROSPECT: &str = "/oauth2/introspect";
+    /// RFC 7009 revocation (served by a later release).
+    pub const REVOKE: &str = "/oauth2/revoke";
+    /// Redeems an enrollment code for a key made on the agent's machine.
+    pub const JOIN: &str = "/enroll/v1/join";
+    /// Admin API root.
+    pub const ADMIN: &str = "/admin/v1";
+}
+
+/// Builds the router over shared state.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(paths::METADATA, get(metadata::metadata))
+        .route(paths::JWKS, get(metadata::jwks))
+        .route(paths::TOKEN, post(token::token))
+        .route(paths::JOIN, post(enroll::join))
+        .nest(paths::ADMIN, admin::routes())
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// Serves on a bound listener until `shutdown` completes, with background housekeeping
+/// (purging used jtis, dropping retired issuer keys once nothing they signed is still valid).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let housekeeping = tokio::spawn(housekeeping(state.clone()));
+    let res = axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    housekeeping.abort();
+    res
+}
+
+async fn housekeeping(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let now = now();
+        if let Err(e) = state.store.purge_expired_jtis(now).await {
+            tracing::warn!(error = %e, "purging used jtis failed; will retry");
+        }
+        if let Err(e) = state.keys.drop_expired(&state.store, now).await {
+            tracing::warn!(error = %e, "dropping retired issuer keys failed; will retry");
+        }
+    }
+}

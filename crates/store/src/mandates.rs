@@ -47,6 +47,16 @@ impl Store {
         self.writer.record_mandate(m).await
     }
 
+    /// The latest expiry of any mandate signed by issuer key `kid` (None if it signed none):
+    /// how long a retired key must stay in the JWKS.
+    pub async fn last_expiry_for_kid(&self, kid: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MAX(expires_at) FROM mandates WHERE kid = $1")
+            .bind(kid)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>(0)?)
+    }
+
     /// Looks up a mandate by jti.
     pub async fn mandate(&self, jti: &str) -> Result<Option<MandateRecord>, StoreError> {
         let row = sqlx::query(

@@ -1,0 +1,221 @@
+//! The command line, as clap types. Names and flags follow SPEC.md's "Command line" section.
+
+use clap::{Args, Parser, Subcommand};
+
+/// Mandate: per-agent identity, delegated mandates, policy, approvals and audit for AI agent fleets.
+#[derive(Debug, Parser)]
+#[command(name = "mandate", version, about, disable_help_subcommand = true)]
+pub struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The Mandate server URL (default: from MANDATE_HOME/config.toml).
+    #[arg(long, global = true, env = "MANDATE_SERVER")]
+    pub server: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Development: initialise on first run, then serve everything.
+    Up(UpArgs),
+    /// Create MANDATE_HOME: issuer key, database and the admin user (with a local key).
+    Init(InitArgs),
+    /// Serve the authority.
+    Serve(ServeArgs),
+    /// Manage agents.
+    #[command(subcommand)]
+    Agent(AgentCmd),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Obtain and inspect mandates.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Delegate a mandate to another agent (RFC 8693 token exchange).
+    Delegate(DelegateArgs),
+    /// Manage the issuer's signing keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Measure token exchange throughput over HTTP on loopback.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Address to listen on (used at first initialisation; later runs use the saved config).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Also create a demo fleet: user:alice, agent:planner and agent:coder, with local keys.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Address the server will listen on.
+    #[arg(long, default_value = crate::home::DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Public issuer URL, if clients reach the server by another address than `http://LISTEN`.
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// Also create the demo fleet (see `mandate up --demo`).
+    #[arg(long)]
+    pub demo: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Server configuration file (default: MANDATE_HOME/server/server.toml).
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    /// Override the listen address from the configuration.
+    #[arg(long)]
+    pub listen: Option<String>,
+}
+
+/// A principal's ceiling, as given on the command line.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CeilingArgs {
+    /// Scopes it may hold, space-separated (one string or several values), e.g. "github:* ci:read".
+    #[arg(long, num_args = 1..)]
+    pub scopes: Vec<String>,
+    /// Audiences it may hold mandates for (default: any).
+    #[arg(long, num_args = 1..)]
+    pub audiences: Vec<String>,
+    /// Longest lifetime of its mandates (e.g. 30m, 1h; default 1h).
+    #[arg(long)]
+    pub max_ttl: Option<String>,
+    /// Deepest position in a delegation chain it may hold a mandate at (default 5).
+    #[arg(long)]
+    pub max_depth: Option<u32>,
+    /// Allow bearer (non-DPoP) mandates for it.
+    #[arg(long)]
+    pub allow_bearer: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCmd {
+    /// Register an agent. Without --public-key, its key pair is made here (MANDATE_HOME/keys).
+    Create {
+        name: String,
+        /// Its public key: tweetnacl base64, base64url, JWK, OpenSSH or PEM.
+        #[arg(long)]
+        public_key: Option<String>,
+        #[command(flatten)]
+        ceiling: CeilingArgs,
+    },
+    /// List agents.
+    List,
+    /// Show one agent.
+    Show { name: String },
+    /// Disable an agent: it can no longer authenticate or receive mandates.
+    Disable { name: String },
+    /// Re-enable an agent.
+    Enable { name: String },
+    /// Issue a one-time, expiring code with which the agent's own machine registers its key.
+    Enroll {
+        name: String,
+        /// How long the code stays valid (default 15m).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// The ceiling to create the agent with, if it does not exist yet.
+        #[command(flatten)]
+        ceiling: CeilingArgs,
+    },
+    /// On the agent's machine: make its key pair here and register it with an enrollment code.
+    Join {
+        #[arg(long)]
+        code: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Register a user. Without --public-key, its key pair is made here (MANDATE_HOME/keys).
+    Create {
+        name: String,
+        #[arg(long)]
+        public_key: Option<String>,
+        /// admin or approver.
+        #[arg(long)]
+        role: Option<String>,
+        #[command(flatten)]
+        ceiling: CeilingArgs,
+    },
+    /// List users.
+    List,
+    /// Show one user.
+    Show { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Obtain a mandate for P itself (client_credentials, private_key_jwt, DPoP-bound).
+    Issue {
+        /// The principal (user:NAME or agent:NAME; a bare name means an agent).
+        #[arg(long = "as")]
+        as_: String,
+        /// Audience.
+        #[arg(long, num_args = 1..)]
+        aud: Vec<String>,
+        /// Scopes, space-separated.
+        #[arg(long, num_args = 1..)]
+        scope: Vec<String>,
+        /// Lifetime (e.g. 10m).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Principal allowed to pull an exchange of this mandate (RFC 8693 may_act).
+        #[arg(long)]
+        may_act: Option<String>,
+        /// Ask for a bearer mandate (only for principals registered with --allow-bearer).
+        #[arg(long)]
+        bearer: bool,
+    },
+    /// Verify a mandate against the server's JWKS and print its delegation chain ("-" reads stdin).
+    Inspect { token: String },
+}
+
+#[derive(Debug, Args)]
+pub struct DelegateArgs {
+    /// Who delegates (needs its key in MANDATE_HOME/keys).
+    #[arg(long = "as")]
+    pub as_: String,
+    /// The agent that receives the mandate.
+    #[arg(long)]
+    pub to: String,
+    /// Audience (default: the subject token's).
+    #[arg(long, num_args = 1..)]
+    pub aud: Vec<String>,
+    /// Scopes, space-separated (default: the subject token's).
+    #[arg(long, num_args = 1..)]
+    pub scope: Vec<String>,
+    /// Lifetime (default 10m, never beyond the subject token).
+    #[arg(long)]
+    pub ttl: Option<String>,
+    /// The mandate to delegate from; without it, P first gets its own mandate.
+    #[arg(long)]
+    pub subject_token: Option<String>,
+    /// Why, recorded with the delegation.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Make a new issuer signing key; the old one stays in the JWKS until its last mandate expires.
+    Rotate,
+    /// Print the issuer's JWKS.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// How long to measure, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+}

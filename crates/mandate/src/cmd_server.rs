@@ -1,0 +1,154 @@
+//! `mandate init`, `serve` and `up`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use mandate_core::duration::parse_duration;
+use mandate_core::{PrincipalName, SecretKey};
+use mandate_server::issuer::IssuerKeys;
+use mandate_server::{AppState, Config};
+use mandate_store::{NewKey, NewPrincipal, Store};
+
+use crate::cli::{InitArgs, ServeArgs, UpArgs};
+use crate::ctx::Ctx;
+use crate::home::{ClientConfig, Home, ServerConfig};
+
+/// The admin user `mandate init` makes.
+pub const ADMIN: &str = "user:admin";
+
+fn resolve(dir: &Path, p: &str) -> std::path::PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() { p.to_path_buf() } else { dir.join(p) }
+}
+
+/// Registers a principal directly in the database with a key made here (bootstrap only).
+async fn bootstrap_principal(home: &Home, store: &Store, name: &str, role: Option<&str>, scopes: &str, audiences: &str, now: i64) -> Result<String> {
+    let name: PrincipalName = name.parse()?;
+    let key = SecretKey::generate(&mut rand::rngs::OsRng);
+    let path = home.save_key(&name, &key)?;
+    store
+        .create_principal(&NewPrincipal {
+            name: name.to_string(),
+            kind: name.kind().as_str().into(),
+            role: role.map(String::from),
+            allow_bearer: false,
+            ceiling_scopes: scopes.into(),
+            ceiling_audiences: audiences.into(),
+            max_ttl_secs: 3600,
+            max_depth: 5,
+            key: Some(NewKey { kid: key.public().thumbprint(), public_key: key.public().x() }),
+            now,
+        })
+        .await?;
+    Ok(path.display().to_string())
+}
+
+pub async fn init(ctx: &Ctx, a: InitArgs) -> Result<serde_json::Value> {
+    let home = &ctx.home;
+    if home.server_config_path().exists() {
+        bail!("{} is already initialised: run `mandate serve` (or `mandate up`)", home.root.display());
+    }
+    let addr: std::net::SocketAddr = a.listen.parse().with_context(|| format!("--listen {:?} is not an address like 127.0.0.1:8700", a.listen))?;
+    let issuer = a.issuer.unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_string();
+    url::Url::parse(&issuer).with_context(|| format!("issuer {issuer:?} is not a URL"))?;
+    Home::ensure_private_dir(&home.root)?;
+    Home::ensure_private_dir(&home.server_dir())?;
+    let cfg = ServerConfig {
+        listen: addr.to_string(),
+        issuer: issuer.clone(),
+        database: "mandate.db".into(),
+        issuer_keys: "issuer-keys".into(),
+        enrollment_ttl: "15m".into(),
+    };
+    let dir = home.server_dir();
+    let store = Store::open_sqlite(&resolve(&dir, &cfg.database)).await.context("cannot create the database")?;
+    let now = mandate_server::now();
+    let kid = IssuerKeys::ensure(&store, &resolve(&dir, &cfg.issuer_keys), now).await?;
+    let admin_key = bootstrap_principal(home, &store, ADMIN, Some("admin"), "*", "*", now).await?;
+    let mut demo = vec![];
+    if a.demo {
+        for (name, scopes, auds) in [
+            ("user:alice", "*", "*"),
+            ("agent:planner", "github:* ci:*", "https://api.github.com https://ci.example.com"),
+            ("agent:coder", "github:pulls.* github:contents.*", "https://api.github.com"),
+        ] {
+            bootstrap_principal(home, &store, name, None, scopes, auds, now).await?;
+            demo.push(name);
+        }
+    }
+    std::fs::write(home.server_config_path(), toml::to_string(&cfg)?)?;
+    home.write_client_config(&ClientConfig { server: Some(issuer.clone()), principal: Some(ADMIN.into()) })?;
+    let out = serde_json::json!({
+        "home": home.root, "issuer": issuer, "listen": cfg.listen, "issuer_kid": kid,
+        "database": resolve(&dir, &cfg.database), "admin": ADMIN, "admin_key": admin_key, "demo": demo,
+    });
+    ctx.print(&out, || {
+        let mut s = format!(
+            "Initialised Mandate in {}\n  issuer     {issuer}\n  database   {} (SQLite)\n  issuer key {kid}\n  admin      {ADMIN} (private key {admin_key})",
+            home.root.display(),
+            resolve(&dir, &cfg.database).display()
+        );
+        if !demo.is_empty() {
+            s.push_str(&format!("\n  demo       {} (keys in {})", demo.join(", "), home.keys_dir().display()));
+        }
+        s
+    });
+    Ok(out)
+}
+
+fn next_steps(demo: bool) -> String {
+    let mut s = String::from("\nNext, in another terminal (same MANDATE_HOME):\n");
+    if demo {
+        s.push_str("  T=$(mandate delegate --as user:alice --to planner --aud https://api.github.com --scope 'github:pulls.write github:contents.read')\n");
+        s.push_str("  C=$(mandate delegate --as planner --to coder --subject-token \"$T\" --scope github:pulls.write)\n");
+        s.push_str("  mandate token inspect \"$C\"\n");
+    } else {
+        s.push_str("  mandate user create alice\n");
+        s.push_str("  mandate agent create planner --scopes 'github:*' --audiences https://api.github.com\n");
+        s.push_str("  T=$(mandate delegate --as user:alice --to planner --aud https://api.github.com --scope github:pulls.write)\n");
+        s.push_str("  mandate token inspect \"$T\"\n");
+    }
+    s
+}
+
+pub async fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
+    if !ctx.home.server_config_path().exists() {
+        let listen = a.listen.clone().unwrap_or_else(|| crate::home::DEFAULT_LISTEN.into());
+        init(ctx, InitArgs { listen, issuer: None, demo: a.demo }).await?;
+        if !ctx.json {
+            println!("{}", next_steps(a.demo));
+        }
+    } else if !ctx.json {
+        println!("Using the existing installation in {}", ctx.home.root.display());
+    }
+    serve(ctx, ServeArgs { config: None, listen: a.listen }).await
+}
+
+pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
+    let (cfg, dir) = ctx.home.server_config(a.config.as_deref())?;
+    let listen = a.listen.unwrap_or(cfg.listen.clone());
+    let enrollment_ttl = parse_duration(&cfg.enrollment_ttl).context("enrollment_ttl in the server config")?;
+    let store = Store::open_sqlite(&resolve(&dir, &cfg.database)).await.context("cannot open the database")?;
+    let keys_dir = resolve(&dir, &cfg.issuer_keys);
+    let keys = IssuerKeys::load(&store, &keys_dir).await?;
+    let config = Config { issuer: cfg.issuer.trim_end_matches('/').to_string(), keys_dir, enrollment_ttl };
+    let state = Arc::new(AppState::new(config, store, keys));
+    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(addr = %listener.local_addr()?, issuer = %cfg.issuer, "mandate serving");
+    if !ctx.json {
+        println!("Mandate is serving {} on {} (Ctrl-C stops)", cfg.issuer, listener.local_addr()?);
+    }
+    mandate_server::serve(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,129 @@
+//! `MANDATE_HOME`: the local configuration, the server's data and this machine's private keys.
+//!
+//! ```text
+//! MANDATE_HOME/config.toml        server URL and the default (admin) principal
+//! MANDATE_HOME/keys/KIND_NAME.jwk this machine's private keys (0600, dir 0700)
+//! MANDATE_HOME/server/server.toml the server's configuration
+//! MANDATE_HOME/server/mandate.db  SQLite database (WAL)
+//! MANDATE_HOME/server/issuer-keys issuer signing keys (0600)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use mandate_core::{PrincipalName, SecretKey};
+use serde::{Deserialize, Serialize};
+
+/// Where `mandate init` listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
+
+/// The local home directory.
+pub struct Home {
+    pub root: PathBuf,
+}
+
+/// `config.toml`: what the command line talks to and as whom.
+#[derive(Debug, Serialize, Deserialize, Default)]
+pub struct ClientConfig {
+    pub server: Option<String>,
+    pub principal: Option<String>,
+}
+
+/// `server/server.toml`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub issuer: String,
+    /// SQLite database file, relative to the config file's directory unless absolute.
+    pub database: String,
+    /// Issuer key directory, relative like `database`.
+    pub issuer_keys: String,
+    /// How long enrollment codes stay valid (e.g. "15m").
+    #[serde(default = "default_enrollment_ttl")]
+    pub enrollment_ttl: String,
+}
+
+fn default_enrollment_ttl() -> String {
+    "15m".into()
+}
+
+impl Home {
+    /// `MANDATE_HOME`, or `~/.mandate`.
+    pub fn locate() -> Result<Self> {
+        let root = match std::env::var_os("MANDATE_HOME") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => {
+                let home = std::env::var_os("HOME").context("neither MANDATE_HOME nor HOME is set")?;
+                PathBuf::from(home).join(".mandate")
+            }
+        };
+        Ok(Home { root })
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+    pub fn server_dir(&self) -> PathBuf {
+        self.root.join("server")
+    }
+    pub fn server_config_path(&self) -> PathBuf {
+        self.server_dir().join("server.toml")
+    }
+    pub fn keys_dir(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+
+    pub fn key_path(&self, p: &PrincipalName) -> PathBuf {
+        self.keys_dir().join(format!("{}_{}.jwk", p.kind().as_str(), p.bare()))
+    }
+
+    pub fn ensure_private_dir(path: &Path) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict {}", path.display()))
+    }
+
+    pub fn client_config(&self) -> Result<ClientConfig> {
+        match std::fs::read_to_string(self.config_path()) {
+            Ok(t) => toml::from_str(&t).with_context(|| format!("{} is not valid TOML", self.config_path().display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ClientConfig::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.config_path().display())),
+        }
+    }
+
+    pub fn write_client_config(&self, c: &ClientConfig) -> Result<()> {
+        Self::ensure_private_dir(&self.root)?;
+        std::fs::write(self.config_path(), toml::to_string(c)?)
+            .with_context(|| format!("cannot write {}", self.config_path().display()))
+    }
+
+    pub fn server_config(&self, path: Option<&Path>) -> Result<(ServerConfig, PathBuf)> {
+        let path = path.map(Path::to_path_buf).unwrap_or_else(|| self.server_config_path());
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("cannot read server config {}: run `mandate init` (or `mandate up`) first", path.display())
+        })?;
+        let cfg: ServerConfig = toml::from_str(&text).with_context(|| format!("{} is not a valid server config", path.display()))?;
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Ok((cfg, dir))
+    }
+
+    /// Writes a new private key for `p`; refuses to overwrite one.
+    pub fn save_key(&self, p: &PrincipalName, key: &SecretKey) -> Result<PathBuf> {
+        Self::ensure_private_dir(&self.keys_dir())?;
+        let path = self.key_path(p);
+        if path.exists() {
+            bail!("{} already exists: a key for {p} is already on this machine (remove it first if it is stale)", path.display());
+        }
+        mandate_server::issuer::write_secret_file(&path, key).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path)
+    }
+
+    pub fn load_key(&self, p: &PrincipalName) -> Result<SecretKey> {
+        let path = self.key_path(p);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("no private key for {p} on this machine ({} is missing)", path.display()))?;
+        SecretKey::parse(&text).with_context(|| format!("{} is not a usable key", path.display()))
+    }
+}

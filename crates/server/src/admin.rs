@@ -1,0 +1,228 @@
+//! The admin API: principals (create, list, show, disable, enable), enrollment codes and issuer
+//! key rotation. Every call is authenticated with the admin's own DPoP-bound mandate for the
+//! issuer audience holding `mandate:admin`; no shared secret exists.
+
+use std::sync::Arc;
+
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use mandate_core::claims::MAX_CHAIN_DEPTH;
+use mandate_core::delegation::ADMIN_SCOPE;
+use mandate_core::{PrincipalKind, PrincipalName, PublicKey, Scope, ScopeSet};
+use mandate_store::{NewKey, NewPrincipal};
+use rand::RngCore;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::api_error::ApiError;
+use crate::principals::to_json;
+use crate::resource_auth::{self, Caller};
+use crate::state::{now, AppState};
+
+/// Default longest lifetime of a principal's mandates: 1 hour.
+pub const DEFAULT_MAX_TTL: i64 = 3600;
+/// Hard cap on any principal's `max_ttl`: 1 day.
+pub const MAX_TTL_CAP: i64 = 86_400;
+/// Default deepest chain position a principal may hold a mandate at.
+pub const DEFAULT_MAX_DEPTH: i64 = 5;
+
+type St = State<Arc<AppState>>;
+
+/// The admin routes, mounted under `/admin/v1`.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/principals", post(create).get(list))
+        .route("/principals/{name}", get(show))
+        .route("/principals/{name}/disable", post(disable))
+        .route("/principals/{name}/enable", post(enable))
+        .route("/principals/{name}/enrollments", post(enroll))
+        .route("/keys/rotate", post(rotate))
+}
+
+async fn admin(st: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let c = resource_auth::authenticate(st, method, uri, headers, &st.cfg.issuer, now()).await?;
+    let holds = ScopeSet::parse(&c.claims.scope)
+        .map(|s| s.covers(&Scope::parse(ADMIN_SCOPE).expect("constant")))
+        .unwrap_or(false);
+    if !holds || !c.principal.is_admin() || c.claims.sub != c.claims.client_id {
+        return Err(ApiError::forbidden(format!(
+            "this call needs an admin's own mandate with scope {ADMIN_SCOPE}; {} is not one",
+            c.claims.client_id
+        )));
+    }
+    Ok(c)
+}
+
+/// A request to register a principal (also the ceiling of an agent made by enrollment).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePrincipal {
+    name: String,
+    #[serde(default)]
+    public_key: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    scopes: Option<String>,
+    #[serde(default)]
+    audiences: Option<String>,
+    #[serde(default)]
+    max_ttl: Option<i64>,
+    #[serde(default)]
+    max_depth: Option<i64>,
+    #[serde(default)]
+    allow_bearer: bool,
+}
+
+fn validate(req: CreatePrincipal, now: i64) -> Result<NewPrincipal, ApiError> {
+    let name: PrincipalName = req.name.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
+    let kind = name.kind();
+    if req.role.is_some() && kind != PrincipalKind::User {
+        return Err(ApiError::bad_request("only users have roles"));
+    }
+    if let Some(r) = req.role.as_deref() {
+        if r != "admin" && r != "approver" {
+            return Err(ApiError::bad_request(format!("unknown role {r:?}: use admin or approver")));
+        }
+    }
+    // Agents start with no scopes at all (least privilege); users, the roots of authority, may
+    // hold any scope except Mandate's own administration, which needs the admin role.
+    let default_scopes = if kind == PrincipalKind::User { "*" } else { "" };
+    let scopes = ScopeSet::parse(req.scopes.as_deref().unwrap_or(default_scopes))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let audiences: Vec<&str> = req.audiences.as_deref().unwrap_or("*").split_ascii_whitespace().collect();
+    let max_ttl = req.max_ttl.unwrap_or(DEFAULT_MAX_TTL);
+    if !(1..=MAX_TTL_CAP).contains(&max_ttl) {
+        return Err(ApiError::bad_request(format!("max_ttl must be between 1s and {MAX_TTL_CAP}s")));
+    }
+    let max_depth = req.max_depth.unwrap_or(DEFAULT_MAX_DEPTH);
+    if !(0..=i64::from(MAX_CHAIN_DEPTH)).contains(&max_depth) {
+        return Err(ApiError::bad_request(format!("max_depth must be between 0 and {MAX_CHAIN_DEPTH}")));
+    }
+    let key = req
+        .public_key
+        .as_deref()
+        .map(|k| PublicKey::parse(k).map_err(|e| ApiError::bad_request(e.to_string())))
+        .transpose()?
+        .map(|k| NewKey { kid: k.thumbprint(), public_key: k.x() });
+    Ok(NewPrincipal {
+        name: name.to_string(),
+        kind: kind.as_str().to_string(),
+        role: req.role,
+        allow_bearer: req.allow_bearer,
+        ceiling_scopes: scopes.to_string(),
+        ceiling_audiences: audiences.join(" "),
+        max_ttl_secs: max_ttl,
+        max_depth,
+        key,
+        now,
+    })
+}
+
+async fn create(State(st): St, method: Method, OriginalUri(uri): OriginalUri, headers: HeaderMap, body: axum::body::Bytes) -> Result<impl IntoResponse, ApiError> {
+    let who = admin(&st, &method, &uri, &headers).await?;
+    let req: CreatePrincipal = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let p = validate(req, now())?;
+    st.store.create_principal(&p).await?;
+    tracing::info!(principal = %p.name, by = %who.claims.client_id, "principal created");
+    let row = st.store.principal(&p.name).await?.ok_or_else(|| ApiError::internal("principal vanished", &p.name))?;
+    Ok((StatusCode::CREATED, Json(to_json(&row))))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    kind: Option<String>,
+}
+
+async fn list(State(st): St, method: Method, OriginalUri(uri): OriginalUri, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<impl IntoResponse, ApiError> {
+    admin(&st, &method, &uri, &headers).await?;
+    let rows = st.store.list_principals(q.kind.as_deref()).await?;
+    Ok(Json(serde_json::json!({"principals": rows.iter().map(to_json).collect::<Vec<_>>()})))
+}
+
+async fn show(State(st): St, method: Method, OriginalUri(uri): OriginalUri, headers: HeaderMap, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    admin(&st, &method, &uri, &headers).await?;
+    let row = st.store.principal(&name).await?.ok_or_else(|| ApiError::not_found(format!("{name} does not exist")))?;
+    Ok(Json(to_json(&row)))
+}
+
+async fn set_disabled(st: &AppState, name: &str, disabled: bool, by: &str) -> Result<Json<serde_json::Value>, ApiError> {
+    if !st.store.set_disabled(name, disabled, now()).await? {
+        return Err(ApiError::not_found(format!("{name} does not exist")));
+    }
+    tracing::info!(principal = %name, by, disabled, "principal state changed");
+    let row = st.store.principal(name).await?.ok_or_else(|| ApiError::not_found(name.to_string()))?;
+    Ok(Json(to_json(&row)))
+}
+
+async fn disable(State(st): St, method: Method, OriginalUri(uri): OriginalUri, headers: HeaderMap, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let who = admin(&st, &method, &uri, &headers).await?;
+    if who.claims.client_id == name {
+        return Err(ApiError::bad_request("an admin cannot disable itself"));
+    }
+    set_disabled(&st, &name, true, &who.claims.client_id).await
+}
+
+async fn enable(State(st): St, method: Method, OriginalUri(uri): OriginalUri, headers: HeaderMap, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let who = admin(&st, &method, &uri, &headers).await?;
+    set_disabled(&st, &name, false, &who.claims.client_id).await
+}
+
+/// Enrollment request: the ceiling to create the agent with if it does not exist yet.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EnrollRequest {
+    #[serde(default)]
+    ttl: Option<i64>,
+    #[serde(default)]
+    agent: Option<CreatePrincipal>,
+}
+
+/// Hashes an enrollment code for storage; only the hash is ever stored.
+pub fn code_hash(code: &str) -> String {
+    Sha256::digest(code.trim().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn enroll(State(st): St, method: Method, OriginalUri(uri): OriginalUri, headers: HeaderMap, Path(name): Path<String>, body: axum::body::Bytes) -> Result<impl IntoResponse, ApiError> {
+    let who = admin(&st, &method, &uri, &headers).await?;
+    let req: EnrollRequest = if body.is_empty() {
+        EnrollRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    let now = now();
+    let created = match st.store.principal(&name).await? {
+        Some(_) => false,
+        None => {
+            let mut p = req.agent.unwrap_or_default();
+            p.name = name.clone();
+            p.public_key = None;
+            st.store.create_principal(&validate(p, now)?).await?;
+            true
+        }
+    };
+    let ttl = req.ttl.unwrap_or(st.cfg.enrollment_ttl);
+    if !(1..=7 * 86_400).contains(&ttl) {
+        return Err(ApiError::bad_request("enrollment ttl must be between 1s and 7d"));
+    }
+    let mut raw = [0u8; 20];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    use base64::Engine;
+    let code = format!("mdt-enroll-{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
+    st.store.create_enrollment(&code_hash(&code), &name, &who.claims.client_id, now, now + ttl).await?;
+    tracing::info!(principal = %name, by = %who.claims.client_id, "enrollment code issued");
+    Ok(Json(serde_json::json!({
+        "name": name, "code": code, "expires_at": now + ttl, "created": created,
+        "server": st.cfg.issuer,
+    })))
+}
+
+async fn rotate(State(st): St, method: Method, OriginalUri(uri): OriginalUri, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+    let who = admin(&st, &method, &uri, &headers).await?;
+    let (new_kid, old_kid, until) = st.keys.rotate(&st.store, now()).await.map_err(|e| ApiError::internal("key rotation failed", e))?;
+    tracing::info!(new_kid, old_kid, by = %who.claims.client_id, "issuer key rotated");
+    Ok(Json(serde_json::json!({"kid": new_kid, "retired_kid": old_kid, "retired_key_published_until": until})))
+}

@@ -1,0 +1,41 @@
+//! Form-encoded request parameters (RFC 6749 §3.2): each parameter at most once, except those
+//! that RFC 8693 allows to repeat (`audience`, `resource`).
+
+use crate::oauth_error::OAuthError;
+
+/// Parsed `application/x-www-form-urlencoded` parameters.
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// Parses a request body.
+    pub fn parse(body: &[u8]) -> Self {
+        Form(url::form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    /// A parameter that may appear at most once; empty values count as absent (RFC 6749 §3.1).
+    pub fn one(&self, name: &str) -> Result<Option<&str>, OAuthError> {
+        let mut it = self.0.iter().filter(|(k, v)| k == name && !v.is_empty());
+        let first = it.next().map(|(_, v)| v.as_str());
+        if it.next().is_some() {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {name} appears more than once"
+            )));
+        }
+        Ok(first)
+    }
+
+    /// A required parameter.
+    pub fn required(&self, name: &str) -> Result<&str, OAuthError> {
+        self.one(name)?
+            .ok_or_else(|| OAuthError::invalid_request(format!("missing parameter {name}")))
+    }
+
+    /// Every value of a repeatable parameter.
+    pub fn many(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}

@@ -1,0 +1,196 @@
+//! The issuer's Ed25519 signing keys: creation, loading, signing, JWKS and rotation.
+//!
+//! Private keys live in files (mode 0600) named by their `kid`; the database lists the keys with
+//! their retirement times. After `rotate`, the old key stays in the JWKS until the last mandate it
+//! signed has expired, then it is dropped.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use mandate_core::claims::MandateClaims;
+use mandate_core::jws;
+use mandate_core::{PublicKey, SecretKey};
+use mandate_store::{IssuerKey, Store, StoreError};
+
+/// Why the issuer keys could not be loaded or changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssuerKeyError {
+    /// The database failed.
+    #[error("issuer keys: {0}")]
+    Store(#[from] StoreError),
+    /// A key file could not be read or written.
+    #[error("issuer key file {path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A key file or database entry is corrupt.
+    #[error("issuer key {0} is corrupt: {1}")]
+    Corrupt(String, String),
+    /// No active key exists.
+    #[error("no active issuer key: run `mandate init` first")]
+    NoActiveKey,
+}
+
+struct Keys {
+    signing: SecretKey,
+    kid: String,
+    verify: HashMap<String, PublicKey>,
+}
+
+/// The issuer's keys, shared by every request.
+pub struct IssuerKeys {
+    dir: PathBuf,
+    inner: RwLock<Keys>,
+}
+
+fn key_path(dir: &Path, kid: &str) -> PathBuf {
+    dir.join(format!("{kid}.jwk"))
+}
+
+/// Writes a secret key as a private JWK readable only by its owner.
+pub fn write_secret_file(path: &Path, key: &SecretKey) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(key.to_private_jwk().to_string().as_bytes())?;
+    f.sync_all()
+}
+
+async fn create_key(store: &Store, dir: &Path, now: i64) -> Result<SecretKey, IssuerKeyError> {
+    let key = SecretKey::generate(&mut rand::rngs::OsRng);
+    let kid = key.public().thumbprint();
+    let path = key_path(dir, &kid);
+    write_secret_file(&path, &key).map_err(|source| IssuerKeyError::File { path, source })?;
+    store
+        .add_issuer_key(&IssuerKey {
+            kid,
+            public_key: key.public().x(),
+            created_at: now,
+            retired_at: None,
+            retire_until: None,
+        })
+        .await?;
+    Ok(key)
+}
+
+impl IssuerKeys {
+    /// Makes the first signing key if none exists (used by `mandate init`). Returns its kid.
+    pub async fn ensure(store: &Store, dir: &Path, now: i64) -> Result<String, IssuerKeyError> {
+        let keys = store.issuer_keys().await?;
+        if let Some(k) = keys.iter().find(|k| k.retired_at.is_none()) {
+            return Ok(k.kid.clone());
+        }
+        Ok(create_key(store, dir, now).await?.public().thumbprint())
+    }
+
+    /// Loads the active signing key and every key still published.
+    pub async fn load(store: &Store, dir: &Path) -> Result<Self, IssuerKeyError> {
+        let rows = store.issuer_keys().await?;
+        let active = rows
+            .iter()
+            .rev()
+            .find(|k| k.retired_at.is_none())
+            .ok_or(IssuerKeyError::NoActiveKey)?;
+        let path = key_path(dir, &active.kid);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| IssuerKeyError::File { path: path.clone(), source })?;
+        let signing = SecretKey::parse(&text)
+            .map_err(|e| IssuerKeyError::Corrupt(active.kid.clone(), e.to_string()))?;
+        if signing.public().thumbprint() != active.kid {
+            return Err(IssuerKeyError::Corrupt(
+                active.kid.clone(),
+                "file holds a different key".into(),
+            ));
+        }
+        let verify = published(&rows)?;
+        Ok(IssuerKeys {
+            dir: dir.to_path_buf(),
+            inner: RwLock::new(Keys { kid: active.kid.clone(), signing, verify }),
+        })
+    }
+
+    /// Signs a mandate with the active key. Returns the token and the kid that signed it.
+    pub fn sign(&self, claims: &MandateClaims) -> (String, String) {
+        let k = self.inner.read().expect("issuer key lock");
+        let header = jws::header(mandate_core::claims::MANDATE_TYP, Some(k.kid.clone()), None);
+        (jws::sign(&header, claims, &k.signing), k.kid.clone())
+    }
+
+    /// A snapshot of the verification keys by kid.
+    pub fn verification_keys(&self) -> HashMap<String, PublicKey> {
+        self.inner.read().expect("issuer key lock").verify.clone()
+    }
+
+    /// Runs `f` with the verification keys, without copying them.
+    pub fn with_keys<T>(&self, f: impl FnOnce(&HashMap<String, PublicKey>) -> T) -> T {
+        f(&self.inner.read().expect("issuer key lock").verify)
+    }
+
+    /// The JWKS document.
+    pub fn jwks(&self) -> serde_json::Value {
+        let k = self.inner.read().expect("issuer key lock");
+        let mut kids: Vec<&String> = k.verify.keys().collect();
+        kids.sort();
+        let keys: Vec<_> = kids
+            .into_iter()
+            .map(|kid| {
+                let mut jwk = k.verify[kid].to_jwk();
+                jwk["kid"] = kid.clone().into();
+                jwk["alg"] = "EdDSA".into();
+                jwk["use"] = "sig".into();
+                jwk
+            })
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// Makes a new signing key; the old one stays published until the last mandate it signed
+    /// expires. Returns (new kid, old kid, old key's removal time).
+    pub async fn rotate(&self, store: &Store, now: i64) -> Result<(String, String, i64), IssuerKeyError> {
+        let old_kid = self.inner.read().expect("issuer key lock").kid.clone();
+        let until = store.last_expiry_for_kid(&old_kid).await?.unwrap_or(now).max(now);
+        let new = create_key(store, &self.dir, now).await?;
+        store.retire_issuer_key(&old_kid, now, until).await?;
+        let new_kid = new.public().thumbprint();
+        let mut k = self.inner.write().expect("issuer key lock");
+        k.verify.insert(new_kid.clone(), new.public());
+        k.signing = new;
+        k.kid = new_kid.clone();
+        Ok((new_kid, old_kid, until))
+    }
+
+    /// Drops retired keys whose every mandate has expired, from the JWKS, the database and disk.
+    pub async fn drop_expired(&self, store: &Store, now: i64) -> Result<(), IssuerKeyError> {
+        for row in store.issuer_keys().await? {
+            if row.retire_until.is_some_and(|t| t < now) {
+                store.remove_issuer_key(&row.kid).await?;
+                self.inner.write().expect("issuer key lock").verify.remove(&row.kid);
+                let _ = std::fs::remove_file(key_path(&self.dir, &row.kid));
+                tracing::info!(kid = %row.kid, "retired issuer key dropped from JWKS");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn published(rows: &[IssuerKey]) -> Result<HashMap<String, PublicKey>, IssuerKeyError> {
+    rows.iter()
+        .map(|r| {
+            PublicKey::parse(&r.public_key)
+                .map(|k| (r.kid.clone(), k))
+                .map_err(|e| IssuerKeyError::Corrupt(r.kid.clone(), e.to_string()))
+        })
+        .collect()
+}

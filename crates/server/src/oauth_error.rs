@@ -1,0 +1,74 @@
+//! RFC 6749 §5.2 error responses, the one place where token endpoint errors become HTTP.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use mandate_core::delegation::DelegationError;
+
+/// An OAuth error: code, a description a person can act on, and the HTTP status.
+#[derive(Debug)]
+pub struct OAuthError {
+    status: StatusCode,
+    code: &'static str,
+    description: String,
+}
+
+impl OAuthError {
+    fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
+        OAuthError { status, code, description: description.into() }
+    }
+    /// `invalid_request`.
+    pub fn invalid_request(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
+    }
+    /// `invalid_client` (401: the client failed to authenticate).
+    pub fn invalid_client(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_client", d)
+    }
+    /// `invalid_grant`.
+    pub fn invalid_grant(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_grant", d)
+    }
+    /// `unsupported_grant_type`.
+    pub fn unsupported_grant_type(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", d)
+    }
+    /// RFC 9449 `invalid_dpop_proof`.
+    pub fn invalid_dpop_proof(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", d)
+    }
+    /// `server_error`: something on our side failed; the request is refused (fail closed).
+    pub fn server_error(what: &str, e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "{what}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            format!("{what}; the request was refused, retry later"),
+        )
+    }
+    /// The error code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl From<DelegationError> for OAuthError {
+    fn from(e: DelegationError) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, e.oauth_code(), e.to_string())
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": self.code, "error_description": self.description});
+        let mut r = (self.status, axum::Json(body)).into_response();
+        let h = r.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.code == "invalid_dpop_proof" {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("DPoP error=\"invalid_dpop_proof\", algs=\"EdDSA\""),
+            );
+        }
+        r
+    }
+}

@@ -1,0 +1,71 @@
+//! The server's shared state and validated configuration.
+
+use std::path::PathBuf;
+
+use mandate_store::Store;
+
+use crate::issuer::IssuerKeys;
+use crate::paths;
+
+/// Validated server configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The issuer URL, without a trailing slash (e.g. `http://127.0.0.1:8700`).
+    pub issuer: String,
+    /// Where the issuer's private keys live (files mode 0600).
+    pub keys_dir: PathBuf,
+    /// How long an enrollment code stays valid, in seconds.
+    pub enrollment_ttl: i64,
+}
+
+/// Absolute URLs of the endpoints, computed once from the issuer.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// Token endpoint.
+    pub token: String,
+    /// JWKS.
+    pub jwks: String,
+    /// Introspection.
+    pub introspect: String,
+    /// Revocation.
+    pub revoke: String,
+}
+
+impl Endpoints {
+    /// Derives every endpoint from the issuer URL.
+    pub fn new(issuer: &str) -> Self {
+        Endpoints {
+            token: format!("{issuer}{}", paths::TOKEN),
+            jwks: format!("{issuer}{}", paths::JWKS),
+            introspect: format!("{issuer}{}", paths::INTROSPECT),
+            revoke: format!("{issuer}{}", paths::REVOKE),
+        }
+    }
+}
+
+/// Everything a handler needs.
+pub struct AppState {
+    /// Configuration.
+    pub cfg: Config,
+    /// Endpoint URLs.
+    pub endpoints: Endpoints,
+    /// Storage.
+    pub store: Store,
+    /// The issuer's signing and verification keys.
+    pub keys: IssuerKeys,
+}
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(cfg: Config, store: Store, keys: IssuerKeys) -> Self {
+        AppState { endpoints: Endpoints::new(&cfg.issuer), cfg, store, keys }
+    }
+}
+
+/// The current time in Unix seconds; the only clock read in the server.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

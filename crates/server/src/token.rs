@@ -1,0 +1,251 @@
+//! The token endpoint: `client_credentials` and RFC 8693 token exchange (push with
+//! `requested_actor`, pull with `actor_token`), each decided by the pure rules in
+//! `mandate_core::delegation`, recorded durably, then answered.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use mandate_core::claims::MandateClaims;
+use mandate_core::delegation::{self, Caller, Grantee, Mint, Request};
+use mandate_core::verify::{self, Expect, VerifiedMandate};
+use mandate_core::{PrincipalName, ScopeSet};
+use mandate_store::MandateRecord;
+use rand::RngCore;
+
+use crate::client_auth::{self, Client};
+use crate::form::Form;
+use crate::metadata::TOKEN_EXCHANGE;
+use crate::oauth_error::OAuthError;
+use crate::principals::Loaded;
+use crate::state::{now, AppState};
+
+/// RFC 8693 token type of a mandate.
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+const MAX_REASON: usize = 500;
+
+/// `POST token_endpoint`.
+pub async fn token(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    match issue(&st, &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(error = e.code(), "token request refused");
+            e.into_response()
+        }
+    }
+}
+
+async fn issue(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, OAuthError> {
+    let form_ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !form_ct {
+        return Err(OAuthError::invalid_request(
+            "the token endpoint takes application/x-www-form-urlencoded bodies",
+        ));
+    }
+    let form = Form::parse(body);
+    let dpop = match headers.get_all("dpop").iter().collect::<Vec<_>>().as_slice() {
+        [] => None,
+        [one] => Some(one.to_str().map_err(|_| OAuthError::invalid_dpop_proof("DPoP header is not ASCII"))?),
+        _ => return Err(OAuthError::invalid_dpop_proof("send exactly one DPoP header")),
+    };
+    let now = now();
+    let grant = form.required("grant_type")?;
+    if grant != "client_credentials" && grant != TOKEN_EXCHANGE {
+        return Err(OAuthError::unsupported_grant_type(format!(
+            "grant_type {grant:?} is not supported: use client_credentials or {TOKEN_EXCHANGE}"
+        )));
+    }
+    let client = client_auth::authenticate(st, &form, dpop, now).await?;
+    let req = request(&form)?;
+    let reason = form.one("reason")?.map(str::to_string);
+    if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
+        return Err(OAuthError::invalid_request(format!("reason is longer than {MAX_REASON} characters")));
+    }
+    let jti = new_jti();
+    let mint = Mint { issuer: &st.cfg.issuer, jti: &jti, now };
+    let (claims, parent, delegator) = if grant == "client_credentials" {
+        let jkt = bound_key(&client)?;
+        let to = grantee(&client.principal, jkt.as_deref());
+        (delegation::client_credentials(mint, to, req)?, None, client.principal.name.to_string())
+    } else {
+        exchange(st, &form, &client, mint, req, now).await?
+    };
+    let (token, kid) = st.keys.sign(&claims);
+    let record = MandateRecord {
+        jti: claims.jti.clone(),
+        parent_jti: parent,
+        subject: claims.sub.clone(),
+        delegator,
+        holder: claims.client_id.clone(),
+        audiences: claims.aud.as_slice().join(" "),
+        scopes: claims.scope.clone(),
+        depth: i64::from(claims.mandate.depth),
+        grant_type: grant.to_string(),
+        reason,
+        issued_at: claims.iat,
+        expires_at: claims.exp,
+        kid,
+    };
+    // The delegation record is durable before the mandate is handed out.
+    st.store
+        .record_mandate(&record)
+        .await
+        .map_err(|e| OAuthError::server_error("recording the mandate failed", e))?;
+    tracing::info!(jti = %claims.jti, sub = %claims.sub, holder = %claims.client_id,
+        depth = claims.mandate.depth, grant, "mandate issued");
+    Ok(response(&token, &claims, grant == TOKEN_EXCHANGE))
+}
+
+fn request(form: &Form) -> Result<Request, OAuthError> {
+    let scopes = form
+        .one("scope")?
+        .map(ScopeSet::parse)
+        .transpose()
+        .map_err(|e| OAuthError::from(delegation::DelegationError::InvalidScope(e.to_string())))?;
+    let mut audiences: Vec<String> = form.many("audience").into_iter().map(String::from).collect();
+    for r in form.many("resource") {
+        // RFC 8707: a resource is an absolute URI without a fragment.
+        match url::Url::parse(r) {
+            Ok(u) if u.fragment().is_none() => audiences.push(r.to_string()),
+            _ => {
+                return Err(delegation::DelegationError::InvalidTarget(format!(
+                    "resource {r:?} must be an absolute URI without a fragment"
+                ))
+                .into())
+            }
+        }
+    }
+    audiences.sort();
+    audiences.dedup();
+    let ttl = form
+        .one("ttl")?
+        .map(|t| {
+            mandate_core::duration::parse_duration(t)
+                .map_err(|e| OAuthError::invalid_request(format!("ttl: {e}")))
+        })
+        .transpose()?;
+    let may_act = form
+        .one("may_act")?
+        .map(|m| m.parse::<PrincipalName>())
+        .transpose()
+        .map_err(|e| OAuthError::invalid_request(format!("may_act: {e}")))?;
+    Ok(Request { scopes, audiences, ttl, may_act })
+}
+
+/// The key a mandate for the authenticated client itself is bound to: its DPoP key, or none
+/// (bearer) when the principal is registered with bearer allowed.
+fn bound_key(client: &Client) -> Result<Option<String>, OAuthError> {
+    match &client.dpop {
+        Some(p) => Ok(Some(p.jkt.clone())),
+        None if client.principal.row.allow_bearer => Ok(None),
+        None => Err(OAuthError::invalid_request(format!(
+            "{} may only receive DPoP-bound mandates: send a DPoP proof header signed with its key (RFC 9449), or register it with --allow-bearer",
+            client.principal.name
+        ))),
+    }
+}
+
+fn grantee<'a>(p: &'a Loaded, jkt: Option<&'a str>) -> Grantee<'a> {
+    Grantee { name: &p.name, ceiling: &p.ceiling, admin: p.is_admin(), jkt }
+}
+
+fn check_token_type(form: &Form, name: &str, required: bool) -> Result<(), OAuthError> {
+    match form.one(name)? {
+        Some(ACCESS_TOKEN_TYPE) | Some(JWT_TYPE) => Ok(()),
+        None if !required => Ok(()),
+        None => Err(OAuthError::invalid_request(format!("missing parameter {name}"))),
+        Some(other) => Err(OAuthError::invalid_request(format!(
+            "{name} {other:?} is not supported: use {ACCESS_TOKEN_TYPE}"
+        ))),
+    }
+}
+
+fn verify_own(st: &AppState, token: &str, what: &str, now: i64) -> Result<VerifiedMandate, OAuthError> {
+    let expect = Expect { issuer: &st.cfg.issuer, audience: None, now, skew: 0 };
+    st.keys
+        .with_keys(|keys| verify::verify_mandate(token, keys, expect))
+        .map_err(|e| OAuthError::invalid_grant(format!("{what} is not a valid mandate from this issuer: {e}")))
+}
+
+async fn exchange(
+    st: &AppState,
+    form: &Form,
+    client: &Client,
+    mint: Mint<'_>,
+    req: Request,
+    now: i64,
+) -> Result<(MandateClaims, Option<String>, String), OAuthError> {
+    check_token_type(form, "subject_token_type", true)?;
+    check_token_type(form, "requested_token_type", false)?;
+    let parent = verify_own(st, form.required("subject_token")?, "subject_token", now)?;
+    let parent_jti = Some(parent.claims().jti.clone());
+    let delegator = parent.claims().client_id.clone();
+    let me = &client.principal;
+    if let Some(actor_token) = form.one("actor_token")? {
+        // Pull: the caller acts for the subject, as the subject token's may_act allows.
+        check_token_type(form, "actor_token_type", true)?;
+        let actor = verify_own(st, actor_token, "actor_token", now)?;
+        let a = actor.claims();
+        if a.client_id != me.name.as_str() || a.sub != me.name.as_str() {
+            return Err(OAuthError::invalid_grant(format!(
+                "actor_token must be {}'s own mandate (from client_credentials)", me.name
+            )));
+        }
+        if form.one("requested_actor")?.is_some_and(|r| r != me.name.as_str()) {
+            return Err(OAuthError::invalid_request("with actor_token, requested_actor must be omitted or name the caller"));
+        }
+        delegation::authorize_exchange(&parent, Caller::Actor { name: me.name.as_str() })?;
+        let jkt = bound_key(client)?;
+        let to = grantee(me, jkt.as_deref());
+        return Ok((delegation::exchange(mint, &parent, to, req)?, parent_jti, delegator));
+    }
+    // Push: the holder delegates to requested_actor; the new mandate is bound to its key.
+    let target = form.required("requested_actor").map_err(|_| {
+        OAuthError::invalid_request("token exchange needs requested_actor=agent:NAME (push) or an actor_token (pull)")
+    })?;
+    let target_name: PrincipalName = target
+        .parse()
+        .map_err(|e| OAuthError::invalid_request(format!("requested_actor: {e}")))?;
+    delegation::authorize_exchange(&parent, Caller::Holder { name: me.name.as_str(), jkt: &client.auth_jkt })?;
+    let to = client_auth::load(st, target_name.as_str()).await?.ok_or_else(|| {
+        OAuthError::invalid_request(format!("requested_actor {target_name} is not registered: create it with `mandate agent create`"))
+    })?;
+    if to.row.disabled {
+        return Err(OAuthError::invalid_request(format!("requested_actor {target_name} is disabled")));
+    }
+    let jkt = to.primary_key().map(|k| k.thumbprint()).ok_or_else(|| {
+        OAuthError::invalid_request(format!("requested_actor {target_name} has no registered key yet (enrollment pending)"))
+    })?;
+    let g = grantee(&to, Some(&jkt));
+    Ok((delegation::exchange(mint, &parent, g, req)?, parent_jti, delegator))
+}
+
+fn new_jti() -> String {
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn response(token: &str, c: &MandateClaims, exchange: bool) -> Response {
+    let mut body = serde_json::json!({
+        "access_token": token,
+        "token_type": if c.cnf.is_some() { "DPoP" } else { "Bearer" },
+        "expires_in": c.exp - c.iat,
+        "scope": c.scope,
+    });
+    if exchange {
+        body["issued_token_type"] = ACCESS_TOKEN_TYPE.into();
+    }
+    let mut r = Json(body).into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}
