@@ -100,8 +100,8 @@ pub enum AgentCmd {
     /// Register an agent. Without --public-key, its key pair is made here (MANDATE_HOME/keys).
     Create {
         name: String,
-        /// Its public key: tweetnacl base64, base64url, JWK, OpenSSH or PEM.
-        #[arg(long)]
+        /// Its public key: tweetnacl base64, base64url, JWK, OpenSSH or PEM (`@FILE` reads a file).
+        #[arg(long, allow_hyphen_values = true)]
         public_key: Option<String>,
         #[command(flatten)]
         ceiling: CeilingArgs,
@@ -136,7 +136,8 @@ pub enum UserCmd {
     /// Register a user. Without --public-key, its key pair is made here (MANDATE_HOME/keys).
     Create {
         name: String,
-        #[arg(long)]
+        /// Its public key, in any accepted form (`@FILE` reads a file).
+        #[arg(long, allow_hyphen_values = true)]
         public_key: Option<String>,
         /// admin or approver.
         #[arg(long)]

@@ -61,7 +61,13 @@ async fn create(ctx: &Ctx, name: PrincipalName, public_key: Option<String>, role
     let admin = ctx.admin()?;
     let mut api = ctx.api()?;
     let (public, made_here) = match public_key {
-        Some(k) => (PublicKey::parse(&k)?, None),
+        Some(k) => {
+            let text = match k.strip_prefix('@') {
+                Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read public key file {file}"))?,
+                None => k,
+            };
+            (PublicKey::parse(&text)?, None)
+        }
         None => {
             let key = SecretKey::generate(&mut rand::rngs::OsRng);
             let path = ctx.home.save_key(&name, &key)?;

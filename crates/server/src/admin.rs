@@ -127,6 +127,7 @@ async fn create(State(st): St, method: Method, OriginalUri(uri): OriginalUri, he
     let req: CreatePrincipal = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let p = validate(req, now())?;
     st.store.create_principal(&p).await?;
+    st.principals.invalidate(&p.name);
     tracing::info!(principal = %p.name, by = %who.claims.client_id, "principal created");
     let row = st.store.principal(&p.name).await?.ok_or_else(|| ApiError::internal("principal vanished", &p.name))?;
     Ok((StatusCode::CREATED, Json(to_json(&row))))
@@ -150,7 +151,9 @@ async fn show(State(st): St, method: Method, OriginalUri(uri): OriginalUri, head
 }
 
 async fn set_disabled(st: &AppState, name: &str, disabled: bool, by: &str) -> Result<Json<serde_json::Value>, ApiError> {
-    if !st.store.set_disabled(name, disabled, now()).await? {
+    let changed = st.store.set_disabled(name, disabled, now()).await;
+    st.principals.invalidate(name);
+    if !changed? {
         return Err(ApiError::not_found(format!("{name} does not exist")));
     }
     tracing::info!(principal = %name, by, disabled, "principal state changed");
@@ -201,6 +204,7 @@ async fn enroll(State(st): St, method: Method, OriginalUri(uri): OriginalUri, he
             p.name = name.clone();
             p.public_key = None;
             st.store.create_principal(&validate(p, now)?).await?;
+            st.principals.invalidate(&name);
             true
         }
     };

@@ -2,6 +2,8 @@
 //! DPoP proof when one is sent. Both `jti`s are spent only after their signatures verify, so junk
 //! requests cannot fill the replay table.
 
+use std::sync::Arc;
+
 use mandate_core::assertion::{self, ASSERTION_TYPE};
 use mandate_core::dpop::{self, CheckedProof, ProofCheck};
 use mandate_core::PrincipalName;
@@ -14,23 +16,30 @@ use crate::state::AppState;
 /// An authenticated client.
 pub struct Client {
     /// The principal, loaded and validated.
-    pub principal: Loaded,
+    pub principal: Arc<Loaded>,
     /// Thumbprint of the key that signed the client assertion.
     pub auth_jkt: String,
     /// The DPoP proof, if the request carried one (its key is one of the principal's keys).
     pub dpop: Option<CheckedProof>,
 }
 
-/// Loads a principal by name, failing closed on storage errors.
-pub async fn load(st: &AppState, name: &str) -> Result<Option<Loaded>, OAuthError> {
+/// Loads a principal by name (through the short-lived cache), failing closed on storage errors.
+pub async fn load(st: &AppState, name: &str) -> Result<Option<Arc<Loaded>>, OAuthError> {
+    if let Some(hit) = st.principals.get(name) {
+        return Ok(hit);
+    }
     let row = st
         .store
         .principal(name)
         .await
         .map_err(|e| OAuthError::server_error("principal lookup failed", e))?;
-    row.map(Loaded::new)
+    let loaded = row
+        .map(Loaded::new)
         .transpose()
-        .map_err(|e| OAuthError::server_error("stored principal is corrupt", e))
+        .map_err(|e| OAuthError::server_error("stored principal is corrupt", e))?
+        .map(Arc::new);
+    st.principals.put(name, loaded.clone());
+    Ok(loaded)
 }
 
 /// Authenticates the caller of the token endpoint.

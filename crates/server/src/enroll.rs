@@ -36,6 +36,7 @@ pub async fn join(State(st): State<Arc<AppState>>, body: axum::body::Bytes) -> R
     st.store
         .add_key(&name, &NewKey { kid: key.thumbprint(), public_key: key.x() }, now)
         .await?;
+    st.principals.invalidate(&name);
     tracing::info!(principal = %name, kid = %key.thumbprint(), "key enrolled");
     Ok(Json(serde_json::json!({"name": name, "kid": key.thumbprint(), "issuer": st.cfg.issuer})))
 }

@@ -67,3 +67,41 @@ pub fn to_json(p: &Principal) -> serde_json::Value {
         "kid": kid, "keys": keys, "created_at": p.created_at, "updated_at": p.updated_at,
     })
 }
+
+/// How long a principal read from the database is trusted on the token path. Changes made through
+/// this node invalidate at once; changes made through another node sharing the database are seen
+/// within this bound.
+pub const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+const CACHE_MAX: usize = 10_000;
+
+type Entry = (std::time::Instant, Option<std::sync::Arc<Loaded>>);
+
+/// A short-lived cache of principals for the token endpoint's hot path.
+#[derive(Default)]
+pub struct PrincipalCache {
+    map: std::sync::Mutex<std::collections::HashMap<String, Entry>>,
+}
+
+impl PrincipalCache {
+    /// A cached lookup, fresh within [`CACHE_TTL`]; `None` inside means "known not to exist".
+    pub fn get(&self, name: &str) -> Option<Option<std::sync::Arc<Loaded>>> {
+        let map = self.map.lock().expect("principal cache lock");
+        map.get(name)
+            .filter(|(at, _)| at.elapsed() < CACHE_TTL)
+            .map(|(_, p)| p.clone())
+    }
+
+    /// Remembers a lookup.
+    pub fn put(&self, name: &str, p: Option<std::sync::Arc<Loaded>>) {
+        let mut map = self.map.lock().expect("principal cache lock");
+        if map.len() >= CACHE_MAX {
+            map.clear();
+        }
+        map.insert(name.to_string(), (std::time::Instant::now(), p));
+    }
+
+    /// Forgets a principal after a change made through this node.
+    pub fn invalidate(&self, name: &str) {
+        self.map.lock().expect("principal cache lock").remove(name);
+    }
+}

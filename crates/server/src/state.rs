@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use mandate_store::Store;
 
 use crate::issuer::IssuerKeys;
+use crate::principals::PrincipalCache;
 use crate::paths;
 
 /// Validated server configuration.
@@ -53,12 +54,20 @@ pub struct AppState {
     pub store: Store,
     /// The issuer's signing and verification keys.
     pub keys: IssuerKeys,
+    /// Principals recently read on the token path.
+    pub principals: PrincipalCache,
 }
 
 impl AppState {
     /// Assembles the state.
     pub fn new(cfg: Config, store: Store, keys: IssuerKeys) -> Self {
-        AppState { endpoints: Endpoints::new(&cfg.issuer), cfg, store, keys }
+        AppState {
+            endpoints: Endpoints::new(&cfg.issuer),
+            cfg,
+            store,
+            keys,
+            principals: PrincipalCache::default(),
+        }
     }
 }
 

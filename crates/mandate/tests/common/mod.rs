@@ -1,0 +1,428 @@
+//! Shared fixture for the `mandate` integration tests: a real `mandate serve` child process in its
+//! own MANDATE_HOME on its own port, the CLI run against it, and raw token endpoint requests built
+//! with `mandate_core` (client assertions, DPoP proofs).
+//!
+//! Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use mandate_core::{assertion, dpop, SecretKey};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The RFC 8693 grant type.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// The RFC 8693 token type of a mandate.
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// Audiences of the demo fleet's ceilings.
+pub const GITHUB: &str = "https://api.github.com";
+pub const CI: &str = "https://ci.example.com";
+
+/// The `mandate` binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_mandate")
+}
+
+/// Runs `mandate ARGS` with MANDATE_HOME=`home`, isolated from the caller's environment.
+pub fn mandate(home: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("MANDATE_HOME", home)
+        .env("HOME", home)
+        .env_remove("MANDATE_SERVER")
+        .env_remove("MANDATE_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the mandate binary runs")
+}
+
+/// Describes a finished command for assertion messages.
+pub fn describe(args: &[&str], out: &Output) -> String {
+    format!(
+        "mandate {}\n  status: {}\n  stdout: {}\n  stderr: {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Asserts that a command failed the documented way: exit code 1 and exactly one stderr line that
+/// starts with `error: `. Returns that line.
+pub fn assert_one_line_error(args: &[&str], out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "{}", describe(args, out));
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "stderr must be one line: {}", describe(args, out));
+    assert!(lines[0].starts_with("error: "), "{}", describe(args, out));
+    lines[0].to_string()
+}
+
+/// A free TCP port on the loopback interface (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+/// Creates a MANDATE_HOME with `mandate init` for `127.0.0.1:port`.
+pub fn init_home(port: u16, demo: bool) -> TempDir {
+    let home = tempfile::tempdir().expect("tempdir");
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec!["init", "--listen", listen.as_str()];
+    if demo {
+        args.push("--demo");
+    }
+    let out = mandate(home.path(), &args);
+    assert!(out.status.success(), "{}", describe(&args, &out));
+    home
+}
+
+/// Current Unix time in seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+/// A fresh random identifier (for `jti`s).
+pub fn random_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// A fresh Ed25519 key that no principal has registered.
+pub fn fresh_key() -> SecretKey {
+    SecretKey::generate(&mut rand::rngs::OsRng)
+}
+
+fn decode_part(token: &str, i: usize) -> Value {
+    let part = token
+        .trim()
+        .split('.')
+        .nth(i)
+        .unwrap_or_else(|| panic!("not a compact JWS: {token}"));
+    let bytes = URL_SAFE_NO_PAD.decode(part).expect("base64url part");
+    serde_json::from_slice(&bytes).expect("JSON part")
+}
+
+/// The (unverified) JOSE header of a compact JWS.
+pub fn jwt_header(token: &str) -> Value {
+    decode_part(token, 0)
+}
+
+/// The (unverified) payload of a compact JWS.
+pub fn jwt_payload(token: &str) -> Value {
+    decode_part(token, 1)
+}
+
+/// The file a principal's private key is stored in: `user:alice` -> `keys/user_alice.jwk`.
+pub fn key_path(home: &Path, principal: &str) -> PathBuf {
+    let file = format!("{}.jwk", principal.replacen(':', "_", 1));
+    home.join("keys").join(file)
+}
+
+/// Unix permission bits of a file.
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Asserts an RFC 6749 §5.2 error response with the given `error` and a non-empty description.
+pub fn assert_oauth_error(resp: &(u16, Value), code: &str) {
+    let (status, body) = resp;
+    assert_eq!(body["error"], code, "unexpected answer (HTTP {status}): {body}");
+    let desc = body["error_description"].as_str().unwrap_or("");
+    assert!(!desc.trim().is_empty(), "error_description is empty: {body}");
+    if code == "invalid_client" {
+        assert!(matches!(status, 400 | 401), "HTTP {status} for {body}");
+    } else {
+        assert_eq!(*status, 400, "HTTP status for {body}");
+    }
+}
+
+/// Asserts a successful token response and returns the access token.
+pub fn assert_token(resp: &(u16, Value)) -> String {
+    let (status, body) = resp;
+    assert_eq!(*status, 200, "token request failed: {body}");
+    body["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access_token in {body}"))
+        .to_string()
+}
+
+/// Which DPoP header a raw token request carries.
+pub enum Proof {
+    /// A fresh, correct proof signed with the client's own key.
+    Own,
+    /// No DPoP header.
+    None,
+    /// This exact header value.
+    Custom(String),
+}
+
+/// Starts `mandate serve` in `home`, appending its log to `home/serve.log`.
+fn spawn_serve(home: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.join("serve.log"))
+        .expect("log file");
+    Command::new(bin())
+        .arg("serve")
+        .env("MANDATE_HOME", home)
+        .env("HOME", home)
+        .env_remove("MANDATE_SERVER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn mandate serve")
+}
+
+/// A running `mandate serve` in its own MANDATE_HOME. Killed (and reaped) on drop.
+pub struct Server {
+    pub home: TempDir,
+    pub port: u16,
+    pub url: String,
+    child: Child,
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+}
+
+impl Server {
+    /// `mandate init --demo` then `mandate serve`, waiting until the metadata endpoint answers.
+    pub fn demo() -> Server {
+        Server::start(true)
+    }
+
+    /// `mandate init [--demo]` then `mandate serve`, waiting until the metadata endpoint answers.
+    pub fn start(demo: bool) -> Server {
+        let port = free_port();
+        let home = init_home(port, demo);
+        let child = spawn_serve(home.path());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("HTTP client");
+        let mut s = Server {
+            home,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            rt,
+            http,
+        };
+        s.wait_ready();
+        s
+    }
+
+    /// Stops the server (kill and reap) and starts it again on the same home and port.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_serve(self.home.path());
+        self.wait_ready();
+    }
+
+    /// A GET on the server: status and body text.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let url = format!("{}{path}", self.url);
+        self.rt.block_on(async {
+            let r = self.http.get(&url).send().await.expect("server reachable");
+            let status = r.status().as_u16();
+            (status, r.text().await.expect("body"))
+        })
+    }
+
+    /// A POST of `form` to `path`: status, headers and body text.
+    pub fn post_form(&self, path: &str, form: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, String) {
+        let url = format!("{}{path}", self.url);
+        self.rt.block_on(async {
+            let r = self.http.post(&url).form(form).send().await.expect("server reachable");
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            (status, headers, r.text().await.expect("body"))
+        })
+    }
+
+    /// Sends every request at once (form and DPoP header each) and returns the HTTP statuses.
+    pub fn concurrent_token_requests(&self, reqs: Vec<(Vec<(String, String)>, Option<String>)>) -> Vec<u16> {
+        let url = self.token_url();
+        self.rt.block_on(async {
+            let sends = reqs.into_iter().map(|(form, dpop)| {
+                let mut req = self.http.post(&url).form(&form);
+                if let Some(p) = dpop {
+                    req = req.header("DPoP", p);
+                }
+                async move { req.send().await.expect("token endpoint reachable").status().as_u16() }
+            });
+            let mut set = tokio::task::JoinSet::new();
+            for f in sends {
+                set.spawn(f);
+            }
+            let mut out = vec![];
+            while let Some(s) = set.join_next().await {
+                out.push(s.expect("request task"));
+            }
+            out
+        })
+    }
+
+    fn wait_ready(&mut self) {
+        let meta = format!("{}/.well-known/oauth-authorization-server", self.url);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!("mandate serve exited early ({status}):\n{}", self.log());
+            }
+            let ok = self.rt.block_on(async {
+                match self.http.get(&meta).send().await {
+                    Ok(r) => r.status().as_u16() == 200,
+                    Err(_) => false,
+                }
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server not ready:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("serve.log")).unwrap_or_default()
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("{}/oauth2/token", self.url)
+    }
+
+    /// Runs the CLI in this server's home.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        mandate(self.home.path(), args)
+    }
+
+    /// Runs the CLI, asserts success and returns stdout (trimmed).
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(out.status.success(), "{}", describe(args, &out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Runs the CLI with `--json`, asserts success and parses stdout.
+    pub fn ok_json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let out = self.ok(&a);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("stdout of {a:?} is not JSON ({e}): {out}"))
+    }
+
+    /// The private key of a principal made in this home (`agent:planner`, `user:alice`).
+    pub fn key(&self, principal: &str) -> SecretKey {
+        let path = key_path(self.home.path(), principal);
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        SecretKey::parse(&text).expect("a usable private key")
+    }
+
+    /// A fresh RFC 7523 client assertion for `principal`, signed with `key`.
+    pub fn assertion(&self, key: &SecretKey, principal: &str) -> String {
+        assertion::make(key, principal, &self.url, now(), &random_id())
+    }
+
+    /// A fresh DPoP proof for `POST token_endpoint` signed with `key`.
+    pub fn proof(&self, key: &SecretKey) -> String {
+        dpop::make_proof(key, "POST", &self.token_url(), now(), &random_id(), None)
+    }
+
+    /// POSTs a form to the token endpoint, with an optional DPoP header.
+    /// Returns the HTTP status and the JSON body.
+    pub fn token_request(&self, form: &[(&str, &str)], dpop: Option<&str>) -> (u16, Value) {
+        let url = self.token_url();
+        self.rt.block_on(async {
+            let mut req = self.http.post(&url).form(form);
+            if let Some(p) = dpop {
+                req = req.header("DPoP", p);
+            }
+            let resp = req.send().await.expect("token endpoint reachable");
+            let status = resp.status().as_u16();
+            let text = resp.text().await.expect("body");
+            let body = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("HTTP {status}: body is not JSON ({e}): {text}"));
+            (status, body)
+        })
+    }
+
+    /// A token request authenticated as `principal` with its key from this home (fresh assertion),
+    /// carrying `params` and the given DPoP header.
+    pub fn as_client(&self, principal: &str, params: &[(&str, &str)], proof: Proof) -> (u16, Value) {
+        let key = self.key(principal);
+        let assertion = self.assertion(&key, principal);
+        let mut form: Vec<(&str, &str)> = vec![
+            ("client_assertion_type", assertion::ASSERTION_TYPE),
+            ("client_assertion", assertion.as_str()),
+        ];
+        form.extend_from_slice(params);
+        let header = match proof {
+            Proof::Own => Some(self.proof(&key)),
+            Proof::None => None,
+            Proof::Custom(h) => Some(h),
+        };
+        self.token_request(&form, header.as_deref())
+    }
+
+    /// `principal`'s own DPoP-bound mandate (client_credentials) for `scope` at `aud`.
+    pub fn own_mandate(&self, principal: &str, scope: &str, aud: &str) -> String {
+        let params = [
+            ("grant_type", "client_credentials"),
+            ("scope", scope),
+            ("audience", aud),
+        ];
+        assert_token(&self.as_client(principal, &params, Proof::Own))
+    }
+
+    /// RFC 8693 push: `holder` delegates `subject` to `to`, with extra parameters.
+    pub fn push(&self, holder: &str, subject: &str, to: &str, extra: &[(&str, &str)]) -> (u16, Value) {
+        let mut params = vec![
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", subject),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+            ("requested_actor", to),
+        ];
+        params.extend_from_slice(extra);
+        self.as_client(holder, &params, Proof::Own)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
