@@ -27,26 +27,64 @@ fn bench(c: &mut Criterion) {
         exp: 1600,
         jti: "HuTgDmlxvPutpPEaKP83aw".into(),
         client_id: "agent:coder".into(),
-        act: Some(Act { sub: "agent:coder".into(), act: Some(Box::new(Act { sub: "agent:planner".into(), act: None })) }),
+        act: Some(Act {
+            sub: "agent:coder".into(),
+            act: Some(Box::new(Act {
+                sub: "agent:planner".into(),
+                act: None,
+            })),
+        }),
         may_act: None,
-        cnf: Some(Cnf { jkt: holder.public().thumbprint() }),
-        mandate: MandateInfo { depth: 2, parents: vec!["WfYHcpwPj3FppqUn8FoIJA".into(), "u2uRX2LPnmv5PjBeagog3Q".into()], max_depth: 5 },
+        cnf: Some(Cnf {
+            jkt: holder.public().thumbprint(),
+        }),
+        mandate: MandateInfo {
+            depth: 2,
+            parents: vec![
+                "WfYHcpwPj3FppqUn8FoIJA".into(),
+                "u2uRX2LPnmv5PjBeagog3Q".into(),
+            ],
+            max_depth: 5,
+        },
     };
-    let token = jws::sign(&jws::header("at+jwt", Some(kid.clone()), None), &claims, &issuer);
+    let token = jws::sign(
+        &jws::header("at+jwt", Some(kid.clone()), None),
+        &claims,
+        &issuer,
+    );
     let proof = dpop::make_proof(&holder, "POST", URL, 1100, "proof-jti", Some(&token));
     let keys: HashMap<_, _> = [(kid, issuer.public())].into();
-    let expect = Expect { issuer: ISS, audience: Some("https://mcp.example.com"), now: 1100, skew: 30 };
-    let check = ProofCheck { method: "POST", url: URL, now: 1100, access_token: Some(&token) };
+    let expect = Expect {
+        issuer: ISS,
+        audience: Some("https://mcp.example.com"),
+        now: 1100,
+        skew: 30,
+    };
+    let check = ProofCheck {
+        method: "POST",
+        url: URL,
+        now: 1100,
+        access_token: Some(&token),
+    };
 
     // The raw baseline: the two signature verifications, on the same bytes.
     let (t_in, t_sig) = token.rsplit_once('.').unwrap();
     let (p_in, p_sig) = proof.rsplit_once('.').unwrap();
     use base64::Engine;
-    let dec = |s: &str| -> [u8; 64] { base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap().try_into().unwrap() };
+    let dec = |s: &str| -> [u8; 64] {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
     let (ts, ps) = (dec(t_sig), dec(p_sig));
     let ik = ed25519_dalek::VerifyingKey::from_bytes(issuer.public().as_bytes()).unwrap();
     let hk = ed25519_dalek::VerifyingKey::from_bytes(holder.public().as_bytes()).unwrap();
-    let (ts, ps) = (ed25519_dalek::Signature::from_bytes(&ts), ed25519_dalek::Signature::from_bytes(&ps));
+    let (ts, ps) = (
+        ed25519_dalek::Signature::from_bytes(&ts),
+        ed25519_dalek::Signature::from_bytes(&ps),
+    );
 
     let mut g = c.benchmark_group("presentation");
     g.bench_function("raw_two_ed25519_verify_strict", |b| {

@@ -293,10 +293,13 @@ pub fn exchange(
             "subject_token has expired".into(),
         ));
     }
-    if to.name.as_str() == p.client_id {
+    // A principal appears at most once in a chain, so the delegation tree stays a tree and every
+    // hop is attributable to a distinct party.
+    if p.chain().contains(&to.name.as_str()) {
         return Err(DelegationError::InvalidRequest(format!(
-            "{} already holds this mandate: delegate to another agent",
-            to.name
+            "{} is already in this delegation chain ({}): delegate to another agent",
+            to.name,
+            p.chain().join(" -> ")
         )));
     }
     let depth = p.mandate.depth + 1;

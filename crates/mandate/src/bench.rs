@@ -20,10 +20,19 @@ async fn register(store: &Store, name: &str, scopes: &str, now: i64) -> Result<S
     let key = SecretKey::generate(&mut rand::rngs::OsRng);
     store
         .create_principal(&NewPrincipal {
-            name: name.into(), kind: name.split(':').next().unwrap_or("agent").into(), role: None,
-            allow_bearer: false, ceiling_scopes: scopes.into(), ceiling_audiences: "https://api.example".into(),
-            max_ttl_secs: 3600, max_depth: 5,
-            key: Some(NewKey { kid: key.public().thumbprint(), public_key: key.public().x() }), now,
+            name: name.into(),
+            kind: name.split(':').next().unwrap_or("agent").into(),
+            role: None,
+            allow_bearer: false,
+            ceiling_scopes: scopes.into(),
+            ceiling_audiences: "https://api.example".into(),
+            max_ttl_secs: 3600,
+            max_depth: 5,
+            key: Some(NewKey {
+                kid: key.public().thumbprint(),
+                public_key: key.public().x(),
+            }),
+            now,
         })
         .await?;
     Ok(key)
@@ -40,23 +49,53 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
     let keys = IssuerKeys::load(&store, &dir.join("keys")).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let issuer = format!("http://{}", listener.local_addr()?);
-    let state = Arc::new(AppState::new(Config { issuer: issuer.clone(), keys_dir: dir.join("keys"), enrollment_ttl: 900 }, store, keys));
-    let server = tokio::spawn(mandate_server::serve(listener, state, std::future::pending()));
+    let state = Arc::new(AppState::new(
+        Config {
+            issuer: issuer.clone(),
+            keys_dir: dir.join("keys"),
+            enrollment_ttl: 900,
+        },
+        store,
+        keys,
+    ));
+    let server = tokio::spawn(mandate_server::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
 
     let token_url = format!("{issuer}/oauth2/token");
-    let http = reqwest::Client::builder().pool_max_idle_per_host(a.concurrency).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.concurrency)
+        .build()?;
     let pname: PrincipalName = "agent:planner".parse()?;
     // One parent mandate for the planner, as a real planner would hold.
     let subject = {
         let n = mandate_server::now();
         let form = [
-            ("grant_type", "client_credentials".to_string()), ("scope", "api:*".into()), ("audience", "https://api.example".into()),
+            ("grant_type", "client_credentials".to_string()),
+            ("scope", "api:*".into()),
+            ("audience", "https://api.example".into()),
             ("client_assertion_type", assertion::ASSERTION_TYPE.into()),
-            ("client_assertion", assertion::make(&planner, pname.as_str(), &issuer, n, &random_id())),
+            (
+                "client_assertion",
+                assertion::make(&planner, pname.as_str(), &issuer, n, &random_id()),
+            ),
         ];
-        let r = http.post(&token_url).form(&form).header("DPoP", dpop::make_proof(&planner, "POST", &token_url, n, &random_id(), None)).send().await?;
+        let r = http
+            .post(&token_url)
+            .form(&form)
+            .header(
+                "DPoP",
+                dpop::make_proof(&planner, "POST", &token_url, n, &random_id(), None),
+            )
+            .send()
+            .await?;
         let v: serde_json::Value = r.json().await?;
-        v["access_token"].as_str().context("bench setup: no token")?.to_string()
+        v["access_token"]
+            .as_str()
+            .context("bench setup: no token")?
+            .to_string()
     };
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -64,27 +103,48 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
     let failed = Arc::new(AtomicU64::new(0));
     let mut tasks = vec![];
     for _ in 0..a.concurrency {
-        let (http, token_url, issuer, planner, subject) = (http.clone(), token_url.clone(), issuer.clone(), planner.clone(), subject.clone());
+        let (http, token_url, issuer, planner, subject) = (
+            http.clone(),
+            token_url.clone(),
+            issuer.clone(),
+            planner.clone(),
+            subject.clone(),
+        );
         let (stop, done, failed) = (stop.clone(), done.clone(), failed.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = vec![];
             while !stop.load(Ordering::Relaxed) {
                 let n = mandate_server::now();
                 let form = [
-                    ("grant_type", TOKEN_EXCHANGE.to_string()), ("subject_token", subject.clone()),
-                    ("subject_token_type", ACCESS_TOKEN_TYPE.into()), ("requested_actor", "agent:coder".into()),
+                    ("grant_type", TOKEN_EXCHANGE.to_string()),
+                    ("subject_token", subject.clone()),
+                    ("subject_token_type", ACCESS_TOKEN_TYPE.into()),
+                    ("requested_actor", "agent:coder".into()),
                     ("scope", "api:read".into()),
                     ("client_assertion_type", assertion::ASSERTION_TYPE.into()),
-                    ("client_assertion", assertion::make(&planner, "agent:planner", &issuer, n, &random_id())),
+                    (
+                        "client_assertion",
+                        assertion::make(&planner, "agent:planner", &issuer, n, &random_id()),
+                    ),
                 ];
                 let proof = dpop::make_proof(&planner, "POST", &token_url, n, &random_id(), None);
                 let t = Instant::now();
-                let ok = match http.post(&token_url).form(&form).header("DPoP", proof).send().await {
+                let ok = match http
+                    .post(&token_url)
+                    .form(&form)
+                    .header("DPoP", proof)
+                    .send()
+                    .await
+                {
                     Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
                     Err(_) => false,
                 };
                 lat.push(t.elapsed());
-                if ok { done.fetch_add(1, Ordering::Relaxed); } else { failed.fetch_add(1, Ordering::Relaxed); }
+                if ok {
+                    done.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
             }
             lat
         }));
@@ -99,7 +159,11 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
     }
     server.abort();
     lat.sort();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1e3)
+            .unwrap_or(0.0)
+    };
     let ok = done.load(Ordering::Relaxed);
     let out = json!({
         "exchanges": ok, "failed": failed.load(Ordering::Relaxed), "seconds": elapsed.as_secs_f64(),

@@ -61,7 +61,9 @@ fn error_line(status: reqwest::StatusCode, body: &str) -> String {
         Ok(v) if v.get("error").is_some() => format!(
             "{}: {}",
             v["error"].as_str().unwrap_or("error"),
-            v.get("error_description").and_then(|d| d.as_str()).unwrap_or("(no description)")
+            v.get("error_description")
+                .and_then(|d| d.as_str())
+                .unwrap_or("(no description)")
         ),
         _ => format!("HTTP {status}"),
     }
@@ -89,15 +91,26 @@ impl Api {
             format!("cannot reach the Mandate server at {}: is `mandate serve` running? (set --server or MANDATE_SERVER)", self.base)
         })?;
         if !resp.status().is_success() {
-            bail!("{url} answered HTTP {}: is this a Mandate server?", resp.status());
+            bail!(
+                "{url} answered HTTP {}: is this a Mandate server?",
+                resp.status()
+            );
         }
-        let m: Metadata = resp.json().await.context("server metadata is not valid JSON")?;
+        let m: Metadata = resp
+            .json()
+            .await
+            .context("server metadata is not valid JSON")?;
         self.meta = Some(m.clone());
         Ok(m)
     }
 
     /// Calls the token endpoint as `id` with the given grant parameters. `dpop` adds a proof.
-    pub async fn token(&mut self, id: &Identity, params: &[(&str, String)], dpop: bool) -> Result<TokenResponse> {
+    pub async fn token(
+        &mut self,
+        id: &Identity,
+        params: &[(&str, String)],
+        dpop: bool,
+    ) -> Result<TokenResponse> {
         let m = self.metadata().await?;
         let now = unix_now();
         let assertion = assertion::make(&id.key, id.name.as_str(), &m.issuer, now, &random_id());
@@ -109,7 +122,10 @@ impl Api {
         form.extend(params.iter().cloned());
         let mut req = self.http.post(&m.token_endpoint).form(&form);
         if dpop {
-            req = req.header("DPoP", dpop::make_proof(&id.key, "POST", &m.token_endpoint, now, &random_id(), None));
+            req = req.header(
+                "DPoP",
+                dpop::make_proof(&id.key, "POST", &m.token_endpoint, now, &random_id(), None),
+            );
         }
         let resp = req.send().await.context("token request failed")?;
         let status = resp.status();
@@ -131,28 +147,52 @@ impl Api {
     }
 
     /// Calls the admin API as `admin`, with a DPoP-bound admin mandate obtained on first use.
-    pub async fn admin(&mut self, admin: &Identity, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value> {
+    pub async fn admin(
+        &mut self,
+        admin: &Identity,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
         let m = self.metadata().await?;
         if self.admin_token.is_none() {
             let t = self
-                .token(admin, &[
-                    ("grant_type", "client_credentials".into()),
-                    ("scope", mandate_core::delegation::ADMIN_SCOPE.into()),
-                    ("audience", m.issuer.clone()),
-                    ("ttl", "300".into()),
-                ], true)
+                .token(
+                    admin,
+                    &[
+                        ("grant_type", "client_credentials".into()),
+                        ("scope", mandate_core::delegation::ADMIN_SCOPE.into()),
+                        ("audience", m.issuer.clone()),
+                        ("ttl", "300".into()),
+                    ],
+                    true,
+                )
                 .await
                 .with_context(|| format!("cannot obtain an admin mandate as {}", admin.name))?;
             self.admin_token = Some(t.access_token);
         }
         let token = self.admin_token.clone().expect("set above");
         let url = format!("{}/admin/v1{path}", m.issuer);
-        let proof = dpop::make_proof(&admin.key, method.as_str(), &url, unix_now(), &random_id(), Some(&token));
-        let mut req = self.http.request(method, &url).header("Authorization", format!("DPoP {token}")).header("DPoP", proof);
+        let proof = dpop::make_proof(
+            &admin.key,
+            method.as_str(),
+            &url,
+            unix_now(),
+            &random_id(),
+            Some(&token),
+        );
+        let mut req = self
+            .http
+            .request(method, &url)
+            .header("Authorization", format!("DPoP {token}"))
+            .header("DPoP", proof);
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.with_context(|| format!("request to {url} failed"))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("request to {url} failed"))?;
         let status = resp.status();
         let text = resp.text().await?;
         if !status.is_success() {
@@ -162,9 +202,19 @@ impl Api {
     }
 
     /// Posts JSON without authentication (enrollment).
-    pub async fn post_json(&mut self, path: &str, body: serde_json::Value) -> Result<serde_json::Value> {
+    pub async fn post_json(
+        &mut self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value> {
         let url = format!("{}{path}", self.base);
-        let resp = self.http.post(&url).json(&body).send().await.with_context(|| format!("cannot reach {url}"))?;
+        let resp = self
+            .http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
         let status = resp.status();
         let text = resp.text().await?;
         if !status.is_success() {

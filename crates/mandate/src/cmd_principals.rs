@@ -16,7 +16,12 @@ fn joined(v: &[String]) -> Option<String> {
 }
 
 fn ceiling_json(c: &CeilingArgs) -> Result<Value> {
-    let max_ttl = c.max_ttl.as_deref().map(parse_duration).transpose().context("--max-ttl")?;
+    let max_ttl = c
+        .max_ttl
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .context("--max-ttl")?;
     Ok(json!({
         "scopes": joined(&c.scopes), "audiences": joined(&c.audiences), "max_ttl": max_ttl,
         "max_depth": c.max_depth, "allow_bearer": c.allow_bearer,
@@ -25,7 +30,11 @@ fn ceiling_json(c: &CeilingArgs) -> Result<Value> {
 
 fn describe(p: &Value) -> String {
     let s = |k: &str| p[k].as_str().unwrap_or("").to_string();
-    let scopes = if s("scopes").is_empty() { "(none)".into() } else { s("scopes") };
+    let scopes = if s("scopes").is_empty() {
+        "(none)".into()
+    } else {
+        s("scopes")
+    };
     format!(
         "{}{}{}\n  kid        {}\n  scopes     {scopes}\n  audiences  {}\n  max_ttl    {}\n  max_depth  {}\n  bearer     {}",
         s("name"),
@@ -48,7 +57,11 @@ fn table(rows: &[Value]) -> String {
         out.push_str(&format!(
             "\n{:<28} {:<8} {:<45} {}",
             p["name"].as_str().unwrap_or(""),
-            if p["disabled"].as_bool() == Some(true) { "disabled" } else { "enabled" },
+            if p["disabled"].as_bool() == Some(true) {
+                "disabled"
+            } else {
+                "enabled"
+            },
             p["kid"].as_str().unwrap_or("-"),
             p["scopes"].as_str().unwrap_or(""),
         ));
@@ -57,13 +70,20 @@ fn table(rows: &[Value]) -> String {
 }
 
 /// Registers a principal; makes its key here when none is given.
-async fn create(ctx: &Ctx, name: PrincipalName, public_key: Option<String>, role: Option<String>, ceiling: &CeilingArgs) -> Result<()> {
+async fn create(
+    ctx: &Ctx,
+    name: PrincipalName,
+    public_key: Option<String>,
+    role: Option<String>,
+    ceiling: &CeilingArgs,
+) -> Result<()> {
     let admin = ctx.admin()?;
     let mut api = ctx.api()?;
     let (public, made_here) = match public_key {
         Some(k) => {
             let text = match k.strip_prefix('@') {
-                Some(file) => std::fs::read_to_string(file).with_context(|| format!("cannot read public key file {file}"))?,
+                Some(file) => std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read public key file {file}"))?,
                 None => k,
             };
             (PublicKey::parse(&text)?, None)
@@ -80,7 +100,9 @@ async fn create(ctx: &Ctx, name: PrincipalName, public_key: Option<String>, role
     if let Some(r) = role {
         body["role"] = r.into();
     }
-    let res = api.admin(&admin, Method::POST, "/principals", Some(body)).await;
+    let res = api
+        .admin(&admin, Method::POST, "/principals", Some(body))
+        .await;
     let mut p = match res {
         Ok(p) => p,
         Err(e) => {
@@ -97,7 +119,10 @@ async fn create(ctx: &Ctx, name: PrincipalName, public_key: Option<String>, role
     ctx.print(&p, || {
         let mut s = format!("Registered {}", describe(&p));
         if let Some(path) = &made_here {
-            s.push_str(&format!("\n  key        made here, private half in {} (0600)", path.display()));
+            s.push_str(&format!(
+                "\n  key        made here, private half in {} (0600)",
+                path.display()
+            ));
         }
         s
     });
@@ -106,7 +131,15 @@ async fn create(ctx: &Ctx, name: PrincipalName, public_key: Option<String>, role
 
 async fn list(ctx: &Ctx, kind: PrincipalKind) -> Result<()> {
     let admin = ctx.admin()?;
-    let v = ctx.api()?.admin(&admin, Method::GET, &format!("/principals?kind={}", kind.as_str()), None).await?;
+    let v = ctx
+        .api()?
+        .admin(
+            &admin,
+            Method::GET,
+            &format!("/principals?kind={}", kind.as_str()),
+            None,
+        )
+        .await?;
     let rows = v["principals"].as_array().cloned().unwrap_or_default();
     ctx.print(&v, || table(&rows));
     Ok(())
@@ -118,40 +151,88 @@ async fn simple(ctx: &Ctx, method: Method, path: String) -> Result<Value> {
 }
 
 fn agent_name(name: &str) -> Result<PrincipalName> {
-    Ok(PrincipalName::new(PrincipalKind::Agent, name.strip_prefix("agent:").unwrap_or(name))?)
+    Ok(PrincipalName::new(
+        PrincipalKind::Agent,
+        name.strip_prefix("agent:").unwrap_or(name),
+    )?)
 }
 
 pub async fn agent(ctx: &Ctx, cmd: AgentCmd) -> Result<()> {
     match cmd {
-        AgentCmd::Create { name, public_key, ceiling } => create(ctx, agent_name(&name)?, public_key, None, &ceiling).await,
+        AgentCmd::Create {
+            name,
+            public_key,
+            ceiling,
+        } => create(ctx, agent_name(&name)?, public_key, None, &ceiling).await,
         AgentCmd::List => list(ctx, PrincipalKind::Agent).await,
         AgentCmd::Show { name } => {
-            let p = simple(ctx, Method::GET, format!("/principals/{}", agent_name(&name)?)).await?;
+            let p = simple(
+                ctx,
+                Method::GET,
+                format!("/principals/{}", agent_name(&name)?),
+            )
+            .await?;
             ctx.print(&p, || describe(&p));
             Ok(())
         }
         AgentCmd::Disable { name } => {
-            let p = simple(ctx, Method::POST, format!("/principals/{}/disable", agent_name(&name)?)).await?;
-            ctx.print(&p, || format!("Disabled {}: it can no longer authenticate or receive mandates", p["name"].as_str().unwrap_or("")));
+            let p = simple(
+                ctx,
+                Method::POST,
+                format!("/principals/{}/disable", agent_name(&name)?),
+            )
+            .await?;
+            ctx.print(&p, || {
+                format!(
+                    "Disabled {}: it can no longer authenticate or receive mandates",
+                    p["name"].as_str().unwrap_or("")
+                )
+            });
             Ok(())
         }
         AgentCmd::Enable { name } => {
-            let p = simple(ctx, Method::POST, format!("/principals/{}/enable", agent_name(&name)?)).await?;
-            ctx.print(&p, || format!("Enabled {}", p["name"].as_str().unwrap_or("")));
+            let p = simple(
+                ctx,
+                Method::POST,
+                format!("/principals/{}/enable", agent_name(&name)?),
+            )
+            .await?;
+            ctx.print(&p, || {
+                format!("Enabled {}", p["name"].as_str().unwrap_or(""))
+            });
             Ok(())
         }
-        AgentCmd::Enroll { name, ttl, ceiling } => enroll(ctx, agent_name(&name)?, ttl, &ceiling).await,
+        AgentCmd::Enroll { name, ttl, ceiling } => {
+            enroll(ctx, agent_name(&name)?, ttl, &ceiling).await
+        }
         AgentCmd::Join { code } => join(ctx, &code).await,
     }
 }
 
-async fn enroll(ctx: &Ctx, name: PrincipalName, ttl: Option<String>, ceiling: &CeilingArgs) -> Result<()> {
+async fn enroll(
+    ctx: &Ctx,
+    name: PrincipalName,
+    ttl: Option<String>,
+    ceiling: &CeilingArgs,
+) -> Result<()> {
     let admin = ctx.admin()?;
     let mut agent = ceiling_json(ceiling)?;
     agent["name"] = name.to_string().into();
-    let ttl = ttl.as_deref().map(parse_duration).transpose().context("--ttl")?;
+    let ttl = ttl
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .context("--ttl")?;
     let body = json!({"ttl": ttl, "agent": agent});
-    let v = ctx.api()?.admin(&admin, Method::POST, &format!("/principals/{name}/enrollments"), Some(body)).await?;
+    let v = ctx
+        .api()?
+        .admin(
+            &admin,
+            Method::POST,
+            &format!("/principals/{name}/enrollments"),
+            Some(body),
+        )
+        .await?;
     ctx.print(&v, || {
         format!(
             "Enrollment code for {name} (single use, expires in {}):\n  {}\nOn the agent's machine run:\n  mandate agent join --code {} --server {}",
@@ -168,26 +249,54 @@ async fn join(ctx: &Ctx, code: &str) -> Result<()> {
     let server = ctx.server_url()?;
     let mut api = Api::new(&server);
     let key = SecretKey::generate(&mut rand::rngs::OsRng);
-    let v = api.post_json("/enroll/v1/join", json!({"code": code, "public_key": key.public().x()})).await?;
-    let name: PrincipalName = v["name"].as_str().context("join answer has no name")?.parse()?;
+    let v = api
+        .post_json(
+            "/enroll/v1/join",
+            json!({"code": code, "public_key": key.public().x()}),
+        )
+        .await?;
+    let name: PrincipalName = v["name"]
+        .as_str()
+        .context("join answer has no name")?
+        .parse()?;
     let path = ctx.home.save_key(&name, &key)?;
     let mut cfg = ctx.home.client_config()?;
     if cfg.server.is_none() {
-        cfg = ClientConfig { server: Some(server.clone()), principal: cfg.principal };
+        cfg = ClientConfig {
+            server: Some(server.clone()),
+            principal: cfg.principal,
+        };
         ctx.home.write_client_config(&cfg)?;
     }
     let out = json!({"name": name, "kid": v["kid"], "server": server, "private_key_file": path});
-    ctx.print(&out, || format!("Joined {server} as {name}\n  kid  {}\n  key  {} (0600, never leaves this machine)", v["kid"].as_str().unwrap_or(""), path.display()));
+    ctx.print(&out, || {
+        format!(
+            "Joined {server} as {name}\n  kid  {}\n  key  {} (0600, never leaves this machine)",
+            v["kid"].as_str().unwrap_or(""),
+            path.display()
+        )
+    });
     Ok(())
 }
 
 pub async fn user(ctx: &Ctx, cmd: UserCmd) -> Result<()> {
-    let user_name = |n: &str| PrincipalName::new(PrincipalKind::User, n.strip_prefix("user:").unwrap_or(n));
+    let user_name =
+        |n: &str| PrincipalName::new(PrincipalKind::User, n.strip_prefix("user:").unwrap_or(n));
     match cmd {
-        UserCmd::Create { name, public_key, role, ceiling } => create(ctx, user_name(&name)?, public_key, role, &ceiling).await,
+        UserCmd::Create {
+            name,
+            public_key,
+            role,
+            ceiling,
+        } => create(ctx, user_name(&name)?, public_key, role, &ceiling).await,
         UserCmd::List => list(ctx, PrincipalKind::User).await,
         UserCmd::Show { name } => {
-            let p = simple(ctx, Method::GET, format!("/principals/{}", user_name(&name)?)).await?;
+            let p = simple(
+                ctx,
+                Method::GET,
+                format!("/principals/{}", user_name(&name)?),
+            )
+            .await?;
             ctx.print(&p, || describe(&p));
             Ok(())
         }

@@ -19,11 +19,23 @@ pub const ADMIN: &str = "user:admin";
 
 fn resolve(dir: &Path, p: &str) -> std::path::PathBuf {
     let p = Path::new(p);
-    if p.is_absolute() { p.to_path_buf() } else { dir.join(p) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    }
 }
 
 /// Registers a principal directly in the database with a key made here (bootstrap only).
-async fn bootstrap_principal(home: &Home, store: &Store, name: &str, role: Option<&str>, scopes: &str, audiences: &str, now: i64) -> Result<String> {
+async fn bootstrap_principal(
+    home: &Home,
+    store: &Store,
+    name: &str,
+    role: Option<&str>,
+    scopes: &str,
+    audiences: &str,
+    now: i64,
+) -> Result<String> {
     let name: PrincipalName = name.parse()?;
     let key = SecretKey::generate(&mut rand::rngs::OsRng);
     let path = home.save_key(&name, &key)?;
@@ -37,7 +49,10 @@ async fn bootstrap_principal(home: &Home, store: &Store, name: &str, role: Optio
             ceiling_audiences: audiences.into(),
             max_ttl_secs: 3600,
             max_depth: 5,
-            key: Some(NewKey { kid: key.public().thumbprint(), public_key: key.public().x() }),
+            key: Some(NewKey {
+                kid: key.public().thumbprint(),
+                public_key: key.public().x(),
+            }),
             now,
         })
         .await?;
@@ -47,10 +62,22 @@ async fn bootstrap_principal(home: &Home, store: &Store, name: &str, role: Optio
 pub async fn init(ctx: &Ctx, a: InitArgs) -> Result<serde_json::Value> {
     let home = &ctx.home;
     if home.server_config_path().exists() {
-        bail!("{} is already initialised: run `mandate serve` (or `mandate up`)", home.root.display());
+        bail!(
+            "{} is already initialised: run `mandate serve` (or `mandate up`)",
+            home.root.display()
+        );
     }
-    let addr: std::net::SocketAddr = a.listen.parse().with_context(|| format!("--listen {:?} is not an address like 127.0.0.1:8700", a.listen))?;
-    let issuer = a.issuer.unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_string();
+    let addr: std::net::SocketAddr = a.listen.parse().with_context(|| {
+        format!(
+            "--listen {:?} is not an address like 127.0.0.1:8700",
+            a.listen
+        )
+    })?;
+    let issuer = a
+        .issuer
+        .unwrap_or_else(|| format!("http://{addr}"))
+        .trim_end_matches('/')
+        .to_string();
     url::Url::parse(&issuer).with_context(|| format!("issuer {issuer:?} is not a URL"))?;
     Home::ensure_private_dir(&home.root)?;
     Home::ensure_private_dir(&home.server_dir())?;
@@ -62,7 +89,9 @@ pub async fn init(ctx: &Ctx, a: InitArgs) -> Result<serde_json::Value> {
         enrollment_ttl: "15m".into(),
     };
     let dir = home.server_dir();
-    let store = Store::open_sqlite(&resolve(&dir, &cfg.database)).await.context("cannot create the database")?;
+    let store = Store::open_sqlite(&resolve(&dir, &cfg.database))
+        .await
+        .context("cannot create the database")?;
     let now = mandate_server::now();
     let kid = IssuerKeys::ensure(&store, &resolve(&dir, &cfg.issuer_keys), now).await?;
     let admin_key = bootstrap_principal(home, &store, ADMIN, Some("admin"), "*", "*", now).await?;
@@ -70,15 +99,26 @@ pub async fn init(ctx: &Ctx, a: InitArgs) -> Result<serde_json::Value> {
     if a.demo {
         for (name, scopes, auds) in [
             ("user:alice", "*", "*"),
-            ("agent:planner", "github:* ci:*", "https://api.github.com https://ci.example.com"),
-            ("agent:coder", "github:pulls.* github:contents.*", "https://api.github.com"),
+            (
+                "agent:planner",
+                "github:* ci:*",
+                "https://api.github.com https://ci.example.com",
+            ),
+            (
+                "agent:coder",
+                "github:pulls.* github:contents.*",
+                "https://api.github.com",
+            ),
         ] {
             bootstrap_principal(home, &store, name, None, scopes, auds, now).await?;
             demo.push(name);
         }
     }
     std::fs::write(home.server_config_path(), toml::to_string(&cfg)?)?;
-    home.write_client_config(&ClientConfig { server: Some(issuer.clone()), principal: Some(ADMIN.into()) })?;
+    home.write_client_config(&ClientConfig {
+        server: Some(issuer.clone()),
+        principal: Some(ADMIN.into()),
+    })?;
     let out = serde_json::json!({
         "home": home.root, "issuer": issuer, "listen": cfg.listen, "issuer_kid": kid,
         "database": resolve(&dir, &cfg.database), "admin": ADMIN, "admin_key": admin_key, "demo": demo,
@@ -114,30 +154,64 @@ fn next_steps(demo: bool) -> String {
 
 pub async fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
     if !ctx.home.server_config_path().exists() {
-        let listen = a.listen.clone().unwrap_or_else(|| crate::home::DEFAULT_LISTEN.into());
-        init(ctx, InitArgs { listen, issuer: None, demo: a.demo }).await?;
+        let listen = a
+            .listen
+            .clone()
+            .unwrap_or_else(|| crate::home::DEFAULT_LISTEN.into());
+        init(
+            ctx,
+            InitArgs {
+                listen,
+                issuer: None,
+                demo: a.demo,
+            },
+        )
+        .await?;
         if !ctx.json {
             println!("{}", next_steps(a.demo));
         }
     } else if !ctx.json {
-        println!("Using the existing installation in {}", ctx.home.root.display());
+        println!(
+            "Using the existing installation in {}",
+            ctx.home.root.display()
+        );
     }
-    serve(ctx, ServeArgs { config: None, listen: a.listen }).await
+    serve(
+        ctx,
+        ServeArgs {
+            config: None,
+            listen: a.listen,
+        },
+    )
+    .await
 }
 
 pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
     let (cfg, dir) = ctx.home.server_config(a.config.as_deref())?;
     let listen = a.listen.unwrap_or(cfg.listen.clone());
-    let enrollment_ttl = parse_duration(&cfg.enrollment_ttl).context("enrollment_ttl in the server config")?;
-    let store = Store::open_sqlite(&resolve(&dir, &cfg.database)).await.context("cannot open the database")?;
+    let enrollment_ttl =
+        parse_duration(&cfg.enrollment_ttl).context("enrollment_ttl in the server config")?;
+    let store = Store::open_sqlite(&resolve(&dir, &cfg.database))
+        .await
+        .context("cannot open the database")?;
     let keys_dir = resolve(&dir, &cfg.issuer_keys);
     let keys = IssuerKeys::load(&store, &keys_dir).await?;
-    let config = Config { issuer: cfg.issuer.trim_end_matches('/').to_string(), keys_dir, enrollment_ttl };
+    let config = Config {
+        issuer: cfg.issuer.trim_end_matches('/').to_string(),
+        keys_dir,
+        enrollment_ttl,
+    };
     let state = Arc::new(AppState::new(config, store, keys));
-    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(addr = %listener.local_addr()?, issuer = %cfg.issuer, "mandate serving");
     if !ctx.json {
-        println!("Mandate is serving {} on {} (Ctrl-C stops)", cfg.issuer, listener.local_addr()?);
+        println!(
+            "Mandate is serving {} on {} (Ctrl-C stops)",
+            cfg.issuer,
+            listener.local_addr()?
+        );
     }
     mandate_server::serve(listener, state, shutdown_signal()).await?;
     Ok(())

@@ -15,18 +15,35 @@ use crate::client::{Api, TokenResponse, ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE};
 use crate::ctx::Ctx;
 
 fn ttl_secs(ttl: &Option<String>) -> Result<Option<String>> {
-    Ok(ttl.as_deref().map(parse_duration).transpose().context("--ttl")?.map(|s| s.to_string()))
+    Ok(ttl
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .context("--ttl")?
+        .map(|s| s.to_string()))
 }
 
 fn print_token(ctx: &Ctx, t: &TokenResponse) {
-    ctx.print(&serde_json::to_value(t).expect("serialises"), || t.access_token.clone());
+    ctx.print(&serde_json::to_value(t).expect("serialises"), || {
+        t.access_token.clone()
+    });
 }
 
 pub async fn token(ctx: &Ctx, cmd: TokenCmd) -> Result<()> {
     match cmd {
-        TokenCmd::Issue { as_, aud, scope, ttl, may_act, bearer } => {
+        TokenCmd::Issue {
+            as_,
+            aud,
+            scope,
+            ttl,
+            may_act,
+            bearer,
+        } => {
             let id = ctx.identity(&as_)?;
-            let mut params = vec![("grant_type", "client_credentials".to_string()), ("scope", scope.join(" "))];
+            let mut params = vec![
+                ("grant_type", "client_credentials".to_string()),
+                ("scope", scope.join(" ")),
+            ];
             params.extend(aud.into_iter().map(|a| ("audience", a)));
             if let Some(t) = ttl_secs(&ttl)? {
                 params.push(("ttl", t));
@@ -55,7 +72,10 @@ pub async fn delegate(ctx: &Ctx, a: DelegateArgs) -> Result<()> {
             if a.scope.is_empty() || a.aud.is_empty() {
                 bail!("without --subject-token, give --aud and --scope: {} first gets its own mandate for them", id.name);
             }
-            let mut p = vec![("grant_type", "client_credentials".to_string()), ("scope", a.scope.join(" "))];
+            let mut p = vec![
+                ("grant_type", "client_credentials".to_string()),
+                ("scope", a.scope.join(" ")),
+            ];
             p.extend(a.aud.iter().map(|x| ("audience", x.clone())));
             if let Some(t) = &ttl {
                 p.push(("ttl", t.clone()));
@@ -98,7 +118,12 @@ async fn verified(api: &mut Api, token: &str) -> Result<MandateClaims> {
         let kid = k["kid"].as_str().context("JWKS key without kid")?;
         keys.insert(kid.to_string(), PublicKey::from_jwk(k)?);
     }
-    let expect = Expect { issuer: &meta.issuer, audience: None, now: mandate_server::now(), skew: DEFAULT_SKEW };
+    let expect = Expect {
+        issuer: &meta.issuer,
+        audience: None,
+        now: mandate_server::now(),
+        skew: DEFAULT_SKEW,
+    };
     verify_mandate(token, &keys, expect)
         .map(|v| v.into_claims())
         .map_err(|e| anyhow::anyhow!("token is not valid ({}): {e}", e.code()))
@@ -111,16 +136,28 @@ pub fn tree(c: &MandateClaims) -> String {
     jtis.push(c.jti.clone());
     let mut out = String::new();
     for (i, who) in chain.iter().enumerate() {
-        let indent = if i == 0 { String::new() } else { format!("{}└─ ", "   ".repeat(i - 1)) };
+        let indent = if i == 0 {
+            String::new()
+        } else {
+            format!("{}└─ ", "   ".repeat(i - 1))
+        };
         let jti = jtis.get(i).map(String::as_str).unwrap_or("?");
-        let this = if i + 1 == chain.len() { "  <- this mandate" } else { "" };
+        let this = if i + 1 == chain.len() {
+            "  <- this mandate"
+        } else {
+            ""
+        };
         out.push_str(&format!("  {indent}{who}  (jti {jti}){this}\n"));
     }
     out
 }
 
 async fn inspect(ctx: &Ctx, token: &str) -> Result<()> {
-    let token = if token == "-" { read_stdin()? } else { token.trim().to_string() };
+    let token = if token == "-" {
+        read_stdin()?
+    } else {
+        token.trim().to_string()
+    };
     let mut api = ctx.api()?;
     let c = verified(&mut api, &token).await?;
     let left = c.exp - mandate_server::now();
@@ -148,7 +185,9 @@ pub async fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<()> {
     match cmd {
         KeysCmd::Rotate => {
             let admin = ctx.admin()?;
-            let v = api.admin(&admin, Method::POST, "/keys/rotate", None).await?;
+            let v = api
+                .admin(&admin, Method::POST, "/keys/rotate", None)
+                .await?;
             ctx.print(&v, || {
                 format!(
                     "New issuer key {}; the old key {} stays in the JWKS until its last mandate expires (unix {})",
@@ -159,7 +198,15 @@ pub async fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<()> {
         KeysCmd::List => {
             let v = api.jwks().await?;
             ctx.print(&v, || {
-                v["keys"].as_array().map(|ks| ks.iter().map(|k| k["kid"].as_str().unwrap_or("").to_string()).collect::<Vec<_>>().join("\n")).unwrap_or_default()
+                v["keys"]
+                    .as_array()
+                    .map(|ks| {
+                        ks.iter()
+                            .map(|k| k["kid"].as_str().unwrap_or("").to_string())
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .unwrap_or_default()
             });
         }
     }

@@ -14,7 +14,11 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(json: bool, server: Option<String>) -> Result<Self> {
-        Ok(Ctx { home: Home::locate()?, json, server })
+        Ok(Ctx {
+            home: Home::locate()?,
+            json,
+            server,
+        })
     }
 
     /// The server URL: `--server`, `MANDATE_SERVER`, or `config.toml`.
@@ -49,7 +53,10 @@ impl Ctx {
     /// Prints a JSON value (with --json) or the human text.
     pub fn print(&self, value: &serde_json::Value, human: impl FnOnce() -> String) {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(value).expect("JSON serialises"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).expect("JSON serialises")
+            );
         } else {
             println!("{}", human());
         }

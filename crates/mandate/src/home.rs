@@ -54,7 +54,8 @@ impl Home {
         let root = match std::env::var_os("MANDATE_HOME") {
             Some(p) if !p.is_empty() => PathBuf::from(p),
             _ => {
-                let home = std::env::var_os("HOME").context("neither MANDATE_HOME nor HOME is set")?;
+                let home =
+                    std::env::var_os("HOME").context("neither MANDATE_HOME nor HOME is set")?;
                 PathBuf::from(home).join(".mandate")
             }
         };
@@ -75,21 +76,26 @@ impl Home {
     }
 
     pub fn key_path(&self, p: &PrincipalName) -> PathBuf {
-        self.keys_dir().join(format!("{}_{}.jwk", p.kind().as_str(), p.bare()))
+        self.keys_dir()
+            .join(format!("{}_{}.jwk", p.kind().as_str(), p.bare()))
     }
 
     pub fn ensure_private_dir(path: &Path) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("cannot restrict {}", path.display()))
     }
 
     pub fn client_config(&self) -> Result<ClientConfig> {
         match std::fs::read_to_string(self.config_path()) {
-            Ok(t) => toml::from_str(&t).with_context(|| format!("{} is not valid TOML", self.config_path().display())),
+            Ok(t) => toml::from_str(&t)
+                .with_context(|| format!("{} is not valid TOML", self.config_path().display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ClientConfig::default()),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.config_path().display())),
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot read {}", self.config_path().display()))
+            }
         }
     }
 
@@ -100,11 +106,17 @@ impl Home {
     }
 
     pub fn server_config(&self, path: Option<&Path>) -> Result<(ServerConfig, PathBuf)> {
-        let path = path.map(Path::to_path_buf).unwrap_or_else(|| self.server_config_path());
+        let path = path
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.server_config_path());
         let text = std::fs::read_to_string(&path).with_context(|| {
-            format!("cannot read server config {}: run `mandate init` (or `mandate up`) first", path.display())
+            format!(
+                "cannot read server config {}: run `mandate init` (or `mandate up`) first",
+                path.display()
+            )
         })?;
-        let cfg: ServerConfig = toml::from_str(&text).with_context(|| format!("{} is not a valid server config", path.display()))?;
+        let cfg: ServerConfig = toml::from_str(&text)
+            .with_context(|| format!("{} is not a valid server config", path.display()))?;
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         Ok((cfg, dir))
     }
@@ -116,14 +128,19 @@ impl Home {
         if path.exists() {
             bail!("{} already exists: a key for {p} is already on this machine (remove it first if it is stale)", path.display());
         }
-        mandate_server::issuer::write_secret_file(&path, key).with_context(|| format!("cannot write {}", path.display()))?;
+        mandate_server::issuer::write_secret_file(&path, key)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(path)
     }
 
     pub fn load_key(&self, p: &PrincipalName) -> Result<SecretKey> {
         let path = self.key_path(p);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("no private key for {p} on this machine ({} is missing)", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "no private key for {p} on this machine ({} is missing)",
+                path.display()
+            )
+        })?;
         SecretKey::parse(&text).with_context(|| format!("{} is not a usable key", path.display()))
     }
 }

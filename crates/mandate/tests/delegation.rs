@@ -71,7 +71,11 @@ fn cli_chain_alice_planner_coder_carries_act_parents_and_binding() {
     let coder_kid = coder["kid"].as_str().expect("coder has a kid");
     assert_eq!(coder_kid, s.key("agent:coder").public().thumbprint());
     assert_eq!(c["cnf"]["jkt"], coder_kid);
-    assert_eq!(c, &jwt_payload(&coder_tok), "inspect must show the token's claims");
+    assert_eq!(
+        c,
+        &jwt_payload(&coder_tok),
+        "inspect must show the token's claims"
+    );
     let coder_exp = c["exp"].as_i64().expect("exp");
     let planner_exp = p["exp"].as_i64().expect("exp");
     assert!(
@@ -91,7 +95,10 @@ fn cli_chain_alice_planner_coder_carries_act_parents_and_binding() {
     };
     let (a, b, c) = (pos("user:alice"), pos("agent:planner"), pos("agent:coder"));
     assert!(a < b && b < c, "chain out of order:\n{human}");
-    assert!(tree.contains(&alice_jti) && tree.contains(&planner_jti), "{human}");
+    assert!(
+        tree.contains(&alice_jti) && tree.contains(&planner_jti),
+        "{human}"
+    );
 }
 
 #[test]
@@ -167,7 +174,10 @@ fn pull_exchange_is_allowed_for_may_act_and_refused_for_others() {
     assert_eq!(c["act"], json!({"sub": "agent:planner"}));
     assert_eq!(c["mandate"]["depth"], 1);
     assert_eq!(c["mandate"]["parents"], json!([a["jti"]]));
-    assert_eq!(c["cnf"]["jkt"], s.key("agent:planner").public().thumbprint());
+    assert_eq!(
+        c["cnf"]["jkt"],
+        s.key("agent:planner").public().thumbprint()
+    );
     let inspected = s.ok_json(&["token", "inspect", &tok]);
     assert_eq!(inspected["chain"], json!(["user:alice", "agent:planner"]));
 

@@ -18,7 +18,15 @@ fn an_agent_joins_from_another_home_with_a_single_use_code() {
     assert!(shown["kid"].is_null(), "no key before joining: {shown}");
 
     let home2 = tempfile::tempdir().expect("tempdir");
-    let args = ["agent", "join", "--code", code.as_str(), "--server", s.url.as_str(), "--json"];
+    let args = [
+        "agent",
+        "join",
+        "--code",
+        code.as_str(),
+        "--server",
+        s.url.as_str(),
+        "--json",
+    ];
     let out = mandate(home2.path(), &args);
     assert!(out.status.success(), "{}", describe(&args, &out));
     let joined: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
@@ -34,7 +42,9 @@ fn an_agent_joins_from_another_home_with_a_single_use_code() {
     assert_eq!(s.ok_json(&["agent", "show", "remote"])["kid"], kid.as_str());
 
     // From the agent's home, with the server remembered by `join`.
-    let args = ["token", "issue", "--as", "remote", "--aud", CI, "--scope", "ci:read"];
+    let args = [
+        "token", "issue", "--as", "remote", "--aud", CI, "--scope", "ci:read",
+    ];
     let out = mandate(home2.path(), &args);
     assert!(out.status.success(), "{}", describe(&args, &out));
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -45,13 +55,22 @@ fn an_agent_joins_from_another_home_with_a_single_use_code() {
     assert_eq!(s.ok_json(&["token", "inspect", &token])["valid"], true);
 
     // The ceiling given at enrollment holds.
-    let args = ["token", "issue", "--as", "remote", "--aud", CI, "--scope", "ci:write"];
+    let args = [
+        "token", "issue", "--as", "remote", "--aud", CI, "--scope", "ci:write",
+    ];
     let line = assert_one_line_error(&args, &mandate(home2.path(), &args));
     assert!(line.contains("invalid_scope"), "{line}");
 
     // The code is spent: a third machine cannot use it, and keeps no key.
     let home3 = tempfile::tempdir().expect("tempdir");
-    let args = ["agent", "join", "--code", code.as_str(), "--server", s.url.as_str()];
+    let args = [
+        "agent",
+        "join",
+        "--code",
+        code.as_str(),
+        "--server",
+        s.url.as_str(),
+    ];
     assert_one_line_error(&args, &mandate(home3.path(), &args));
     assert!(!key_path(home3.path(), "agent:remote").exists());
     // And the registered key is still the first machine's.
@@ -62,7 +81,20 @@ fn an_agent_joins_from_another_home_with_a_single_use_code() {
 fn an_unknown_enrollment_code_is_refused() {
     let s = Server::start(false);
     let home2 = tempfile::tempdir().expect("tempdir");
-    let args = ["agent", "join", "--code", "mdt-enroll-nonsense", "--server", s.url.as_str()];
+    let args = [
+        "agent",
+        "join",
+        "--code",
+        "mdt-enroll-nonsense",
+        "--server",
+        s.url.as_str(),
+    ];
     assert_one_line_error(&args, &mandate(home2.path(), &args));
-    assert!(!home2.path().join("keys").exists() || std::fs::read_dir(home2.path().join("keys")).expect("dir").next().is_none());
+    assert!(
+        !home2.path().join("keys").exists()
+            || std::fs::read_dir(home2.path().join("keys"))
+                .expect("dir")
+                .next()
+                .is_none()
+    );
 }

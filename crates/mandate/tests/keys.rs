@@ -20,8 +20,12 @@ fn thumbprint_matches_the_rfc_8037_example() {
     // RFC 8037 Appendix A.3.
     let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
     assert_eq!(rfc7638(x), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
-    let k = PublicKey::parse(&format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{x}"}}"#)).expect("JWK");
-    assert_eq!(k.thumbprint(), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+    let k =
+        PublicKey::parse(&format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{x}"}}"#)).expect("JWK");
+    assert_eq!(
+        k.thumbprint(),
+        "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+    );
 }
 
 #[test]
@@ -70,9 +74,21 @@ fn keys_rotate_publishes_both_keys_and_old_mandates_still_verify() {
     let old_kid = keys[0]["kid"].as_str().expect("kid").to_string();
     assert_eq!(keys[0]["kty"], "OKP");
     assert_eq!(keys[0]["crv"], "Ed25519");
-    assert!(keys[0].get("d").is_none(), "the JWKS must not carry private keys");
+    assert!(
+        keys[0].get("d").is_none(),
+        "the JWKS must not carry private keys"
+    );
 
-    let args = ["token", "issue", "--as", "planner", "--aud", GITHUB, "--scope", "github:pulls.read"];
+    let args = [
+        "token",
+        "issue",
+        "--as",
+        "planner",
+        "--aud",
+        GITHUB,
+        "--scope",
+        "github:pulls.read",
+    ];
     let old_token = s.ok(&args);
     assert_eq!(jwt_header(&old_token)["kid"], old_kid.as_str());
 
@@ -101,6 +117,112 @@ fn keys_rotate_publishes_both_keys_and_old_mandates_still_verify() {
     assert_eq!(s.ok_json(&["token", "inspect", &new_token])["valid"], true);
 
     // A mandate signed before rotation can still be delegated from.
-    let c = s.ok(&["delegate", "--as", "planner", "--to", "coder", "--subject-token", &old_token]);
+    let c = s.ok(&[
+        "delegate",
+        "--as",
+        "planner",
+        "--to",
+        "coder",
+        "--subject-token",
+        &old_token,
+    ]);
     assert_eq!(jwt_header(&c)["kid"], new_kid.as_str());
+}
+
+/// Writes a public key in one of the accepted forms.
+type Encode = fn(&PublicKey) -> String;
+
+#[test]
+fn every_accepted_public_key_form_registers_the_same_kid() {
+    use base64::engine::general_purpose::STANDARD;
+    let s = Server::start(false);
+    // SPKI DER prefix of an Ed25519 public key (RFC 8410).
+    const SPKI: [u8; 12] = [
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    let forms: [(&str, Encode); 5] = [
+        ("tweetnacl", |k| STANDARD.encode(k.as_bytes())),
+        ("base64url", |k| URL_SAFE_NO_PAD.encode(k.as_bytes())),
+        ("jwk", |k| k.to_jwk().to_string()),
+        ("openssh", |k| k.to_openssh()),
+        ("pem", |k| {
+            let der = [&SPKI[..], &k.as_bytes()[..]].concat();
+            format!(
+                "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+                STANDARD.encode(der)
+            )
+        }),
+    ];
+    for (i, (form, encode)) in forms.iter().enumerate() {
+        // A key may belong to one principal only, so each form gets its own key.
+        let public = SecretKey::from_seed(&[i as u8 + 1; 32]).public();
+        let name = format!("via-{form}");
+        let out = s.ok_json(&["agent", "create", &name, "--public-key", &encode(&public)]);
+        assert_eq!(out["kid"], public.thumbprint().as_str(), "{form}: {out}");
+        assert!(!key_path(s.home(), &format!("agent:{name}")).exists());
+    }
+    // `@FILE` reads the key from a file.
+    let public = SecretKey::from_seed(&[42; 32]).public();
+    let file = s.home().join("user_dave.pub");
+    std::fs::write(&file, public.to_openssh()).expect("write");
+    let at = format!("@{}", file.display());
+    let out = s.ok_json(&["user", "create", "dave", "--public-key", &at]);
+    assert_eq!(out["kid"], public.thumbprint().as_str());
+    // A private JWK is refused: only the public half is registered.
+    let private = SecretKey::from_seed(&[43; 32]).to_private_jwk().to_string();
+    let args = ["agent", "create", "leaky", "--public-key", private.as_str()];
+    assert_one_line_error(&args, &s.cli(&args));
+}
+
+#[test]
+fn the_rotated_issuer_key_and_the_replay_table_survive_a_restart() {
+    let mut s = Server::demo();
+    for f in std::fs::read_dir(s.home().join("server/issuer-keys")).expect("issuer key dir") {
+        let f = f.expect("entry").path();
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+    let issue = [
+        "token",
+        "issue",
+        "--as",
+        "planner",
+        "--aud",
+        GITHUB,
+        "--scope",
+        "github:pulls.read",
+    ];
+    let old_token = s.ok(&issue);
+    let new_kid = s.ok_json(&["keys", "rotate"])["kid"]
+        .as_str()
+        .expect("kid")
+        .to_string();
+
+    let key = s.key("agent:planner");
+    let assertion = s.assertion(&key, "agent:planner");
+    let form = [
+        (
+            "client_assertion_type",
+            mandate_core::assertion::ASSERTION_TYPE,
+        ),
+        ("client_assertion", assertion.as_str()),
+        ("grant_type", "client_credentials"),
+        ("scope", "github:pulls.read"),
+        ("audience", GITHUB),
+    ];
+    common::assert_token(&s.token_request(&form, Some(&s.proof(&key))));
+
+    s.restart();
+    assert_eq!(jwt_header(&s.ok(&issue))["kid"], new_kid.as_str());
+    assert_eq!(
+        s.ok_json(&["keys", "list"])["keys"]
+            .as_array()
+            .expect("keys")
+            .len(),
+        2
+    );
+    assert_eq!(s.ok_json(&["token", "inspect", &old_token])["valid"], true);
+    common::assert_oauth_error(
+        &s.token_request(&form, Some(&s.proof(&key))),
+        "invalid_client",
+    );
 }

@@ -97,7 +97,10 @@ fn a_disabled_agent_can_neither_authenticate_nor_receive_until_enabled() {
     assert_eq!(out["disabled"], true, "{out}");
 
     let own = cc("github:pulls.read", GITHUB);
-    assert_oauth_error(&s.as_client("agent:coder", &own, Proof::Own), "invalid_client");
+    assert_oauth_error(
+        &s.as_client("agent:coder", &own, Proof::Own),
+        "invalid_client",
+    );
     assert_oauth_error(
         &s.push("agent:planner", &t, "agent:coder", &[]),
         "invalid_request",
@@ -149,7 +152,11 @@ fn an_assertion_signed_by_an_unregistered_key_is_invalid_client() {
         "iss": "agent:planner", "sub": "agent:planner", "aud": s.url,
         "iat": n, "exp": n + 60, "jti": random_id(),
     });
-    let good = jws::sign(&jws::header("JWT", None, None), &claims, &s.key("agent:planner"));
+    let good = jws::sign(
+        &jws::header("JWT", None, None),
+        &claims,
+        &s.key("agent:planner"),
+    );
     form[1].1 = good.as_str();
     let proof = s.proof(&s.key("agent:planner"));
     assert_token(&s.token_request(&form, Some(&proof)));
@@ -187,16 +194,37 @@ fn a_dpop_proof_for_another_method_is_invalid_dpop_proof() {
 fn a_stale_dpop_proof_is_invalid_dpop_proof() {
     let s = Server::demo();
     let key = s.key("agent:planner");
-    let p = dpop::make_proof(&key, "POST", &s.token_url(), now() - 600, &random_id(), None);
+    let p = dpop::make_proof(
+        &key,
+        "POST",
+        &s.token_url(),
+        now() - 600,
+        &random_id(),
+        None,
+    );
     assert_oauth_error(&planner_with_proof(&s, p), "invalid_dpop_proof");
-    let p = dpop::make_proof(&key, "POST", &s.token_url(), now() + 600, &random_id(), None);
+    let p = dpop::make_proof(
+        &key,
+        "POST",
+        &s.token_url(),
+        now() + 600,
+        &random_id(),
+        None,
+    );
     assert_oauth_error(&planner_with_proof(&s, p), "invalid_dpop_proof");
 }
 
 #[test]
 fn a_dpop_proof_by_an_unregistered_key_is_invalid_dpop_proof() {
     let s = Server::demo();
-    let p = dpop::make_proof(&fresh_key(), "POST", &s.token_url(), now(), &random_id(), None);
+    let p = dpop::make_proof(
+        &fresh_key(),
+        "POST",
+        &s.token_url(),
+        now(),
+        &random_id(),
+        None,
+    );
     assert_oauth_error(&planner_with_proof(&s, p), "invalid_dpop_proof");
     // coder's key is registered, but not for planner.
     let p = s.proof(&s.key("agent:coder"));
@@ -270,7 +298,11 @@ fn an_audience_outside_the_ceiling_is_invalid_target() {
 #[test]
 fn a_scope_outside_the_own_ceiling_is_invalid_scope() {
     let s = Server::demo();
-    let r = s.as_client("agent:coder", &cc("github:issues.write", GITHUB), Proof::Own);
+    let r = s.as_client(
+        "agent:coder",
+        &cc("github:issues.write", GITHUB),
+        Proof::Own,
+    );
     assert_oauth_error(&r, "invalid_scope");
     let r = s.as_client("agent:coder", &cc("github:*", GITHUB), Proof::Own);
     assert_oauth_error(&r, "invalid_scope");
@@ -284,4 +316,30 @@ fn only_the_holder_can_push_a_mandate() {
     assert_oauth_error(&r, "invalid_grant");
     let r = s.push("user:alice", &t, "agent:coder", &[]);
     assert_oauth_error(&r, "invalid_grant");
+}
+
+#[test]
+fn concurrent_replays_of_one_assertion_get_exactly_one_mandate() {
+    let s = Server::demo();
+    let key = s.key("agent:planner");
+    let a = s.assertion(&key, "agent:planner");
+    let reqs = (0..16)
+        .map(|_| {
+            let form = [
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", a.as_str()),
+                ("grant_type", "client_credentials"),
+                ("scope", "github:pulls.read"),
+                ("audience", GITHUB),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            (form, Some(s.proof(&key)))
+        })
+        .collect();
+    let mut statuses = s.concurrent_token_requests(reqs);
+    statuses.sort_unstable();
+    assert_eq!(statuses[0], 200, "{statuses:?}");
+    assert!(statuses[1..].iter().all(|&c| c == 401), "{statuses:?}");
 }

@@ -42,7 +42,12 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/keys/rotate", post(rotate))
 }
 
-async fn admin(st: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<Caller, ApiError> {
+async fn admin(
+    st: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
     let c = resource_auth::authenticate(st, method, uri, headers, &st.cfg.issuer, now()).await?;
     let holds = ScopeSet::parse(&c.claims.scope)
         .map(|s| s.covers(&Scope::parse(ADMIN_SCOPE).expect("constant")))
@@ -78,14 +83,19 @@ pub struct CreatePrincipal {
 }
 
 fn validate(req: CreatePrincipal, now: i64) -> Result<NewPrincipal, ApiError> {
-    let name: PrincipalName = req.name.parse().map_err(|e| ApiError::bad_request(format!("{e}")))?;
+    let name: PrincipalName = req
+        .name
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("{e}")))?;
     let kind = name.kind();
     if req.role.is_some() && kind != PrincipalKind::User {
         return Err(ApiError::bad_request("only users have roles"));
     }
     if let Some(r) = req.role.as_deref() {
         if r != "admin" && r != "approver" {
-            return Err(ApiError::bad_request(format!("unknown role {r:?}: use admin or approver")));
+            return Err(ApiError::bad_request(format!(
+                "unknown role {r:?}: use admin or approver"
+            )));
         }
     }
     // Agents start with no scopes at all (least privilege); users, the roots of authority, may
@@ -93,21 +103,33 @@ fn validate(req: CreatePrincipal, now: i64) -> Result<NewPrincipal, ApiError> {
     let default_scopes = if kind == PrincipalKind::User { "*" } else { "" };
     let scopes = ScopeSet::parse(req.scopes.as_deref().unwrap_or(default_scopes))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let audiences: Vec<&str> = req.audiences.as_deref().unwrap_or("*").split_ascii_whitespace().collect();
+    let audiences: Vec<&str> = req
+        .audiences
+        .as_deref()
+        .unwrap_or("*")
+        .split_ascii_whitespace()
+        .collect();
     let max_ttl = req.max_ttl.unwrap_or(DEFAULT_MAX_TTL);
     if !(1..=MAX_TTL_CAP).contains(&max_ttl) {
-        return Err(ApiError::bad_request(format!("max_ttl must be between 1s and {MAX_TTL_CAP}s")));
+        return Err(ApiError::bad_request(format!(
+            "max_ttl must be between 1s and {MAX_TTL_CAP}s"
+        )));
     }
     let max_depth = req.max_depth.unwrap_or(DEFAULT_MAX_DEPTH);
     if !(0..=i64::from(MAX_CHAIN_DEPTH)).contains(&max_depth) {
-        return Err(ApiError::bad_request(format!("max_depth must be between 0 and {MAX_CHAIN_DEPTH}")));
+        return Err(ApiError::bad_request(format!(
+            "max_depth must be between 0 and {MAX_CHAIN_DEPTH}"
+        )));
     }
     let key = req
         .public_key
         .as_deref()
         .map(|k| PublicKey::parse(k).map_err(|e| ApiError::bad_request(e.to_string())))
         .transpose()?
-        .map(|k| NewKey { kid: k.thumbprint(), public_key: k.x() });
+        .map(|k| NewKey {
+            kid: k.thumbprint(),
+            public_key: k.x(),
+        });
     Ok(NewPrincipal {
         name: name.to_string(),
         kind: kind.as_str().to_string(),
@@ -122,14 +144,25 @@ fn validate(req: CreatePrincipal, now: i64) -> Result<NewPrincipal, ApiError> {
     })
 }
 
-async fn create(State(st): St, method: Method, OriginalUri(uri): OriginalUri, headers: HeaderMap, body: axum::body::Bytes) -> Result<impl IntoResponse, ApiError> {
+async fn create(
+    State(st): St,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
     let who = admin(&st, &method, &uri, &headers).await?;
-    let req: CreatePrincipal = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let req: CreatePrincipal = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let p = validate(req, now())?;
     st.store.create_principal(&p).await?;
     st.principals.invalidate(&p.name);
     tracing::info!(principal = %p.name, by = %who.claims.client_id, "principal created");
-    let row = st.store.principal(&p.name).await?.ok_or_else(|| ApiError::internal("principal vanished", &p.name))?;
+    let row = st
+        .store
+        .principal(&p.name)
+        .await?
+        .ok_or_else(|| ApiError::internal("principal vanished", &p.name))?;
     Ok((StatusCode::CREATED, Json(to_json(&row))))
 }
 
@@ -138,30 +171,63 @@ struct ListQuery {
     kind: Option<String>,
 }
 
-async fn list(State(st): St, method: Method, OriginalUri(uri): OriginalUri, headers: HeaderMap, Query(q): Query<ListQuery>) -> Result<impl IntoResponse, ApiError> {
+async fn list(
+    State(st): St,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
     admin(&st, &method, &uri, &headers).await?;
     let rows = st.store.list_principals(q.kind.as_deref()).await?;
-    Ok(Json(serde_json::json!({"principals": rows.iter().map(to_json).collect::<Vec<_>>()})))
+    Ok(Json(
+        serde_json::json!({"principals": rows.iter().map(to_json).collect::<Vec<_>>()}),
+    ))
 }
 
-async fn show(State(st): St, method: Method, OriginalUri(uri): OriginalUri, headers: HeaderMap, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
+async fn show(
+    State(st): St,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     admin(&st, &method, &uri, &headers).await?;
-    let row = st.store.principal(&name).await?.ok_or_else(|| ApiError::not_found(format!("{name} does not exist")))?;
+    let row = st
+        .store
+        .principal(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{name} does not exist")))?;
     Ok(Json(to_json(&row)))
 }
 
-async fn set_disabled(st: &AppState, name: &str, disabled: bool, by: &str) -> Result<Json<serde_json::Value>, ApiError> {
+async fn set_disabled(
+    st: &AppState,
+    name: &str,
+    disabled: bool,
+    by: &str,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let changed = st.store.set_disabled(name, disabled, now()).await;
     st.principals.invalidate(name);
     if !changed? {
         return Err(ApiError::not_found(format!("{name} does not exist")));
     }
     tracing::info!(principal = %name, by, disabled, "principal state changed");
-    let row = st.store.principal(name).await?.ok_or_else(|| ApiError::not_found(name.to_string()))?;
+    let row = st
+        .store
+        .principal(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(name.to_string()))?;
     Ok(Json(to_json(&row)))
 }
 
-async fn disable(State(st): St, method: Method, OriginalUri(uri): OriginalUri, headers: HeaderMap, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
+async fn disable(
+    State(st): St,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let who = admin(&st, &method, &uri, &headers).await?;
     if who.claims.client_id == name {
         return Err(ApiError::bad_request("an admin cannot disable itself"));
@@ -169,7 +235,13 @@ async fn disable(State(st): St, method: Method, OriginalUri(uri): OriginalUri, h
     set_disabled(&st, &name, true, &who.claims.client_id).await
 }
 
-async fn enable(State(st): St, method: Method, OriginalUri(uri): OriginalUri, headers: HeaderMap, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
+async fn enable(
+    State(st): St,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
     let who = admin(&st, &method, &uri, &headers).await?;
     set_disabled(&st, &name, false, &who.claims.client_id).await
 }
@@ -186,15 +258,26 @@ struct EnrollRequest {
 
 /// Hashes an enrollment code for storage; only the hash is ever stored.
 pub fn code_hash(code: &str) -> String {
-    Sha256::digest(code.trim().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(code.trim().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
-async fn enroll(State(st): St, method: Method, OriginalUri(uri): OriginalUri, headers: HeaderMap, Path(name): Path<String>, body: axum::body::Bytes) -> Result<impl IntoResponse, ApiError> {
+async fn enroll(
+    State(st): St,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
     let who = admin(&st, &method, &uri, &headers).await?;
     let req: EnrollRequest = if body.is_empty() {
         EnrollRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
     };
     let now = now();
     let created = match st.store.principal(&name).await? {
@@ -210,13 +293,26 @@ async fn enroll(State(st): St, method: Method, OriginalUri(uri): OriginalUri, he
     };
     let ttl = req.ttl.unwrap_or(st.cfg.enrollment_ttl);
     if !(1..=7 * 86_400).contains(&ttl) {
-        return Err(ApiError::bad_request("enrollment ttl must be between 1s and 7d"));
+        return Err(ApiError::bad_request(
+            "enrollment ttl must be between 1s and 7d",
+        ));
     }
     let mut raw = [0u8; 20];
     rand::rngs::OsRng.fill_bytes(&mut raw);
     use base64::Engine;
-    let code = format!("mdt-enroll-{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
-    st.store.create_enrollment(&code_hash(&code), &name, &who.claims.client_id, now, now + ttl).await?;
+    let code = format!(
+        "mdt-enroll-{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    );
+    st.store
+        .create_enrollment(
+            &code_hash(&code),
+            &name,
+            &who.claims.client_id,
+            now,
+            now + ttl,
+        )
+        .await?;
     tracing::info!(principal = %name, by = %who.claims.client_id, "enrollment code issued");
     Ok(Json(serde_json::json!({
         "name": name, "code": code, "expires_at": now + ttl, "created": created,
@@ -224,9 +320,20 @@ async fn enroll(State(st): St, method: Method, OriginalUri(uri): OriginalUri, he
     })))
 }
 
-async fn rotate(State(st): St, method: Method, OriginalUri(uri): OriginalUri, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
+async fn rotate(
+    State(st): St,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
     let who = admin(&st, &method, &uri, &headers).await?;
-    let (new_kid, old_kid, until) = st.keys.rotate(&st.store, now()).await.map_err(|e| ApiError::internal("key rotation failed", e))?;
+    let (new_kid, old_kid, until) = st
+        .keys
+        .rotate(&st.store, now())
+        .await
+        .map_err(|e| ApiError::internal("key rotation failed", e))?;
     tracing::info!(new_kid, old_kid, by = %who.claims.client_id, "issuer key rotated");
-    Ok(Json(serde_json::json!({"kid": new_kid, "retired_kid": old_kid, "retired_key_published_until": until})))
+    Ok(Json(
+        serde_json::json!({"kid": new_kid, "retired_kid": old_kid, "retired_key_published_until": until}),
+    ))
 }

@@ -14,7 +14,11 @@ pub struct ApiError {
 impl ApiError {
     /// Builds an error.
     pub fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
-        ApiError { status, code, description: description.into() }
+        ApiError {
+            status,
+            code,
+            description: description.into(),
+        }
     }
     /// 400 `invalid_request`.
     pub fn bad_request(d: impl Into<String>) -> Self {
@@ -39,7 +43,11 @@ impl ApiError {
     /// 500; logged, and the operation is refused.
     pub fn internal(what: &str, e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "{what}");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", format!("{what}; nothing was changed, retry later"))
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            format!("{what}; nothing was changed, retry later"),
+        )
     }
 }
 
@@ -49,7 +57,9 @@ impl From<mandate_store::StoreError> for ApiError {
             mandate_store::StoreError::AlreadyExists(what) => {
                 ApiError::conflict(format!("{what} already exists"))
             }
-            mandate_store::StoreError::NotFound(what) => ApiError::not_found(format!("{what} does not exist")),
+            mandate_store::StoreError::NotFound(what) => {
+                ApiError::not_found(format!("{what} does not exist"))
+            }
             other => ApiError::internal("storage failed", other),
         }
     }
@@ -69,7 +79,8 @@ impl IntoResponse for ApiError {
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }
         }
-        r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         r
     }
 }

@@ -73,7 +73,9 @@ pub async fn authenticate(
     }
     if let Some(cid) = form.one("client_id")? {
         if cid != name {
-            return Err(OAuthError::invalid_client("client_id does not match the client_assertion's sub"));
+            return Err(OAuthError::invalid_client(
+                "client_id does not match the client_assertion's sub",
+            ));
         }
     }
     let principal = load(st, &name).await?.ok_or_else(|| {
@@ -95,7 +97,12 @@ pub async fn authenticate(
     let dpop = match dpop_header {
         None => None,
         Some(proof) => {
-            let check = ProofCheck { method: "POST", url: &st.endpoints.token, now, access_token: None };
+            let check = ProofCheck {
+                method: "POST",
+                url: &st.endpoints.token,
+                now,
+                access_token: None,
+            };
             let p = dpop::check_proof(proof, check)
                 .map_err(|e| OAuthError::invalid_dpop_proof(e.to_string()))?;
             if !principal.keys.iter().any(|k| k.thumbprint() == p.jkt) {
@@ -111,7 +118,10 @@ pub async fn authenticate(
     let a_key = format!("assertion:{name}:{}", claims.jti);
     let a_exp = claims.exp + assertion::SKEW;
     let d = dpop.as_ref().map(|p| {
-        (format!("dpop:{}:{}", p.jkt, p.claims.jti), p.claims.iat + dpop::MAX_AGE + dpop::MAX_FUTURE)
+        (
+            format!("dpop:{}:{}", p.jkt, p.claims.jti),
+            p.claims.iat + dpop::MAX_AGE + dpop::MAX_FUTURE,
+        )
     });
     let (a_fresh, d_fresh) = tokio::join!(st.store.use_jti(&a_key, a_exp), async {
         match &d {
@@ -131,5 +141,9 @@ pub async fn authenticate(
             "DPoP proof was already used (jti replay): make a fresh proof for every request",
         ));
     }
-    Ok(Client { principal, auth_jkt, dpop })
+    Ok(Client {
+        principal,
+        auth_jkt,
+        dpop,
+    })
 }

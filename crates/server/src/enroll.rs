@@ -22,11 +22,16 @@ pub struct Join {
 }
 
 /// `POST /enroll/v1/join`.
-pub async fn join(State(st): State<Arc<AppState>>, body: axum::body::Bytes) -> Result<impl IntoResponse, ApiError> {
-    let req: Join = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body (want code and public_key): {e}")))?;
+pub async fn join(
+    State(st): State<Arc<AppState>>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let req: Join = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("invalid JSON body (want code and public_key): {e}"))
+    })?;
     // Parse the key before spending the code, so a typo in the key does not burn it.
-    let key = PublicKey::parse(&req.public_key).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let key =
+        PublicKey::parse(&req.public_key).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let now = now();
     let name = st
         .store
@@ -34,9 +39,18 @@ pub async fn join(State(st): State<Arc<AppState>>, body: axum::body::Bytes) -> R
         .await?
         .ok_or_else(|| ApiError::unauthenticated("enrollment code is unknown, already used or expired: ask an admin for a new one with `mandate agent enroll`"))?;
     st.store
-        .add_key(&name, &NewKey { kid: key.thumbprint(), public_key: key.x() }, now)
+        .add_key(
+            &name,
+            &NewKey {
+                kid: key.thumbprint(),
+                public_key: key.x(),
+            },
+            now,
+        )
         .await?;
     st.principals.invalidate(&name);
     tracing::info!(principal = %name, kid = %key.thumbprint(), "key enrolled");
-    Ok(Json(serde_json::json!({"name": name, "kid": key.thumbprint(), "issuer": st.cfg.issuer})))
+    Ok(Json(
+        serde_json::json!({"name": name, "kid": key.thumbprint(), "issuer": st.cfg.issuer}),
+    ))
 }

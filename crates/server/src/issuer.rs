@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::RwLock;
 
 use mandate_core::claims::MandateClaims;
@@ -41,6 +42,10 @@ struct Keys {
     signing: SecretKey,
     kid: String,
     verify: HashMap<String, PublicKey>,
+    // The latest `exp` signed with `signing` by this process. Updated under the read lock as part
+    // of signing, so a rotation (which takes the write lock) sees every mandate signed before it,
+    // including those whose delegation records are not yet written.
+    max_exp: AtomicI64,
 }
 
 /// The issuer's keys, shared by every request.
@@ -104,8 +109,10 @@ impl IssuerKeys {
             .find(|k| k.retired_at.is_none())
             .ok_or(IssuerKeyError::NoActiveKey)?;
         let path = key_path(dir, &active.kid);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| IssuerKeyError::File { path: path.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| IssuerKeyError::File {
+            path: path.clone(),
+            source,
+        })?;
         let signing = SecretKey::parse(&text)
             .map_err(|e| IssuerKeyError::Corrupt(active.kid.clone(), e.to_string()))?;
         if signing.public().thumbprint() != active.kid {
@@ -117,7 +124,12 @@ impl IssuerKeys {
         let verify = published(&rows)?;
         Ok(IssuerKeys {
             dir: dir.to_path_buf(),
-            inner: RwLock::new(Keys { kid: active.kid.clone(), signing, verify }),
+            inner: RwLock::new(Keys {
+                kid: active.kid.clone(),
+                signing,
+                verify,
+                max_exp: AtomicI64::new(0),
+            }),
         })
     }
 
@@ -125,7 +137,9 @@ impl IssuerKeys {
     pub fn sign(&self, claims: &MandateClaims) -> (String, String) {
         let k = self.inner.read().expect("issuer key lock");
         let header = jws::header(mandate_core::claims::MANDATE_TYP, Some(k.kid.clone()), None);
-        (jws::sign(&header, claims, &k.signing), k.kid.clone())
+        let token = jws::sign(&header, claims, &k.signing);
+        k.max_exp.fetch_max(claims.exp, Ordering::SeqCst);
+        (token, k.kid.clone())
     }
 
     /// A snapshot of the verification keys by kid.
@@ -158,16 +172,26 @@ impl IssuerKeys {
 
     /// Makes a new signing key; the old one stays published until the last mandate it signed
     /// expires. Returns (new kid, old kid, old key's removal time).
-    pub async fn rotate(&self, store: &Store, now: i64) -> Result<(String, String, i64), IssuerKeyError> {
-        let old_kid = self.inner.read().expect("issuer key lock").kid.clone();
-        let until = store.last_expiry_for_kid(&old_kid).await?.unwrap_or(now).max(now);
+    pub async fn rotate(
+        &self,
+        store: &Store,
+        now: i64,
+    ) -> Result<(String, String, i64), IssuerKeyError> {
         let new = create_key(store, &self.dir, now).await?;
-        store.retire_issuer_key(&old_kid, now, until).await?;
         let new_kid = new.public().thumbprint();
-        let mut k = self.inner.write().expect("issuer key lock");
-        k.verify.insert(new_kid.clone(), new.public());
-        k.signing = new;
-        k.kid = new_kid.clone();
+        let (old_kid, signed_here) = {
+            let mut k = self.inner.write().expect("issuer key lock");
+            let old = std::mem::replace(&mut k.kid, new_kid.clone());
+            let signed_here = k.max_exp.swap(0, Ordering::SeqCst);
+            k.verify.insert(new_kid.clone(), new.public());
+            k.signing = new;
+            (old, signed_here)
+        };
+        // The old key is needed until the last mandate it signed expires: the latest seen by this
+        // process (in memory) or recorded by any process (in the database).
+        let recorded = store.last_expiry_for_kid(&old_kid).await?.unwrap_or(now);
+        let until = recorded.max(signed_here).max(now);
+        store.retire_issuer_key(&old_kid, now, until).await?;
         Ok((new_kid, old_kid, until))
     }
 
@@ -176,7 +200,11 @@ impl IssuerKeys {
         for row in store.issuer_keys().await? {
             if row.retire_until.is_some_and(|t| t < now) {
                 store.remove_issuer_key(&row.kid).await?;
-                self.inner.write().expect("issuer key lock").verify.remove(&row.kid);
+                self.inner
+                    .write()
+                    .expect("issuer key lock")
+                    .verify
+                    .remove(&row.kid);
                 let _ = std::fs::remove_file(key_path(&self.dir, &row.kid));
                 tracing::info!(kid = %row.kid, "retired issuer key dropped from JWKS");
             }

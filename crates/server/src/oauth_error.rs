@@ -14,7 +14,11 @@ pub struct OAuthError {
 
 impl OAuthError {
     fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
-        OAuthError { status, code, description: description.into() }
+        OAuthError {
+            status,
+            code,
+            description: description.into(),
+        }
     }
     /// `invalid_request`.
     pub fn invalid_request(d: impl Into<String>) -> Self {

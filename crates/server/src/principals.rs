@@ -29,11 +29,20 @@ impl Loaded {
             .collect::<Result<Vec<_>, _>>()?;
         let ceiling = Ceiling {
             scopes,
-            audiences: row.ceiling_audiences.split_ascii_whitespace().map(String::from).collect(),
+            audiences: row
+                .ceiling_audiences
+                .split_ascii_whitespace()
+                .map(String::from)
+                .collect(),
             max_ttl: row.max_ttl_secs,
             max_depth: u32::try_from(row.max_depth).map_err(|_| "bad max_depth".to_string())?,
         };
-        Ok(Loaded { row, name, ceiling, keys })
+        Ok(Loaded {
+            row,
+            name,
+            ceiling,
+            keys,
+        })
     }
 
     /// Whether the principal has the admin role.
@@ -59,7 +68,12 @@ pub fn to_json(p: &Principal) -> serde_json::Value {
             })
         })
         .collect();
-    let kid = p.keys.iter().rev().find(|k| k.disabled_at.is_none()).map(|k| k.kid.clone());
+    let kid = p
+        .keys
+        .iter()
+        .rev()
+        .find(|k| k.disabled_at.is_none())
+        .map(|k| k.kid.clone());
     serde_json::json!({
         "name": p.name, "kind": p.kind, "role": p.role, "disabled": p.disabled,
         "allow_bearer": p.allow_bearer, "scopes": p.ceiling_scopes,

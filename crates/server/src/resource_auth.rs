@@ -31,15 +31,28 @@ pub async fn authenticate(
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::unauthenticated("send Authorization: DPoP <mandate> and a DPoP proof"))?;
+        .ok_or_else(|| {
+            ApiError::unauthenticated("send Authorization: DPoP <mandate> and a DPoP proof")
+        })?;
     let token = match auth.split_once(' ') {
         Some((scheme, t)) if scheme.eq_ignore_ascii_case("dpop") => t.trim(),
         Some((scheme, _)) if scheme.eq_ignore_ascii_case("bearer") => {
-            return Err(ApiError::unauthenticated("this API takes only DPoP-bound mandates, not bearer tokens"))
+            return Err(ApiError::unauthenticated(
+                "this API takes only DPoP-bound mandates, not bearer tokens",
+            ))
         }
-        _ => return Err(ApiError::unauthenticated("malformed Authorization header: use DPoP <mandate>")),
+        _ => {
+            return Err(ApiError::unauthenticated(
+                "malformed Authorization header: use DPoP <mandate>",
+            ))
+        }
     };
-    let expect = Expect { issuer: &st.cfg.issuer, audience: Some(audience), now, skew: verify::DEFAULT_SKEW };
+    let expect = Expect {
+        issuer: &st.cfg.issuer,
+        audience: Some(audience),
+        now,
+        skew: verify::DEFAULT_SKEW,
+    };
     let claims = st
         .keys
         .with_keys(|k| verify::verify_mandate(token, k, expect))
@@ -56,28 +69,47 @@ pub async fn authenticate(
         .ok_or_else(|| ApiError::unauthenticated("missing DPoP proof header"))?;
     let path = uri.path_and_query().map(|p| p.path()).unwrap_or("/");
     let url = format!("{}{}", st.cfg.issuer, path);
-    let check = ProofCheck { method: method.as_str(), url: &url, now, access_token: Some(token) };
-    let p = dpop::check_proof(proof, check)
-        .map_err(|e| ApiError::unauthenticated(format!("DPoP proof refused ({}): {e}", e.code())))?;
+    let check = ProofCheck {
+        method: method.as_str(),
+        url: &url,
+        now,
+        access_token: Some(token),
+    };
+    let p = dpop::check_proof(proof, check).map_err(|e| {
+        ApiError::unauthenticated(format!("DPoP proof refused ({}): {e}", e.code()))
+    })?;
     if p.jkt != jkt {
-        return Err(ApiError::unauthenticated("DPoP proof is signed by a key other than the one the mandate is bound to"));
+        return Err(ApiError::unauthenticated(
+            "DPoP proof is signed by a key other than the one the mandate is bound to",
+        ));
     }
     let fresh = st
         .store
-        .use_jti(&format!("dpop:{}:{}", p.jkt, p.claims.jti), p.claims.iat + dpop::MAX_AGE + dpop::MAX_FUTURE)
+        .use_jti(
+            &format!("dpop:{}:{}", p.jkt, p.claims.jti),
+            p.claims.iat + dpop::MAX_AGE + dpop::MAX_FUTURE,
+        )
         .await
         .map_err(|e| ApiError::internal("replay check failed", e))?;
     if !fresh {
-        return Err(ApiError::unauthenticated("DPoP proof was already used: make a fresh proof per request"));
+        return Err(ApiError::unauthenticated(
+            "DPoP proof was already used: make a fresh proof per request",
+        ));
     }
     let row = st
         .store
         .principal(&claims.client_id)
         .await?
-        .ok_or_else(|| ApiError::unauthenticated(format!("{} no longer exists", claims.client_id)))?;
-    let principal = Loaded::new(row).map_err(|e| ApiError::internal("stored principal is corrupt", e))?;
+        .ok_or_else(|| {
+            ApiError::unauthenticated(format!("{} no longer exists", claims.client_id))
+        })?;
+    let principal =
+        Loaded::new(row).map_err(|e| ApiError::internal("stored principal is corrupt", e))?;
     if principal.row.disabled {
-        return Err(ApiError::unauthenticated(format!("{} is disabled", claims.client_id)));
+        return Err(ApiError::unauthenticated(format!(
+            "{} is disabled",
+            claims.client_id
+        )));
     }
     Ok(Caller { claims, principal })
 }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use mandate_store::Store;
 
 use crate::issuer::IssuerKeys;
-use crate::principals::PrincipalCache;
 use crate::paths;
+use crate::principals::PrincipalCache;
 
 /// Validated server configuration.
 #[derive(Debug, Clone)]

@@ -50,10 +50,22 @@ async fn issue(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respon
         ));
     }
     let form = Form::parse(body);
-    let dpop = match headers.get_all("dpop").iter().collect::<Vec<_>>().as_slice() {
+    let dpop = match headers
+        .get_all("dpop")
+        .iter()
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [] => None,
-        [one] => Some(one.to_str().map_err(|_| OAuthError::invalid_dpop_proof("DPoP header is not ASCII"))?),
-        _ => return Err(OAuthError::invalid_dpop_proof("send exactly one DPoP header")),
+        [one] => Some(
+            one.to_str()
+                .map_err(|_| OAuthError::invalid_dpop_proof("DPoP header is not ASCII"))?,
+        ),
+        _ => {
+            return Err(OAuthError::invalid_dpop_proof(
+                "send exactly one DPoP header",
+            ))
+        }
     };
     let now = now();
     let grant = form.required("grant_type")?;
@@ -66,14 +78,24 @@ async fn issue(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respon
     let req = request(&form)?;
     let reason = form.one("reason")?.map(str::to_string);
     if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
-        return Err(OAuthError::invalid_request(format!("reason is longer than {MAX_REASON} characters")));
+        return Err(OAuthError::invalid_request(format!(
+            "reason is longer than {MAX_REASON} characters"
+        )));
     }
     let jti = new_jti();
-    let mint = Mint { issuer: &st.cfg.issuer, jti: &jti, now };
+    let mint = Mint {
+        issuer: &st.cfg.issuer,
+        jti: &jti,
+        now,
+    };
     let (claims, parent, delegator) = if grant == "client_credentials" {
         let jkt = bound_key(&client)?;
         let to = grantee(&client.principal, jkt.as_deref());
-        (delegation::client_credentials(mint, to, req)?, None, client.principal.name.to_string())
+        (
+            delegation::client_credentials(mint, to, req)?,
+            None,
+            client.principal.name.to_string(),
+        )
     } else {
         exchange(st, &form, &client, mint, req, now).await?
     };
@@ -109,7 +131,11 @@ fn request(form: &Form) -> Result<Request, OAuthError> {
         .map(ScopeSet::parse)
         .transpose()
         .map_err(|e| OAuthError::from(delegation::DelegationError::InvalidScope(e.to_string())))?;
-    let mut audiences: Vec<String> = form.many("audience").into_iter().map(String::from).collect();
+    let mut audiences: Vec<String> = form
+        .many("audience")
+        .into_iter()
+        .map(String::from)
+        .collect();
     for r in form.many("resource") {
         // RFC 8707: a resource is an absolute URI without a fragment.
         match url::Url::parse(r) {
@@ -136,7 +162,12 @@ fn request(form: &Form) -> Result<Request, OAuthError> {
         .map(|m| m.parse::<PrincipalName>())
         .transpose()
         .map_err(|e| OAuthError::invalid_request(format!("may_act: {e}")))?;
-    Ok(Request { scopes, audiences, ttl, may_act })
+    Ok(Request {
+        scopes,
+        audiences,
+        ttl,
+        may_act,
+    })
 }
 
 /// The key a mandate for the authenticated client itself is bound to: its DPoP key, or none
@@ -153,25 +184,46 @@ fn bound_key(client: &Client) -> Result<Option<String>, OAuthError> {
 }
 
 fn grantee<'a>(p: &'a Loaded, jkt: Option<&'a str>) -> Grantee<'a> {
-    Grantee { name: &p.name, ceiling: &p.ceiling, admin: p.is_admin(), jkt }
+    Grantee {
+        name: &p.name,
+        ceiling: &p.ceiling,
+        admin: p.is_admin(),
+        jkt,
+    }
 }
 
 fn check_token_type(form: &Form, name: &str, required: bool) -> Result<(), OAuthError> {
     match form.one(name)? {
         Some(ACCESS_TOKEN_TYPE) | Some(JWT_TYPE) => Ok(()),
         None if !required => Ok(()),
-        None => Err(OAuthError::invalid_request(format!("missing parameter {name}"))),
+        None => Err(OAuthError::invalid_request(format!(
+            "missing parameter {name}"
+        ))),
         Some(other) => Err(OAuthError::invalid_request(format!(
             "{name} {other:?} is not supported: use {ACCESS_TOKEN_TYPE}"
         ))),
     }
 }
 
-fn verify_own(st: &AppState, token: &str, what: &str, now: i64) -> Result<VerifiedMandate, OAuthError> {
-    let expect = Expect { issuer: &st.cfg.issuer, audience: None, now, skew: 0 };
+fn verify_own(
+    st: &AppState,
+    token: &str,
+    what: &str,
+    now: i64,
+) -> Result<VerifiedMandate, OAuthError> {
+    let expect = Expect {
+        issuer: &st.cfg.issuer,
+        audience: None,
+        now,
+        skew: 0,
+    };
     st.keys
         .with_keys(|keys| verify::verify_mandate(token, keys, expect))
-        .map_err(|e| OAuthError::invalid_grant(format!("{what} is not a valid mandate from this issuer: {e}")))
+        .map_err(|e| {
+            OAuthError::invalid_grant(format!(
+                "{what} is not a valid mandate from this issuer: {e}"
+            ))
+        })
 }
 
 async fn exchange(
@@ -195,36 +247,72 @@ async fn exchange(
         let a = actor.claims();
         if a.client_id != me.name.as_str() || a.sub != me.name.as_str() {
             return Err(OAuthError::invalid_grant(format!(
-                "actor_token must be {}'s own mandate (from client_credentials)", me.name
+                "actor_token must be {}'s own mandate (from client_credentials)",
+                me.name
             )));
         }
-        if form.one("requested_actor")?.is_some_and(|r| r != me.name.as_str()) {
-            return Err(OAuthError::invalid_request("with actor_token, requested_actor must be omitted or name the caller"));
+        if form
+            .one("requested_actor")?
+            .is_some_and(|r| r != me.name.as_str())
+        {
+            return Err(OAuthError::invalid_request(
+                "with actor_token, requested_actor must be omitted or name the caller",
+            ));
         }
-        delegation::authorize_exchange(&parent, Caller::Actor { name: me.name.as_str() })?;
+        delegation::authorize_exchange(
+            &parent,
+            Caller::Actor {
+                name: me.name.as_str(),
+            },
+        )?;
         let jkt = bound_key(client)?;
         let to = grantee(me, jkt.as_deref());
-        return Ok((delegation::exchange(mint, &parent, to, req)?, parent_jti, delegator));
+        return Ok((
+            delegation::exchange(mint, &parent, to, req)?,
+            parent_jti,
+            delegator,
+        ));
     }
     // Push: the holder delegates to requested_actor; the new mandate is bound to its key.
     let target = form.required("requested_actor").map_err(|_| {
-        OAuthError::invalid_request("token exchange needs requested_actor=agent:NAME (push) or an actor_token (pull)")
+        OAuthError::invalid_request(
+            "token exchange needs requested_actor=agent:NAME (push) or an actor_token (pull)",
+        )
     })?;
     let target_name: PrincipalName = target
         .parse()
         .map_err(|e| OAuthError::invalid_request(format!("requested_actor: {e}")))?;
-    delegation::authorize_exchange(&parent, Caller::Holder { name: me.name.as_str(), jkt: &client.auth_jkt })?;
+    if target_name.kind() != mandate_core::PrincipalKind::Agent {
+        return Err(OAuthError::invalid_request(format!(
+            "requested_actor must be an agent (agent:NAME), not {target_name}"
+        )));
+    }
+    delegation::authorize_exchange(
+        &parent,
+        Caller::Holder {
+            name: me.name.as_str(),
+            jkt: &client.auth_jkt,
+        },
+    )?;
     let to = client_auth::load(st, target_name.as_str()).await?.ok_or_else(|| {
         OAuthError::invalid_request(format!("requested_actor {target_name} is not registered: create it with `mandate agent create`"))
     })?;
     if to.row.disabled {
-        return Err(OAuthError::invalid_request(format!("requested_actor {target_name} is disabled")));
+        return Err(OAuthError::invalid_request(format!(
+            "requested_actor {target_name} is disabled"
+        )));
     }
     let jkt = to.primary_key().map(|k| k.thumbprint()).ok_or_else(|| {
-        OAuthError::invalid_request(format!("requested_actor {target_name} has no registered key yet (enrollment pending)"))
+        OAuthError::invalid_request(format!(
+            "requested_actor {target_name} has no registered key yet (enrollment pending)"
+        ))
     })?;
     let g = grantee(&to, Some(&jkt));
-    Ok((delegation::exchange(mint, &parent, g, req)?, parent_jti, delegator))
+    Ok((
+        delegation::exchange(mint, &parent, g, req)?,
+        parent_jti,
+        delegator,
+    ))
 }
 
 fn new_jti() -> String {
@@ -245,7 +333,9 @@ fn response(token: &str, c: &MandateClaims, exchange: bool) -> Response {
         body["issued_token_type"] = ACCESS_TOKEN_TYPE.into();
     }
     let mut r = Json(body).into_response();
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     r
 }

@@ -429,3 +429,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_principal_appears_at_most_once_in_a_chain() {
+    let (_, _, c) = chain();
+    for back in ["agent:planner", "user:alice", "agent:coder"] {
+        let n = name(back);
+        let ceil = ceiling("*", &["*"], 3600, 5);
+        let g = Grantee {
+            name: &n,
+            ceiling: &ceil,
+            admin: false,
+            jkt: None,
+        };
+        let e = exchange(
+            mint("x", 1030),
+            &verified(&c, 1030),
+            g,
+            req("github:pulls.write", &[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.oauth_code(), "invalid_request", "{back}");
+        assert!(
+            e.to_string().contains("already in this delegation chain"),
+            "{e}"
+        );
+    }
+}

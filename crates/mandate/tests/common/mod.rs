@@ -59,7 +59,12 @@ pub fn assert_one_line_error(args: &[&str], out: &Output) -> String {
     assert_eq!(out.status.code(), Some(1), "{}", describe(args, out));
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "stderr must be one line: {}", describe(args, out));
+    assert_eq!(
+        lines.len(),
+        1,
+        "stderr must be one line: {}",
+        describe(args, out)
+    );
     assert!(lines[0].starts_with("error: "), "{}", describe(args, out));
     lines[0].to_string()
 }
@@ -142,9 +147,15 @@ pub fn mode(path: &Path) -> u32 {
 /// Asserts an RFC 6749 §5.2 error response with the given `error` and a non-empty description.
 pub fn assert_oauth_error(resp: &(u16, Value), code: &str) {
     let (status, body) = resp;
-    assert_eq!(body["error"], code, "unexpected answer (HTTP {status}): {body}");
+    assert_eq!(
+        body["error"], code,
+        "unexpected answer (HTTP {status}): {body}"
+    );
     let desc = body["error_description"].as_str().unwrap_or("");
-    assert!(!desc.trim().is_empty(), "error_description is empty: {body}");
+    assert!(
+        !desc.trim().is_empty(),
+        "error_description is empty: {body}"
+    );
     if code == "invalid_client" {
         assert!(matches!(status, 400 | 401), "HTTP {status} for {body}");
     } else {
@@ -161,6 +172,9 @@ pub fn assert_token(resp: &(u16, Value)) -> String {
         .unwrap_or_else(|| panic!("no access_token in {body}"))
         .to_string()
 }
+
+/// A token request as owned data: the form and the DPoP header, if any.
+pub type RawRequest = (Vec<(String, String)>, Option<String>);
 
 /// Which DPoP header a raw token request carries.
 pub enum Proof {
@@ -251,10 +265,20 @@ impl Server {
     }
 
     /// A POST of `form` to `path`: status, headers and body text.
-    pub fn post_form(&self, path: &str, form: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, String) {
+    pub fn post_form(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, String) {
         let url = format!("{}{path}", self.url);
         self.rt.block_on(async {
-            let r = self.http.post(&url).form(form).send().await.expect("server reachable");
+            let r = self
+                .http
+                .post(&url)
+                .form(form)
+                .send()
+                .await
+                .expect("server reachable");
             let status = r.status().as_u16();
             let headers = r.headers().clone();
             (status, headers, r.text().await.expect("body"))
@@ -262,7 +286,7 @@ impl Server {
     }
 
     /// Sends every request at once (form and DPoP header each) and returns the HTTP statuses.
-    pub fn concurrent_token_requests(&self, reqs: Vec<(Vec<(String, String)>, Option<String>)>) -> Vec<u16> {
+    pub fn concurrent_token_requests(&self, reqs: Vec<RawRequest>) -> Vec<u16> {
         let url = self.token_url();
         self.rt.block_on(async {
             let sends = reqs.into_iter().map(|(form, dpop)| {
@@ -270,7 +294,13 @@ impl Server {
                 if let Some(p) = dpop {
                     req = req.header("DPoP", p);
                 }
-                async move { req.send().await.expect("token endpoint reachable").status().as_u16() }
+                async move {
+                    req.send()
+                        .await
+                        .expect("token endpoint reachable")
+                        .status()
+                        .as_u16()
+                }
             });
             let mut set = tokio::task::JoinSet::new();
             for f in sends {
@@ -339,7 +369,8 @@ impl Server {
         let mut a = args.to_vec();
         a.push("--json");
         let out = self.ok(&a);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("stdout of {a:?} is not JSON ({e}): {out}"))
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("stdout of {a:?} is not JSON ({e}): {out}"))
     }
 
     /// The private key of a principal made in this home (`agent:planner`, `user:alice`).
@@ -380,7 +411,12 @@ impl Server {
 
     /// A token request authenticated as `principal` with its key from this home (fresh assertion),
     /// carrying `params` and the given DPoP header.
-    pub fn as_client(&self, principal: &str, params: &[(&str, &str)], proof: Proof) -> (u16, Value) {
+    pub fn as_client(
+        &self,
+        principal: &str,
+        params: &[(&str, &str)],
+        proof: Proof,
+    ) -> (u16, Value) {
         let key = self.key(principal);
         let assertion = self.assertion(&key, principal);
         let mut form: Vec<(&str, &str)> = vec![
@@ -407,7 +443,13 @@ impl Server {
     }
 
     /// RFC 8693 push: `holder` delegates `subject` to `to`, with extra parameters.
-    pub fn push(&self, holder: &str, subject: &str, to: &str, extra: &[(&str, &str)]) -> (u16, Value) {
+    pub fn push(
+        &self,
+        holder: &str,
+        subject: &str,
+        to: &str,
+        extra: &[(&str, &str)],
+    ) -> (u16, Value) {
         let mut params = vec![
             ("grant_type", TOKEN_EXCHANGE),
             ("subject_token", subject),
@@ -425,4 +467,3 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
-
