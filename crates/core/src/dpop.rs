@@ -124,6 +124,19 @@ pub fn same_htu(a: &str, b: &str) -> bool {
 
 /// Checks a proof's signature, shape, method, URL, age and `ath`.
 pub fn check_proof(proof: &str, check: ProofCheck<'_>) -> Result<CheckedProof, DpopError> {
+    check_proof_with(proof, check, |jwk| {
+        PublicKey::from_jwk(jwk).map_err(|e| DpopError::Jwk(e.to_string()))
+    })
+}
+
+/// Like [`check_proof`], but the proof's `jwk` is turned into a key by `resolve`: a verifier that
+/// only accepts known keys (the token endpoint: the caller's registered keys) refuses the others
+/// there and reuses keys it has already decoded.
+pub fn check_proof_with(
+    proof: &str,
+    check: ProofCheck<'_>,
+    resolve: impl FnOnce(&serde_json::Value) -> Result<PublicKey, DpopError>,
+) -> Result<CheckedProof, DpopError> {
     let jws = Jws::decode(proof)?;
     if jws.header.typ.as_deref() != Some(DPOP_TYP) {
         return Err(DpopError::Typ);
@@ -133,7 +146,7 @@ pub fn check_proof(proof: &str, check: ProofCheck<'_>) -> Result<CheckedProof, D
         .jwk
         .as_ref()
         .ok_or_else(|| DpopError::Jwk("missing".into()))?;
-    let key = PublicKey::from_jwk(jwk).map_err(|e| DpopError::Jwk(e.to_string()))?;
+    let key = resolve(jwk)?;
     jws.verify(&key)?;
     let claims: ProofClaims = jws
         .unverified_claims()

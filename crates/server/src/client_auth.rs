@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use mandate_core::assertion::{self, ASSERTION_TYPE};
-use mandate_core::dpop::{self, CheckedProof, ProofCheck};
+use mandate_core::dpop::{self, CheckedProof, DpopError, ProofCheck};
 use mandate_core::PrincipalName;
 
 use crate::form::Form;
@@ -21,6 +21,34 @@ pub struct Client {
     pub auth_jkt: String,
     /// The DPoP proof, if the request carried one (its key is one of the principal's keys).
     pub dpop: Option<CheckedProof>,
+    /// The single-use ids to spend (client assertion first, then the DPoP proof's), with the
+    /// time until which each must be remembered.
+    pub single_use: Vec<(String, i64)>,
+}
+
+impl Client {
+    /// Spends the single-use ids of a request that is being refused after authentication, so a
+    /// refused request can never be replayed later (for example after its ceiling was raised).
+    pub async fn spend(&self, st: &AppState) {
+        for (jti, exp) in &self.single_use {
+            if let Err(e) = st.store.use_jti(jti, *exp).await {
+                tracing::warn!(error = %e, "could not spend the jtis of a refused request");
+            }
+        }
+    }
+}
+
+/// The error for a replayed single-use id, by its index in [`Client::single_use`].
+pub fn replay_error(index: usize) -> OAuthError {
+    if index == 0 {
+        OAuthError::invalid_client(
+            "client_assertion was already used (jti replay): sign a fresh assertion for every request",
+        )
+    } else {
+        OAuthError::invalid_dpop_proof(
+            "DPoP proof was already used (jti replay): make a fresh proof for every request",
+        )
+    }
 }
 
 /// Loads a principal by name (through the short-lived cache), failing closed on storage errors.
@@ -103,47 +131,45 @@ pub async fn authenticate(
                 now,
                 access_token: None,
             };
-            let p = dpop::check_proof(proof, check)
+            // Only a key registered for the caller may sign its DPoP proofs; it is found among
+            // the already-decoded keys by its `x`.
+            let registered = |jwk: &serde_json::Value| {
+                let is_okp = jwk.get("kty").and_then(|v| v.as_str()) == Some("OKP")
+                    && jwk.get("crv").and_then(|v| v.as_str()) == Some("Ed25519");
+                let x = jwk.get("x").and_then(|v| v.as_str());
+                principal
+                    .keys
+                    .iter()
+                    .zip(&principal.key_xs)
+                    .find(|(_, kx)| is_okp && x == Some(kx.as_str()))
+                    .map(|(k, _)| *k)
+                    .ok_or_else(|| {
+                        DpopError::Jwk(format!(
+                            "the DPoP proof must be signed with a key registered for {name}"
+                        ))
+                    })
+            };
+            let p = dpop::check_proof_with(proof, check, registered)
                 .map_err(|e| OAuthError::invalid_dpop_proof(e.to_string()))?;
-            if !principal.keys.iter().any(|k| k.thumbprint() == p.jkt) {
-                return Err(OAuthError::invalid_dpop_proof(format!(
-                    "the DPoP proof must be signed with a key registered for {name}"
-                )));
-            }
             Some(p)
         }
     };
 
-    // Both single-use checks share one group commit.
-    let a_key = format!("assertion:{name}:{}", claims.jti);
-    let a_exp = claims.exp + assertion::SKEW;
-    let d = dpop.as_ref().map(|p| {
-        (
+    // The single-use jtis are spent by the caller, together with the mandate record (one commit).
+    let mut single_use = vec![(
+        format!("assertion:{name}:{}", claims.jti),
+        claims.exp + assertion::SKEW,
+    )];
+    if let Some(p) = &dpop {
+        single_use.push((
             format!("dpop:{}:{}", p.jkt, p.claims.jti),
             p.claims.iat + dpop::MAX_AGE + dpop::MAX_FUTURE,
-        )
-    });
-    let (a_fresh, d_fresh) = tokio::join!(st.store.use_jti(&a_key, a_exp), async {
-        match &d {
-            Some((k, exp)) => st.store.use_jti(k, *exp).await.map(Some),
-            None => Ok(None),
-        }
-    });
-    let a_fresh = a_fresh.map_err(|e| OAuthError::server_error("replay check failed", e))?;
-    let d_fresh = d_fresh.map_err(|e| OAuthError::server_error("replay check failed", e))?;
-    if !a_fresh {
-        return Err(OAuthError::invalid_client(
-            "client_assertion was already used (jti replay): sign a fresh assertion for every request",
-        ));
-    }
-    if d_fresh == Some(false) {
-        return Err(OAuthError::invalid_dpop_proof(
-            "DPoP proof was already used (jti replay): make a fresh proof for every request",
         ));
     }
     Ok(Client {
         principal,
         auth_jkt,
         dpop,
+        single_use,
     })
 }

@@ -196,7 +196,8 @@ impl IssuerKeys {
     }
 
     /// Drops retired keys whose every mandate has expired, from the JWKS, the database and disk.
-    pub async fn drop_expired(&self, store: &Store, now: i64) -> Result<(), IssuerKeyError> {
+    pub async fn drop_expired(&self, store: &Store, now: i64) -> Result<usize, IssuerKeyError> {
+        let mut dropped = 0;
         for row in store.issuer_keys().await? {
             if row.retire_until.is_some_and(|t| t < now) {
                 store.remove_issuer_key(&row.kid).await?;
@@ -207,9 +208,10 @@ impl IssuerKeys {
                     .remove(&row.kid);
                 let _ = std::fs::remove_file(key_path(&self.dir, &row.kid));
                 tracing::info!(kid = %row.kid, "retired issuer key dropped from JWKS");
+                dropped += 1;
             }
         }
-        Ok(())
+        Ok(dropped)
     }
 }
 

@@ -17,6 +17,7 @@ mod principals;
 mod resource_auth;
 pub mod state;
 mod token;
+mod verified_cache;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -87,8 +88,11 @@ async fn housekeeping(state: Arc<AppState>) {
         if let Err(e) = state.store.purge_expired_jtis(now).await {
             tracing::warn!(error = %e, "purging used jtis failed; will retry");
         }
-        if let Err(e) = state.keys.drop_expired(&state.store, now).await {
-            tracing::warn!(error = %e, "dropping retired issuer keys failed; will retry");
+        match state.keys.drop_expired(&state.store, now).await {
+            // A dropped key invalidates what was verified with it.
+            Ok(dropped) if dropped > 0 => state.verified.clear(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "dropping retired issuer keys failed; will retry"),
         }
     }
 }

@@ -14,6 +14,8 @@ pub struct Loaded {
     pub ceiling: Ceiling,
     /// Keys that are not disabled, oldest first.
     pub keys: Vec<PublicKey>,
+    /// The `x` (base64url) of each key in `keys`, in the same order.
+    pub key_xs: Vec<String>,
 }
 
 impl Loaded {
@@ -37,11 +39,13 @@ impl Loaded {
             max_ttl: row.max_ttl_secs,
             max_depth: u32::try_from(row.max_depth).map_err(|_| "bad max_depth".to_string())?,
         };
+        let key_xs = keys.iter().map(PublicKey::x).collect();
         Ok(Loaded {
             row,
             name,
             ceiling,
             keys,
+            key_xs,
         })
     }
 

@@ -7,6 +7,7 @@ use mandate_store::Store;
 use crate::issuer::IssuerKeys;
 use crate::paths;
 use crate::principals::PrincipalCache;
+use crate::verified_cache::VerifiedCache;
 
 /// Validated server configuration.
 #[derive(Debug, Clone)]
@@ -56,6 +57,8 @@ pub struct AppState {
     pub keys: IssuerKeys,
     /// Principals recently read on the token path.
     pub principals: PrincipalCache,
+    /// Mandates of this issuer already verified (subject and actor tokens).
+    pub verified: VerifiedCache,
 }
 
 impl AppState {
@@ -67,6 +70,7 @@ impl AppState {
             store,
             keys,
             principals: PrincipalCache::default(),
+            verified: VerifiedCache::default(),
         }
     }
 }

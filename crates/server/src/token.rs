@@ -13,7 +13,7 @@ use mandate_core::claims::MandateClaims;
 use mandate_core::delegation::{self, Caller, Grantee, Mint, Request};
 use mandate_core::verify::{self, Expect, VerifiedMandate};
 use mandate_core::{PrincipalName, ScopeSet};
-use mandate_store::MandateRecord;
+use mandate_store::{IssueOutcome, MandateRecord};
 use rand::RngCore;
 
 use crate::client_auth::{self, Client};
@@ -22,6 +22,7 @@ use crate::metadata::TOKEN_EXCHANGE;
 use crate::oauth_error::OAuthError;
 use crate::principals::Loaded;
 use crate::state::{now, AppState};
+use crate::verified_cache;
 
 /// RFC 8693 token type of a mandate.
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -75,7 +76,25 @@ async fn issue(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respon
         )));
     }
     let client = client_auth::authenticate(st, &form, dpop, now).await?;
-    let req = request(&form)?;
+    match decide_and_issue(st, &form, &client, grant, now).await {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            if e.code() != "invalid_client" && e.code() != "invalid_dpop_proof" {
+                client.spend(st).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn decide_and_issue(
+    st: &AppState,
+    form: &Form,
+    client: &Client,
+    grant: &str,
+    now: i64,
+) -> Result<Response, OAuthError> {
+    let req = request(form)?;
     let reason = form.one("reason")?.map(str::to_string);
     if reason.as_ref().is_some_and(|r| r.len() > MAX_REASON) {
         return Err(OAuthError::invalid_request(format!(
@@ -89,7 +108,7 @@ async fn issue(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respon
         now,
     };
     let (claims, parent, delegator) = if grant == "client_credentials" {
-        let jkt = bound_key(&client)?;
+        let jkt = bound_key(client)?;
         let to = grantee(&client.principal, jkt.as_deref());
         (
             delegation::client_credentials(mint, to, req)?,
@@ -97,7 +116,7 @@ async fn issue(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respon
             client.principal.name.to_string(),
         )
     } else {
-        exchange(st, &form, &client, mint, req, now).await?
+        exchange(st, form, client, mint, req, now).await?
     };
     let (token, kid) = st.keys.sign(&claims);
     let record = MandateRecord {
@@ -115,11 +134,16 @@ async fn issue(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respon
         expires_at: claims.exp,
         kid,
     };
-    // The delegation record is durable before the mandate is handed out.
-    st.store
-        .record_mandate(&record)
+    // The request's jtis are spent and the delegation record is durable, in one commit, before
+    // the mandate is handed out.
+    let outcome = st
+        .store
+        .issue(client.single_use.clone(), record)
         .await
         .map_err(|e| OAuthError::server_error("recording the mandate failed", e))?;
+    if let IssueOutcome::Replayed(i) = outcome {
+        return Err(client_auth::replay_error(i));
+    }
     tracing::info!(jti = %claims.jti, sub = %claims.sub, holder = %claims.client_id,
         depth = claims.mandate.depth, grant, "mandate issued");
     Ok(response(&token, &claims, grant == TOKEN_EXCHANGE))
@@ -211,19 +235,26 @@ fn verify_own(
     what: &str,
     now: i64,
 ) -> Result<VerifiedMandate, OAuthError> {
+    let key = verified_cache::key(token);
+    if let Some(v) = st.verified.get(&key, now) {
+        return Ok(v);
+    }
     let expect = Expect {
         issuer: &st.cfg.issuer,
         audience: None,
         now,
         skew: 0,
     };
-    st.keys
+    let v = st
+        .keys
         .with_keys(|keys| verify::verify_mandate(token, keys, expect))
         .map_err(|e| {
             OAuthError::invalid_grant(format!(
                 "{what} is not a valid mandate from this issuer: {e}"
             ))
-        })
+        })?;
+    st.verified.put(key, v.clone());
+    Ok(v)
 }
 
 async fn exchange(

@@ -59,8 +59,9 @@ CREATE TABLE mandates (
     kid TEXT NOT NULL
 );
 CREATE INDEX mandates_parent_jti ON mandates (parent_jti);
-CREATE INDEX mandates_holder ON mandates (holder);
-CREATE INDEX mandates_subject ON mandates (subject);
+-- Only the parent link is indexed (revocation walks the tree downwards). Every further index
+-- costs each issuance a B-tree insert on the hot path; queries by holder or subject belong to the
+-- audit log, which has its own indexes.
 
 -- Single-use identifiers (for example proof and assertion jtis) seen so far;
 -- rows may be purged once they expire because the tokens they guard are dead.

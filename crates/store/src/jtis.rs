@@ -1,7 +1,9 @@
 //! Single-use identifiers: recording a jti so a replay is refused, and
 //! purging the ones whose tokens have expired.
 
-use sqlx::SqliteConnection;
+use std::collections::HashSet;
+
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::error::StoreError;
 use crate::store::Store;
@@ -27,18 +29,22 @@ impl Store {
     }
 }
 
-/// Inserts a jti inside the writer's transaction; returns whether it was new.
-pub(crate) async fn insert_jti(
+/// Inserts jtis in one statement inside the writer's transaction; returns those that were new
+/// (a jti already stored, or repeated in `jtis`, is inserted once).
+pub(crate) async fn insert_jtis(
     conn: &mut SqliteConnection,
-    jti: &str,
-    expires_at: i64,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO used_jtis (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
-    )
-    .bind(jti)
-    .bind(expires_at)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    jtis: &[(&str, i64)],
+) -> Result<HashSet<String>, sqlx::Error> {
+    if jtis.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut q = QueryBuilder::<Sqlite>::new("INSERT INTO used_jtis (jti, expires_at) ");
+    q.push_values(jtis, |mut b, (jti, exp)| {
+        b.push_bind(*jti).push_bind(*exp);
+    });
+    q.push(" ON CONFLICT (jti) DO NOTHING RETURNING jti");
+    q.build_query_scalar::<String>()
+        .fetch_all(conn)
+        .await
+        .map(|v| v.into_iter().collect())
 }

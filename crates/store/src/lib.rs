@@ -23,3 +23,4 @@ pub use issuer_keys::IssuerKey;
 pub use mandates::MandateRecord;
 pub use principals::{NewKey, NewPrincipal, Principal, PrincipalKey};
 pub use store::Store;
+pub use writer::IssueOutcome;

@@ -3,10 +3,13 @@
 
 use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use std::collections::HashSet;
+
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::error::StoreError;
 use crate::store::Store;
+use crate::writer::IssueOutcome;
 
 /// One issued mandate, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,6 +60,17 @@ impl Store {
         Ok(row.try_get::<Option<i64>, _>(0)?)
     }
 
+    /// Spends single-use `jtis` and records the mandate they authorised, atomically and durably
+    /// (one group commit): if any jti was used before, nothing is recorded and the index of the
+    /// first replayed one is returned; every jti in the call is spent either way.
+    pub async fn issue(
+        &self,
+        jtis: Vec<(String, i64)>,
+        m: MandateRecord,
+    ) -> Result<IssueOutcome, StoreError> {
+        self.writer.issue(jtis, m).await
+    }
+
     /// Looks up a mandate by jti.
     pub async fn mandate(&self, jti: &str) -> Result<Option<MandateRecord>, StoreError> {
         let row = sqlx::query(
@@ -70,35 +84,39 @@ impl Store {
     }
 }
 
-/// Inserts a mandate inside the writer's transaction; returns whether it was
-/// new. A taken jti is reported rather than raised so that it does not abort
-/// the other writes in the batch.
-pub(crate) async fn insert_mandate(
+/// Inserts mandates in one statement inside the writer's transaction; returns the `jti`s that
+/// were new (a `jti` already stored, or repeated in `ms`, is inserted once).
+pub(crate) async fn insert_mandates(
     conn: &mut SqliteConnection,
-    m: &MandateRecord,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    ms: &[&MandateRecord],
+) -> Result<HashSet<String>, sqlx::Error> {
+    if ms.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut q = QueryBuilder::<Sqlite>::new(
         "INSERT INTO mandates (jti, parent_jti, subject, delegator, holder, audiences, scopes, \
-         depth, grant_type, reason, issued_at, expires_at, kid) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-         ON CONFLICT (jti) DO NOTHING",
-    )
-    .bind(&m.jti)
-    .bind(&m.parent_jti)
-    .bind(&m.subject)
-    .bind(&m.delegator)
-    .bind(&m.holder)
-    .bind(&m.audiences)
-    .bind(&m.scopes)
-    .bind(m.depth)
-    .bind(&m.grant_type)
-    .bind(&m.reason)
-    .bind(m.issued_at)
-    .bind(m.expires_at)
-    .bind(&m.kid)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+         depth, grant_type, reason, issued_at, expires_at, kid) ",
+    );
+    q.push_values(ms, |mut b, m| {
+        b.push_bind(&m.jti)
+            .push_bind(&m.parent_jti)
+            .push_bind(&m.subject)
+            .push_bind(&m.delegator)
+            .push_bind(&m.holder)
+            .push_bind(&m.audiences)
+            .push_bind(&m.scopes)
+            .push_bind(m.depth)
+            .push_bind(&m.grant_type)
+            .push_bind(&m.reason)
+            .push_bind(m.issued_at)
+            .push_bind(m.expires_at)
+            .push_bind(&m.kid);
+    });
+    q.push(" ON CONFLICT (jti) DO NOTHING RETURNING jti");
+    q.build_query_scalar::<String>()
+        .fetch_all(conn)
+        .await
+        .map(|v| v.into_iter().collect())
 }
 
 /// Reads a `mandates` row selected with the column list used above.

@@ -7,90 +7,110 @@
 //! committed, runs it all in one transaction, and answers every caller only
 //! after that transaction is durable.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::StoreError;
-use crate::jtis::insert_jti;
-use crate::mandates::{insert_mandate, MandateRecord};
+use crate::jtis::insert_jtis;
+use crate::mandates::{insert_mandates, MandateRecord};
 
-/// Most writes committed in one transaction, which bounds how long the
-/// first caller of a batch waits for the last one's statement.
+/// Most operations committed together.
 const MAX_BATCH: usize = 256;
 
-/// How many writes may wait for the writer before callers are made to wait
-/// for room, which gives back-pressure instead of unbounded memory.
+/// Operations queued before callers wait for room (back-pressure).
 const QUEUE_CAPACITY: usize = 4096;
 
-/// One write waiting for the writer, with the channel its result goes back on.
+/// What an [`crate::Store::issue`] call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueOutcome {
+    /// Every jti was fresh and the mandate is recorded, durably.
+    Recorded,
+    /// The jti at this index of the request was used before: nothing was recorded.
+    Replayed(usize),
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
 enum WriteOp {
-    /// Insert a single-use jti; answers whether it was fresh.
     UseJti {
         jti: String,
         expires_at: i64,
-        reply: oneshot::Sender<Result<bool, StoreError>>,
+        reply: Reply<bool>,
     },
-    /// Insert an issued mandate; answers `AlreadyExists` if its jti is taken.
     RecordMandate {
-        /// Boxed so that the much smaller jti ops do not pay for its size in the queue.
         record: Box<MandateRecord>,
-        reply: oneshot::Sender<Result<(), StoreError>>,
+        reply: Reply<()>,
     },
+    Issue {
+        jtis: Vec<(String, i64)>,
+        record: Box<MandateRecord>,
+        reply: Reply<IssueOutcome>,
+    },
+}
+
+/// The result of one operation inside a committed batch.
+enum Verdict {
+    Jti(bool),
+    Mandate(bool),
+    Issue(IssueOutcome),
 }
 
 impl WriteOp {
-    /// Answers the caller after a successful commit; `inserted` says whether
-    /// the op's row was new.
-    fn succeed(self, inserted: bool) {
-        // A send fails only if the caller stopped waiting, and then nobody
-        // needs the answer; the write itself is already durable.
-        match self {
-            WriteOp::UseJti { reply, .. } => {
-                let _ = reply.send(Ok(inserted));
+    fn answer(self, v: Verdict) {
+        match (self, v) {
+            (WriteOp::UseJti { reply, .. }, Verdict::Jti(fresh)) => {
+                let _ = reply.send(Ok(fresh));
             }
-            WriteOp::RecordMandate { record, reply } => {
-                let answer = if inserted {
+            (WriteOp::RecordMandate { record, reply }, Verdict::Mandate(new)) => {
+                let _ = reply.send(if new {
                     Ok(())
                 } else {
                     Err(StoreError::AlreadyExists(record.jti))
-                };
-                let _ = reply.send(answer);
+                });
             }
+            (WriteOp::Issue { record, reply, .. }, Verdict::Issue(outcome)) => {
+                let _ = reply.send(match outcome {
+                    // A jti collision on the mandate itself is reported as a conflict.
+                    IssueOutcome::Recorded => Ok(outcome),
+                    IssueOutcome::Replayed(i) if i == usize::MAX => {
+                        Err(StoreError::AlreadyExists(record.jti))
+                    }
+                    IssueOutcome::Replayed(_) => Ok(outcome),
+                });
+            }
+            // Verdicts are built from the ops in order, so kinds always match; an op dropped
+            // unanswered makes its caller see WriterGone, which also fails closed.
+            _ => {}
         }
     }
 
-    /// Tells the caller that its batch was not stored.
     fn fail(self, err: Arc<sqlx::Error>) {
-        let answer = StoreError::BatchFailed(err);
-        match self {
-            WriteOp::UseJti { reply, .. } => {
-                let _ = reply.send(Err(answer));
-            }
-            WriteOp::RecordMandate { reply, .. } => {
-                let _ = reply.send(Err(answer));
-            }
-        }
+        let e = StoreError::BatchFailed(err);
+        let _ = match self {
+            WriteOp::UseJti { reply, .. } => reply.send(Err(e)).map_err(drop),
+            WriteOp::RecordMandate { reply, .. } => reply.send(Err(e)).map_err(drop),
+            WriteOp::Issue { reply, .. } => reply.send(Err(e)).map_err(drop),
+        };
     }
 }
 
-/// The sending side of the writer task; cloning it is cheap.
+/// Handle to the group-commit writer task.
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {
     ops: mpsc::Sender<WriteOp>,
 }
 
 impl Writer {
-    /// Starts the writer task on the current Tokio runtime. The task runs
-    /// until every `Writer` clone is dropped.
+    /// Starts the writer task on `pool` (a single-connection pool owned by the writer).
     pub(crate) fn spawn(pool: SqlitePool) -> Writer {
         let (ops, queue) = mpsc::channel(QUEUE_CAPACITY);
         tokio::spawn(run(pool, queue));
         Writer { ops }
     }
 
-    /// Records a single-use jti; `Ok(false)` means it was already used.
     pub(crate) async fn use_jti(&self, jti: &str, expires_at: i64) -> Result<bool, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.submit(WriteOp::UseJti {
@@ -102,7 +122,6 @@ impl Writer {
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
-    /// Records an issued mandate.
     pub(crate) async fn record_mandate(&self, record: &MandateRecord) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
         self.submit(WriteOp::RecordMandate {
@@ -113,23 +132,37 @@ impl Writer {
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
-    /// Queues an op, failing if the writer task has stopped.
+    pub(crate) async fn issue(
+        &self,
+        jtis: Vec<(String, i64)>,
+        record: MandateRecord,
+    ) -> Result<IssueOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(WriteOp::Issue {
+            jtis,
+            record: Box::new(record),
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
     async fn submit(&self, op: WriteOp) -> Result<(), StoreError> {
         self.ops.send(op).await.map_err(|_| StoreError::WriterGone)
     }
 }
 
-/// The writer task's loop: wait for at least one op, take everything else
-/// already queued (up to `MAX_BATCH`), and commit it as one batch.
+/// The writer loop: take what is queued (up to [`MAX_BATCH`]), commit it in one transaction, then
+/// answer every operation. Nothing is answered before its commit.
 async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<WriteOp>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let ops = std::mem::take(&mut batch);
         match execute(&pool, &ops).await {
-            Ok(outcomes) => {
+            Ok(verdicts) => {
                 tracing::trace!(size = ops.len(), "group commit done");
-                for (op, inserted) in ops.into_iter().zip(outcomes) {
-                    op.succeed(inserted);
+                for (op, v) in ops.into_iter().zip(verdicts) {
+                    op.answer(v);
                 }
             }
             Err(err) => {
@@ -143,27 +176,89 @@ async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<WriteOp>) {
     }
 }
 
-/// Runs every op in one transaction and commits it, returning for each op
-/// whether its row was new.
-///
-/// Later ops see earlier ones' uncommitted rows, so a jti used twice within
-/// one batch is reported as a replay the second time. Any statement error
-/// aborts the whole batch rather than skipping the op, because PostgreSQL
-/// cannot continue a transaction after an error and callers must fail closed.
-async fn execute(pool: &SqlitePool, ops: &[WriteOp]) -> Result<Vec<bool>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let mut outcomes = Vec::with_capacity(ops.len());
+/// Whether `value` was inserted by this batch and this is its first use in the batch.
+fn first_new<'a>(
+    inserted: &HashSet<String>,
+    counted: &mut HashSet<&'a str>,
+    value: &'a str,
+) -> bool {
+    inserted.contains(value) && counted.insert(value)
+}
+
+/// Runs one batch in one transaction: one statement inserting every jti, then one inserting the
+/// mandates of the operations that may proceed. When a jti repeats inside the batch, only its
+/// first use counts as fresh: a second use in the same batch is a replay. An `Issue` records its
+/// mandate only if all its jtis were fresh.
+async fn execute(pool: &SqlitePool, ops: &[WriteOp]) -> Result<Vec<Verdict>, sqlx::Error> {
+    let mut jtis: Vec<(&str, i64)> = Vec::new();
     for op in ops {
-        let inserted = match op {
+        match op {
             WriteOp::UseJti {
                 jti, expires_at, ..
-            } => insert_jti(&mut tx, jti, *expires_at).await?,
-            WriteOp::RecordMandate { record, .. } => insert_mandate(&mut tx, record).await?,
-        };
-        outcomes.push(inserted);
+            } => jtis.push((jti, *expires_at)),
+            WriteOp::Issue { jtis: js, .. } => {
+                jtis.extend(js.iter().map(|(j, e)| (j.as_str(), *e)))
+            }
+            WriteOp::RecordMandate { .. } => {}
+        }
     }
+    let mut tx = pool.begin().await?;
+    let new_jtis = insert_jtis(&mut tx, &jtis).await?;
+    let mut counted: HashSet<&str> = HashSet::new();
+    // First pass: jti verdicts, and which mandates may be inserted.
+    let mut pre: Vec<Option<IssueOutcome>> = Vec::with_capacity(ops.len());
+    let mut jti_fresh: Vec<bool> = Vec::with_capacity(ops.len());
+    let mut mandates: Vec<&MandateRecord> = Vec::new();
+    for op in ops {
+        match op {
+            WriteOp::UseJti { jti, .. } => {
+                jti_fresh.push(first_new(&new_jtis, &mut counted, jti));
+                pre.push(None);
+            }
+            WriteOp::Issue {
+                jtis: js, record, ..
+            } => {
+                // Every jti is consumed even after a replay is found, so none can be reused.
+                let verdicts: Vec<bool> = js
+                    .iter()
+                    .map(|(j, _)| first_new(&new_jtis, &mut counted, j))
+                    .collect();
+                let outcome = match verdicts.iter().position(|f| !f) {
+                    Some(i) => IssueOutcome::Replayed(i),
+                    None => {
+                        mandates.push(record);
+                        IssueOutcome::Recorded
+                    }
+                };
+                jti_fresh.push(false);
+                pre.push(Some(outcome));
+            }
+            WriteOp::RecordMandate { record, .. } => {
+                mandates.push(record);
+                jti_fresh.push(false);
+                pre.push(None);
+            }
+        }
+    }
+    let new_mandates = insert_mandates(&mut tx, &mandates).await?;
     tx.commit().await?;
-    Ok(outcomes)
+    let mut counted_m: HashSet<&str> = HashSet::new();
+    let mut new_m = |j| first_new(&new_mandates, &mut counted_m, j);
+    Ok(ops
+        .iter()
+        .zip(pre.into_iter().zip(jti_fresh))
+        .map(|(op, (outcome, jf))| match op {
+            WriteOp::UseJti { .. } => Verdict::Jti(jf),
+            WriteOp::RecordMandate { record, .. } => Verdict::Mandate(new_m(&record.jti)),
+            WriteOp::Issue { record, .. } => match outcome {
+                Some(IssueOutcome::Recorded) if !new_m(&record.jti) => {
+                    Verdict::Issue(IssueOutcome::Replayed(usize::MAX))
+                }
+                Some(o) => Verdict::Issue(o),
+                None => Verdict::Issue(IssueOutcome::Replayed(usize::MAX)),
+            },
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -76,3 +76,55 @@ async fn purge_removes_only_expired_jtis() {
     assert!(!store.use_jti("live", 300).await.unwrap());
     assert!(store.use_jti("old", 100).await.unwrap());
 }
+
+#[tokio::test]
+async fn issue_spends_jtis_and_records_the_mandate_in_one_commit_or_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = mandate_store::Store::open_sqlite(&dir.path().join("m.db"))
+        .await
+        .unwrap();
+    let rec = |jti: &str| mandate_store::MandateRecord {
+        jti: jti.into(),
+        parent_jti: None,
+        subject: "agent:a".into(),
+        delegator: "agent:a".into(),
+        holder: "agent:a".into(),
+        audiences: "https://api".into(),
+        scopes: "x:y".into(),
+        depth: 0,
+        grant_type: "client_credentials".into(),
+        reason: None,
+        issued_at: 1,
+        expires_at: 100,
+        kid: "k".into(),
+    };
+    let jtis = |a: &str, d: &str| vec![(a.to_string(), 100), (d.to_string(), 100)];
+    assert_eq!(
+        store.issue(jtis("a1", "d1"), rec("m1")).await.unwrap(),
+        mandate_store::IssueOutcome::Recorded
+    );
+    assert!(store.mandate("m1").await.unwrap().is_some());
+    // A replayed DPoP jti (index 1): nothing recorded, and the fresh assertion jti is spent.
+    assert_eq!(
+        store.issue(jtis("a2", "d1"), rec("m2")).await.unwrap(),
+        mandate_store::IssueOutcome::Replayed(1)
+    );
+    assert!(store.mandate("m2").await.unwrap().is_none());
+    assert!(!store.use_jti("a2", 100).await.unwrap());
+    // Concurrent issues with the same assertion jti: exactly one is recorded.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        let (j, r) = (jtis("same", &format!("dp{i}")), rec(&format!("c{i}")));
+        tasks.push(tokio::spawn(
+            async move { store.issue(j, r).await.unwrap() },
+        ));
+    }
+    let mut recorded = 0;
+    for t in tasks {
+        if t.await.unwrap() == mandate_store::IssueOutcome::Recorded {
+            recorded += 1;
+        }
+    }
+    assert_eq!(recorded, 1);
+}
