@@ -125,7 +125,7 @@ pub fn same_htu(a: &str, b: &str) -> bool {
 /// Checks a proof's signature, shape, method, URL, age and `ath`.
 pub fn check_proof(proof: &str, check: ProofCheck<'_>) -> Result<CheckedProof, DpopError> {
     check_proof_with(proof, check, |jwk| {
-        PublicKey::from_jwk(jwk).map_err(|e| DpopError::Jwk(e.to_string()))
+        PublicKey::from_jwk_for_signature(jwk).map_err(|e| DpopError::Jwk(e.to_string()))
     })
 }
 

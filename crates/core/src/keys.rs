@@ -47,15 +47,20 @@ impl std::fmt::Debug for PublicKey {
 impl PublicKey {
     /// Builds a key from its raw 32 bytes, refusing invalid and small-order points.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        let key = Self::decode_point(bytes)?;
+        if key.0.is_weak() {
+            return Err(KeyError::BadKey("a small-order (weak) point".into()));
+        }
+        Ok(key)
+    }
+
+    fn decode_point(bytes: &[u8]) -> Result<Self, KeyError> {
         let arr: [u8; 32] = bytes
             .try_into()
             .map_err(|_| KeyError::BadKey(format!("{} bytes where 32 are needed", bytes.len())))?;
-        let vk = VerifyingKey::from_bytes(&arr)
-            .map_err(|_| KeyError::BadKey("not a point on Ed25519".into()))?;
-        if vk.is_weak() {
-            return Err(KeyError::BadKey("a small-order (weak) point".into()));
-        }
-        Ok(PublicKey(vk))
+        VerifyingKey::from_bytes(&arr)
+            .map(PublicKey)
+            .map_err(|_| KeyError::BadKey("not a point on Ed25519".into()))
     }
 
     /// Reads a public key in any of the accepted forms (surrounding whitespace is ignored).
@@ -103,6 +108,17 @@ impl PublicKey {
 
     /// Reads a public JWK (`kty` OKP, `crv` Ed25519, `x`). A JWK carrying `d` is refused.
     pub fn from_jwk(v: &serde_json::Value) -> Result<Self, KeyError> {
+        let key = Self::from_jwk_for_signature(v)?;
+        if key.0.is_weak() {
+            return Err(KeyError::BadKey("a small-order (weak) point".into()));
+        }
+        Ok(key)
+    }
+
+    /// Reads a JWK that is only used to check one signature (a DPoP proof's `jwk`). The
+    /// small-order test is skipped here because [`PublicKey::verify`] (strict verification)
+    /// refuses small-order keys itself: such a key can never verify anything.
+    pub fn from_jwk_for_signature(v: &serde_json::Value) -> Result<Self, KeyError> {
         let get = |k: &str| v.get(k).and_then(|x| x.as_str());
         if get("kty") != Some("OKP") || get("crv") != Some("Ed25519") {
             return Err(KeyError::BadKey(
@@ -116,7 +132,7 @@ impl PublicKey {
         let raw = URL_SAFE_NO_PAD
             .decode(x)
             .map_err(|_| KeyError::BadKey("JWK \"x\" is not unpadded base64url".into()))?;
-        Self::from_bytes(&raw)
+        Self::decode_point(&raw)
     }
 
     fn from_openssh_blob(b64: &str) -> Result<Self, KeyError> {

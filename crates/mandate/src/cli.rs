@@ -217,7 +217,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
     /// Concurrent clients.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
     /// Client assertions and DPoP proofs signed before the clock starts, per measured second
     /// (0 signs every request inline, inside the measurement).

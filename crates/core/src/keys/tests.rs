@@ -118,3 +118,17 @@ fn signatures_verify_only_with_the_right_key() {
     assert!(!sk.public().verify(b"msg2", &sig));
     assert!(!SecretKey::from_seed(&[8; 32]).public().verify(b"msg", &sig));
 }
+
+#[test]
+fn a_small_order_key_never_verifies_even_when_read_for_one_signature() {
+    let mut ident = [0u8; 32];
+    ident[0] = 1;
+    let jwk = serde_json::json!({"kty":"OKP","crv":"Ed25519","x": URL_SAFE_NO_PAD.encode(ident)});
+    assert!(PublicKey::from_jwk(&jwk).is_err());
+    let k = PublicKey::from_jwk_for_signature(&jwk).unwrap();
+    // With the identity as key, s=0 and R=identity is a "valid" signature for every message
+    // under non-strict verification; strict verification refuses it.
+    let mut sig = [0u8; 64];
+    sig[0] = 1;
+    assert!(!k.verify(b"anything", &sig));
+}
