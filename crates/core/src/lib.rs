@@ -14,6 +14,7 @@ pub mod duration;
 pub mod jws;
 pub mod keys;
 pub mod principal;
+pub mod revocation;
 pub mod scope;
 pub mod verify;
 

@@ -99,12 +99,18 @@ pub struct Expect<'a> {
 #[derive(Debug, Clone)]
 pub struct VerifiedMandate {
     claims: MandateClaims,
+    kid: String,
 }
 
 impl VerifiedMandate {
     /// The verified claims.
     pub fn claims(&self) -> &MandateClaims {
         &self.claims
+    }
+
+    /// The issuer key that signed it.
+    pub fn kid(&self) -> &str {
+        &self.kid
     }
 
     /// Takes the claims out.
@@ -132,7 +138,10 @@ pub fn verify_mandate(
     let claims: MandateClaims = serde_json::from_slice(jws.unverified_payload())
         .map_err(|e| VerifyError::Claims(e.to_string()))?;
     check_claims(&claims, expect)?;
-    Ok(VerifiedMandate { claims })
+    Ok(VerifiedMandate {
+        claims,
+        kid: kid.to_string(),
+    })
 }
 
 fn check_claims(c: &MandateClaims, expect: Expect<'_>) -> Result<(), VerifyError> {

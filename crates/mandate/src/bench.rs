@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use mandate_core::{assertion, dpop, SecretKey};
 use mandate_server::issuer::IssuerKeys;
+use mandate_server::revocation::Revocations;
 use mandate_server::{AppState, Config};
 use mandate_store::{NewKey, NewPrincipal, Store};
 use serde_json::json;
@@ -89,6 +90,7 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
     let planner = register(&store, "agent:planner", now).await?;
     register(&store, "agent:coder", now).await?;
     let keys = IssuerKeys::load(&store, &dir.join("keys")).await?;
+    let revocations = Revocations::load(&store).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let issuer = format!("http://{}", listener.local_addr()?);
     let cfg = Config {
@@ -98,7 +100,7 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
     };
     let server = tokio::spawn(mandate_server::serve(
         listener,
-        Arc::new(AppState::new(cfg, store, keys)),
+        Arc::new(AppState::new(cfg, store, keys, revocations)),
         std::future::pending(),
     ));
 

@@ -38,6 +38,9 @@ pub enum Command {
     /// Manage the issuer's signing keys.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Revoke an agent, a user, a key or one mandate (and everything delegated from it).
+    #[command(subcommand)]
+    Revoke(RevokeCmd),
     /// Measure token exchange throughput over HTTP on loopback.
     Bench(BenchArgs),
 }
@@ -223,4 +226,33 @@ pub struct BenchArgs {
     /// (0 signs every request inline, inside the measurement).
     #[arg(long, default_value_t = 6000)]
     pub presign_per_second: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RevokeCmd {
+    /// Disable an agent and refuse every mandate it holds or that passes through it.
+    Agent {
+        name: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Disable a user and refuse every mandate issued on its behalf or through it.
+    User {
+        name: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Revoke a key by kid: a principal's key (disabled; mandates bound to it refused) or a
+    /// retired issuer key (mandates it signed refused).
+    Key {
+        kid: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Revoke one mandate by jti (or the mandate itself), and every mandate delegated from it.
+    Token {
+        jti: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }

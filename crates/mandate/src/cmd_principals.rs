@@ -6,7 +6,7 @@ use mandate_core::{PrincipalKind, PrincipalName, PublicKey, SecretKey};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::cli::{AgentCmd, CeilingArgs, UserCmd};
+use crate::cli::{AgentCmd, CeilingArgs, RevokeCmd, UserCmd};
 use crate::client::Api;
 use crate::ctx::Ctx;
 use crate::home::ClientConfig;
@@ -301,4 +301,47 @@ pub async fn user(ctx: &Ctx, cmd: UserCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The `jti` of a mandate given either as its jti or as the whole token.
+fn jti_of(s: &str) -> Result<String> {
+    if !s.contains('.') {
+        return Ok(s.to_string());
+    }
+    let jws = mandate_core::jws::Jws::decode(s.trim())?;
+    let claims: Value = jws.unverified_claims()?;
+    Ok(claims["jti"]
+        .as_str()
+        .context("the token has no jti")?
+        .to_string())
+}
+
+pub async fn revoke(ctx: &Ctx, cmd: RevokeCmd) -> Result<()> {
+    let (kind, value, reason) = match cmd {
+        RevokeCmd::Agent { name, reason } => ("agent", agent_name(&name)?.to_string(), reason),
+        RevokeCmd::User { name, reason } => {
+            let n = PrincipalName::new(
+                PrincipalKind::User,
+                name.strip_prefix("user:").unwrap_or(&name),
+            )?;
+            ("user", n.to_string(), reason)
+        }
+        RevokeCmd::Key { kid, reason } => ("key", kid, reason),
+        RevokeCmd::Token { jti, reason } => ("token", jti_of(&jti)?, reason),
+    };
+    let admin = ctx.admin()?;
+    let body = json!({"kind": kind, "value": value, "reason": reason});
+    let v = ctx
+        .api()?
+        .admin(&admin, Method::POST, "/revocations", Some(body))
+        .await?;
+    ctx.print(&v, || {
+        let what = match kind {
+            "agent" | "user" => "it is disabled and every mandate it appears in is refused",
+            "key" => "mandates signed by or bound to it are refused",
+            _ => "it and every mandate delegated from it are refused",
+        };
+        format!("Revoked {kind} {value} (revocation #{}): {what}", v["seq"])
+    });
+    Ok(())
 }

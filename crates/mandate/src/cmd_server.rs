@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use mandate_core::duration::parse_duration;
 use mandate_core::{PrincipalName, SecretKey};
 use mandate_server::issuer::IssuerKeys;
+use mandate_server::revocation::Revocations;
 use mandate_server::{AppState, Config};
 use mandate_store::{NewKey, NewPrincipal, Store};
 
@@ -201,7 +202,10 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
         keys_dir,
         enrollment_ttl,
     };
-    let state = Arc::new(AppState::new(config, store, keys));
+    let revocations = Revocations::load(&store)
+        .await
+        .context("cannot read revocations")?;
+    let state = Arc::new(AppState::new(config, store, keys, revocations));
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

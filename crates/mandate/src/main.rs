@@ -56,6 +56,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(c) => cmd_tokens::token(&ctx, c).await,
         Command::Delegate(a) => cmd_tokens::delegate(&ctx, a).await,
         Command::Keys(c) => cmd_tokens::keys(&ctx, c).await,
+        Command::Revoke(c) => cmd_principals::revoke(&ctx, c).await,
         Command::Bench(a) => bench::run(&ctx, a).await,
     }
 }

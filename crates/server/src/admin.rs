@@ -40,6 +40,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/principals/{name}/enable", post(enable))
         .route("/principals/{name}/enrollments", post(enroll))
         .route("/keys/rotate", post(rotate))
+        .route("/revocations", post(revoke))
 }
 
 async fn admin(
@@ -335,5 +336,110 @@ async fn rotate(
     tracing::info!(new_kid, old_kid, by = %who.claims.client_id, "issuer key rotated");
     Ok(Json(
         serde_json::json!({"kid": new_kid, "retired_kid": old_kid, "retired_key_published_until": until}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    /// `agent`, `user`, `key` or `token`.
+    kind: String,
+    value: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Revokes a principal (disabled, and every mandate it appears in refused), a key (a principal's
+/// key is disabled; an issuer key stops verifying) or one mandate and all its descendants.
+async fn revoke(
+    State(st): St,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let who = admin(&st, &method, &uri, &headers).await?;
+    let by = who.claims.client_id.as_str();
+    let req: RevokeRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    if req.reason.as_ref().is_some_and(|r| r.len() > 500) {
+        return Err(ApiError::bad_request(
+            "reason is longer than 500 characters",
+        ));
+    }
+    let now = now();
+    let (kind, value) = match req.kind.as_str() {
+        "agent" | "user" => {
+            let name: PrincipalName = if req.value.contains(':') {
+                req.value.parse()
+            } else {
+                let kind = if req.kind == "agent" {
+                    PrincipalKind::Agent
+                } else {
+                    PrincipalKind::User
+                };
+                PrincipalName::new(kind, &req.value)
+            }
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            if name.kind().as_str() != req.kind {
+                return Err(ApiError::bad_request(format!(
+                    "{name} is not a{} {}",
+                    if req.kind == "agent" { "n" } else { "" },
+                    req.kind
+                )));
+            }
+            if name.as_str() == by {
+                return Err(ApiError::bad_request("an admin cannot revoke itself"));
+            }
+            if !st.store.set_disabled(name.as_str(), true, now).await? {
+                return Err(ApiError::not_found(format!("{name} does not exist")));
+            }
+            st.principals.invalidate(name.as_str());
+            ("principal", name.to_string())
+        }
+        "key" => {
+            let active_issuer = st.keys.signing_kid() == req.value;
+            if active_issuer {
+                return Err(ApiError::bad_request(
+                    "this is the issuer's active signing key: run `mandate keys rotate` first, then revoke the old kid",
+                ));
+            }
+            let is_issuer = st.keys.with_keys(|k| k.contains_key(&req.value));
+            if !is_issuer {
+                match st.store.disable_key(&req.value, now).await? {
+                    Some(owner) => st.principals.invalidate(&owner),
+                    None => {
+                        return Err(ApiError::not_found(format!(
+                            "no key with kid {} is registered",
+                            req.value
+                        )))
+                    }
+                }
+            }
+            ("key", req.value.clone())
+        }
+        "token" => {
+            if st.store.mandate(&req.value).await?.is_none() {
+                return Err(ApiError::not_found(format!(
+                    "no mandate with jti {} was issued here (pass the jti, not the token)",
+                    req.value
+                )));
+            }
+            ("jti", req.value.clone())
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "cannot revoke {other:?}: use agent, user, key or token"
+            )))
+        }
+    };
+    let row = st
+        .store
+        .add_revocation(kind, &value, req.reason.as_deref(), by, now)
+        .await?;
+    st.revocations.apply(std::slice::from_ref(&row));
+    tracing::info!(kind, value = %value, by, seq = row.seq, "revoked");
+    Ok(Json(
+        serde_json::to_value(&row).map_err(|e| ApiError::internal("encoding", e))?,
     ))
 }

@@ -38,6 +38,24 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Spends the single-use ids of a request that does not issue a mandate (introspection,
+    /// revocation), refusing it if any was used before.
+    pub async fn spend_checked(&self, st: &AppState) -> Result<(), OAuthError> {
+        for (i, (jti, exp)) in self.single_use.iter().enumerate() {
+            let fresh = st
+                .store
+                .use_jti(jti, *exp)
+                .await
+                .map_err(|e| OAuthError::server_error("replay check failed", e))?;
+            if !fresh {
+                return Err(replay_error(i));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The error for a replayed single-use id, by its index in [`Client::single_use`].
 pub fn replay_error(index: usize) -> OAuthError {
     if index == 0 {
@@ -71,10 +89,13 @@ pub async fn load(st: &AppState, name: &str) -> Result<Option<Arc<Loaded>>, OAut
 }
 
 /// Authenticates the caller of the token endpoint.
+/// Authenticates the caller of an OAuth endpoint (`endpoint` is its URL: the DPoP `htu`, and an
+/// accepted client assertion `aud` beside the issuer and the token endpoint).
 pub async fn authenticate(
     st: &AppState,
     form: &Form,
     dpop_header: Option<&str>,
+    endpoint: &str,
     now: i64,
 ) -> Result<Client, OAuthError> {
     match form.one("client_assertion_type")? {
@@ -116,7 +137,11 @@ pub async fn authenticate(
             "{name} is disabled: an admin can re-enable it with `mandate agent enable`"
         )));
     }
-    let audiences = [st.cfg.issuer.as_str(), st.endpoints.token.as_str()];
+    let audiences = [
+        st.cfg.issuer.as_str(),
+        st.endpoints.token.as_str(),
+        endpoint,
+    ];
     let (key, claims) = unverified
         .check(&principal.keys, &audiences, now)
         .map_err(|e| OAuthError::invalid_client(e.to_string()))?;
@@ -127,7 +152,7 @@ pub async fn authenticate(
         Some(proof) => {
             let check = ProofCheck {
                 method: "POST",
-                url: &st.endpoints.token,
+                url: endpoint,
                 now,
                 access_token: None,
             };

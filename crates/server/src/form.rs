@@ -39,3 +39,33 @@ impl Form {
             .collect()
     }
 }
+
+/// Reads an OAuth endpoint request: a form-encoded body and at most one `DPoP` header.
+pub fn read<'h>(
+    headers: &'h axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<(Form, Option<&'h str>), OAuthError> {
+    let form_ct = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !form_ct {
+        return Err(OAuthError::invalid_request(
+            "this endpoint takes application/x-www-form-urlencoded bodies",
+        ));
+    }
+    let mut proofs = headers.get_all("dpop").iter();
+    let dpop = match (proofs.next(), proofs.next()) {
+        (None, _) => None,
+        (Some(one), None) => Some(
+            one.to_str()
+                .map_err(|_| OAuthError::invalid_dpop_proof("DPoP header is not ASCII"))?,
+        ),
+        _ => {
+            return Err(OAuthError::invalid_dpop_proof(
+                "send exactly one DPoP header",
+            ))
+        }
+    };
+    Ok((Form::parse(body), dpop))
+}

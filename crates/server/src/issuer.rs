@@ -142,6 +142,11 @@ impl IssuerKeys {
         (token, k.kid.clone())
     }
 
+    /// The kid of the active signing key.
+    pub fn signing_kid(&self) -> String {
+        self.inner.read().expect("issuer key lock").kid.clone()
+    }
+
     /// A snapshot of the verification keys by kid.
     pub fn verification_keys(&self) -> HashMap<String, PublicKey> {
         self.inner.read().expect("issuer key lock").verify.clone()

@@ -12,9 +12,11 @@ mod enroll;
 mod form;
 pub mod issuer;
 mod metadata;
+mod oauth_endpoints;
 mod oauth_error;
 mod principals;
 mod resource_auth;
+pub mod revocation;
 pub mod state;
 mod token;
 mod verified_cache;
@@ -40,10 +42,12 @@ pub mod paths {
     pub const JWKS: &str = "/oauth2/jwks";
     /// The token endpoint.
     pub const TOKEN: &str = "/oauth2/token";
-    /// RFC 7662 introspection (served by a later release).
+    /// RFC 7662 introspection.
     pub const INTROSPECT: &str = "/oauth2/introspect";
-    /// RFC 7009 revocation (served by a later release).
+    /// RFC 7009 revocation.
     pub const REVOKE: &str = "/oauth2/revoke";
+    /// The revocation feed for enforcement points.
+    pub const REVOCATIONS: &str = "/revocations/v1";
     /// Redeems an enrollment code for a key made on the agent's machine.
     pub const JOIN: &str = "/enroll/v1/join";
     /// Admin API root.
@@ -56,6 +60,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(paths::METADATA, get(metadata::metadata))
         .route(paths::JWKS, get(metadata::jwks))
         .route(paths::TOKEN, post(token::token))
+        .route(paths::INTROSPECT, post(oauth_endpoints::introspect))
+        .route(paths::REVOKE, post(oauth_endpoints::revoke))
+        .route(paths::REVOCATIONS, get(revocation::feed))
         .route(paths::JOIN, post(enroll::join))
         .nest(paths::ADMIN, admin::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -70,6 +77,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
+    let revocations = tokio::spawn(revocation::follow_database(state.clone()));
     let res = axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -77,6 +85,7 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     housekeeping.abort();
+    revocations.abort();
     res
 }
 

@@ -7,6 +7,7 @@ use mandate_store::Store;
 use crate::issuer::IssuerKeys;
 use crate::paths;
 use crate::principals::PrincipalCache;
+use crate::revocation::Revocations;
 use crate::verified_cache::VerifiedCache;
 
 /// Validated server configuration.
@@ -59,11 +60,13 @@ pub struct AppState {
     pub principals: PrincipalCache,
     /// Mandates of this issuer already verified (subject and actor tokens).
     pub verified: VerifiedCache,
+    /// Everything revoked.
+    pub revocations: Revocations,
 }
 
 impl AppState {
     /// Assembles the state.
-    pub fn new(cfg: Config, store: Store, keys: IssuerKeys) -> Self {
+    pub fn new(cfg: Config, store: Store, keys: IssuerKeys, revocations: Revocations) -> Self {
         AppState {
             endpoints: Endpoints::new(&cfg.issuer),
             cfg,
@@ -71,6 +74,7 @@ impl AppState {
             keys,
             principals: PrincipalCache::default(),
             verified: VerifiedCache::default(),
+            revocations,
         }
     }
 }

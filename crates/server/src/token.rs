@@ -41,33 +41,7 @@ pub async fn token(State(st): State<Arc<AppState>>, headers: HeaderMap, body: By
 }
 
 async fn issue(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, OAuthError> {
-    let form_ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    if !form_ct {
-        return Err(OAuthError::invalid_request(
-            "the token endpoint takes application/x-www-form-urlencoded bodies",
-        ));
-    }
-    let form = Form::parse(body);
-    let dpop = match headers
-        .get_all("dpop")
-        .iter()
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        [] => None,
-        [one] => Some(
-            one.to_str()
-                .map_err(|_| OAuthError::invalid_dpop_proof("DPoP header is not ASCII"))?,
-        ),
-        _ => {
-            return Err(OAuthError::invalid_dpop_proof(
-                "send exactly one DPoP header",
-            ))
-        }
-    };
+    let (form, dpop) = crate::form::read(headers, body)?;
     let now = now();
     let grant = form.required("grant_type")?;
     if grant != "client_credentials" && grant != TOKEN_EXCHANGE {
@@ -75,7 +49,7 @@ async fn issue(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respon
             "grant_type {grant:?} is not supported: use client_credentials or {TOKEN_EXCHANGE}"
         )));
     }
-    let client = client_auth::authenticate(st, &form, dpop, now).await?;
+    let client = client_auth::authenticate(st, &form, dpop, &st.endpoints.token, now).await?;
     match decide_and_issue(st, &form, &client, grant, now).await {
         Ok(r) => Ok(r),
         Err(e) => {
@@ -236,9 +210,27 @@ fn verify_own(
     now: i64,
 ) -> Result<VerifiedMandate, OAuthError> {
     let key = verified_cache::key(token);
-    if let Some(v) = st.verified.get(&key, now) {
-        return Ok(v);
-    }
+    let v = match st.verified.get(&key, now) {
+        Some(v) => v,
+        None => {
+            let v = verify_signed(st, token, what, now)?;
+            st.verified.put(key, v.clone());
+            v
+        }
+    };
+    // Revocation is checked on every use, cached verification or not.
+    st.revocations
+        .check(&v)
+        .map_err(|e| OAuthError::invalid_grant(format!("{what} is no longer valid: {e}")))?;
+    Ok(v)
+}
+
+fn verify_signed(
+    st: &AppState,
+    token: &str,
+    what: &str,
+    now: i64,
+) -> Result<VerifiedMandate, OAuthError> {
     let expect = Expect {
         issuer: &st.cfg.issuer,
         audience: None,
@@ -253,7 +245,6 @@ fn verify_own(
                 "{what} is not a valid mandate from this issuer: {e}"
             ))
         })?;
-    st.verified.put(key, v.clone());
     Ok(v)
 }
 

@@ -15,6 +15,7 @@ mod issuer_keys;
 mod jtis;
 mod mandates;
 mod principals;
+mod revocations;
 mod store;
 mod writer;
 
@@ -22,5 +23,6 @@ pub use error::StoreError;
 pub use issuer_keys::IssuerKey;
 pub use mandates::MandateRecord;
 pub use principals::{NewKey, NewPrincipal, Principal, PrincipalKey};
+pub use revocations::Revocation;
 pub use store::Store;
 pub use writer::IssueOutcome;

@@ -1,0 +1,113 @@
+//! RFC 7662 introspection and RFC 7009 revocation. Both authenticate the caller with
+//! `private_key_jwt` (and DPoP when sent), like the token endpoint.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use mandate_core::verify::{self, Expect, VerifiedMandate};
+
+use crate::client_auth::{self, Client};
+use crate::oauth_error::OAuthError;
+use crate::state::{now, AppState};
+
+async fn authenticated(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    endpoint: &str,
+) -> Result<(crate::form::Form, Client), OAuthError> {
+    let (form, dpop) = crate::form::read(headers, body)?;
+    let client = client_auth::authenticate(st, &form, dpop, endpoint, now()).await?;
+    client.spend_checked(st).await?;
+    Ok((form, client))
+}
+
+/// A mandate of this issuer that verifies and is not revoked, or why not.
+pub fn live_mandate(st: &AppState, token: &str, now: i64) -> Result<VerifiedMandate, String> {
+    let expect = Expect {
+        issuer: &st.cfg.issuer,
+        audience: None,
+        now,
+        skew: verify::DEFAULT_SKEW,
+    };
+    let v = st
+        .keys
+        .with_keys(|k| verify::verify_mandate(token, k, expect))
+        .map_err(|e| e.code().to_string())?;
+    st.revocations.check(&v).map_err(|e| e.code().to_string())?;
+    Ok(v)
+}
+
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// `POST introspection_endpoint` (RFC 7662). Any registered principal may ask; anything revoked,
+/// expired, forged or unknown is `{"active": false}`.
+pub async fn introspect(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let run = async {
+        let (form, client) = authenticated(&st, &headers, &body, &st.endpoints.introspect).await?;
+        let token = form.required("token")?;
+        let answer = match live_mandate(&st, token, now()) {
+            Ok(v) => {
+                let c = v.claims();
+                let mut j = serde_json::to_value(c)
+                    .map_err(|e| OAuthError::server_error("encoding claims", e))?;
+                j["active"] = true.into();
+                j["token_type"] = if c.cnf.is_some() { "DPoP" } else { "Bearer" }.into();
+                j
+            }
+            Err(reason) => {
+                tracing::info!(by = %client.principal.name, reason, "introspection: inactive");
+                serde_json::json!({"active": false})
+            }
+        };
+        Ok::<_, OAuthError>(Json(answer).into_response())
+    };
+    no_store(run.await.unwrap_or_else(IntoResponse::into_response))
+}
+
+/// `POST revocation_endpoint` (RFC 7009). A principal in a mandate's chain (its holder, an actor
+/// or its subject) may revoke it, which also revokes everything delegated from it. Tokens that
+/// are invalid or already dead get 200, as the RFC says.
+pub async fn revoke(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let run = async {
+        let (form, client) = authenticated(&st, &headers, &body, &st.endpoints.revoke).await?;
+        let token = form.required("token")?;
+        let Ok(v) = live_mandate(&st, token, now()) else {
+            return Ok(Json(serde_json::json!({})).into_response());
+        };
+        let c = v.claims();
+        let me = client.principal.name.as_str();
+        if !c.chain().contains(&me) && c.client_id != me {
+            return Err(OAuthError::unauthorized_client(format!(
+                "{me} is not in this mandate's chain: only its holder, an actor or its subject may revoke it"
+            )));
+        }
+        let row = st
+            .store
+            .add_revocation(
+                "jti",
+                &c.jti,
+                Some("revoked through the revocation endpoint"),
+                me,
+                now(),
+            )
+            .await
+            .map_err(|e| OAuthError::server_error("recording the revocation failed", e))?;
+        st.revocations.apply(&[row]);
+        tracing::info!(jti = %c.jti, by = me, "mandate revoked");
+        Ok::<_, OAuthError>(Json(serde_json::json!({})).into_response())
+    };
+    no_store(run.await.unwrap_or_else(IntoResponse::into_response))
+}
