@@ -10,7 +10,7 @@ use mandate_core::{assertion, dpop, SecretKey};
 use mandate_server::issuer::IssuerKeys;
 use mandate_server::revocation::Revocations;
 use mandate_server::{AppState, Config};
-use mandate_store::{NewKey, NewPrincipal, Store};
+use mandate_store::Store;
 use serde_json::json;
 
 use crate::cli::BenchArgs;
@@ -20,25 +20,7 @@ use crate::ctx::Ctx;
 const AUD: &str = "https://api.example";
 
 async fn register(store: &Store, name: &str, now: i64) -> Result<SecretKey> {
-    let key = SecretKey::generate(&mut rand::rngs::OsRng);
-    store
-        .create_principal(&NewPrincipal {
-            name: name.into(),
-            kind: "agent".into(),
-            role: None,
-            allow_bearer: false,
-            ceiling_scopes: "api:*".into(),
-            ceiling_audiences: AUD.into(),
-            max_ttl_secs: 3600,
-            max_depth: 5,
-            key: Some(NewKey {
-                kid: key.public().thumbprint(),
-                public_key: key.public().x(),
-            }),
-            now,
-        })
-        .await?;
-    Ok(key)
+    crate::cmd_server::register_with_new_key(store, &name.parse()?, None, "api:*", AUD, now).await
 }
 
 /// The planner's client: signs a fresh client assertion and DPoP proof per request.

@@ -27,19 +27,17 @@ fn resolve(dir: &Path, p: &str) -> std::path::PathBuf {
     }
 }
 
-/// Registers a principal directly in the database with a key made here (bootstrap only).
-async fn bootstrap_principal(
-    home: &Home,
+/// Registers a principal directly in the database with a new key (bootstrap and benchmarks
+/// only; everything else goes through the admin API). Returns the key.
+pub async fn register_with_new_key(
     store: &Store,
-    name: &str,
+    name: &PrincipalName,
     role: Option<&str>,
     scopes: &str,
     audiences: &str,
     now: i64,
-) -> Result<String> {
-    let name: PrincipalName = name.parse()?;
+) -> Result<SecretKey> {
     let key = SecretKey::generate(&mut rand::rngs::OsRng);
-    let path = home.save_key(&name, &key)?;
     store
         .create_principal(&NewPrincipal {
             name: name.to_string(),
@@ -57,6 +55,22 @@ async fn bootstrap_principal(
             now,
         })
         .await?;
+    Ok(key)
+}
+
+/// Registers a principal at bootstrap with a key made here and saved in MANDATE_HOME.
+async fn bootstrap_principal(
+    home: &Home,
+    store: &Store,
+    name: &str,
+    role: Option<&str>,
+    scopes: &str,
+    audiences: &str,
+    now: i64,
+) -> Result<String> {
+    let name: PrincipalName = name.parse()?;
+    let key = register_with_new_key(store, &name, role, scopes, audiences, now).await?;
+    let path = home.save_key(&name, &key)?;
     Ok(path.display().to_string())
 }
 
