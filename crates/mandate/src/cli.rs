@@ -41,6 +41,9 @@ pub enum Command {
     /// Revoke an agent, a user, a key or one mandate (and everything delegated from it).
     #[command(subcommand)]
     Revoke(RevokeCmd),
+    /// Verify mandates as an enforcement point does (`--follow`: a long-running verifier that
+    /// follows revocations and answers one presentation per stdin line).
+    Verify(VerifyArgs),
     /// Measure token exchange throughput over HTTP on loopback.
     Bench(BenchArgs),
 }
@@ -255,4 +258,30 @@ pub enum RevokeCmd {
         #[arg(long)]
         reason: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The mandate (or an Authorization value `DPoP ...` / `Bearer ...`); not with --follow.
+    pub token: Option<String>,
+    /// The audience this verifier serves.
+    #[arg(long)]
+    pub audience: String,
+    /// Keep running: follow the revocation feed and read presentations from stdin, one per line
+    /// (a JSON object {authorization, dpop, method, url}, an Authorization value, or a bare
+    /// mandate presented as Bearer); print one JSON verdict per line.
+    #[arg(long)]
+    pub follow: bool,
+    /// Refuse everything once the last confirmed view of revocations is older than this.
+    #[arg(long, default_value = "5s")]
+    pub max_staleness: String,
+    /// DPoP proof for a one-shot check.
+    #[arg(long)]
+    pub dpop: Option<String>,
+    /// HTTP method the presentation is for (DPoP `htm`).
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// URL the presentation is for (DPoP `htu`; default: the audience).
+    #[arg(long)]
+    pub url: Option<String>,
 }

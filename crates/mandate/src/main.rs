@@ -8,6 +8,7 @@ mod client;
 mod cmd_principals;
 mod cmd_server;
 mod cmd_tokens;
+mod cmd_verify;
 mod ctx;
 mod home;
 
@@ -57,6 +58,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Delegate(a) => cmd_tokens::delegate(&ctx, a).await,
         Command::Keys(c) => cmd_tokens::keys(&ctx, c).await,
         Command::Revoke(c) => cmd_principals::revoke(&ctx, c).await,
+        Command::Verify(a) => cmd_verify::run(&ctx, a).await,
         Command::Bench(a) => bench::run(&ctx, a).await,
     }
 }
