@@ -26,7 +26,8 @@ async fn authenticated(
     Ok((form, client))
 }
 
-/// A mandate of this issuer that verifies and is not revoked, or why not.
+/// A mandate of this issuer that verifies and is not revoked, or why not: the verifier library's
+/// token check, against the authority's own keys and revocation view.
 pub fn live_mandate(st: &AppState, token: &str, now: i64) -> Result<VerifiedMandate, String> {
     let expect = Expect {
         issuer: &st.cfg.issuer,
@@ -34,12 +35,12 @@ pub fn live_mandate(st: &AppState, token: &str, now: i64) -> Result<VerifiedMand
         now,
         skew: verify::DEFAULT_SKEW,
     };
-    let v = st
-        .keys
-        .with_keys(|k| verify::verify_mandate(token, k, expect))
-        .map_err(|e| e.code().to_string())?;
-    st.revocations.check(&v).map_err(|e| e.code().to_string())?;
-    Ok(v)
+    st.keys
+        .with_keys(|k| {
+            st.revocations
+                .with_set(|r| mandate_verify::check_mandate(token, k, r, expect))
+        })
+        .map_err(|r| r.code.to_string())
 }
 
 fn no_store(mut r: Response) -> Response {

@@ -89,6 +89,11 @@ impl Revocations {
             .check(v.claims(), Some(v.kid()))
     }
 
+    /// Runs `f` with the current set.
+    pub fn with_set<T>(&self, f: impl FnOnce(&RevocationSet) -> T) -> T {
+        f(&self.set.read().expect("revocation lock"))
+    }
+
     /// Whether a principal was revoked at or after `at`.
     pub fn principal_revoked_since(&self, name: &str, at: i64) -> bool {
         self.set

@@ -119,13 +119,7 @@ pub(crate) fn check_before_replay(
         now: e.now,
         skew: e.skew,
     };
-    let mandate = verify::verify_mandate(token, keys, expect)
-        .map_err(|err| Refusal::new(err.code(), err.to_string()))?;
-    // The signing kid is part of the revocation check: revoking an issuer key must cut off every
-    // mandate it signed, even though the key may still be in a cached JWKS.
-    revoked
-        .check(mandate.claims(), Some(mandate.kid()))
-        .map_err(|r| Refusal::new(r.code(), r.to_string()))?;
+    let mandate = check_mandate(token, keys, revoked, expect)?;
     let Some(cnf) = mandate.claims().cnf.as_ref() else {
         // A bearer mandate sent as DPoP is refused rather than tolerated: the client believes its
         // token is bound, and accepting it would hide a misissued token or a confused client.
@@ -177,6 +171,25 @@ pub(crate) fn check_before_replay(
         mandate,
         proof: Some(proof),
     })
+}
+
+/// Checks a mandate on its own, without a presentation: signature, claims and revocation. This is
+/// what the authority uses for introspection and for subject and actor tokens, where no DPoP
+/// proof is presented (`expect.audience` may be `None` there).
+pub fn check_mandate(
+    token: &str,
+    keys: &impl KeyLookup,
+    revoked: &RevocationSet,
+    expect: Expect<'_>,
+) -> Result<VerifiedMandate, Refusal> {
+    let mandate = verify::verify_mandate(token, keys, expect)
+        .map_err(|err| Refusal::new(err.code(), err.to_string()))?;
+    // The signing kid is part of the revocation check: revoking an issuer key must cut off every
+    // mandate it signed, even though the key may still be in a cached JWKS.
+    revoked
+        .check(mandate.claims(), Some(mandate.kid()))
+        .map_err(|r| Refusal::new(r.code(), r.to_string()))?;
+    Ok(mandate)
 }
 
 /// Splits `Authorization` into its scheme (case-insensitive, RFC 9110 §11.1) and the token.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mandate_core::keys::PublicKey;
 use mandate_core::revocation::{RevocationEntry, RevocationSet};
 
-pub use check::{check, Expectations, Presentation, Refusal};
+pub use check::{check, check_mandate, Expectations, Presentation, Refusal};
 pub use mandate_core::verify::VerifiedMandate;
 pub use replay::{ReplayCache, DEFAULT_CAPACITY};
 
