@@ -405,7 +405,15 @@ async fn revoke(
                 ));
             }
             let is_issuer = st.keys.with_keys(|k| k.contains_key(&req.value));
-            if !is_issuer {
+            if is_issuer {
+                // A revoked issuer key leaves the JWKS too, so that verifiers which do not follow
+                // the revocation feed stop trusting it as well.
+                st.keys
+                    .forget(&st.store, &req.value)
+                    .await
+                    .map_err(|e| ApiError::internal("removing the issuer key failed", e))?;
+                st.verified.clear();
+            } else {
                 match st.store.disable_key(&req.value, now).await? {
                     Some(owner) => st.principals.invalidate(&owner),
                     None => {

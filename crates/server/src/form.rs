@@ -69,3 +69,12 @@ pub fn read<'h>(
     };
     Ok((Form::parse(body), dpop))
 }
+
+/// A request body as handlers take it: the bytes, or why they could not be read.
+pub type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
+
+/// The body, or an OAuth error (JSON, like every other answer) when it could not be read, for
+/// example because it is over the size limit.
+pub fn body(b: Body) -> Result<axum::body::Bytes, OAuthError> {
+    b.map_err(|e| OAuthError::body_rejected(e.status(), e.body_text()))
+}

@@ -142,6 +142,18 @@ impl IssuerKeys {
         (token, k.kid.clone())
     }
 
+    /// Stops publishing and trusting a retired key (after its revocation).
+    pub async fn forget(&self, store: &Store, kid: &str) -> Result<(), IssuerKeyError> {
+        store.remove_issuer_key(kid).await?;
+        self.inner
+            .write()
+            .expect("issuer key lock")
+            .verify
+            .remove(kid);
+        let _ = std::fs::remove_file(key_path(&self.dir, kid));
+        Ok(())
+    }
+
     /// The kid of the active signing key.
     pub fn signing_kid(&self) -> String {
         self.inner.read().expect("issuer key lock").kid.clone()

@@ -10,6 +10,7 @@ pub struct OAuthError {
     status: StatusCode,
     code: &'static str,
     description: String,
+    close: bool,
 }
 
 impl OAuthError {
@@ -18,6 +19,7 @@ impl OAuthError {
             status,
             code,
             description: description.into(),
+            close: false,
         }
     }
     /// `invalid_request`.
@@ -43,6 +45,18 @@ impl OAuthError {
     /// RFC 9449 `invalid_dpop_proof`.
     pub fn invalid_dpop_proof(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", d)
+    }
+    /// The body could not be read (too large, not readable): `invalid_request` with the status
+    /// the body reader chose (413 for too large). The connection is closed after the answer,
+    /// because the unread rest of the body is still on it.
+    pub fn body_rejected(status: StatusCode, why: String) -> Self {
+        let mut e = Self::new(
+            status,
+            "invalid_request",
+            format!("{why}; the limit is 64 KiB"),
+        );
+        e.close = true;
+        e
     }
     /// `server_error`: something on our side failed; the request is refused (fail closed).
     pub fn server_error(what: &str, e: impl std::fmt::Display) -> Self {
@@ -71,6 +85,9 @@ impl IntoResponse for OAuthError {
         let mut r = (self.status, axum::Json(body)).into_response();
         let h = r.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.close {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if self.code == "invalid_dpop_proof" {
             h.insert(
                 header::WWW_AUTHENTICATE,

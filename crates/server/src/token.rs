@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +16,7 @@ use mandate_store::{IssueOutcome, MandateRecord};
 use rand::RngCore;
 
 use crate::client_auth::{self, Client};
-use crate::form::Form;
+use crate::form::{Body, Form};
 use crate::metadata::TOKEN_EXCHANGE;
 use crate::oauth_error::OAuthError;
 use crate::principals::Loaded;
@@ -30,8 +29,12 @@ const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 const MAX_REASON: usize = 500;
 
 /// `POST token_endpoint`.
-pub async fn token(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    match issue(&st, &headers, &body).await {
+pub async fn token(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let issued = match crate::form::body(body) {
+        Ok(body) => issue(&st, &headers, &body).await,
+        Err(e) => Err(e),
+    };
+    match issued {
         Ok(r) => r,
         Err(e) => {
             tracing::info!(error = e.code(), "token request refused");
@@ -92,6 +95,18 @@ async fn decide_and_issue(
     } else {
         exchange(st, form, client, mint, req, now).await?
     };
+    // Revocation of a principal counts in whole seconds (`iat <= revoked_at`): a mandate issued in
+    // the same second as its revocation would be dead on arrival, so it is not issued.
+    let mut everyone = claims.chain();
+    everyone.push(&claims.client_id);
+    if let Some(p) = everyone
+        .iter()
+        .find(|p| st.revocations.principal_revoked_since(p, claims.iat))
+    {
+        return Err(OAuthError::invalid_grant(format!(
+            "{p} was revoked within the last second; retry in a second if it has been re-enabled"
+        )));
+    }
     let (token, kid) = st.keys.sign(&claims);
     let record = MandateRecord {
         jti: claims.jti.clone(),
@@ -326,7 +341,7 @@ async fn exchange(
     }
     let jkt = to.primary_key().map(|k| k.thumbprint()).ok_or_else(|| {
         OAuthError::invalid_request(format!(
-            "requested_actor {target_name} has no registered key yet (enrollment pending)"
+            "requested_actor {target_name} has no active key (its enrollment is pending or its key was revoked)"
         ))
     })?;
     let g = grantee(&to, Some(&jkt));

@@ -467,3 +467,224 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+// ------------------------------------------------------------------------------------------------
+// Introspection (RFC 7662), revocation (RFC 7009) and the revocation feed: used by
+// tests/revocation.rs and tests/attacks_server.rs.
+// ------------------------------------------------------------------------------------------------
+
+/// The principal the tests introspect as: registered by `mandate init`, never revoked by them.
+pub const INTROSPECTOR: &str = "user:admin";
+
+/// RFC 7662 introspection path.
+pub const INTROSPECT_PATH: &str = "/oauth2/introspect";
+/// RFC 7009 revocation path.
+pub const REVOKE_PATH: &str = "/oauth2/revoke";
+/// Revocation feed path.
+pub const FEED_PATH: &str = "/revocations/v1";
+
+/// Parses a response body as JSON, or panics with the status and the text.
+pub fn json_body(status: u16, text: &str) -> Value {
+    serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("HTTP {status}: body is not JSON ({e}): {text}"))
+}
+
+/// `GET {url}/revocations/v1?since=N&wait=S` from any thread (its own runtime and client).
+/// Returns the status, the JSON body and how long the request took.
+pub fn feed_get(base_url: &str, since: i64, wait: u64) -> (u16, Value, Duration) {
+    let url = format!("{base_url}{FEED_PATH}?since={since}&wait={wait}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("HTTP client");
+        let started = Instant::now();
+        let r = http.get(&url).send().await.expect("feed reachable");
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        let took = started.elapsed();
+        (status, json_body(status, &text), took)
+    })
+}
+
+impl Server {
+    /// The introspection endpoint URL.
+    pub fn introspect_url(&self) -> String {
+        format!("{}{INTROSPECT_PATH}", self.url)
+    }
+
+    /// The RFC 7009 revocation endpoint URL.
+    pub fn revoke_url(&self) -> String {
+        format!("{}{REVOKE_PATH}", self.url)
+    }
+
+    /// The private signing key of an issuer `kid` (`MANDATE_HOME/server/issuer-keys/KID.jwk`).
+    pub fn issuer_key(&self, kid: &str) -> SecretKey {
+        let path = self
+            .home()
+            .join("server")
+            .join("issuer-keys")
+            .join(format!("{kid}.jwk"));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        SecretKey::parse(&text).expect("a usable issuer key")
+    }
+
+    /// The kids the JWKS publishes.
+    pub fn jwks_kids(&self) -> Vec<String> {
+        let (status, text) = self.get("/oauth2/jwks");
+        assert_eq!(status, 200, "{text}");
+        json_body(status, &text)["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .map(|k| k["kid"].as_str().expect("kid").to_string())
+            .collect()
+    }
+
+    /// POSTs a form to `path` with an optional DPoP header: status and body text, whatever the
+    /// body is (the body limit answers without JSON).
+    pub fn post_raw(&self, path: &str, form: &[(&str, &str)], dpop: Option<&str>) -> (u16, String) {
+        self.try_post_raw(path, form, dpop)
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    /// Like [`Server::post_raw`], but a connection the server cut while the request was being
+    /// sent (as it may when it refuses an oversized body before reading it) is an `Err`.
+    pub fn try_post_raw(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        dpop: Option<&str>,
+    ) -> Result<(u16, String), String> {
+        let url = format!("{}{path}", self.url);
+        self.rt.block_on(async {
+            let mut req = self.http.post(&url).form(form);
+            if let Some(p) = dpop {
+                req = req.header("DPoP", p);
+            }
+            let r = req.send().await.map_err(|e| format!("{e:?}"))?;
+            let status = r.status().as_u16();
+            let text = r.text().await.map_err(|e| format!("{e:?}"))?;
+            Ok((status, text))
+        })
+    }
+
+    /// Like [`Server::try_post_raw`], on a connection of its own that is never reused: for
+    /// requests the server may answer and then drop the connection for (oversized bodies), so a
+    /// dead pooled connection cannot fail the next, unrelated request.
+    pub fn try_post_raw_once(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        dpop: Option<&str>,
+    ) -> Result<(u16, String), String> {
+        let url = format!("{}{path}", self.url);
+        self.rt.block_on(async {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("HTTP client");
+            let mut req = http.post(&url).form(form);
+            if let Some(p) = dpop {
+                req = req.header("DPoP", p);
+            }
+            let r = req.send().await.map_err(|e| format!("{e:?}"))?;
+            let status = r.status().as_u16();
+            let text = r.text().await.map_err(|e| format!("{e:?}"))?;
+            Ok((status, text))
+        })
+    }
+
+    /// POSTs `params` to `path` authenticated as `principal` (fresh assertion, aud = issuer,
+    /// no DPoP); see [`Server::try_post_raw`].
+    pub fn try_authed_raw(
+        &self,
+        path: &str,
+        principal: &str,
+        params: &[(&str, &str)],
+    ) -> Result<(u16, String), String> {
+        let a = self.assertion_for(principal, &self.url);
+        let mut form: Vec<(&str, &str)> = vec![
+            ("client_assertion_type", assertion::ASSERTION_TYPE),
+            ("client_assertion", a.as_str()),
+        ];
+        form.extend_from_slice(params);
+        self.try_post_raw(path, &form, None)
+    }
+
+    /// A client assertion for `principal` (key from this home) with the given `aud`.
+    pub fn assertion_for(&self, principal: &str, aud: &str) -> String {
+        assertion::make(&self.key(principal), principal, aud, now(), &random_id())
+    }
+
+    /// POSTs `params` to `path` authenticated as `principal` (fresh assertion, aud = issuer,
+    /// no DPoP). Status and body text.
+    pub fn authed_raw(
+        &self,
+        path: &str,
+        principal: &str,
+        params: &[(&str, &str)],
+    ) -> (u16, String) {
+        let a = self.assertion_for(principal, &self.url);
+        let mut form: Vec<(&str, &str)> = vec![
+            ("client_assertion_type", assertion::ASSERTION_TYPE),
+            ("client_assertion", a.as_str()),
+        ];
+        form.extend_from_slice(params);
+        self.post_raw(path, &form, None)
+    }
+
+    /// RFC 7662 introspection of `token` by `principal`: status and JSON body.
+    pub fn introspect_as(&self, principal: &str, token: &str) -> (u16, Value) {
+        let (status, text) = self.authed_raw(INTROSPECT_PATH, principal, &[("token", token)]);
+        (status, json_body(status, &text))
+    }
+
+    /// RFC 7009 revocation of `token` by `principal`: status and JSON body.
+    pub fn revoke_as(&self, principal: &str, token: &str) -> (u16, Value) {
+        let (status, text) = self.authed_raw(REVOKE_PATH, principal, &[("token", token)]);
+        (status, json_body(status, &text))
+    }
+
+    /// Asserts that introspection (by [`INTROSPECTOR`]) finds `token` active; returns the answer.
+    #[track_caller]
+    pub fn assert_active(&self, token: &str, what: &str) -> Value {
+        let (status, body) = self.introspect_as(INTROSPECTOR, token);
+        assert_eq!(status, 200, "introspecting {what}: {body}");
+        assert_eq!(body["active"], true, "{what} should be active: {body}");
+        assert_eq!(
+            body["jti"],
+            jwt_payload(token)["jti"],
+            "{what}: introspection answered for another token: {body}"
+        );
+        body
+    }
+
+    /// Asserts that introspection (by [`INTROSPECTOR`]) answers exactly `{"active": false}`.
+    #[track_caller]
+    pub fn assert_inactive(&self, token: &str, what: &str) {
+        let (status, body) = self.introspect_as(INTROSPECTOR, token);
+        assert_eq!(status, 200, "introspecting {what}: {body}");
+        assert_eq!(
+            body,
+            serde_json::json!({"active": false}),
+            "{what} should be inactive, with nothing else said"
+        );
+    }
+
+    /// `GET /revocations/v1?since=N&wait=S` on this server.
+    pub fn feed(&self, since: i64, wait: u64) -> (u16, Value, Duration) {
+        feed_get(&self.url, since, wait)
+    }
+}
+
+/// A client assertion for `principal` addressed to `aud`, signed with any `key`.
+pub fn assertion_by(key: &SecretKey, principal: &str, aud: &str) -> String {
+    assertion::make(key, principal, aud, now(), &random_id())
+}
