@@ -3,9 +3,11 @@
 //! the one the mandate is bound to and whose `ath` is the mandate's hash.
 
 use axum::http::{HeaderMap, Method, Uri};
-use mandate_core::dpop::{self, ProofCheck};
-use mandate_core::verify::{self, Expect};
+use mandate_core::dpop;
+use mandate_core::jws::Jws;
+use mandate_core::verify;
 use mandate_core::MandateClaims;
+use mandate_verify::{Expectations, Presentation, ReplayCache};
 
 use crate::api_error::ApiError;
 use crate::principals::Loaded;
@@ -28,66 +30,54 @@ pub async fn authenticate(
     audience: &str,
     now: i64,
 ) -> Result<Caller, ApiError> {
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            ApiError::unauthenticated("send Authorization: DPoP <mandate> and a DPoP proof")
-        })?;
-    let token = match auth.split_once(' ') {
-        Some((scheme, t)) if scheme.eq_ignore_ascii_case("dpop") => t.trim(),
-        Some((scheme, _)) if scheme.eq_ignore_ascii_case("bearer") => {
-            return Err(ApiError::unauthenticated(
-                "this API takes only DPoP-bound mandates, not bearer tokens",
-            ))
-        }
-        _ => {
-            return Err(ApiError::unauthenticated(
-                "malformed Authorization header: use DPoP <mandate>",
-            ))
-        }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let authorization = header("authorization").ok_or_else(|| {
+        ApiError::unauthenticated("send Authorization: DPoP <mandate> and a DPoP proof")
+    })?;
+    let path = uri.path_and_query().map(|p| p.path()).unwrap_or("/");
+    let url = format!("{}{}", st.cfg.issuer, path);
+    let presentation = Presentation {
+        authorization,
+        dpop: header("dpop"),
+        method: method.as_str(),
+        url: &url,
     };
-    let expect = Expect {
+    let expect = Expectations {
         issuer: &st.cfg.issuer,
-        audience: Some(audience),
+        audience,
         now,
         skew: verify::DEFAULT_SKEW,
     };
-    let claims = st
+    // The verifier library checks the whole presentation; the proof's single use is then
+    // enforced in the database (durable, and shared by every node) instead of in memory.
+    let mut this_request_only = ReplayCache::new(1);
+    let verified = st
         .keys
-        .with_keys(|k| verify::verify_mandate(token, k, expect))
-        .map_err(|e| ApiError::unauthenticated(format!("mandate refused ({}): {e}", e.code())))?
-        .into_claims();
-    let jkt = claims
-        .cnf
-        .as_ref()
-        .map(|c| c.jkt.clone())
-        .ok_or_else(|| ApiError::unauthenticated("this API takes only DPoP-bound mandates"))?;
-    let proof = headers
-        .get("dpop")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::unauthenticated("missing DPoP proof header"))?;
-    let path = uri.path_and_query().map(|p| p.path()).unwrap_or("/");
-    let url = format!("{}{}", st.cfg.issuer, path);
-    let check = ProofCheck {
-        method: method.as_str(),
-        url: &url,
-        now,
-        access_token: Some(token),
-    };
-    let p = dpop::check_proof(proof, check).map_err(|e| {
-        ApiError::unauthenticated(format!("DPoP proof refused ({}): {e}", e.code()))
-    })?;
-    if p.jkt != jkt {
+        .with_keys(|k| {
+            st.revocations.with_set(|r| {
+                mandate_verify::check(&presentation, k, r, &mut this_request_only, expect)
+            })
+        })
+        .map_err(|r| {
+            ApiError::unauthenticated(format!("mandate refused ({}): {}", r.code, r.message))
+        })?;
+    let claims = verified.into_claims();
+    if claims.cnf.is_none() {
         return Err(ApiError::unauthenticated(
-            "DPoP proof is signed by a key other than the one the mandate is bound to",
+            "this API takes only DPoP-bound mandates",
         ));
     }
+    let proof: dpop::ProofClaims = presentation
+        .dpop
+        .and_then(|p| Jws::decode(p).ok())
+        .and_then(|j| j.unverified_claims().ok())
+        .ok_or_else(|| ApiError::unauthenticated("missing DPoP proof header"))?;
+    let jkt = &claims.cnf.as_ref().expect("checked above").jkt;
     let fresh = st
         .store
         .use_jti(
-            &format!("dpop:{}:{}", p.jkt, p.claims.jti),
-            p.claims.iat + dpop::MAX_AGE + dpop::MAX_FUTURE,
+            &format!("dpop:{jkt}:{}", proof.jti),
+            proof.iat + dpop::MAX_AGE + dpop::MAX_FUTURE,
         )
         .await
         .map_err(|e| ApiError::internal("replay check failed", e))?;
