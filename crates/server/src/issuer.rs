@@ -159,11 +159,6 @@ impl IssuerKeys {
         self.inner.read().expect("issuer key lock").kid.clone()
     }
 
-    /// A snapshot of the verification keys by kid.
-    pub fn verification_keys(&self) -> HashMap<String, PublicKey> {
-        self.inner.read().expect("issuer key lock").verify.clone()
-    }
-
     /// Runs `f` with the verification keys, without copying them.
     pub fn with_keys<T>(&self, f: impl FnOnce(&HashMap<String, PublicKey>) -> T) -> T {
         f(&self.inner.read().expect("issuer key lock").verify)
