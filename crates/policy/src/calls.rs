@@ -1,0 +1,127 @@
+//! A load-time check that every function a policy calls exists.
+//!
+//! regorus resolves function calls when they are first evaluated, so a typo in a rarely taken
+//! branch (`startwith(...)`) would otherwise surface as a deny in production instead of an error
+//! at load. This scanner finds call sites (`name(`, `pkg.name(`) outside strings and comments and
+//! checks each against regorus's builtins and the functions the policy defines.
+
+use crate::error::LoadError;
+
+const KEYWORDS: &[&str] = &[
+    "if", "not", "some", "every", "with", "as", "else", "contains", "in", "default", "package",
+    "import",
+];
+
+/// Call sites in `text`: (dotted name, line).
+fn call_sites(text: &str) -> Vec<(String, u32)> {
+    let b = text.as_bytes();
+    let mut out = vec![];
+    let (mut i, mut line) = (0usize, 1u32);
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'\n' => {
+                line += 1;
+                i += 1;
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'`' => {
+                i += 1;
+                while i < b.len() && b[i] != b'`' {
+                    if b[i] == b'\n' {
+                        line += 1;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.')
+                {
+                    i += 1;
+                }
+                let preceded_by_dot = start > 0 && b[start - 1] == b'.';
+                if i < b.len() && b[i] == b'(' && !preceded_by_dot {
+                    let name = &text[start..i];
+                    if !KEYWORDS.contains(&name) {
+                        out.push((name.to_string(), line));
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// Functions a module defines (heads at column 0 followed by `(`).
+fn defined(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().filter_map(|l| {
+        let end = l.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
+        (end > 0 && l[end..].starts_with('(')).then(|| &l[..end])
+    })
+}
+
+/// The first call to a function that neither regorus nor the policy defines.
+pub fn check(modules: &[(String, String)]) -> Result<(), LoadError> {
+    let own: std::collections::HashSet<&str> =
+        modules.iter().flat_map(|(_, t)| defined(t)).collect();
+    for (file, text) in modules {
+        for (name, line) in call_sites(text) {
+            let last = name.rsplit('.').next().unwrap_or(&name);
+            let known = name == "print"
+                || regorus::unstable::BUILTINS.contains_key(name.as_str())
+                || own.contains(last);
+            if !known {
+                return Err(LoadError {
+                    file: file.clone(),
+                    line: Some((line, 1)),
+                    message: format!(
+                        "unknown function {name}: not a Rego builtin regorus provides nor a function this policy defines"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(text: &str) -> Result<(), LoadError> {
+        check(&[("p.rego".into(), text.into())])
+    }
+
+    #[test]
+    fn builtins_own_functions_strings_and_comments_pass() {
+        run(r#"package p
+# frobnicate(1) in a comment
+f(x) := y if { y := x + 1 }
+allow if { startswith(input.a, "b"); f(1) == 2; object.get(input, "x", 1); msg := "nope(1)"; print(msg) }
+r := data.p.f(2)
+s := `raw frob(`
+"#)
+        .unwrap();
+    }
+
+    #[test]
+    fn an_unknown_function_is_reported_with_its_line() {
+        let e = run("package p\n\nallow if {\n  startwith(input.a, \"b\")\n}\n").unwrap_err();
+        assert_eq!(e.line, Some((4, 1)));
+        assert!(e.message.contains("startwith"), "{e}");
+    }
+}
