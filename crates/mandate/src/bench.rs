@@ -79,10 +79,14 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         issuer: issuer.clone(),
         keys_dir: dir.join("keys"),
         enrollment_ttl: 900,
+        environment: "bench".into(),
     };
+    let policy = Arc::new(mandate_policy::DecisionPoint::embedded(Arc::new(
+        mandate_policy::LivePolicy::fixed(crate::policy_pack::policy()?),
+    )));
     let server = tokio::spawn(mandate_server::serve(
         listener,
-        Arc::new(AppState::new(cfg, store, keys, revocations)),
+        Arc::new(AppState::new(cfg, store, keys, revocations, policy)),
         std::future::pending(),
     ));
 

@@ -44,8 +44,38 @@ pub enum Command {
     /// Verify mandates as an enforcement point does (`--follow`: a long-running verifier that
     /// follows revocations and answers one presentation per stdin line).
     Verify(VerifyArgs),
+    /// Check, evaluate and test Rego policies.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Measure token exchange throughput over HTTP on loopback.
     Bench(BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Load and validate a policy directory (default: the server's policy directory).
+    Check {
+        /// The directory of .rego and data files.
+        dir: Option<std::path::PathBuf>,
+    },
+    /// Evaluate a query for an input document; prints the decision and the rules that fired.
+    Eval {
+        /// The input document (JSON; `-` reads standard input).
+        #[arg(long)]
+        input: std::path::PathBuf,
+        /// The query (default: data.mandate.delegation.decision when input.action.kind is
+        /// "delegation", else data.mandate.authz.decision).
+        #[arg(long)]
+        query: Option<String>,
+        /// The policy directory (default: the server's policy directory).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+    /// Run the `test_` rules (opa test style); prints `N passed, N failed`.
+    Test {
+        /// The directory of .rego and data files.
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -6,19 +6,21 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use mandate_core::duration::parse_duration;
 use mandate_core::{PrincipalName, SecretKey};
+use mandate_policy::{DecisionPoint, External, LivePolicy};
 use mandate_server::issuer::IssuerKeys;
 use mandate_server::revocation::Revocations;
 use mandate_server::{AppState, Config};
 use mandate_store::{NewKey, NewPrincipal, Store};
+use std::time::Duration;
 
 use crate::cli::{InitArgs, ServeArgs, UpArgs};
 use crate::ctx::Ctx;
-use crate::home::{ClientConfig, Home, ServerConfig};
+use crate::home::{ClientConfig, Home, PolicyConfig, ServerConfig};
 
 /// The admin user `mandate init` makes.
 pub const ADMIN: &str = "user:admin";
 
-fn resolve(dir: &Path, p: &str) -> std::path::PathBuf {
+pub fn resolve(dir: &Path, p: &str) -> std::path::PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
         p.to_path_buf()
@@ -102,8 +104,11 @@ pub async fn init(ctx: &Ctx, a: InitArgs) -> Result<serde_json::Value> {
         database: "mandate.db".into(),
         issuer_keys: "issuer-keys".into(),
         enrollment_ttl: "15m".into(),
+        environment: "development".into(),
+        policy: PolicyConfig::default(),
     };
     let dir = home.server_dir();
+    crate::policy_pack::install(&resolve(&dir, &cfg.policy.dir))?;
     let store = Store::open_sqlite(&resolve(&dir, &cfg.database))
         .await
         .context("cannot create the database")?;
@@ -215,11 +220,13 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
         issuer: cfg.issuer.trim_end_matches('/').to_string(),
         keys_dir,
         enrollment_ttl,
+        environment: cfg.environment.clone(),
     };
     let revocations = Revocations::load(&store)
         .await
         .context("cannot read revocations")?;
-    let state = Arc::new(AppState::new(config, store, keys, revocations));
+    let policy = decision_point(&cfg.policy, &dir)?;
+    let state = Arc::new(AppState::new(config, store, keys, revocations, policy));
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -233,6 +240,43 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
     }
     mandate_server::serve(listener, state, shutdown_signal()).await?;
     Ok(())
+}
+
+/// The embedded engine over the policy directory (installing the default pack where the directory
+/// does not exist yet), or the configured external decision point.
+fn decision_point(cfg: &PolicyConfig, base: &Path) -> Result<Arc<DecisionPoint>> {
+    if let Some(ext) = &cfg.external {
+        let external = match ext.kind.as_str() {
+            "opa" => External::Opa {
+                url: ext.url.clone(),
+            },
+            "authzen" => External::AuthZen {
+                url: ext.url.clone(),
+            },
+            other => bail!("[policy.external] kind {other:?} is not \"opa\" or \"authzen\""),
+        };
+        url::Url::parse(&ext.url)
+            .with_context(|| format!("[policy.external] url {:?} is not a URL", ext.url))?;
+        tracing::info!(kind = %ext.kind, url = %ext.url, "policy decisions by an external decision point");
+        return Ok(Arc::new(DecisionPoint::external(
+            external,
+            Duration::from_millis(ext.timeout_ms.max(1)),
+        )));
+    }
+    let dir = resolve(base, &cfg.dir);
+    if !dir.exists() {
+        crate::policy_pack::install(&dir)?;
+        tracing::info!(dir = %dir.display(), "installed the default policy pack");
+    }
+    let live = LivePolicy::load(&dir, Duration::from_millis(cfg.timeout_ms.max(1)))
+        .map_err(|e| anyhow::anyhow!("the policy in {} does not load: {e}", dir.display()))?;
+    let live = Arc::new(live);
+    tracing::info!(dir = %dir.display(), version = %live.current().version(), "policy loaded");
+    tokio::spawn(
+        live.clone()
+            .watch(Duration::from_millis(cfg.reload_ms.max(50))),
+    );
+    Ok(Arc::new(DecisionPoint::embedded(live)))
 }
 
 async fn shutdown_signal() {

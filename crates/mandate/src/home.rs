@@ -42,6 +42,59 @@ pub struct ServerConfig {
     /// How long enrollment codes stay valid (e.g. "15m").
     #[serde(default = "default_enrollment_ttl")]
     pub enrollment_ttl: String,
+    /// The environment label policies see as `input.context.environment`.
+    #[serde(default = "default_environment")]
+    pub environment: String,
+    /// Where decisions come from.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+fn default_environment() -> String {
+    "development".into()
+}
+
+/// `[policy]` in `server.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The policy directory (relative to the config file's directory unless absolute). A missing
+    /// directory is created with the shipped default pack.
+    pub dir: String,
+    /// Limit on one evaluation, in milliseconds; past it the decision is a deny.
+    pub timeout_ms: u64,
+    /// How often the directory is checked for changes, in milliseconds.
+    pub reload_ms: u64,
+    /// Optional external decision point instead of the embedded engine.
+    pub external: Option<ExternalConfig>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            dir: "policies".into(),
+            timeout_ms: 100,
+            reload_ms: 1000,
+            external: None,
+        }
+    }
+}
+
+/// `[policy.external]`: an OPA server or an AuthZEN PDP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalConfig {
+    /// `opa` or `authzen`.
+    pub kind: String,
+    /// Base URL, e.g. `http://127.0.0.1:8181`.
+    pub url: String,
+    /// Limit on one remote decision, in milliseconds; past it the decision is a deny.
+    #[serde(default = "default_external_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_external_timeout() -> u64 {
+    500
 }
 
 fn default_enrollment_ttl() -> String {

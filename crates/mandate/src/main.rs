@@ -5,12 +5,14 @@
 mod bench;
 mod cli;
 mod client;
+mod cmd_policy;
 mod cmd_principals;
 mod cmd_server;
 mod cmd_tokens;
 mod cmd_verify;
 mod ctx;
 mod home;
+mod policy_pack;
 
 use clap::Parser;
 
@@ -30,6 +32,8 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: logs redirected to a file stay greppable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -59,6 +63,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(c) => cmd_tokens::keys(&ctx, c).await,
         Command::Revoke(c) => cmd_principals::revoke(&ctx, c).await,
         Command::Verify(a) => cmd_verify::run(&ctx, a).await,
+        Command::Policy(c) => cmd_policy::run(&ctx, c),
         Command::Bench(a) => bench::run(&ctx, a).await,
     }
 }

@@ -201,6 +201,44 @@ impl Policy {
     /// undefined.
     pub fn eval(&self, query: &str, input: Option<Value>) -> Result<Option<Value>, EvalError> {
         check_reference(query)?;
+        self.eval_ref(query, input)
+    }
+
+    /// Evaluates the document at a path of segments under `data`, as the OPA data API addresses
+    /// it (`mandate/authz/decision`, `mandate_config/destructive_verbs/0`). Segments that are not
+    /// identifiers become quoted (or numeric) index terms, so a path can never carry Rego.
+    pub fn eval_path(
+        &self,
+        segments: &[&str],
+        input: Option<Value>,
+    ) -> Result<Option<Value>, EvalError> {
+        let mut query = String::from("data");
+        for seg in segments {
+            let ident = seg
+                .chars()
+                .next()
+                .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+                && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if ident {
+                query.push('.');
+                query.push_str(seg);
+            } else if !seg.is_empty() && seg.len() <= 18 && seg.bytes().all(|b| b.is_ascii_digit())
+            {
+                query.push_str(&format!("[{seg}]"));
+            } else {
+                let quoted = serde_json::to_string(seg).expect("strings serialise");
+                query.push_str(&format!("[{quoted}]"));
+            }
+        }
+        if query == "data" {
+            return Err(EvalError::BadQuery(
+                "data (the whole document): query a package or a rule, e.g. data.mandate.authz.decision".into(),
+            ));
+        }
+        self.eval_ref(&query, input)
+    }
+
+    fn eval_ref(&self, query: &str, input: Option<Value>) -> Result<Option<Value>, EvalError> {
         let input = input.map(RValue::from);
         if self.has_rule(query) {
             return self.eval_rule(query, input);
@@ -235,12 +273,14 @@ impl Policy {
         to_json(path, &v)
     }
 
-    /// Rules of `package` that produced a value other than `false` or an empty collection for
-    /// `input`: what "fired".
+    /// Rules of `package` that this input made produce something: a value other than `false` or
+    /// an empty collection, and other than what the rule gives for an empty input (so constants
+    /// and defaults are not listed).
     pub fn fired(&self, package: &str, input: &Value) -> Vec<(String, Value)> {
         let Some(rules) = self.rules.get(package) else {
             return vec![];
         };
+        let empty = Value::Object(Default::default());
         rules
             .iter()
             .filter_map(|r| {
@@ -254,7 +294,11 @@ impl Policy {
                     Value::Object(o) => o.is_empty(),
                     _ => false,
                 };
-                (!quiet).then_some((path, v))
+                let baseline = self
+                    .eval_rule(&path, Some(RValue::from(empty.clone())))
+                    .ok()
+                    .flatten();
+                (!quiet && baseline.as_ref() != Some(&v)).then_some((path, v))
             })
             .collect()
     }
@@ -440,7 +484,7 @@ test_fails if decision.allow
     fn data_is_reachable_and_packages_evaluate_whole() {
         let p = Policy::from_modules(
             &[("a.rego", "package a\nx := data.cfg.n + 1\n")],
-            Some(&json!({"cfg": {"n": 41}})),
+            Some(&json!({"cfg": {"n": 41, "l": ["a", "b"]}})),
         )
         .unwrap();
         assert_eq!(p.eval("data.a.x", None).unwrap(), Some(json!(42)));
@@ -450,6 +494,15 @@ test_fails if decision.allow
             p.eval("data.a[0]", None),
             Err(EvalError::BadQuery(_))
         ));
+        assert_eq!(p.eval_path(&["a", "x"], None).unwrap(), Some(json!(42)));
+        assert_eq!(p.eval_path(&["cfg", "n"], None).unwrap(), Some(json!(41)));
+        assert_eq!(
+            p.eval_path(&["cfg", "l", "1"], None).unwrap(),
+            Some(json!("b"))
+        );
+        assert_eq!(p.eval_path(&["a-b", "x y"], None).unwrap(), None);
+        assert_eq!(p.eval_path(&["q\"uote"], None).unwrap(), None);
+        assert!(p.eval_path(&[], None).is_err());
     }
 
     #[test]

@@ -51,6 +51,17 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+    /// The description.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+}
+
 impl From<mandate_store::StoreError> for ApiError {
     fn from(e: mandate_store::StoreError) -> Self {
         match e {

@@ -14,6 +14,8 @@ pub mod issuer;
 mod metadata;
 mod oauth_endpoints;
 mod oauth_error;
+mod pdp;
+mod policy_hook;
 mod principals;
 mod resource_auth;
 pub mod revocation;
@@ -29,6 +31,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use pdp::PDP_SCOPE;
 pub use state::{now, AppState, Config, Endpoints};
 
 /// Request bodies larger than this are refused before parsing.
@@ -65,6 +68,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(paths::REVOCATIONS, get(revocation::feed))
         .route(paths::JOIN, post(enroll::join))
         .nest(paths::ADMIN, admin::routes())
+        .merge(pdp::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

@@ -21,7 +21,7 @@ pub struct Caller {
     pub principal: Loaded,
 }
 
-/// Authenticates a request to an API whose audience is `audience`.
+/// Authenticates a request to an API whose audience is `audience` (DPoP-bound mandates only).
 pub async fn authenticate(
     st: &AppState,
     method: &Method,
@@ -29,6 +29,20 @@ pub async fn authenticate(
     headers: &HeaderMap,
     audience: &str,
     now: i64,
+) -> Result<Caller, ApiError> {
+    authenticate_with(st, method, uri, headers, audience, now, false).await
+}
+
+/// [`authenticate`], also taking bearer mandates when `bearer_ok` (they are issued only to
+/// principals registered with bearer allowed).
+pub async fn authenticate_with(
+    st: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    audience: &str,
+    now: i64,
+    bearer_ok: bool,
 ) -> Result<Caller, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let authorization = header("authorization").ok_or_else(|| {
@@ -62,10 +76,14 @@ pub async fn authenticate(
             ApiError::unauthenticated(format!("mandate refused ({}): {}", r.code, r.message))
         })?;
     let claims = verified.into_claims();
-    if claims.cnf.is_none() {
-        return Err(ApiError::unauthenticated(
-            "this API takes only DPoP-bound mandates",
-        ));
+    match &claims.cnf {
+        None if bearer_ok => return loaded(st, claims).await,
+        None => {
+            return Err(ApiError::unauthenticated(
+                "this API takes only DPoP-bound mandates",
+            ))
+        }
+        Some(_) => {}
     }
     let proof: dpop::ProofClaims = presentation
         .dpop
@@ -86,6 +104,11 @@ pub async fn authenticate(
             "DPoP proof was already used: make a fresh proof per request",
         ));
     }
+    loaded(st, claims).await
+}
+
+/// The holder as stored now; a deleted or disabled holder is refused.
+async fn loaded(st: &AppState, claims: MandateClaims) -> Result<Caller, ApiError> {
     let row = st
         .store
         .principal(&claims.client_id)

@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
+use mandate_policy::DecisionPoint;
 use mandate_store::Store;
 
 use crate::issuer::IssuerKeys;
@@ -19,6 +22,8 @@ pub struct Config {
     pub keys_dir: PathBuf,
     /// How long an enrollment code stays valid, in seconds.
     pub enrollment_ttl: i64,
+    /// The environment label policies see as `input.context.environment`.
+    pub environment: String,
 }
 
 /// Absolute URLs of the endpoints, computed once from the issuer.
@@ -62,11 +67,19 @@ pub struct AppState {
     pub verified: VerifiedCache,
     /// Everything revoked.
     pub revocations: Revocations,
+    /// Where policy decisions come from.
+    pub policy: Arc<DecisionPoint>,
 }
 
 impl AppState {
     /// Assembles the state.
-    pub fn new(cfg: Config, store: Store, keys: IssuerKeys, revocations: Revocations) -> Self {
+    pub fn new(
+        cfg: Config,
+        store: Store,
+        keys: IssuerKeys,
+        revocations: Revocations,
+        policy: Arc<DecisionPoint>,
+    ) -> Self {
         AppState {
             endpoints: Endpoints::new(&cfg.issuer),
             cfg,
@@ -75,6 +88,7 @@ impl AppState {
             principals: PrincipalCache::default(),
             verified: VerifiedCache::default(),
             revocations,
+            policy,
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::client_auth::{self, Client};
 use crate::form::{Body, Form};
 use crate::metadata::TOKEN_EXCHANGE;
 use crate::oauth_error::OAuthError;
+use crate::policy_hook;
 use crate::principals::Loaded;
 use crate::state::{now, AppState};
 use crate::verified_cache;
@@ -29,9 +30,15 @@ const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 const MAX_REASON: usize = 500;
 
 /// `POST token_endpoint`.
-pub async fn token(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn token(
+    State(st): State<Arc<AppState>>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let peer = crate::pdp::peer(&ext);
     let issued = match crate::form::body(body) {
-        Ok(body) => issue(&st, &headers, &body).await,
+        Ok(body) => issue(&st, &headers, &body, peer).await,
         Err(e) => Err(e),
     };
     match issued {
@@ -43,7 +50,12 @@ pub async fn token(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bo
     }
 }
 
-async fn issue(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Response, OAuthError> {
+async fn issue(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    peer: Option<String>,
+) -> Result<Response, OAuthError> {
     let (form, dpop) = crate::form::read(headers, body)?;
     let now = now();
     let grant = form.required("grant_type")?;
@@ -53,7 +65,7 @@ async fn issue(st: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Respon
         )));
     }
     let client = client_auth::authenticate(st, &form, dpop, &st.endpoints.token, now).await?;
-    match decide_and_issue(st, &form, &client, grant, now).await {
+    match decide_and_issue(st, &form, &client, grant, now, peer).await {
         Ok(r) => Ok(r),
         Err(e) => {
             if e.code() != "invalid_client" && e.code() != "invalid_dpop_proof" {
@@ -70,6 +82,7 @@ async fn decide_and_issue(
     client: &Client,
     grant: &str,
     now: i64,
+    peer: Option<String>,
 ) -> Result<Response, OAuthError> {
     let req = request(form)?;
     let reason = form.one("reason")?.map(str::to_string);
@@ -84,17 +97,31 @@ async fn decide_and_issue(
         jti: &jti,
         now,
     };
-    let (claims, parent, delegator) = if grant == "client_credentials" {
+    let (claims, parent, delegator, mode) = if grant == "client_credentials" {
         let jkt = bound_key(client)?;
         let to = grantee(&client.principal, jkt.as_deref());
         (
             delegation::client_credentials(mint, to, req)?,
             None,
             client.principal.name.to_string(),
+            "self",
         )
     } else {
         exchange(st, form, client, mint, req, now).await?
     };
+    // The delegation policy sees the mandate exactly as it would be issued.
+    let input = policy_hook::delegation_input(
+        st,
+        &policy_hook::DelegationFacts {
+            claims: &claims,
+            caller: client.principal.name.as_str(),
+            from: &delegator,
+            grant_type: grant,
+            mode,
+            client_address: peer,
+        },
+    );
+    let decision = policy_hook::check_delegation(st, input).await?;
     // Revocation of a principal counts in whole seconds (`iat <= revoked_at`): a mandate issued in
     // the same second as its revocation would be dead on arrival, so it is not issued.
     let mut everyone = claims.chain();
@@ -134,7 +161,8 @@ async fn decide_and_issue(
         return Err(client_auth::replay_error(i));
     }
     tracing::info!(jti = %claims.jti, sub = %claims.sub, holder = %claims.client_id,
-        depth = claims.mandate.depth, grant, "mandate issued");
+        depth = claims.mandate.depth, grant, decision = %decision.decision_id,
+        policy = %decision.policy_version, "mandate issued");
     Ok(response(&token, &claims, grant == TOKEN_EXCHANGE))
 }
 
@@ -270,7 +298,7 @@ async fn exchange(
     mint: Mint<'_>,
     req: Request,
     now: i64,
-) -> Result<(MandateClaims, Option<String>, String), OAuthError> {
+) -> Result<(MandateClaims, Option<String>, String, &'static str), OAuthError> {
     check_token_type(form, "subject_token_type", true)?;
     check_token_type(form, "requested_token_type", false)?;
     let parent = verify_own(st, form.required("subject_token")?, "subject_token", now)?;
@@ -308,6 +336,7 @@ async fn exchange(
             delegation::exchange(mint, &parent, to, req)?,
             parent_jti,
             delegator,
+            "pull",
         ));
     }
     // Push: the holder delegates to requested_actor; the new mandate is bound to its key.
@@ -349,6 +378,7 @@ async fn exchange(
         delegation::exchange(mint, &parent, g, req)?,
         parent_jti,
         delegator,
+        "push",
     ))
 }
 

@@ -688,3 +688,52 @@ impl Server {
 pub fn assertion_by(key: &SecretKey, principal: &str, aud: &str) -> String {
     assertion::make(key, principal, aud, now(), &random_id())
 }
+
+impl Server {
+    /// POSTs JSON to `path` with `Authorization: DPoP <mandate>` and a fresh proof signed by
+    /// `principal`'s key: status, headers and body text.
+    pub fn post_json_dpop(
+        &self,
+        path: &str,
+        principal: &str,
+        mandate: &str,
+        body: &Value,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let url = format!("{}{path}", self.url);
+        let key = self.key(principal);
+        let proof = dpop::make_proof(&key, "POST", &url, now(), &random_id(), Some(mandate));
+        self.rt.block_on(async {
+            let r = self
+                .http
+                .post(&url)
+                .header("Authorization", format!("DPoP {mandate}"))
+                .header("DPoP", proof)
+                .json(body)
+                .send()
+                .await
+                .expect("server reachable");
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            (status, headers, r.text().await.expect("body"))
+        })
+    }
+
+    /// GET with `Authorization: DPoP <mandate>` and a fresh proof: status and body text.
+    pub fn get_dpop(&self, path: &str, principal: &str, mandate: &str) -> (u16, String) {
+        let url = format!("{}{path}", self.url);
+        let key = self.key(principal);
+        let proof = dpop::make_proof(&key, "GET", &url, now(), &random_id(), Some(mandate));
+        self.rt.block_on(async {
+            let r = self
+                .http
+                .get(&url)
+                .header("Authorization", format!("DPoP {mandate}"))
+                .header("DPoP", proof)
+                .send()
+                .await
+                .expect("server reachable");
+            let status = r.status().as_u16();
+            (status, r.text().await.expect("body"))
+        })
+    }
+}

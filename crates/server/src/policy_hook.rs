@@ -1,0 +1,96 @@
+//! Building the policy input document (docs/policy-input.schema.json) from what the server knows,
+//! and asking the delegation policy before a mandate is issued.
+
+use mandate_core::claims::MandateClaims;
+use mandate_policy::{Decision, Outcome, Query};
+use serde_json::{json, Value};
+
+use crate::oauth_error::OAuthError;
+use crate::state::AppState;
+
+/// `input.context`: the server's clock, its environment label and the caller's address.
+pub fn context(st: &AppState, client_address: Option<String>, now: i64) -> Value {
+    let time = chrono::DateTime::from_timestamp(now, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    json!({
+        "time": time,
+        "time_ns": i128::from(now) * 1_000_000_000,
+        "environment": st.cfg.environment,
+        "client_address": client_address,
+    })
+}
+
+/// `input.principal` for `agent:coder`.
+pub fn principal(id: &str) -> Value {
+    let (kind, name) = id.split_once(':').unwrap_or(("agent", id));
+    json!({"id": id, "type": kind, "name": name})
+}
+
+/// The chain of a mandate, root first, ending with its holder.
+pub fn chain(c: &MandateClaims) -> Vec<String> {
+    let mut v: Vec<String> = c.chain().into_iter().map(str::to_string).collect();
+    if v.last() != Some(&c.client_id) {
+        v.push(c.client_id.clone());
+    }
+    v
+}
+
+/// `input` for the delegation policy: the mandate that would be issued, who asks, from whom to
+/// whom.
+pub struct DelegationFacts<'a> {
+    /// The mandate about to be issued.
+    pub claims: &'a MandateClaims,
+    /// The authenticated caller.
+    pub caller: &'a str,
+    /// The delegator (the caller itself for client_credentials).
+    pub from: &'a str,
+    /// `grant_type`.
+    pub grant_type: &'a str,
+    /// `self`, `push` or `pull`.
+    pub mode: &'a str,
+    /// The caller's address.
+    pub client_address: Option<String>,
+}
+
+/// The input document for `data.mandate.delegation.decision`.
+pub fn delegation_input(st: &AppState, f: &DelegationFacts<'_>) -> Value {
+    let c = f.claims;
+    json!({
+        "principal": principal(f.caller),
+        "subject": c.sub,
+        "chain": chain(c),
+        "scopes": c.scope.split_whitespace().collect::<Vec<_>>(),
+        "audience": c.aud.as_slice(),
+        "mandate": {"jti": c.jti, "iat": c.iat, "exp": c.exp,
+                    "depth": c.mandate.depth, "max_depth": c.mandate.max_depth},
+        "action": {
+            "kind": "delegation",
+            "grant_type": f.grant_type,
+            "mode": f.mode,
+            "from": f.from,
+            "to": c.client_id,
+            "ttl_seconds": c.exp - c.iat,
+        },
+        "context": context(st, f.client_address.clone(), c.iat),
+    })
+}
+
+/// Asks the delegation policy; anything but an outright allow refuses the request with the
+/// policy's reasons in `error_description`.
+pub async fn check_delegation(st: &AppState, input: Value) -> Result<Decision, OAuthError> {
+    let d = st.policy.decide(Query::Delegation, input).await;
+    match d.outcome() {
+        Outcome::Allow => Ok(d),
+        Outcome::Approval => Err(OAuthError::unauthorized_client(format!(
+            "refused by policy: delegation needs approval ({}), which the token endpoint cannot wait for; ask an admin to change the delegation policy [decision {}, policy {}]",
+            d.reasons_line(), d.decision_id, d.policy_version
+        ))),
+        Outcome::Deny => Err(OAuthError::unauthorized_client(format!(
+            "refused by policy: {} [decision {}, policy {}]",
+            d.reasons_line(),
+            d.decision_id,
+            d.policy_version
+        ))),
+    }
+}

@@ -1,0 +1,150 @@
+# Default Mandate policy for token issuance and delegation.
+#
+# Query: data.mandate.delegation.decision
+# Input: describes the mandate that WOULD be issued (chain ends with action.to,
+#        mandate.depth is its depth, scopes are the scopes it would grant).
+#
+# The authority already enforces scope ceilings, narrowing and the mandate's own
+# max_depth, so this pack allows every delegation unless a configured rule fires.
+# All rules are off in the shipped data.json; each one is switched on by a setting
+# under data.mandate_config.delegation:
+#   max_depth                      - deny when the new mandate would be deeper than this
+#   forbidden                      - deny delegation between matching principals
+#   max_ttl_outside_hours_seconds  - outside working hours, deny mandates longer than this
+package mandate.delegation
+
+import data.mandate.lib
+
+# ---------------------------------------------------------------------------
+# Deny by default
+# ---------------------------------------------------------------------------
+
+default decision := {
+	"allow": false,
+	"approval": null,
+	"reasons": ["denied by default: no policy rule allowed this delegation"],
+	"redact": [],
+}
+
+# ---------------------------------------------------------------------------
+# The decision: allowed unless some rule below adds a reason to deny
+# ---------------------------------------------------------------------------
+
+decision := {"allow": true, "approval": null, "reasons": ["delegation allowed"], "redact": []} if {
+	input.action.kind == "delegation"
+	count(deny_reasons) == 0
+}
+
+decision := {"allow": false, "approval": null, "reasons": reasons, "redact": []} if {
+	count(deny_reasons) > 0
+	reasons := sort([reason | some reason in deny_reasons])
+}
+
+# ---------------------------------------------------------------------------
+# Rule 0: this query only judges delegations
+# ---------------------------------------------------------------------------
+
+deny_reasons contains "action is not a delegation (expected action kind \"delegation\")" if {
+	not input.action.kind == "delegation"
+}
+
+# ---------------------------------------------------------------------------
+# Rule 1: maximum delegation depth (off when max_depth is null)
+# ---------------------------------------------------------------------------
+
+max_depth := lib.delegation_setting("max_depth")
+
+deny_reasons contains msg if {
+	max_depth != null
+	input.mandate.depth > max_depth
+	msg := sprintf("delegation depth %v exceeds the configured maximum of %v", [input.mandate.depth, max_depth])
+}
+
+# Fail closed: with a limit configured, a request whose depth is unknown is denied.
+# (A helper rule, because OPA treats `not is_number(<undefined>)` as undefined.)
+depth_known if is_number(input.mandate.depth)
+
+deny_reasons contains msg if {
+	max_depth != null
+	not depth_known
+	msg := sprintf("delegation depth is unknown, so the configured maximum of %v cannot be checked", [max_depth])
+}
+
+# ---------------------------------------------------------------------------
+# Rule 2: forbidden delegation pairs
+# ---------------------------------------------------------------------------
+
+# Each entry is {"from": pattern, "to": pattern}. A pattern is a principal
+# ("agent:coder"), a prefix ending in "*" ("agent:support-*"), or "*" for anyone.
+forbidden := rules if {
+	rules := lib.delegation_setting("forbidden")
+	is_array(rules)
+} else := []
+
+deny_reasons contains msg if {
+	some rule in forbidden
+	lib.pattern_matches(rule.from, input.action.from)
+	lib.pattern_matches(rule.to, input.action.to)
+	msg := sprintf("delegation from %s to %s is forbidden by policy (rule: from %s to %s)", [
+		input.action.from, input.action.to, rule.from, rule.to,
+	])
+}
+
+# ---------------------------------------------------------------------------
+# Rule 3: long-lived mandates only during working hours (off when null)
+# ---------------------------------------------------------------------------
+
+max_ttl_outside_hours := lib.delegation_setting("max_ttl_outside_hours_seconds")
+
+hours := lib.working_hours
+
+weekend := {"Saturday", "Sunday"}
+
+# context.time_ns read in the configured time zone as [ns, tz].
+local_time := [input.context.time_ns, hours.timezone]
+
+# The working day check: any day, or Monday to Friday when weekdays_only is true.
+working_day if not hours.weekdays_only == true
+
+working_day if {
+	hours.weekdays_only == true
+	day := time.weekday(local_time)
+	not day in weekend
+}
+
+# start <= hour < end on a working day. A missing time counts as outside (fail safe).
+within_working_hours if {
+	clock := time.clock(local_time)
+	clock[0] >= hours.start
+	clock[0] < hours.end
+	working_day
+}
+
+working_hours_text := sprintf("%v:00-%v:00 %s%s", [
+	hours.start, hours.end, hours.timezone,
+	weekdays_suffix,
+])
+
+weekdays_suffix := ", Monday to Friday" if {
+	hours.weekdays_only == true
+} else := ""
+
+deny_reasons contains msg if {
+	max_ttl_outside_hours != null
+	not within_working_hours
+	input.action.ttl_seconds > max_ttl_outside_hours
+	msg := sprintf("a mandate of %v seconds exceeds the %v seconds allowed outside working hours (%s)", [
+		input.action.ttl_seconds, max_ttl_outside_hours, working_hours_text,
+	])
+}
+
+# Fail closed: with a limit configured, a request whose lifetime is unknown is denied
+# outside working hours.
+ttl_known if is_number(input.action.ttl_seconds)
+
+deny_reasons contains msg if {
+	max_ttl_outside_hours != null
+	not within_working_hours
+	not ttl_known
+	msg := "the requested mandate lifetime is unknown, so the limit outside working hours cannot be checked"
+}
