@@ -3,7 +3,8 @@
 # Query: data.mandate.authz.decision
 # Result: {"allow": bool, "approval": null | {...}, "reasons": [string], "redact": [string]}
 #
-# Outline (the first matching rule decides; the rules are mutually exclusive):
+# The decision is one `else` chain, so the first step that applies decides and nothing after it
+# is evaluated:
 #   1. action.kind is not "mcp" or "http"            -> deny
 #   2. the call does not name a server and a tool    -> deny
 #   3. no held scope covers "<server>:<tool>"        -> deny (reason names the scope needed)
@@ -12,6 +13,9 @@
 #   6. a read-only call                              -> allow
 #   7. any other write                               -> allow
 # Anything else (including evaluation surprises) falls through to the default: deny.
+#
+# This policy runs on every tool call, so it is written to be cheap: configuration is read once
+# per decision, names are lower-cased once, and loops run over the few things they must.
 package mandate.authz
 
 import data.mandate.lib
@@ -27,14 +31,56 @@ default decision := {
 	"redact": [],
 }
 
+decision := deny(sprintf("action kind %s is not a tool call (expected \"mcp\" or \"http\")", [kind_text])) if {
+	not is_tool_call
+} else := deny("tool call does not name both a server and a tool") if {
+	not is_named
+} else := deny(sprintf("needs scope %s (held: %s)", [needed_text, held_text])) if {
+	in_scope == false
+} else := hold(destructive_reason) if {
+	destructive
+} else := hold(production_reason) if {
+	not read_only
+	production
+} else := permit(sprintf("%s on %s is read-only and within the mandate's scopes", [tool, server])) if {
+	read_only
+} else := permit(sprintf("%s on %s is within the mandate's scopes", [tool, server]))
+
+# ---------------------------------------------------------------------------
+# Configuration (data.mandate_config; each falls back to the built-in default when absent or null)
+# ---------------------------------------------------------------------------
+
+destructive_verbs := v if {
+	v := data.mandate_config.destructive_verbs
+	v != null
+} else := lib.default_destructive_verbs
+
+redact_argument_keys := v if {
+	v := data.mandate_config.redact_argument_keys
+	v != null
+} else := lib.default_redact_argument_keys
+
+approvers := v if {
+	v := data.mandate_config.approvers
+	v != null
+} else := ["role:approver"]
+
+quorum := v if {
+	v := data.mandate_config.quorum
+	v != null
+} else := 1
+
+production_environments := v if {
+	v := data.mandate_config.production_environments
+	v != null
+} else := ["production", "prod"]
+
 # ---------------------------------------------------------------------------
 # Facts about the call
 # ---------------------------------------------------------------------------
 
 # Only MCP tool calls and HTTP routes are judged by this policy.
-tool_call_kinds := {"mcp", "http"}
-
-is_tool_call if input.action.kind in tool_call_kinds
+is_tool_call if input.action.kind in {"mcp", "http"}
 
 # The call names the upstream server and the tool (or route action).
 is_named if {
@@ -44,66 +90,65 @@ is_named if {
 	input.action.tool != ""
 }
 
-# Both checks passed: the remaining rules may look at server and tool.
-valid_call if {
-	is_tool_call
-	is_named
-}
-
 server := input.action.server
 
 tool := input.action.tool
 
-# The scope this call needs, e.g. "github:delete_repo".
+tool_lower := lower(tool)
+
+# The scope a call needs: "<server>:<tool>" (e.g. "github:delete_repo").
 wanted_scope := concat(":", [server, tool])
 
-# Read-only tools may also be covered by "<server>:read".
+# Read-only calls are also covered by "<server>:read".
 read_scope := concat(":", [server, "read"])
 
-# Read-only: the MCP annotation says so, or the HTTP method is safe.
-read_only_methods := {"GET", "HEAD", "OPTIONS"}
-
+# Read-only: MCP annotation readOnlyHint, or an HTTP method that does not write.
 read_only if input.action.annotations.readOnlyHint == true
 
-read_only if {
-	is_string(input.action.http.method)
-	upper(input.action.http.method) in read_only_methods
-}
+read_only if upper(input.action.http.method) in {"GET", "HEAD", "OPTIONS"}
 
-# The mandate's scopes (only strings count; a malformed list counts as none).
-held_scopes := [s | some s in input.scopes; is_string(s)] if {
-	is_array(input.scopes)
-} else := []
+# The mandate's scopes (non-strings ignored; a missing or malformed list holds nothing).
+held_scopes := [s | some s in input.scopes; is_string(s)] if is_array(input.scopes)
 
-# In scope: some held scope covers "<server>:<tool>" ...
-in_scope if {
-	some held in held_scopes
-	lib.scope_covers(held, wanted_scope)
-}
+else := []
 
-# ... or the call is read-only and some held scope covers "<server>:read".
-in_scope if {
+# in_scope: some held scope covers the wanted one (equal, or a "prefix*" wildcard), or, for a
+# read-only call, covers "<server>:read". Written as one `else` chain so that the cheap exact
+# matches are tried first and the rest is not evaluated once one holds.
+default in_scope := false
+
+in_scope := true if {
+	wanted_scope in held_scopes
+} else := true if {
 	read_only
-	some held in held_scopes
-	lib.scope_covers(held, read_scope)
+	read_scope in held_scopes
+} else := true if {
+	strings.any_prefix_match(wanted_scope, wildcard_prefixes)
+} else := true if {
+	read_only
+	strings.any_prefix_match(read_scope, wildcard_prefixes)
 }
 
-# Why the call counts as destructive (empty when it does not).
-# The readOnlyHint never cancels these: a tool named "delete_x" that claims to be
-# read-only still needs approval (fail safe).
+# "github:*" -> "github:", "*" -> "" (which every scope starts with).
+wildcard_prefixes := [trim_suffix(held, "*") | some held in held_scopes; endswith(held, "*")]
+
+# Destructive: annotated so, or the lower-cased name contains one of the configured verbs (one
+# regular expression built from the list; regorus caches it). A destructive name wins over a
+# readOnlyHint: a tool called delete_x needs approval whatever it says about itself.
+destructive if input.action.annotations.destructiveHint == true
+
+destructive if regex.match(concat("|", destructive_verbs), tool_lower)
+
+# Why, for the approval reason (only evaluated when the call is destructive).
 destructive_why contains "annotated destructiveHint" if {
 	input.action.annotations.destructiveHint == true
 }
 
 destructive_why contains sprintf("name contains \"%s\"", [verb]) if {
-	is_string(tool)
-	some verb in lib.destructive_verbs
-	contains(lower(tool), lower(verb))
+	some verb in regex.find_n(concat("|", destructive_verbs), tool_lower, -1)
 }
 
-destructive if count(destructive_why) > 0
-
-# The environment of the upstream: action.upstream.environment, else labels.environment.
+# The upstream's environment labels.
 upstream_environments contains env if {
 	env := input.action.upstream.environment
 	is_string(env)
@@ -114,31 +159,36 @@ upstream_environments contains env if {
 	is_string(env)
 }
 
+# Which of them count as production (case-insensitive; configured names are lower-case).
 production_env contains env if {
 	some env in upstream_environments
-	some prod in lib.production_environments
-	lower(env) == lower(prod)
+	lower(env) in production_environments
 }
 
 production if count(production_env) > 0
 
 # ---------------------------------------------------------------------------
-# Redaction: JSON pointers to top-level arguments that look like secrets
+# Redaction: arguments whose key looks secret never reach logs or approvers.
 # ---------------------------------------------------------------------------
 
+# Argument keys that contain (case-insensitively) one of the configured fragments, as JSON
+# pointers (RFC 6901: "~" is written "~0" and "/" is written "~1").
+secret_pattern := concat("|", redact_argument_keys)
+
+# One match over all keys first: most calls carry no secret-looking key at all.
+any_secret if regex.match(secret_pattern, lower(concat("/", object.keys(input.action.arguments))))
+
 redact_paths contains path if {
-	is_object(input.action.arguments)
-	some key, _ in input.action.arguments
-	some fragment in lib.redact_argument_keys
-	contains(lower(key), lower(fragment))
-	path := concat("/", ["/action/arguments", lib.json_pointer_token(key)])
+	any_secret
+	some key in object.keys(input.action.arguments)
+	regex.match(secret_pattern, lower(key))
+	path := concat("", ["/action/arguments/", replace(replace(key, "~", "~0"), "/", "~1")])
 }
 
-# As a sorted array, so decisions are stable.
 redact := sort([path | some path in redact_paths])
 
 # ---------------------------------------------------------------------------
-# Reason sentences
+# Texts for reasons (evaluated only for the step that decides)
 # ---------------------------------------------------------------------------
 
 held_text := concat(", ", sort(held_scopes)) if {
@@ -164,71 +214,16 @@ production_reason := sprintf("%s on %s is a production write (upstream environme
 ])
 
 # ---------------------------------------------------------------------------
-# Decision builders
+# Decision shapes
 # ---------------------------------------------------------------------------
 
 deny(reason) := {"allow": false, "approval": null, "reasons": [reason], "redact": redact}
 
 permit(reason) := {"allow": true, "approval": null, "reasons": [reason], "redact": redact}
 
-# Held for approval: allow stays false so a PEP that only reads "allow" fails closed.
 hold(reason) := {
 	"allow": false,
-	"approval": {"approvers": lib.approvers, "quorum": lib.quorum, "reason": reason},
+	"approval": {"approvers": approvers, "quorum": quorum, "reason": reason},
 	"reasons": [reason],
 	"redact": redact,
-}
-
-# ---------------------------------------------------------------------------
-# The rules
-# ---------------------------------------------------------------------------
-
-# 1. Not a tool call at all.
-decision := deny(sprintf("action kind %s is not a tool call (expected \"mcp\" or \"http\")", [kind_text])) if {
-	not is_tool_call
-}
-
-# 2. A tool call that does not say which server and tool it targets.
-decision := deny("tool call does not name both a server and a tool") if {
-	is_tool_call
-	not is_named
-}
-
-# 3. Outside the mandate's scopes.
-decision := deny(sprintf("needs scope %s (held: %s)", [needed_text, held_text])) if {
-	valid_call
-	not in_scope
-}
-
-# 4. Destructive: always held for approval, whatever the other hints say.
-decision := hold(destructive_reason) if {
-	valid_call
-	in_scope
-	destructive
-}
-
-# 5. A write to a production upstream: held for approval.
-decision := hold(production_reason) if {
-	valid_call
-	in_scope
-	not destructive
-	not read_only
-	production
-}
-
-# 6. Read-only and within scope: allowed.
-decision := permit(sprintf("%s on %s is read-only and within the mandate's scopes", [tool, server])) if {
-	valid_call
-	in_scope
-	not destructive
-	read_only
-}
-
-# 7. Any other write within scope: allowed.
-decision := permit(sprintf("%s on %s is within the mandate's scopes", [tool, server])) if {
-	valid_call
-	in_scope
-	not destructive
-	not read_only
-	not production
 }

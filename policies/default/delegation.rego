@@ -30,14 +30,11 @@ default decision := {
 # The decision: allowed unless some rule below adds a reason to deny
 # ---------------------------------------------------------------------------
 
-decision := {"allow": true, "approval": null, "reasons": ["delegation allowed"], "redact": []} if {
-	input.action.kind == "delegation"
-	count(deny_reasons) == 0
-}
-
 decision := {"allow": false, "approval": null, "reasons": reasons, "redact": []} if {
 	count(deny_reasons) > 0
 	reasons := sort([reason | some reason in deny_reasons])
+} else := {"allow": true, "approval": null, "reasons": ["delegation allowed"], "redact": []} if {
+	input.action.kind == "delegation"
 }
 
 # ---------------------------------------------------------------------------

@@ -43,9 +43,13 @@ fn check(ctx: &Ctx, dir: Option<PathBuf>) -> Result<()> {
         .map(|q| q.path())
         .collect();
     let packages: Vec<&String> = p.packages().keys().collect();
+    let evaluator = match p.vm_unsafe_reason() {
+        None => "vm".to_string(),
+        Some(why) => format!("interpreter ({why})"),
+    };
     let out = json!({
         "dir": dir, "ok": true, "version": p.version(), "files": p.files(),
-        "packages": packages, "missing_decisions": missing,
+        "packages": packages, "missing_decisions": missing, "decisions_by": evaluator,
     });
     ctx.print(&out, || {
         let mut s = format!(
@@ -59,6 +63,7 @@ fn check(ctx: &Ctx, dir: Option<PathBuf>) -> Result<()> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        s.push_str(&format!("\n  decisions evaluated by: {evaluator}"));
         for m in &missing {
             s.push_str(&format!(
                 "\n  warning: nothing defines {m}: every such decision will be a deny"

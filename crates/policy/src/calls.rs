@@ -82,6 +82,7 @@ pub fn check(modules: &[(String, String)]) -> Result<(), LoadError> {
         for (name, line) in call_sites(text) {
             let last = name.rsplit('.').next().unwrap_or(&name);
             let known = name == "print"
+                || name == "set"
                 || regorus::unstable::BUILTINS.contains_key(name.as_str())
                 || own.contains(last);
             if !known {

@@ -7,6 +7,11 @@ use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use std::sync::{Arc, Mutex};
+
+use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::program::Program;
+use regorus::rvm::vm::RegoVM;
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value as RValue};
 use serde_json::Value;
@@ -18,10 +23,35 @@ use crate::sources::{DataFormat, Sources};
 /// Default limit on one evaluation; past it the evaluation fails (and the decision denies).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
 
+/// How a rule is evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evaluator {
+    /// regorus's tree-walking interpreter (everything: tests, `with`, whole packages).
+    Interpreter,
+    /// regorus's register VM: the two decision rules are compiled to it at load, and it is what
+    /// answers decisions (about five times faster); a rule it cannot compile is interpreted.
+    Vm,
+}
+
+/// A decision rule compiled for the VM, with idle VMs ready to run it.
+struct Compiled {
+    program: Arc<Program>,
+    idle: Mutex<Vec<RegoVM>>,
+}
+
+/// Idle VMs kept per compiled rule (one per concurrently running decision is enough).
+const MAX_IDLE_VMS: usize = 64;
+
 /// A loaded policy.
-#[derive(Clone)]
 pub struct Policy {
     engine: Engine,
+    /// The decision rules compiled for the VM, by path.
+    compiled: BTreeMap<&'static str, Compiled>,
+    /// Why the VM may not answer for this policy (see `vm_safety`), if it may not.
+    vm_unsafe: Option<String>,
+    /// The data document, for the VM.
+    data: RValue,
+    timer: ExecutionTimerConfig,
     version: String,
     /// Package (`data.mandate.authz`) -> rule names defined in it, in source order.
     rules: BTreeMap<String, Vec<String>>,
@@ -82,10 +112,16 @@ impl Policy {
     /// Builds and validates a policy; `timeout` bounds each evaluation.
     pub fn build(s: &Sources, timeout: Duration) -> Result<Self, LoadError> {
         let mut engine = Engine::new();
-        engine.set_execution_timer_config(ExecutionTimerConfig {
+        let timer = ExecutionTimerConfig {
             limit: timeout,
             check_interval: NonZeroU32::new(64).expect("non-zero"),
-        });
+        };
+        engine.set_execution_timer_config(timer);
+        // OPA's default semantics: a builtin's runtime error makes its expression undefined (as
+        // `opa eval` without --strict-builtin-errors). The VM behaves the same way, so the two
+        // evaluators agree; fail-closed holds at the decision level, where anything but an
+        // explicit `allow: true` denies.
+        engine.set_strict_builtin_errors(false);
         let mut rules: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut tests: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, text) in &s.modules {
@@ -140,8 +176,43 @@ impl Policy {
         engine
             .eval_query("true".into(), false)
             .map_err(|e| LoadError::from_regorus("policy", &e))?;
+        let mut compiled = BTreeMap::new();
+        let vm_unsafe = crate::vm_safety::vm_unsafe_reason(&s.modules);
+        if let Some(why) = &vm_unsafe {
+            tracing::debug!(reason = %why, "decisions by the interpreter: the policy has a construct the VM does not check for conflicts");
+        }
+        for q in [Query::Authz, Query::Delegation] {
+            if vm_unsafe.is_some() {
+                break;
+            }
+            let defined = rules
+                .get(q.package())
+                .is_some_and(|r| r.iter().any(|x| x == "decision"));
+            if !defined {
+                continue;
+            }
+            match compile(&mut engine, q.path()) {
+                Ok(program) => {
+                    compiled.insert(
+                        q.path(),
+                        Compiled {
+                            program,
+                            idle: Mutex::new(vec![]),
+                        },
+                    );
+                }
+                // Still decided, by the interpreter: slower, never wrong.
+                Err(e) => tracing::warn!(query = q.path(), error = %e,
+                    "decision rule not compiled for the VM; the interpreter will evaluate it"),
+            }
+        }
+        let data = engine.get_data();
         Ok(Policy {
             engine,
+            vm_unsafe,
+            compiled,
+            data,
+            timer,
             version: s.version(),
             rules,
             tests,
@@ -176,7 +247,7 @@ impl Policy {
     /// Decides `query` for `input`. Never fails: an undefined result, a malformed decision, an
     /// evaluation error or the time limit all give a deny that says why.
     pub fn decide(&self, query: Query, input: Value) -> Decision {
-        self.decide_value(query, RValue::from(input))
+        self.decide_value(query, to_regorus(&input))
     }
 
     /// [`Policy::decide`] with the input already converted.
@@ -191,10 +262,99 @@ impl Policy {
                 &self.version,
             );
         }
-        match self.eval_rule(query.path(), Some(input)) {
+        let result = match self.compiled.get(query.path()) {
+            Some(c) => self.run_vm(query.path(), c, input),
+            None => self.eval_rule(query.path(), Some(input)),
+        };
+        match result {
             Ok(v) => Decision::from_result(query, v.as_ref(), &self.version),
             Err(e) => Decision::failed(e.to_string(), &self.version),
         }
+    }
+
+    /// Evaluates a rule path with the chosen evaluator (the VM compiles it on the spot when it
+    /// is not one of the precompiled decisions). For tests that hold both evaluators to the same
+    /// answers.
+    pub fn eval_with(
+        &self,
+        evaluator: Evaluator,
+        path: &str,
+        input: Option<Value>,
+    ) -> Result<Option<Value>, EvalError> {
+        check_reference(path)?;
+        let input = input.as_ref().map(to_regorus);
+        match evaluator {
+            Evaluator::Interpreter => self.eval_rule(path, input),
+            Evaluator::Vm => {
+                if let Some(why) = &self.vm_unsafe {
+                    return Err(EvalError::Failed {
+                        query: path.into(),
+                        message: format!("not run on the VM: {why}"),
+                    });
+                }
+                let fresh;
+                let c = match self.compiled.get(path) {
+                    Some(c) => c,
+                    None => {
+                        let mut e = self.engine.clone();
+                        fresh = Compiled {
+                            program: compile(&mut e, path).map_err(|err| EvalError::Failed {
+                                query: path.into(),
+                                message: format!("cannot compile for the VM: {err}"),
+                            })?,
+                            idle: Mutex::new(vec![]),
+                        };
+                        &fresh
+                    }
+                };
+                self.run_vm(path, c, input.unwrap_or(RValue::Undefined))
+            }
+        }
+    }
+
+    /// Why decisions of this policy are left to the interpreter, when they are.
+    pub fn vm_unsafe_reason(&self) -> Option<&str> {
+        self.vm_unsafe.as_deref()
+    }
+
+    /// Whether `path` is answered by the VM.
+    pub fn evaluator_for(&self, path: &str) -> Evaluator {
+        if self.compiled.contains_key(path) {
+            Evaluator::Vm
+        } else {
+            Evaluator::Interpreter
+        }
+    }
+
+    fn run_vm(&self, path: &str, c: &Compiled, input: RValue) -> Result<Option<Value>, EvalError> {
+        let failed = |message: String| EvalError::Failed {
+            query: path.into(),
+            message,
+        };
+        let idle = c.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut vm = match idle {
+            Some(vm) => vm,
+            None => {
+                let mut vm = RegoVM::new();
+                vm.load_program(c.program.clone());
+                vm.set_data(self.data.clone())
+                    .map_err(|e| failed(one_line(&e)))?;
+                // Same semantics as the interpreter (OPA's default).
+                vm.set_strict_builtin_errors(false);
+                vm.set_execution_timer_config(Some(self.timer));
+                vm
+            }
+        };
+        vm.set_input(input);
+        let out = vm.execute().map_err(|e| failed(one_line(&e)));
+        if out.is_ok() {
+            // A VM whose run failed is dropped rather than reused.
+            let mut idle = c.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < MAX_IDLE_VMS {
+                idle.push(vm);
+            }
+        }
+        to_json(path, &out?)
     }
 
     /// Evaluates a reference (`data.pkg.rule`, `data.pkg`, `data`) for `input`; `Ok(None)` when
@@ -239,7 +399,7 @@ impl Policy {
     }
 
     fn eval_ref(&self, query: &str, input: Option<Value>) -> Result<Option<Value>, EvalError> {
-        let input = input.map(RValue::from);
+        let input = input.as_ref().map(to_regorus);
         if self.has_rule(query) {
             return self.eval_rule(query, input);
         }
@@ -285,9 +445,7 @@ impl Policy {
             .iter()
             .filter_map(|r| {
                 let path = format!("{package}.{r}");
-                let v = self
-                    .eval_rule(&path, Some(RValue::from(input.clone())))
-                    .ok()??;
+                let v = self.eval_rule(&path, Some(to_regorus(input))).ok()??;
                 let quiet = match &v {
                     Value::Bool(false) | Value::Null => true,
                     Value::Array(a) => a.is_empty(),
@@ -328,6 +486,40 @@ impl Policy {
         }
         out
     }
+}
+
+/// Converts a JSON document into a regorus value directly (regorus's own `From` goes through
+/// serde's deserializer and is several times slower on the decision path). A number that is not an
+/// exact integer becomes a float, as in regorus's JSON reader.
+pub fn to_regorus(v: &Value) -> RValue {
+    match v {
+        Value::Null => RValue::Null,
+        Value::Bool(b) => RValue::from(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                RValue::from(i)
+            } else if let Some(u) = n.as_u64() {
+                RValue::from(u)
+            } else {
+                RValue::from(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Value::String(s) => RValue::from(s.as_str()),
+        Value::Array(a) => RValue::from(a.iter().map(to_regorus).collect::<Vec<_>>()),
+        Value::Object(o) => RValue::from(
+            o.iter()
+                .map(|(k, v)| (RValue::from(k.as_str()), to_regorus(v)))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+    }
+}
+
+/// Compiles one rule for the VM.
+fn compile(engine: &mut Engine, path: &str) -> Result<Arc<Program>, String> {
+    let compiled = engine
+        .compile_with_entrypoint(&regorus::Rc::from(path))
+        .map_err(|e| one_line(&e))?;
+    Compiler::compile_from_policy(&compiled, &[path]).map_err(|e| one_line(&e))
 }
 
 fn to_json(query: &str, v: &RValue) -> Result<Option<Value>, EvalError> {
@@ -384,7 +576,10 @@ fn rule_names(text: &str) -> Vec<String> {
         {
             continue;
         }
-        if rest[end..].trim_start().starts_with('(') {
+        // Functions cannot be evaluated alone; a ref head (`a.b.c := 1`) defines data.pkg.a.b.c,
+        // whose prefix `a` is not a rule (it is queried as a document instead).
+        let next = rest[end..].trim_start();
+        if next.starts_with('(') || next.starts_with('.') || next.starts_with('[') {
             continue;
         }
         if !out.iter().any(|x| x == name) {
@@ -522,6 +717,18 @@ test_fails if decision.allow
         let f = policy().fired("data.mandate.authz", &json!({"action": {"tool": "get"}}));
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].0, "data.mandate.authz.decision");
+    }
+
+    #[test]
+    fn direct_conversion_matches_regorus_own() {
+        for v in [
+            json!(null),
+            json!({"a": [1, -2, 3.5, 1e300, 18446744073709551615u64, "é", true, null, {}, []]}),
+            json!({"nested": {"deep": {"x": [{"y": 0.1}]}}, "": ""}),
+            json!(i64::MIN),
+        ] {
+            assert_eq!(to_regorus(&v), RValue::from(v.clone()), "{v}");
+        }
     }
 
     #[test]
