@@ -95,7 +95,7 @@ impl DecisionPoint {
                         let e = if e.is_timeout() {
                             format!("the external decision point did not answer within {timeout:?}")
                         } else {
-                            format!("the external decision point failed: {e}")
+                            format!("the external decision point failed: {}", with_causes(&e))
                         };
                         tracing::warn!(error = %e, decider = %version, "external policy decision failed; denying");
                         Decision::failed(e, &version)
@@ -104,6 +104,21 @@ impl DecisionPoint {
             }
         }
     }
+}
+
+/// An error and its causes on one line ("error sending request ...: connection refused").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let c_text = c.to_string();
+        if !s.contains(&c_text) {
+            s.push_str(": ");
+            s.push_str(&c_text);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 fn remote_version(ext: &External) -> String {
