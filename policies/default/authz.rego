@@ -39,6 +39,11 @@ decision := deny(sprintf("action kind %s is not a tool call (expected \"mcp\" or
 	in_scope == false
 } else := hold(destructive_reason) if {
 	destructive
+} else := deny("cannot tell whether the tool is destructive: mandate_config.destructive_verbs must be a list of plain lower-case words") if {
+	not destructive_scanned
+} else := deny("cannot tell whether the upstream is production: mandate_config.production_environments must be a list of lower-case names") if {
+	not read_only
+	not is_array(production_environments)
 } else := hold(production_reason) if {
 	not read_only
 	production
@@ -137,7 +142,13 @@ wildcard_prefixes := [trim_suffix(held, "*") | some held in held_scopes; endswit
 # readOnlyHint: a tool called delete_x needs approval whatever it says about itself.
 destructive if input.action.annotations.destructiveHint == true
 
-destructive if regex.match(concat("|", destructive_verbs), tool_lower)
+destructive if destructive_scan == true
+
+# One regular expression built from the list (regorus caches it). If the setting is not usable
+# the scan is undefined, and the decision denies instead of treating the tool as harmless.
+destructive_scan := regex.match(concat("|", destructive_verbs), tool_lower)
+
+destructive_scanned if is_boolean(destructive_scan)
 
 # Why, for the approval reason (only evaluated when the call is destructive).
 destructive_why contains "annotated destructiveHint" if {
@@ -176,7 +187,17 @@ production if count(production_env) > 0
 secret_pattern := concat("|", redact_argument_keys)
 
 # One match over all keys first: most calls carry no secret-looking key at all.
-any_secret if regex.match(secret_pattern, lower(concat("/", object.keys(input.action.arguments))))
+secret_scan := regex.match(secret_pattern, lower(concat("/", object.keys(input.action.arguments))))
+
+any_secret if secret_scan == true
+
+# If the keys cannot be scanned (an unusable redact_argument_keys), all arguments are redacted.
+redact_paths contains "/action/arguments" if {
+	is_object(input.action.arguments)
+	not secret_scanned
+}
+
+secret_scanned if is_boolean(secret_scan)
 
 redact_paths contains path if {
 	any_secret

@@ -353,3 +353,32 @@ test_malformed_scopes_denied if {
 	denied(d)
 	d.reasons == ["needs scope github:create_issue (held: none)"]
 }
+
+# ---------------------------------------------------------------------------
+# Unusable settings fail closed
+# ---------------------------------------------------------------------------
+
+test_unusable_destructive_verbs_deny_instead_of_allowing if {
+	d := authz.decision with input as mcp_call("delete_repo", ["github:*"], {}) with data.mandate_config as {"destructive_verbs": ["rm (force"]}
+	denied(d)
+	contains(d.reasons[0], "destructive_verbs")
+}
+
+test_destructive_verbs_as_a_string_deny if {
+	denied(authz.decision) with input as mcp_call("list_repos", ["github:*"], {}) with data.mandate_config as {"destructive_verbs": "delete"}
+}
+
+test_unusable_production_environments_deny_writes if {
+	d := authz.decision with input as mcp_call("create_issue", ["github:*"], production) with data.mandate_config as {"production_environments": "production"}
+	denied(d)
+	contains(d.reasons[0], "production_environments")
+}
+
+test_unusable_production_environments_still_allow_reads if {
+	allowed(authz.decision) with input as mcp_call("list_repos", ["github:read"], object.union(read_only, production)) with data.mandate_config as {"production_environments": "production"}
+}
+
+test_unusable_redact_keys_redact_every_argument if {
+	d := authz.decision with input as mcp_call("list_repos", ["github:*"], object.union(read_only, {"arguments": {"password": "x", "repo": "r"}})) with data.mandate_config as {"redact_argument_keys": ["pass("]}
+	d.redact == ["/action/arguments"]
+}

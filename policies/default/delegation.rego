@@ -58,8 +58,34 @@ deny_reasons contains msg if {
 }
 
 # Fail closed: with a limit configured, a request whose depth is unknown is denied.
-# (A helper rule, because OPA treats `not is_number(<undefined>)` as undefined.)
 depth_known if is_number(input.mandate.depth)
+
+# A setting that is switched on but not usable denies (a mistyped limit must not switch its
+# rule off).
+deny_reasons contains "mandate_config.delegation.max_depth must be a number or null" if {
+	max_depth != null
+	not is_number(max_depth)
+}
+
+deny_reasons contains "mandate_config.delegation.forbidden must be a list of {\"from\": pattern, \"to\": pattern} with string patterns" if {
+	rules := lib.delegation_setting("forbidden")
+	rules != null
+	not forbidden_usable
+}
+
+forbidden_usable if {
+	rules := lib.delegation_setting("forbidden")
+	is_array(rules)
+	every rule in rules {
+		is_string(rule.from)
+		is_string(rule.to)
+	}
+}
+
+deny_reasons contains "mandate_config.delegation.max_ttl_outside_hours_seconds must be a number or null" if {
+	max_ttl_outside_hours != null
+	not is_number(max_ttl_outside_hours)
+}
 
 deny_reasons contains msg if {
 	max_depth != null

@@ -200,3 +200,25 @@ test_unknown_ttl_outside_working_hours_denied if {
 	denied(delegation.decision) with input as inp with data.mandate_config as ttl_rule
 	allowed(delegation.decision) with input as inp
 }
+
+# ---------------------------------------------------------------------------
+# Mistyped settings deny instead of switching their rule off
+# ---------------------------------------------------------------------------
+
+test_max_depth_as_a_string_denies if {
+	d := delegation.decision with input as push("agent:a", "agent:b", 900, 1, wed_10_utc) with data.mandate_config as {"delegation": {"max_depth": "1"}}
+	denied(d)
+	contains(concat(" ", d.reasons), "max_depth must be a number")
+}
+
+test_forbidden_entry_without_to_denies if {
+	denied(delegation.decision) with input as push("agent:a", "agent:b", 900, 1, wed_10_utc) with data.mandate_config as {"delegation": {"forbidden": [{"from": "agent:a"}]}}
+}
+
+test_forbidden_as_an_object_denies if {
+	denied(delegation.decision) with input as push("agent:a", "agent:b", 900, 1, wed_10_utc) with data.mandate_config as {"delegation": {"forbidden": {"from": "agent:a", "to": "agent:b"}}}
+}
+
+test_ttl_limit_as_a_string_denies if {
+	denied(delegation.decision) with input as push("agent:a", "agent:b", 900, 1, wed_10_utc) with data.mandate_config as {"delegation": {"max_ttl_outside_hours_seconds": "60"}}
+}

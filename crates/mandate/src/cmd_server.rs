@@ -265,6 +265,14 @@ fn decision_point(cfg: &PolicyConfig, base: &Path) -> Result<Arc<DecisionPoint>>
     }
     let dir = resolve(base, &cfg.dir);
     if !dir.exists() {
+        // Installations made before policies existed get the default pack in the default place;
+        // a configured directory that is missing is a mistake to report, not to paper over.
+        if cfg.dir != PolicyConfig::default().dir {
+            bail!(
+                "[policy] dir {} does not exist: create it (e.g. copy policies/default) or fix the path in the server config",
+                dir.display()
+            );
+        }
         crate::policy_pack::install(&dir)?;
         tracing::info!(dir = %dir.display(), "installed the default policy pack");
     }

@@ -51,14 +51,15 @@ impl Ctx {
     }
 
     /// Prints a JSON value (with --json) or the human text.
+    /// A closed pipe (`mandate ... | head`) ends the output quietly instead of panicking.
     pub fn print(&self, value: &serde_json::Value, human: impl FnOnce() -> String) {
-        if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).expect("JSON serialises")
-            );
+        use std::io::Write;
+        let text = if self.json {
+            serde_json::to_string_pretty(value).expect("JSON serialises")
         } else {
-            println!("{}", human());
-        }
+            human()
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}").and_then(|_| out.flush());
     }
 }

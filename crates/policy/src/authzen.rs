@@ -15,7 +15,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::decision::{Approval, Decision, Outcome, Query};
+use crate::decision::{Decision, Outcome, Query};
 
 fn obj<'a>(v: &'a Value, name: &str) -> Result<&'a Map<String, Value>, String> {
     v.get(name)
@@ -220,16 +220,15 @@ pub fn decision_from_response(body: &Value, version: &str) -> Decision {
             reasons.push(r.to_string());
         }
     }
-    let approval: Option<Approval> = ctx
-        .and_then(|c| c.get("approval"))
-        .and_then(|a| serde_json::from_value(a.clone()).ok());
-    let mut d = Decision::from_result(
-        Query::Authz,
-        Some(&json!({"allow": allow, "reasons": reasons})),
-        version,
-    );
-    d.approval = approval;
-    d
+    // The PDP's context is read as Mandate's own decision document would be: a malformed
+    // approval or redact list denies.
+    let mut doc = json!({"allow": allow, "reasons": reasons});
+    for k in ["approval", "redact"] {
+        if let Some(v) = ctx.and_then(|c| c.get(k)) {
+            doc[k] = v.clone();
+        }
+    }
+    Decision::from_result(Query::Authz, Some(&doc), version)
 }
 
 #[cfg(test)]

@@ -66,12 +66,14 @@ fn call_sites(text: &str) -> Vec<(String, u32)> {
     out
 }
 
-/// Functions a module defines (heads at column 0 followed by `(`).
+/// Functions a module defines (top-level heads followed by `(`).
 fn defined(text: &str) -> impl Iterator<Item = &str> {
-    text.lines().filter_map(|l| {
-        let end = l.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
-        (end > 0 && l[end..].starts_with('(')).then(|| &l[..end])
-    })
+    crate::toplevel::statements(text)
+        .into_iter()
+        .filter_map(|(_, l)| {
+            let end = l.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
+            (end > 0 && l[end..].starts_with('(')).then(|| &l[..end])
+        })
 }
 
 /// The first call to a function that neither regorus nor the policy defines.

@@ -38,8 +38,8 @@ pub struct Approval {
     pub approvers: Vec<String>,
     /// How many distinct approvers are needed.
     pub quorum: u32,
-    /// Why approval is needed, for the approver.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Why approval is needed, for the approver (always written, `null` when the policy gave none).
+    #[serde(default)]
     pub reason: Option<String>,
 }
 

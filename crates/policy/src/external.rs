@@ -95,7 +95,10 @@ impl DecisionPoint {
                         let e = if e.is_timeout() {
                             format!("the external decision point did not answer within {timeout:?}")
                         } else {
-                            format!("the external decision point failed: {}", with_causes(&e))
+                            format!(
+                                "the external decision point failed: {}",
+                                with_causes(&e.without_url())
+                            )
                         };
                         tracing::warn!(error = %e, decider = %version, "external policy decision failed; denying");
                         Decision::failed(e, &version)
@@ -123,8 +126,18 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 
 fn remote_version(ext: &External) -> String {
     match ext {
-        External::Opa { url } => format!("opa:{url}"),
-        External::AuthZen { url } => format!("authzen:{url}"),
+        External::Opa { url } => format!("opa:{}", without_userinfo(url)),
+        External::AuthZen { url } => format!("authzen:{}", without_userinfo(url)),
+    }
+}
+
+/// The URL without `user:password@`, which must never reach a client or a log.
+pub fn without_userinfo(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme && !url[scheme + 3..at].contains('/') => {
+            format!("{}{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_string(),
     }
 }
 

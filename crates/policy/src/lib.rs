@@ -16,6 +16,7 @@ pub mod external;
 pub mod live;
 pub mod policy;
 pub mod sources;
+mod toplevel;
 mod vm_safety;
 
 pub use decision::{Approval, Decision, Outcome, Query};

@@ -3,7 +3,8 @@
 //! The directory is re-read on a timer (default every second) rather than through file-system
 //! notifications: polling works the same on every file system (bind mounts, network shares,
 //! Kubernetes ConfigMap symlink swaps) and a policy directory is small. A change is loaded,
-//! validated and swapped in atomically; a broken edit keeps the last good policy in force and is
+//! validated and swapped in atomically once two consecutive checks see the same content (so a file
+//! caught half-written is never loaded); a broken edit keeps the last good policy in force and is
 //! reported (log and [`LivePolicy::status`]) until it is fixed.
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,9 @@ pub struct Status {
 pub enum Reload {
     /// Nothing changed (or the same broken content as last time).
     Unchanged,
+    /// New content, seen for the first time: it is loaded only if the next check sees the same
+    /// content, so that a file caught half-written is never put in force.
+    Settling,
     /// A new version is in force.
     Loaded(String),
     /// The content changed but does not load; the last good policy stays.
@@ -45,7 +49,8 @@ pub struct LivePolicy {
     dir: Option<PathBuf>,
     timeout: Duration,
     current: RwLock<Arc<Policy>>,
-    status: Mutex<(Status, Option<String>)>,
+    /// The status, the fingerprint last attempted, and the one seen at the previous check.
+    status: Mutex<(Status, Option<String>, Option<String>)>,
 }
 
 impl LivePolicy {
@@ -71,7 +76,7 @@ impl LivePolicy {
             dir,
             timeout,
             current: RwLock::new(Arc::new(p)),
-            status: Mutex::new((status, None)),
+            status: Mutex::new((status, None, None)),
         }
     }
 
@@ -107,6 +112,7 @@ impl LivePolicy {
                 tracing::info!(version = %in_force, "policy on disk is back to the version in force");
             }
             st.1 = None;
+            st.2 = None;
             return Reload::Unchanged;
         }
         // Content that already failed is not re-validated (or re-logged) every tick.
@@ -116,6 +122,10 @@ impl LivePolicy {
         };
         if fingerprint.is_some() && st.1 == fingerprint {
             return Reload::Unchanged;
+        }
+        if st.2 != fingerprint {
+            st.2 = fingerprint;
+            return Reload::Settling;
         }
         st.1 = fingerprint;
         match read.and_then(|s| Policy::build(&s, self.timeout)) {
@@ -167,6 +177,12 @@ mod tests {
         .unwrap();
     }
 
+    /// A change is loaded at the second check that sees it.
+    fn settle(live: &LivePolicy) -> Reload {
+        assert_eq!(live.reload(), Reload::Settling);
+        live.reload()
+    }
+
     #[test]
     fn a_good_edit_is_swapped_in_and_a_broken_one_keeps_the_last_good_policy() {
         let dir = tempfile::tempdir().unwrap();
@@ -180,7 +196,7 @@ mod tests {
         );
 
         write(dir.path(), "true");
-        assert!(matches!(live.reload(), Reload::Loaded(v) if v != v1));
+        assert!(matches!(settle(&live), Reload::Loaded(v) if v != v1));
         assert_eq!(
             live.current().decide(Query::Authz, json!({})).outcome(),
             Outcome::Allow
@@ -192,7 +208,7 @@ mod tests {
             "package mandate.authz\ndecision := {\n",
         )
         .unwrap();
-        let Reload::Failed(e) = live.reload() else {
+        let Reload::Failed(e) = settle(&live) else {
             panic!("broken edit loaded")
         };
         assert!(e.to_string().starts_with("authz.rego:"), "{e}");
@@ -211,7 +227,7 @@ mod tests {
         assert!(st.error.unwrap().contains("authz.rego"));
 
         write(dir.path(), "false");
-        assert!(matches!(live.reload(), Reload::Loaded(_)));
+        assert!(matches!(settle(&live), Reload::Loaded(_)));
         assert_eq!(live.status().error, None);
         assert_eq!(live.status().reloads, 2);
     }
@@ -224,7 +240,7 @@ mod tests {
         write(&sub, "true");
         let live = LivePolicy::load(&sub, DEFAULT_TIMEOUT).unwrap();
         std::fs::remove_dir_all(&sub).unwrap();
-        assert!(matches!(live.reload(), Reload::Failed(_)));
+        assert!(matches!(settle(&live), Reload::Failed(_)));
         assert_eq!(
             live.current().decide(Query::Authz, json!({})).outcome(),
             Outcome::Allow

@@ -342,6 +342,10 @@ impl Policy {
                 // Same semantics as the interpreter (OPA's default).
                 vm.set_strict_builtin_errors(false);
                 vm.set_execution_timer_config(Some(self.timer));
+                // The VM's own cap (25,000 instructions by default) would deny policies the
+                // interpreter answers; the time limit is what bounds an evaluation, as for the
+                // interpreter.
+                vm.set_max_instructions(usize::MAX);
                 vm
             }
         };
@@ -551,15 +555,11 @@ pub fn check_reference(query: &str) -> Result<(), EvalError> {
     }
 }
 
-/// Names of the rules a module defines, read from lines that start at column 0 (what `opa fmt`
-/// writes). Functions (a name followed by `(`) are left out: they cannot be evaluated alone.
+/// Names of the rules a module defines, read from its top-level statements. Functions (a name followed by `(`) are left out: they cannot be evaluated alone.
 fn rule_names(text: &str) -> Vec<String> {
     let mut out = vec![];
-    for line in text.lines() {
+    for (_, line) in crate::toplevel::statements(text) {
         let mut rest = line;
-        if rest.starts_with(|c: char| c.is_whitespace()) {
-            continue;
-        }
         if let Some(r) = rest.strip_prefix("default ") {
             rest = r.trim_start();
         }

@@ -22,13 +22,10 @@ pub fn vm_unsafe_reason(modules: &[(String, String)]) -> Option<String> {
     let mut valued: HashMap<(String, String), u32> = HashMap::new();
     for (file, text) in modules {
         let mut package = String::new();
-        for (n, line) in text.lines().enumerate() {
-            let at = || format!("{file}:{}", n + 1);
+        for (n, line) in crate::toplevel::statements(text) {
+            let at = || format!("{file}:{n}");
             if let Some(p) = line.strip_prefix("package ") {
                 package = p.trim().to_string();
-                continue;
-            }
-            if line.starts_with(|c: char| c.is_whitespace()) {
                 continue;
             }
             let (is_default, rest) = match line.strip_prefix("default ") {

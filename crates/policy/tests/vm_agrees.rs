@@ -70,6 +70,12 @@ fn vm_and_interpreter_agree_on_tool_calls() {
             c["quorum"] = json!(2);
         }),
         with_config(|c| *c = json!({})),
+        // Unusable settings: both evaluators must deny the same way.
+        with_config(|c| {
+            c["destructive_verbs"] = json!(["rm (force"]);
+            c["production_environments"] = json!("production");
+            c["redact_argument_keys"] = json!(["pass("]);
+        }),
     ];
     let kinds = [
         json!("mcp"),
@@ -149,6 +155,10 @@ fn vm_and_interpreter_agree_on_delegations() {
                 "max_ttl_outside_hours_seconds": 900,
                 "working_hours": {"start": 8, "end": 18, "timezone": "Europe/Berlin", "weekdays_only": true}
             })
+        }),
+        with_config(|c| {
+            c["delegation"] = json!({"max_depth": "1", "forbidden": [{"from": "agent:x"}],
+                                     "max_ttl_outside_hours_seconds": "60"})
         }),
     ];
     // Wednesday 10:00 UTC, Wednesday 22:53 UTC, Saturday 10:00 UTC.

@@ -282,7 +282,15 @@ async fn data_at(
     };
     let policy = live.current();
     let decision_id = new_decision_id();
-    let out = policy.eval_path(&segments, input);
+    let owned: Vec<String> = segments.iter().map(|s| s.to_string()).collect();
+    let evaluated = policy.clone();
+    // Evaluation is CPU work bounded by the policy time limit: off the async workers.
+    let out = tokio::task::spawn_blocking(move || {
+        let segs: Vec<&str> = owned.iter().map(String::as_str).collect();
+        evaluated.eval_path(&segs, input)
+    })
+    .await
+    .map_err(|e| ApiError::internal("policy evaluation task failed", e))?;
     tracing::info!(decision = %decision_id, policy = %policy.version(), pep = %c.claims.client_id,
         query = %query, ok = out.is_ok(), "data API evaluation");
     Ok(match out {
