@@ -39,17 +39,19 @@ decision := deny(sprintf("action kind %s is not a tool call (expected \"mcp\" or
 	in_scope == false
 } else := hold(destructive_reason) if {
 	destructive
-} else := deny("cannot tell whether the tool is destructive: mandate_config.destructive_verbs must be a list of plain lower-case words") if {
-	not destructive_scanned
-} else := deny("cannot tell whether the upstream is production: mandate_config.production_environments must be a list of lower-case names") if {
-	not read_only
-	not is_array(production_environments)
 } else := hold(production_reason) if {
 	not read_only
 	production
 } else := permit(sprintf("%s on %s is read-only and within the mandate's scopes", [tool, server])) if {
 	read_only
-} else := permit(sprintf("%s on %s is within the mandate's scopes", [tool, server]))
+	destructive_scan == false
+} else := permit(sprintf("%s on %s is within the mandate's scopes", [tool, server])) if {
+	destructive_scan == false
+	is_array(production_environments)
+} else := deny(concat(" ", [
+	"cannot tell whether the tool is destructive or the upstream is production:",
+	"mandate_config.destructive_verbs and production_environments must be lists of plain lower-case words",
+]))
 
 # ---------------------------------------------------------------------------
 # Configuration (data.mandate_config; each falls back to the built-in default when absent or null)
@@ -148,8 +150,6 @@ destructive if destructive_scan == true
 # the scan is undefined, and the decision denies instead of treating the tool as harmless.
 destructive_scan := regex.match(concat("|", destructive_verbs), tool_lower)
 
-destructive_scanned if is_boolean(destructive_scan)
-
 # Why, for the approval reason (only evaluated when the call is destructive).
 destructive_why contains "annotated destructiveHint" if {
 	input.action.annotations.destructiveHint == true
@@ -189,24 +189,21 @@ secret_pattern := concat("|", redact_argument_keys)
 # One match over all keys first: most calls carry no secret-looking key at all.
 secret_scan := regex.match(secret_pattern, lower(concat("/", object.keys(input.action.arguments))))
 
-any_secret if secret_scan == true
 
-# If the keys cannot be scanned (an unusable redact_argument_keys), all arguments are redacted.
-redact_paths contains "/action/arguments" if {
-	is_object(input.action.arguments)
-	not secret_scanned
-}
-
-secret_scanned if is_boolean(secret_scan)
 
 redact_paths contains path if {
-	any_secret
+	secret_scan == true
 	some key in object.keys(input.action.arguments)
 	regex.match(secret_pattern, lower(key))
 	path := concat("", ["/action/arguments/", replace(replace(key, "~", "~0"), "/", "~1")])
 }
 
-redact := sort([path | some path in redact_paths])
+# If the keys cannot be scanned (an unusable redact_argument_keys), all arguments are redacted.
+redact := sort([path | some path in redact_paths]) if {
+	is_boolean(secret_scan)
+} else := ["/action/arguments"] if {
+	is_object(input.action.arguments)
+} else := []
 
 # ---------------------------------------------------------------------------
 # Texts for reasons (evaluated only for the step that decides)
