@@ -15,6 +15,7 @@ pub mod error;
 pub mod external;
 pub mod live;
 pub mod policy;
+mod recursion;
 pub mod sources;
 mod toplevel;
 mod vm_safety;

@@ -720,6 +720,27 @@ test_fails if decision.allow
     }
 
     #[test]
+    fn a_recursive_policy_is_decided_by_the_interpreter_and_denies() {
+        // Found by the `policy` fuzz target: on regorus's VM this overflowed the stack and
+        // aborted the process.
+        let p = Policy::from_modules(
+            &[(
+                "fuzz.rego",
+                "package mandate.authz\ndefault decision := {\"allow\": false}\ndecision := decision if input.action.tool == \"x\"\n",
+            )],
+            None,
+        )
+        .unwrap();
+        assert!(p
+            .vm_unsafe_reason()
+            .unwrap()
+            .contains("mandate.authz.decision"));
+        let d = p.decide(Query::Authz, json!({"action": {"tool": "x"}}));
+        assert_eq!(d.outcome(), Outcome::Deny);
+        assert!(d.error.unwrap().contains("recursion"));
+    }
+
+    #[test]
     fn direct_conversion_matches_regorus_own() {
         for v in [
             json!(null),

@@ -13,12 +13,18 @@
 //! - a `default` function (not supported by the VM);
 //! - an object comprehension or an object-valued partial rule (`x[k] := v`);
 //!
+//! - rules that may depend on themselves (`recursion.rs`): the interpreter reports recursion as an
+//!   error, the VM overflows its stack.
+//!
 //! Anything the VM compiler rejects (for example `with`) is also left to the interpreter.
 
 use std::collections::HashMap;
 
 /// Why the VM must not answer for these modules, or `None` when it may.
 pub fn vm_unsafe_reason(modules: &[(String, String)]) -> Option<String> {
+    if let Some(cycle) = crate::recursion::find_cycle(modules) {
+        return Some(format!("rules that may depend on themselves: {cycle}"));
+    }
     let mut valued: HashMap<(String, String), u32> = HashMap::new();
     for (file, text) in modules {
         let mut package = String::new();
