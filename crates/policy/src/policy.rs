@@ -125,6 +125,7 @@ impl Policy {
         let mut rules: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut tests: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, text) in &s.modules {
+            crate::calls::check_nesting(name, text)?;
             let pkg = engine
                 .add_policy(name.clone(), text.clone())
                 .map_err(|e| LoadError::from_regorus(name, &e))?;
