@@ -76,12 +76,13 @@ fn defined(text: &str) -> impl Iterator<Item = &str> {
         })
 }
 
-/// Deepest `{` nesting accepted in a module. regorus's parser takes time exponential in brace
-/// depth (found by the `policy` fuzz target: 16 levels took seconds, 20 levels of `{"a": {...}}`
-/// more than a minute), so deeper nesting is refused before it is parsed.
-pub const MAX_BRACE_DEPTH: u32 = 12;
+/// Deepest nesting of `{`, `[` and `(` (together) accepted in a module. regorus's parser takes
+/// time exponential in that depth (found by the `policy` fuzz target: 16 levels of `{` took
+/// seconds, 20 levels of `{"a": {...}}` more than a minute, 19 levels of `[` over 10 s), so deeper
+/// nesting is refused before it is parsed.
+pub const MAX_BRACE_DEPTH: u32 = 14;
 
-/// Refuses a module whose braces nest deeper than [`MAX_BRACE_DEPTH`].
+/// Refuses a module whose brackets nest deeper than [`MAX_BRACE_DEPTH`].
 pub fn check_nesting(file: &str, text: &str) -> Result<(), LoadError> {
     let b = text.as_bytes();
     let (mut i, mut line, mut depth) = (0usize, 1u32, 0u32);
@@ -108,19 +109,19 @@ pub fn check_nesting(file: &str, text: &str) -> Result<(), LoadError> {
                     i += 1;
                 }
             }
-            b'{' => {
+            b'{' | b'[' | b'(' => {
                 depth += 1;
                 if depth > MAX_BRACE_DEPTH {
                     return Err(LoadError {
                         file: file.to_string(),
                         line: Some((line, 1)),
                         message: format!(
-                            "braces nest more than {MAX_BRACE_DEPTH} deep: move deeply nested documents to a data file (.json/.yaml) or flatten them"
+                            "brackets nest more than {MAX_BRACE_DEPTH} deep: move deeply nested documents to a data file (.json/.yaml) or flatten them"
                         ),
                     });
                 }
             }
-            b'}' => depth = depth.saturating_sub(1),
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
             _ => {}
         }
         i += 1;
@@ -174,20 +175,19 @@ s := `raw frob(`
     }
 
     #[test]
-    fn deep_brace_nesting_is_refused_before_parsing() {
-        let deep = format!(
-            "package p\nx := {}1{}\n",
-            "{\"a\": ".repeat(13),
-            "}".repeat(13)
-        );
-        let e = check_nesting("p.rego", &deep).unwrap_err();
+    fn deep_bracket_nesting_is_refused_before_parsing() {
+        let nested = |n: usize| {
+            format!(
+                "package p\nx := {}1{}\n# {{{{{{{{{{{{{{{{{{{{\n",
+                "{\"a\": ".repeat(n),
+                "}".repeat(n)
+            )
+        };
+        let e = check_nesting("p.rego", &nested(15)).unwrap_err();
         assert_eq!(e.line, Some((2, 1)));
-        let ok = format!(
-            "package p\nx := {}1{}\n# {{{{{{{{{{{{{{{{\n",
-            "{\"a\": ".repeat(12),
-            "}".repeat(12)
-        );
-        check_nesting("p.rego", &ok).unwrap();
+        check_nesting("p.rego", &nested(14)).unwrap();
+        let brackets = format!("package p\nx := {}1{}\n", "[".repeat(15), "]".repeat(15));
+        assert!(check_nesting("p.rego", &brackets).is_err());
     }
 
     #[test]
