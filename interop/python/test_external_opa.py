@@ -19,10 +19,8 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -45,6 +43,7 @@ from test_interop import (
     describe,
     exchange,
     expect_error,
+    run_server,
     free_port,
     mandate_bin,
 )
@@ -210,20 +209,9 @@ def opa():
 @pytest.fixture(scope="module")
 def server(opa):
     """Named `server` so conftest.py attaches the `mandate serve` log to failures."""
-    binary = mandate_bin()
-    if not (binary.is_file() and os.access(binary, os.X_OK)):
-        pytest.fail(f"mandate binary not found at {binary}: build it or set MANDATE_BIN")
-    home = Path(tempfile.mkdtemp(prefix="mandate-interop-opa-"))
-    srv = ExternalPolicyServer(binary, home, free_port(), "opa", opa.url)
-    try:
-        srv.start()
-        yield srv
-    finally:
-        srv.stop()
-        if os.environ.get("MANDATE_INTEROP_KEEP"):
-            print(f"\nMANDATE_HOME kept at {home}")
-        else:
-            shutil.rmtree(home, ignore_errors=True)
+    yield from run_server(
+        lambda binary, home, port: ExternalPolicyServer(binary, home, port, "opa", opa.url),
+        "mandate-interop-opa-")
 
 
 @pytest.fixture(scope="module")

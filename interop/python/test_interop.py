@@ -538,14 +538,14 @@ def tweetnacl_sign(secret_key_b64: str, message: bytes) -> bytes:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def server():
+def run_server(make, prefix: str):
+    """Starts `make(binary, home, port)` in a fresh MANDATE_HOME, yields it, stops and cleans up."""
     binary = mandate_bin()
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         pytest.fail(f"mandate binary not found at {binary}: build it (cargo build --release) "
                     f"or set MANDATE_BIN")
-    home = Path(tempfile.mkdtemp(prefix="mandate-interop-"))
-    srv = Server(binary, home, free_port())
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    srv = make(binary, home, free_port())
     try:
         srv.start()
         yield srv
@@ -555,6 +555,11 @@ def server():
             print(f"\nMANDATE_HOME kept at {home}")
         else:
             shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def server():
+    yield from run_server(Server, "mandate-interop-")
 
 
 @pytest.fixture(scope="session")

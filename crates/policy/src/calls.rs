@@ -14,66 +14,20 @@ const KEYWORDS: &[&str] = &[
 
 /// Call sites in `text`: (dotted name, line).
 fn call_sites(text: &str) -> Vec<(String, u32)> {
-    let b = text.as_bytes();
-    let mut out = vec![];
-    let (mut i, mut line) = (0usize, 1u32);
-    while i < b.len() {
-        let c = b[i];
-        match c {
-            b'\n' => {
-                line += 1;
-                i += 1;
-            }
-            b'#' => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-            }
-            b'`' => {
-                i += 1;
-                while i < b.len() && b[i] != b'`' {
-                    if b[i] == b'\n' {
-                        line += 1;
-                    }
-                    i += 1;
-                }
-                i += 1;
-            }
-            c if c.is_ascii_alphabetic() || c == b'_' => {
-                let start = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.')
-                {
-                    i += 1;
-                }
-                let preceded_by_dot = start > 0 && b[start - 1] == b'.';
-                if i < b.len() && b[i] == b'(' && !preceded_by_dot {
-                    let name = &text[start..i];
-                    if !KEYWORDS.contains(&name) {
-                        out.push((name.to_string(), line));
-                    }
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    out
+    crate::scan::identifiers(text)
+        .into_iter()
+        .filter(|(name, _, call)| *call && !KEYWORDS.contains(name))
+        .map(|(name, line, _)| (name.to_string(), line))
+        .collect()
 }
 
 /// Functions a module defines (top-level heads followed by `(`).
 fn defined(text: &str) -> impl Iterator<Item = &str> {
-    crate::toplevel::statements(text)
+    crate::scan::statements(text)
         .into_iter()
-        .filter_map(|(_, l)| {
-            let end = l.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
-            (end > 0 && l[end..].starts_with('(')).then(|| &l[..end])
-        })
+        .filter_map(|(_, l)| crate::scan::head(l))
+        .filter(|h| h.rest.starts_with('('))
+        .map(|h| h.name)
 }
 
 /// Deepest nesting of `{`, `[` and `(` (together) accepted in a module. regorus's parser takes
@@ -87,28 +41,12 @@ pub fn check_nesting(file: &str, text: &str) -> Result<(), LoadError> {
     let b = text.as_bytes();
     let (mut i, mut line, mut depth) = (0usize, 1u32, 0u32);
     while i < b.len() {
+        if let Some(next) = crate::scan::skip_literal(b, i, &mut line) {
+            i = next;
+            continue;
+        }
         match b[i] {
             b'\n' => line += 1,
-            b'#' => {
-                while i + 1 < b.len() && b[i + 1] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-            }
-            b'`' => {
-                i += 1;
-                while i < b.len() && b[i] != b'`' {
-                    if b[i] == b'\n' {
-                        line += 1;
-                    }
-                    i += 1;
-                }
-            }
             b'{' | b'[' | b'(' => {
                 depth += 1;
                 if depth > MAX_BRACE_DEPTH {

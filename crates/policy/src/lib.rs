@@ -16,8 +16,8 @@ pub mod external;
 pub mod live;
 pub mod policy;
 mod recursion;
+mod scan;
 pub mod sources;
-mod toplevel;
 mod vm_safety;
 
 pub use decision::{Approval, Decision, Outcome, Query};

@@ -253,19 +253,20 @@ impl Policy {
 
     /// [`Policy::decide`] with the input already converted.
     pub fn decide_value(&self, query: Query, input: RValue) -> Decision {
-        if !self.has_rule(query.path()) {
-            return Decision::failed(
-                format!(
-                    "no policy defines {}: add `package {}` with a `decision` rule",
-                    query.path(),
-                    &query.package()["data.".len()..]
-                ),
-                &self.version,
-            );
-        }
+        // A compiled decision exists, so the rule does: the hot path skips the lookup.
         let result = match self.compiled.get(query.path()) {
             Some(c) => self.run_vm(query.path(), c, input),
-            None => self.eval_rule(query.path(), Some(input)),
+            None if self.has_rule(query.path()) => self.eval_rule(query.path(), Some(input)),
+            None => {
+                return Decision::failed(
+                    format!(
+                        "no policy defines {}: add `package {}` with a `decision` rule",
+                        query.path(),
+                        &query.package()["data.".len()..]
+                    ),
+                    &self.version,
+                )
+            }
         };
         match result {
             Ok(v) => Decision::from_result(query, v.as_ref(), &self.version),
@@ -558,33 +559,18 @@ pub fn check_reference(query: &str) -> Result<(), EvalError> {
 
 /// Names of the rules a module defines, read from its top-level statements. Functions (a name followed by `(`) are left out: they cannot be evaluated alone.
 fn rule_names(text: &str) -> Vec<String> {
-    let mut out = vec![];
-    for (_, line) in crate::toplevel::statements(text) {
-        let mut rest = line;
-        if let Some(r) = rest.strip_prefix("default ") {
-            rest = r.trim_start();
-        }
-        let end = rest
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(rest.len());
-        let name = &rest[..end];
-        if name.is_empty()
-            || name.starts_with(|c: char| c.is_ascii_digit())
-            || matches!(
-                name,
-                "package" | "import" | "default" | "not" | "some" | "every"
-            )
-        {
+    let mut out: Vec<String> = vec![];
+    for (_, line) in crate::scan::statements(text) {
+        let Some(h) = crate::scan::head(line) else {
             continue;
-        }
+        };
         // Functions cannot be evaluated alone; a ref head (`a.b.c := 1`) defines data.pkg.a.b.c,
         // whose prefix `a` is not a rule (it is queried as a document instead).
-        let next = rest[end..].trim_start();
-        if next.starts_with('(') || next.starts_with('.') || next.starts_with('[') {
+        if h.rest.starts_with(['(', '.', '[']) {
             continue;
         }
-        if !out.iter().any(|x| x == name) {
-            out.push(name.to_string());
+        if !out.iter().any(|x| x == h.name) {
+            out.push(h.name.to_string());
         }
     }
     out

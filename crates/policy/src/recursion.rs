@@ -20,7 +20,7 @@ pub fn find_cycle(modules: &[(String, String)]) -> Option<String> {
     let mut rules: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut bodies: Vec<(Node, Vec<String>, BTreeMap<String, String>)> = vec![];
     for (_, text) in modules {
-        let statements = crate::toplevel::statements(text);
+        let statements = crate::scan::statements(text);
         let lines: Vec<&str> = text.lines().collect();
         let mut package = String::new();
         let mut imports: BTreeMap<String, String> = BTreeMap::new();
@@ -40,34 +40,31 @@ pub fn find_cycle(modules: &[(String, String)]) -> Option<String> {
                 }
                 continue;
             }
-            let head = stmt.strip_prefix("default ").unwrap_or(stmt).trim_start();
-            let end = head
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(head.len());
-            let name = &head[..end];
-            if name.is_empty() || name == "else" {
+            let Some(head) = crate::scan::head(stmt) else {
                 continue;
-            }
+            };
+            let name = head.name;
             rules
                 .entry(package.clone())
                 .or_default()
                 .insert(name.to_string());
-            // The body: from after the name to the next top-level statement.
+            // The body: what follows the name, to the next top-level statement.
             let first = *line_no as usize - 1;
             let last = statements
                 .get(i + 1)
                 .map(|(n, _)| *n as usize - 1)
                 .unwrap_or(lines.len());
-            let whole = lines[first..last].join("\n");
-            let trimmed = whole.trim_start();
-            let trimmed = trimmed
-                .strip_prefix("default ")
-                .unwrap_or(trimmed)
-                .trim_start();
-            let text = trimmed.get(name.len()..).unwrap_or("");
+            let mut text = head.rest.to_string();
+            for l in &lines[first + 1..last] {
+                text.push('\n');
+                text.push_str(l);
+            }
             bodies.push((
                 (package.clone(), name.to_string()),
-                identifiers(text),
+                crate::scan::identifiers(&text)
+                    .into_iter()
+                    .map(|(id, _, _)| id.to_string())
+                    .collect(),
                 imports.clone(),
             ));
         }
@@ -165,49 +162,6 @@ fn resolve(
         return None;
     }
     known(pkg, parts[0])
-}
-
-/// Dotted identifiers outside strings and comments.
-fn identifiers(text: &str) -> Vec<String> {
-    let b = text.as_bytes();
-    let mut out = vec![];
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'#' => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-            }
-            b'`' => {
-                i += 1;
-                while i < b.len() && b[i] != b'`' {
-                    i += 1;
-                }
-                i += 1;
-            }
-            c if c.is_ascii_alphabetic() || c == b'_' => {
-                let start = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.')
-                {
-                    i += 1;
-                }
-                let preceded_by_dot = start > 0 && b[start - 1] == b'.';
-                if !preceded_by_dot {
-                    out.push(text[start..i].trim_end_matches('.').to_string());
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -28,24 +28,21 @@ pub fn vm_unsafe_reason(modules: &[(String, String)]) -> Option<String> {
     let mut valued: HashMap<(String, String), u32> = HashMap::new();
     for (file, text) in modules {
         let mut package = String::new();
-        for (n, line) in crate::toplevel::statements(text) {
+        for (n, line) in crate::scan::statements(text) {
             let at = || format!("{file}:{n}");
             if let Some(p) = line.strip_prefix("package ") {
                 package = p.trim().to_string();
                 continue;
             }
-            let (is_default, rest) = match line.strip_prefix("default ") {
-                Some(r) => (true, r.trim_start()),
-                None => (false, line),
-            };
-            let end = rest
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len());
-            let name = &rest[..end];
-            if name.is_empty() || matches!(name, "package" | "import" | "else") {
+            let Some(crate::scan::Head {
+                default: is_default,
+                name,
+                rest,
+            }) = crate::scan::head(line)
+            else {
                 continue;
-            }
-            let mut after = rest[end..].trim_start();
+            };
+            let mut after = rest;
             if after.starts_with('(') {
                 if is_default {
                     return Some(format!("{}: default function {name}", at()));
@@ -111,29 +108,12 @@ fn object_comprehension_line(text: &str) -> Option<u32> {
     let mut braces: Vec<(bool, i32)> = vec![];
     let (mut i, mut line) = (0usize, 1u32);
     while i < b.len() {
+        if let Some(next) = crate::scan::skip_literal(b, i, &mut line) {
+            i = next;
+            continue;
+        }
         match b[i] {
             b'\n' => line += 1,
-            b'#' => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-                continue;
-            }
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-            }
-            b'`' => {
-                i += 1;
-                while i < b.len() && b[i] != b'`' {
-                    if b[i] == b'\n' {
-                        line += 1;
-                    }
-                    i += 1;
-                }
-            }
             b'{' => braces.push((false, 0)),
             b'}' => {
                 braces.pop();

@@ -135,9 +135,25 @@ async fn evaluation(
 ) -> Result<Response, ApiError> {
     let c = pep(&st, &method, &uri, &headers).await?;
     let req = json_body(body)?;
-    let input = authzen::input_from_request(&req).map_err(ApiError::bad_request)?;
-    let out = decide_input(&st, input, peer(&ext), &c.claims.client_id).await;
-    Ok(with_request_id(&headers, out))
+    single(&st, &req, &ext, &headers, &c.claims.client_id).await
+}
+
+/// One evaluation request answered whole (a malformed one is a 400).
+async fn single(
+    st: &AppState,
+    req: &Value,
+    ext: &Extensions,
+    headers: &HeaderMap,
+    who: &str,
+) -> Result<Response, ApiError> {
+    let input = authzen::input_from_request(req).map_err(ApiError::bad_request)?;
+    let out = decide_input(st, input, peer(ext), who).await;
+    Ok(with_request_id(headers, out))
+}
+
+/// AuthZEN 1.0 §7.2: an item of a batch that cannot be evaluated is a deny with an error context.
+fn item_error(message: &str) -> Value {
+    json!({"decision": false, "context": {"error": {"status": 400, "message": message}}})
 }
 
 async fn evaluations(
@@ -160,9 +176,7 @@ async fn evaluations(
     };
     if items.is_empty() {
         // AuthZEN 1.0 §7.1: without evaluations the request is a single evaluation.
-        let input = authzen::input_from_request(&req).map_err(ApiError::bad_request)?;
-        let out = decide_input(&st, input, peer(&ext), &c.claims.client_id).await;
-        return Ok(with_request_id(&headers, out));
+        return single(&st, &req, &ext, &headers, &c.claims.client_id).await;
     }
     if items.len() > 1_000 {
         return Err(ApiError::bad_request(
@@ -189,7 +203,7 @@ async fn evaluations(
     let mut out = vec![];
     for item in items {
         let Some(item) = item.as_object() else {
-            out.push(json!({"decision": false, "context": {"error": {"status": 400, "message": "each evaluation must be an object"}}}));
+            out.push(item_error("each evaluation must be an object"));
             continue;
         };
         // Each of subject, action, resource and context given on an item replaces the default.
@@ -201,10 +215,7 @@ async fn evaluations(
         }
         let r = match authzen::input_from_request(&Value::Object(merged)) {
             Ok(input) => decide_input(&st, input, peer(&ext), &c.claims.client_id).await,
-            // AuthZEN 1.0 §7.2: an item that cannot be evaluated is a deny with an error context.
-            Err(e) => {
-                json!({"decision": false, "context": {"error": {"status": 400, "message": e}}})
-            }
+            Err(e) => item_error(&e),
         };
         let decision = r["decision"].as_bool().unwrap_or(false);
         out.push(r);

@@ -699,41 +699,47 @@ impl Server {
         mandate: &str,
         body: &Value,
     ) -> (u16, reqwest::header::HeaderMap, String) {
-        let url = format!("{}{path}", self.url);
-        let key = self.key(principal);
-        let proof = dpop::make_proof(&key, "POST", &url, now(), &random_id(), Some(mandate));
-        self.rt.block_on(async {
-            let r = self
-                .http
-                .post(&url)
-                .header("Authorization", format!("DPoP {mandate}"))
-                .header("DPoP", proof)
-                .json(body)
-                .send()
-                .await
-                .expect("server reachable");
-            let status = r.status().as_u16();
-            let headers = r.headers().clone();
-            (status, headers, r.text().await.expect("body"))
-        })
+        self.dpop_request(reqwest::Method::POST, path, principal, mandate, Some(body))
     }
 
     /// GET with `Authorization: DPoP <mandate>` and a fresh proof: status and body text.
     pub fn get_dpop(&self, path: &str, principal: &str, mandate: &str) -> (u16, String) {
+        let (status, _, body) =
+            self.dpop_request(reqwest::Method::GET, path, principal, mandate, None);
+        (status, body)
+    }
+
+    fn dpop_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        principal: &str,
+        mandate: &str,
+        body: Option<&Value>,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
         let url = format!("{}{path}", self.url);
         let key = self.key(principal);
-        let proof = dpop::make_proof(&key, "GET", &url, now(), &random_id(), Some(mandate));
+        let proof = dpop::make_proof(
+            &key,
+            method.as_str(),
+            &url,
+            now(),
+            &random_id(),
+            Some(mandate),
+        );
         self.rt.block_on(async {
-            let r = self
+            let mut req = self
                 .http
-                .get(&url)
+                .request(method, &url)
                 .header("Authorization", format!("DPoP {mandate}"))
-                .header("DPoP", proof)
-                .send()
-                .await
-                .expect("server reachable");
+                .header("DPoP", proof);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let r = req.send().await.expect("server reachable");
             let status = r.status().as_u16();
-            (status, r.text().await.expect("body"))
+            let headers = r.headers().clone();
+            (status, headers, r.text().await.expect("body"))
         })
     }
 }
