@@ -285,6 +285,12 @@ impl SecretKey {
         })
     }
 
+    /// The ed25519-dalek signing key (for signing formats other than JWS, such as the audit
+    /// log's signed notes).
+    pub fn signing_key(&self) -> SigningKey {
+        self.0.clone()
+    }
+
     /// Signs a message.
     pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
         self.0.sign(msg).to_bytes()

@@ -86,7 +86,14 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
     )));
     let server = tokio::spawn(mandate_server::serve(
         listener,
-        Arc::new(AppState::new(cfg, store, keys, revocations, policy)),
+        Arc::new(AppState::new(
+            cfg,
+            store,
+            keys,
+            revocations,
+            policy,
+            mandate_server::audit::AuditLog::open(&dir.join("keys"), &issuer)?,
+        )),
         std::future::pending(),
     ));
 

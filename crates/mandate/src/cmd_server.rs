@@ -226,7 +226,16 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
         .await
         .context("cannot read revocations")?;
     let policy = decision_point(&cfg.policy, &dir)?;
-    let state = Arc::new(AppState::new(config, store, keys, revocations, policy));
+    let audit_log = mandate_server::audit::AuditLog::open(&config.keys_dir, &config.issuer)
+        .context("cannot open the audit log's key")?;
+    let state = Arc::new(AppState::new(
+        config,
+        store,
+        keys,
+        revocations,
+        policy,
+        audit_log,
+    ));
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

@@ -55,6 +55,17 @@ pub enum Outcome {
     Deny,
 }
 
+impl Outcome {
+    /// `allow`, `approval` or `deny` (as audit events record it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Approval => "approval",
+            Outcome::Deny => "deny",
+        }
+    }
+}
+
 /// One decision, as returned by the policy plus its identity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {

@@ -17,7 +17,10 @@ use rand::RngCore;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use mandate_audit::event::{kinds, Event};
+
 use crate::api_error::ApiError;
+use crate::audit::{audited, new_event};
 use crate::principals::to_json;
 use crate::resource_auth::{self, Caller};
 use crate::state::{now, AppState};
@@ -49,15 +52,20 @@ async fn admin(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Caller, ApiError> {
-    let c = resource_auth::authenticate(st, method, uri, headers, &st.cfg.issuer, now()).await?;
+    let c = match resource_auth::authenticate(st, method, uri, headers, &st.cfg.issuer, now()).await
+    {
+        Ok(c) => c,
+        Err(e) => return Err(refused(st, method, uri, None, e).await),
+    };
     let holds = ScopeSet::parse(&c.claims.scope)
         .map(|s| s.covers(&Scope::parse(ADMIN_SCOPE).expect("constant")))
         .unwrap_or(false);
     if !holds || !c.principal.is_admin() || c.claims.sub != c.claims.client_id {
-        return Err(ApiError::forbidden(format!(
+        let e = ApiError::forbidden(format!(
             "this call needs an admin's own mandate with scope {ADMIN_SCOPE}; {} is not one",
             c.claims.client_id
-        )));
+        ));
+        return Err(refused(st, method, uri, Some(&c), e).await);
     }
     Ok(c)
 }
@@ -145,6 +153,39 @@ fn validate(req: CreatePrincipal, now: i64) -> Result<NewPrincipal, ApiError> {
     })
 }
 
+/// Audits a refused admin call (the refusal stands whether or not the event could be written).
+async fn refused(
+    st: &AppState,
+    method: &Method,
+    uri: &Uri,
+    who: Option<&Caller>,
+    e: ApiError,
+) -> ApiError {
+    use crate::audit::AuditableError;
+    let principal = who.map_or("unknown".to_string(), |c| c.claims.client_id.clone());
+    let mut ev = new_event(kinds::ADMIN_REFUSED, &principal, "admin.request");
+    if let Some(c) = who {
+        ev.chain = crate::audit::chain_of(&c.claims);
+    }
+    ev.resource = Some(format!("{method} {}", uri.path()));
+    ev.result = e.audit_result().to_string();
+    ev.error = Some(e.audit_code().to_string());
+    ev.reasons = vec![e.audit_reason()];
+    ev.details
+        .insert("authenticated".into(), who.is_some().into());
+    let _ = st.audit(&ev).await;
+    e
+}
+
+/// An admin change's event, before the change.
+fn change(who: &Caller, action: &str, resource: &str) -> Event {
+    let mut ev = new_event(kinds::ADMIN_CHANGE, &who.claims.client_id, action);
+    ev.chain = crate::audit::chain_of(&who.claims);
+    ev.resource = Some(resource.to_string());
+    ev.jti = Some(who.claims.jti.clone());
+    ev
+}
+
 async fn create(
     State(st): St,
     method: Method,
@@ -156,7 +197,25 @@ async fn create(
     let req: CreatePrincipal = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let p = validate(req, now())?;
-    st.store.create_principal(&p).await?;
+    let mut ev = change(&who, "principal.create", &p.name);
+    ev.details.insert("kind".into(), p.kind.clone().into());
+    ev.details.insert("role".into(), p.role.clone().into());
+    ev.details
+        .insert("scopes".into(), p.ceiling_scopes.clone().into());
+    ev.details
+        .insert("audiences".into(), p.ceiling_audiences.clone().into());
+    ev.details
+        .insert("max_ttl_secs".into(), p.max_ttl_secs.into());
+    ev.details.insert("max_depth".into(), p.max_depth.into());
+    ev.details
+        .insert("allow_bearer".into(), p.allow_bearer.into());
+    if let Some(k) = &p.key {
+        ev.details.insert("kid".into(), k.kid.clone().into());
+    }
+    audited(&st, ev, async {
+        st.store.create_principal(&p).await.map_err(ApiError::from)
+    })
+    .await?;
     st.principals.invalidate(&p.name);
     tracing::info!(principal = %p.name, by = %who.claims.client_id, "principal created");
     let row = st
@@ -206,13 +265,23 @@ async fn set_disabled(
     st: &AppState,
     name: &str,
     disabled: bool,
-    by: &str,
+    who: &Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let changed = st.store.set_disabled(name, disabled, now()).await;
-    st.principals.invalidate(name);
-    if !changed? {
-        return Err(ApiError::not_found(format!("{name} does not exist")));
-    }
+    let by = who.claims.client_id.as_str();
+    let action = if disabled {
+        "principal.disable"
+    } else {
+        "principal.enable"
+    };
+    audited(st, change(who, action, name), async {
+        let changed = st.store.set_disabled(name, disabled, now()).await;
+        st.principals.invalidate(name);
+        if !changed? {
+            return Err(ApiError::not_found(format!("{name} does not exist")));
+        }
+        Ok(())
+    })
+    .await?;
     tracing::info!(principal = %name, by, disabled, "principal state changed");
     let row = st
         .store
@@ -233,7 +302,7 @@ async fn disable(
     if who.claims.client_id == name {
         return Err(ApiError::bad_request("an admin cannot disable itself"));
     }
-    set_disabled(&st, &name, true, &who.claims.client_id).await
+    set_disabled(&st, &name, true, &who).await
 }
 
 async fn enable(
@@ -244,7 +313,7 @@ async fn enable(
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let who = admin(&st, &method, &uri, &headers).await?;
-    set_disabled(&st, &name, false, &who.claims.client_id).await
+    set_disabled(&st, &name, false, &who).await
 }
 
 /// Enrollment request: the ceiling to create the agent with if it does not exist yet.
@@ -281,6 +350,21 @@ async fn enroll(
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
     };
     let now = now();
+    let ttl = req.ttl.unwrap_or(st.cfg.enrollment_ttl);
+    let mut ev = change(&who, "enrollment.create", &name);
+    ev.details.insert("expires_at".into(), (now + ttl).into());
+    // The code itself is a secret: only the event says one was issued.
+    audited(&st, ev, enroll_inner(&st, &who, name, req, now, ttl)).await
+}
+
+async fn enroll_inner(
+    st: &AppState,
+    who: &Caller,
+    name: String,
+    req: EnrollRequest,
+    now: i64,
+    ttl: i64,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let created = match st.store.principal(&name).await? {
         Some(_) => false,
         None => {
@@ -292,7 +376,6 @@ async fn enroll(
             true
         }
     };
-    let ttl = req.ttl.unwrap_or(st.cfg.enrollment_ttl);
     if !(1..=7 * 86_400).contains(&ttl) {
         return Err(ApiError::bad_request(
             "enrollment ttl must be between 1s and 7d",
@@ -328,11 +411,14 @@ async fn rotate(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     let who = admin(&st, &method, &uri, &headers).await?;
-    let (new_kid, old_kid, until) = st
-        .keys
-        .rotate(&st.store, now())
-        .await
-        .map_err(|e| ApiError::internal("key rotation failed", e))?;
+    let ev = change(&who, "issuer_key.rotate", &st.keys.signing_kid());
+    let (new_kid, old_kid, until) = audited(&st, ev, async {
+        st.keys
+            .rotate(&st.store, now())
+            .await
+            .map_err(|e| ApiError::internal("key rotation failed", e))
+    })
+    .await?;
     tracing::info!(new_kid, old_kid, by = %who.claims.client_id, "issuer key rotated");
     Ok(Json(
         serde_json::json!({"kid": new_kid, "retired_kid": old_kid, "retired_key_published_until": until}),
@@ -367,6 +453,26 @@ async fn revoke(
             "reason is longer than 500 characters",
         ));
     }
+    let mut ev = new_event(
+        kinds::REVOCATION,
+        by,
+        &format!("revoke.{}", req.kind.chars().take(20).collect::<String>()),
+    );
+    ev.chain = crate::audit::chain_of(&who.claims);
+    ev.resource = Some(req.value.chars().take(200).collect());
+    ev.jti = Some(who.claims.jti.clone());
+    if let Some(r) = &req.reason {
+        ev.reasons = vec![r.clone()];
+    }
+    audited(&st, ev, revoke_inner(&st, &who, req)).await
+}
+
+async fn revoke_inner(
+    st: &AppState,
+    who: &Caller,
+    req: RevokeRequest,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let by = who.claims.client_id.as_str();
     let now = now();
     let (kind, value) = match req.kind.as_str() {
         "agent" | "user" => {

@@ -62,6 +62,32 @@ impl ApiError {
     }
 }
 
+impl From<crate::audit::AuditUnavailable> for ApiError {
+    fn from(_: crate::audit::AuditUnavailable) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            "the change could not be written to the audit log, so nothing was changed; retry later",
+        )
+    }
+}
+
+impl crate::audit::AuditableError for ApiError {
+    fn audit_result(&self) -> &'static str {
+        if self.status.is_server_error() {
+            "failed"
+        } else {
+            "refused"
+        }
+    }
+    fn audit_code(&self) -> &str {
+        self.code
+    }
+    fn audit_reason(&self) -> String {
+        self.description.clone()
+    }
+}
+
 impl From<mandate_store::StoreError> for ApiError {
     fn from(e: mandate_store::StoreError) -> Self {
         match e {

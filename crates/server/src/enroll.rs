@@ -38,16 +38,28 @@ pub async fn join(
         .redeem_enrollment(&code_hash(&req.code), now)
         .await?
         .ok_or_else(|| ApiError::unauthenticated("enrollment code is unknown, already used or expired: ask an admin for a new one with `mandate agent enroll`"))?;
-    st.store
-        .add_key(
-            &name,
-            &NewKey {
-                kid: key.thumbprint(),
-                public_key: key.x(),
-            },
-            now,
-        )
-        .await?;
+    let mut ev = crate::audit::new_event(
+        mandate_audit::event::kinds::ENROLLMENT,
+        &name,
+        "enrollment.redeem",
+    );
+    ev.chain = vec![name.clone()];
+    ev.resource = Some(key.thumbprint());
+    ev.details.insert("kid".into(), key.thumbprint().into());
+    crate::audit::audited(&st, ev, async {
+        st.store
+            .add_key(
+                &name,
+                &NewKey {
+                    kid: key.thumbprint(),
+                    public_key: key.x(),
+                },
+                now,
+            )
+            .await
+            .map_err(ApiError::from)
+    })
+    .await?;
     st.principals.invalidate(&name);
     tracing::info!(principal = %name, kid = %key.thumbprint(), "key enrolled");
     Ok(Json(

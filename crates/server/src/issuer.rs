@@ -154,6 +154,12 @@ impl IssuerKeys {
         Ok(())
     }
 
+    /// Runs `f` with the active signing key and its kid (for audit checkpoints).
+    pub fn with_signing_key<T>(&self, f: impl FnOnce(&str, &SecretKey) -> T) -> T {
+        let k = self.inner.read().expect("issuer key lock");
+        f(&k.kid, &k.signing)
+    }
+
     /// The kid of the active signing key.
     pub fn signing_kid(&self) -> String {
         self.inner.read().expect("issuer key lock").kid.clone()

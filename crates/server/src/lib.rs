@@ -7,6 +7,7 @@
 
 mod admin;
 mod api_error;
+pub mod audit;
 mod client_auth;
 mod enroll;
 mod form;
@@ -82,14 +83,21 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
     let revocations = tokio::spawn(revocation::follow_database(state.clone()));
+    let integrator = tokio::spawn(audit::integrate(state.clone()));
     let res = axum::serve(
         listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await;
     housekeeping.abort();
     revocations.abort();
+    integrator.abort();
+    let _ = integrator.await;
+    // Everything answered so far gets a checkpoint before the process ends.
+    if let Err(e) = audit::flush(&state).await {
+        tracing::error!(error = %e, "final audit checkpoint failed");
+    }
     res
 }
 

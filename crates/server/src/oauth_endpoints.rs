@@ -98,6 +98,15 @@ pub async fn revoke(State(st): State<Arc<AppState>>, headers: HeaderMap, body: B
                 "{me} is not in this mandate's chain: only its holder, an actor or its subject may revoke it"
             )));
         }
+        let mut ev =
+            crate::audit::new_event(mandate_audit::event::kinds::REVOCATION, me, "revoke.token");
+        ev.chain = crate::audit::chain_of(c);
+        ev.resource = Some(c.jti.clone());
+        ev.jti = Some(c.jti.clone());
+        ev.reasons = vec!["revoked through the revocation endpoint".into()];
+        st.audit(&ev).await.map_err(|e| {
+            OAuthError::server_error("writing the revocation to the audit log failed", e)
+        })?;
         let row = st
             .store
             .add_revocation(

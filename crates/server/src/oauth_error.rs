@@ -84,6 +84,10 @@ impl OAuthError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+    /// The error description.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
 }
 
 impl From<DelegationError> for OAuthError {

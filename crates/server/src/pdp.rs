@@ -110,10 +110,82 @@ fn with_request_id(headers: &HeaderMap, body: Value) -> Response {
 
 async fn decide_input(st: &AppState, mut input: Value, peer: Option<String>, who: &str) -> Value {
     complete_context(st, &mut input, peer);
-    let d = st.policy.decide(Query::Authz, input).await;
+    let d = st.policy.decide(Query::Authz, input.clone()).await;
     tracing::info!(decision = %d.decision_id, policy = %d.policy_version, pep = %who,
         outcome = ?d.outcome(), "authzen evaluation");
+    // The decision is audited before it is answered; if it cannot be, the answer is a deny.
+    if st
+        .audit(&decision_event(st, &input, &d, who))
+        .await
+        .is_err()
+    {
+        let mut denied = mandate_policy::Decision::failed(
+            "the decision could not be written to the audit log".to_string(),
+            &d.policy_version,
+        );
+        denied.decision_id = d.decision_id.clone();
+        return authzen::response(&denied);
+    }
     authzen::response(&d)
+}
+
+/// The audit event of a decision asked by another enforcement point. Argument values at the
+/// decision's `redact` paths are replaced by their HMAC.
+fn decision_event(
+    st: &AppState,
+    input: &Value,
+    d: &mandate_policy::Decision,
+    pep: &str,
+) -> mandate_audit::event::Event {
+    use mandate_audit::event::{kinds, redact_arguments};
+    let action = &input["action"];
+    let mut ev = crate::audit::new_event(kinds::POLICY_DECISION, pep, "pdp.evaluation");
+    ev.chain = input["chain"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(p) = input["principal"]["id"].as_str() {
+        if ev.chain.last().map(String::as_str) != Some(p) {
+            ev.chain.push(p.to_string());
+        }
+    }
+    ev.resource = match (action["server"].as_str(), action["tool"].as_str()) {
+        (Some(s), Some(t)) => Some(format!("{s}:{t}")),
+        (Some(s), None) => Some(s.to_string()),
+        _ => action["kind"].as_str().map(str::to_string),
+    };
+    ev.decision = Some(d.outcome().as_str().to_string());
+    ev.decision_id = Some(d.decision_id.clone());
+    ev.policy_version = Some(d.policy_version.clone());
+    ev.reasons = d.reasons.clone();
+    if let Some(e) = &d.error {
+        ev.reasons.push(e.clone());
+    }
+    ev.jti = input["mandate"]["jti"].as_str().map(str::to_string);
+    let mut summary = serde_json::Map::new();
+    for key in ["kind", "server", "tool", "method", "annotations", "http"] {
+        if let Some(v) = action.get(key) {
+            summary.insert(key.to_string(), v.clone());
+        }
+    }
+    if let Some(args) = action.get("arguments") {
+        let mut args = args.clone();
+        redact_arguments(st.audit_log.hmac_key(), &mut args, &d.redact);
+        summary.insert("arguments".to_string(), args);
+    }
+    ev.details.insert("action".into(), Value::Object(summary));
+    if let Some(a) = &d.approval {
+        ev.details.insert(
+            "approval".into(),
+            serde_json::to_value(a).unwrap_or(Value::Null),
+        );
+    }
+    ev
 }
 
 async fn configuration(State(st): St) -> Json<Value> {
@@ -304,6 +376,30 @@ async fn data_at(
     .map_err(|e| ApiError::internal("policy evaluation task failed", e))?;
     tracing::info!(decision = %decision_id, policy = %policy.version(), pep = %c.claims.client_id,
         query = %query, ok = out.is_ok(), "data API evaluation");
+    // Audited before it is answered (the input is not recorded: no decision says what in it is
+    // secret); if the event cannot be written, no result is given.
+    let mut ev = crate::audit::new_event(
+        mandate_audit::event::kinds::POLICY_DECISION,
+        &c.claims.client_id,
+        "pdp.data",
+    );
+    ev.chain = crate::audit::chain_of(&c.claims);
+    ev.resource = Some(query.clone());
+    ev.decision_id = Some(decision_id.clone());
+    ev.policy_version = Some(policy.version().to_string());
+    ev.details
+        .insert("defined".into(), matches!(out, Ok(Some(_))).into());
+    if let Err(e) = &out {
+        ev.result = "failed".into();
+        ev.reasons = vec![e.to_string()];
+    }
+    if st.audit(&ev).await.is_err() {
+        return Ok(opa_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the evaluation could not be written to the audit log; no result is given",
+        ));
+    }
     Ok(match out {
         Ok(Some(result)) => {
             Json(json!({"result": result, "decision_id": decision_id})).into_response()

@@ -78,8 +78,13 @@ pub fn delegation_input(st: &AppState, f: &DelegationFacts<'_>) -> Value {
 
 /// Asks the delegation policy; anything but an outright allow refuses the request with the
 /// policy's reasons in `error_description`.
-pub async fn check_delegation(st: &AppState, input: Value) -> Result<Decision, OAuthError> {
+pub async fn check_delegation(
+    st: &AppState,
+    input: Value,
+    trail: &mut crate::token::Trail,
+) -> Result<Decision, OAuthError> {
     let d = st.policy.decide(Query::Delegation, input).await;
+    trail.decision = Some(d.clone());
     match d.outcome() {
         Outcome::Allow => Ok(d),
         Outcome::Approval => Err(OAuthError::unauthorized_client(format!(

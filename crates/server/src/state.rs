@@ -7,6 +7,7 @@ use std::sync::Arc;
 use mandate_policy::DecisionPoint;
 use mandate_store::Store;
 
+use crate::audit::AuditLog;
 use crate::issuer::IssuerKeys;
 use crate::paths;
 use crate::principals::PrincipalCache;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub revocations: Revocations,
     /// Where policy decisions come from.
     pub policy: Arc<DecisionPoint>,
+    /// The audit log's settings (origin, redaction key).
+    pub audit_log: AuditLog,
 }
 
 impl AppState {
@@ -79,6 +82,7 @@ impl AppState {
         keys: IssuerKeys,
         revocations: Revocations,
         policy: Arc<DecisionPoint>,
+        audit_log: AuditLog,
     ) -> Self {
         AppState {
             endpoints: Endpoints::new(&cfg.issuer),
@@ -89,6 +93,7 @@ impl AppState {
             verified: VerifiedCache::default(),
             revocations,
             policy,
+            audit_log,
         }
     }
 }

@@ -15,6 +15,10 @@ use mandate_core::{PrincipalName, ScopeSet};
 use mandate_store::{IssueOutcome, MandateRecord};
 use rand::RngCore;
 
+use mandate_audit::event::{kinds, Event};
+use mandate_policy::Decision;
+
+use crate::audit::new_event;
 use crate::client_auth::{self, Client};
 use crate::form::{Body, Form};
 use crate::metadata::TOKEN_EXCHANGE;
@@ -37,17 +41,117 @@ pub async fn token(
     body: Body,
 ) -> Response {
     let peer = crate::pdp::peer(&ext);
+    let mut trail = Trail::default();
     let issued = match crate::form::body(body) {
-        Ok(body) => issue(&st, &headers, &body, peer).await,
+        Ok(body) => issue(&st, &headers, &body, peer, &mut trail).await,
         Err(e) => Err(e),
     };
     match issued {
         Ok(r) => r,
         Err(e) => {
             tracing::info!(error = e.code(), "token request refused");
+            // The refusal is audited before it is answered. A refusal stays a refusal when the
+            // audit log cannot be written (the failure is logged by `AppState::audit`).
+            let _ = st.audit(&trail.refusal(&e)).await;
             e.into_response()
         }
     }
+}
+
+/// What a token request revealed before it was answered, for its audit event.
+#[derive(Debug, Default)]
+pub struct Trail {
+    /// The grant type asked for.
+    grant: Option<String>,
+    /// The authenticated client.
+    client: Option<String>,
+    /// The client the request claimed to be (before authentication).
+    claimed: Option<String>,
+    /// The chain of the mandate being delegated from, with the holder-to-be last.
+    chain: Vec<String>,
+    /// The subject token's jti.
+    parent_jti: Option<String>,
+    /// The delegation policy's decision, once asked.
+    pub decision: Option<Decision>,
+}
+
+impl Trail {
+    fn refusal(&self, e: &OAuthError) -> Event {
+        let who = self
+            .client
+            .clone()
+            .or_else(|| self.claimed.clone())
+            .unwrap_or_else(|| "unknown".to_string());
+        let mut ev = new_event(kinds::TOKEN_REFUSED, &who, &action(self.grant.as_deref()));
+        ev.chain = self.chain.clone();
+        ev.result = if e.code() == "server_error" {
+            "failed".into()
+        } else {
+            "refused".into()
+        };
+        ev.error = Some(e.code().to_string());
+        ev.reasons = vec![e.description().to_string()];
+        ev.jti = self.parent_jti.clone();
+        if let Some(d) = &self.decision {
+            decision_fields(&mut ev, d);
+        }
+        ev.details
+            .insert("authenticated".into(), self.client.is_some().into());
+        ev
+    }
+}
+
+/// The audited action of a grant type.
+fn action(grant: Option<&str>) -> String {
+    match grant {
+        Some("client_credentials") => "token.client_credentials".into(),
+        Some(TOKEN_EXCHANGE) => "token.exchange".into(),
+        _ => "token.request".into(),
+    }
+}
+
+fn decision_fields(ev: &mut Event, d: &Decision) {
+    ev.decision = Some(d.outcome().as_str().to_string());
+    ev.decision_id = Some(d.decision_id.clone());
+    ev.policy_version = Some(d.policy_version.clone());
+}
+
+/// The issuance event of a mandate about to be handed out.
+fn issued_event(c: &MandateClaims, m: &MandateRecord, caller: &str, d: &Decision) -> Event {
+    let exchange = m.grant_type == TOKEN_EXCHANGE;
+    let mut ev = new_event(
+        if exchange {
+            kinds::TOKEN_EXCHANGED
+        } else {
+            kinds::TOKEN_ISSUED
+        },
+        caller,
+        &action(Some(&m.grant_type)),
+    );
+    ev.chain = crate::audit::chain_of(c);
+    ev.resource = Some(m.audiences.clone());
+    ev.jti = Some(c.jti.clone());
+    decision_fields(&mut ev, d);
+    ev.reasons = d.reasons.clone();
+    let details = &mut ev.details;
+    details.insert("scope".into(), c.scope.clone().into());
+    details.insert("audiences".into(), c.aud.as_slice().to_vec().into());
+    details.insert("lifetime_secs".into(), (c.exp - c.iat).into());
+    details.insert("expires_at".into(), c.exp.into());
+    details.insert("depth".into(), c.mandate.depth.into());
+    details.insert("holder".into(), c.client_id.clone().into());
+    details.insert("subject".into(), c.sub.clone().into());
+    details.insert("delegator".into(), m.delegator.clone().into());
+    details.insert("grant_type".into(), m.grant_type.clone().into());
+    details.insert("kid".into(), m.kid.clone().into());
+    details.insert("bound".into(), c.cnf.is_some().into());
+    if let Some(p) = &m.parent_jti {
+        details.insert("parent_jti".into(), p.clone().into());
+    }
+    if let Some(r) = &m.reason {
+        details.insert("reason".into(), r.clone().into());
+    }
+    ev
 }
 
 async fn issue(
@@ -55,17 +159,21 @@ async fn issue(
     headers: &HeaderMap,
     body: &[u8],
     peer: Option<String>,
+    trail: &mut Trail,
 ) -> Result<Response, OAuthError> {
     let (form, dpop) = crate::form::read(headers, body)?;
     let now = now();
+    trail.claimed = claimed_client(&form);
     let grant = form.required("grant_type")?;
+    trail.grant = Some(grant.to_string());
     if grant != "client_credentials" && grant != TOKEN_EXCHANGE {
         return Err(OAuthError::unsupported_grant_type(format!(
             "grant_type {grant:?} is not supported: use client_credentials or {TOKEN_EXCHANGE}"
         )));
     }
     let client = client_auth::authenticate(st, &form, dpop, &st.endpoints.token, now).await?;
-    match decide_and_issue(st, &form, &client, grant, now, peer).await {
+    trail.client = Some(client.principal.name.to_string());
+    match decide_and_issue(st, &form, &client, grant, now, peer, trail).await {
         Ok(r) => Ok(r),
         Err(e) => {
             if e.code() != "invalid_client" && e.code() != "invalid_dpop_proof" {
@@ -83,6 +191,7 @@ async fn decide_and_issue(
     grant: &str,
     now: i64,
     peer: Option<String>,
+    trail: &mut Trail,
 ) -> Result<Response, OAuthError> {
     let req = request(form)?;
     let reason = form.one("reason")?.map(str::to_string);
@@ -107,8 +216,9 @@ async fn decide_and_issue(
             "self",
         )
     } else {
-        exchange(st, form, client, mint, req, now).await?
+        exchange(st, form, client, mint, req, now, trail).await?
     };
+    trail.chain = crate::audit::chain_of(&claims);
     // The delegation policy sees the mandate exactly as it would be issued.
     let input = policy_hook::delegation_input(
         st,
@@ -121,7 +231,7 @@ async fn decide_and_issue(
             client_address: peer,
         },
     );
-    let decision = policy_hook::check_delegation(st, input).await?;
+    let decision = policy_hook::check_delegation(st, input, trail).await?;
     // Revocation of a principal counts in whole seconds (`iat <= revoked_at`): a mandate issued in
     // the same second as its revocation would be dead on arrival, so it is not issued.
     let mut everyone = claims.chain();
@@ -150,11 +260,16 @@ async fn decide_and_issue(
         expires_at: claims.exp,
         kid,
     };
-    // The request's jtis are spent and the delegation record is durable, in one commit, before
-    // the mandate is handed out.
+    // The request's jtis are spent, the delegation record and its audit event are durable, in one
+    // commit, before the mandate is handed out.
+    let event = issued_event(&claims, &record, client.principal.name.as_str(), &decision);
     let outcome = st
         .store
-        .issue(client.single_use.clone(), record)
+        .issue_audited(
+            client.single_use.clone(),
+            record,
+            crate::audit::record(&event),
+        )
         .await
         .map_err(|e| OAuthError::server_error("recording the mandate failed", e))?;
     if let IssueOutcome::Replayed(i) = outcome {
@@ -298,11 +413,19 @@ async fn exchange(
     mint: Mint<'_>,
     req: Request,
     now: i64,
+    trail: &mut Trail,
 ) -> Result<(MandateClaims, Option<String>, String, &'static str), OAuthError> {
     check_token_type(form, "subject_token_type", true)?;
     check_token_type(form, "requested_token_type", false)?;
     let parent = verify_own(st, form.required("subject_token")?, "subject_token", now)?;
     let parent_jti = Some(parent.claims().jti.clone());
+    trail.parent_jti = parent_jti.clone();
+    trail.chain = crate::audit::chain_of(parent.claims());
+    if let Some(to) = form.one("requested_actor")? {
+        trail.chain.push(to.to_string());
+    } else {
+        trail.chain.push(client.principal.name.to_string());
+    }
     let delegator = parent.claims().client_id.clone();
     let me = &client.principal;
     if let Some(actor_token) = form.one("actor_token")? {
@@ -380,6 +503,23 @@ async fn exchange(
         delegator,
         "push",
     ))
+}
+
+/// The principal a request claims to be before it is authenticated: `client_id`, or the `iss` of
+/// the client assertion (read without trusting it; only for the refusal's audit event).
+fn claimed_client(form: &Form) -> Option<String> {
+    if let Ok(Some(id)) = form.one("client_id") {
+        return Some(id.chars().take(80).collect());
+    }
+    let assertion = form.one("client_assertion").ok()??;
+    let payload = assertion.split('.').nth(1)?;
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let iss = v.get("iss")?.as_str()?;
+    iss.parse::<PrincipalName>().ok().map(|p| p.to_string())
 }
 
 fn new_jti() -> String {

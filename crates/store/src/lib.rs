@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod enrollment;
 mod error;
 mod issuer_keys;
@@ -19,6 +20,10 @@ mod revocations;
 mod store;
 mod writer;
 
+pub use audit::{
+    hex, unhex, AuditQuery, AuditRecord, IntegrateError, Integrator, ProofBuildError,
+    StoredCheckpoint, StoredEvent,
+};
 pub use error::StoreError;
 pub use issuer_keys::IssuerKey;
 pub use mandates::MandateRecord;

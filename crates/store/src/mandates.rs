@@ -68,7 +68,18 @@ impl Store {
         jtis: Vec<(String, i64)>,
         m: MandateRecord,
     ) -> Result<IssueOutcome, StoreError> {
-        self.writer.issue(jtis, m).await
+        self.writer.issue(jtis, m, None).await
+    }
+
+    /// [`Store::issue`], appending the issuance's audit event in the same commit: the event is
+    /// stored exactly when the mandate is.
+    pub async fn issue_audited(
+        &self,
+        jtis: Vec<(String, i64)>,
+        m: MandateRecord,
+        event: crate::AuditRecord,
+    ) -> Result<IssueOutcome, StoreError> {
+        self.writer.issue(jtis, m, Some(event)).await
     }
 
     /// Looks up a mandate by jti.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audit::{insert_events, AuditRecord};
 use crate::error::StoreError;
 use crate::jtis::insert_jtis;
 use crate::mandates::{insert_mandates, MandateRecord};
@@ -47,7 +48,13 @@ enum WriteOp {
     Issue {
         jtis: Vec<(String, i64)>,
         record: Box<MandateRecord>,
+        /// Appended in the same commit, only if the mandate is recorded.
+        audit: Option<Box<AuditRecord>>,
         reply: Reply<IssueOutcome>,
+    },
+    Audit {
+        record: Box<AuditRecord>,
+        reply: Reply<i64>,
     },
 }
 
@@ -56,6 +63,7 @@ enum Verdict {
     Jti(bool),
     Mandate(bool),
     Issue(IssueOutcome),
+    Audit(i64),
 }
 
 impl WriteOp {
@@ -81,6 +89,9 @@ impl WriteOp {
                     IssueOutcome::Replayed(_) => Ok(outcome),
                 });
             }
+            (WriteOp::Audit { reply, .. }, Verdict::Audit(seq)) => {
+                let _ = reply.send(Ok(seq));
+            }
             // Verdicts are built from the ops in order, so kinds always match; an op dropped
             // unanswered makes its caller see WriterGone, which also fails closed.
             _ => {}
@@ -93,6 +104,7 @@ impl WriteOp {
             WriteOp::UseJti { reply, .. } => reply.send(Err(e)).map_err(drop),
             WriteOp::RecordMandate { reply, .. } => reply.send(Err(e)).map_err(drop),
             WriteOp::Issue { reply, .. } => reply.send(Err(e)).map_err(drop),
+            WriteOp::Audit { reply, .. } => reply.send(Err(e)).map_err(drop),
         };
     }
 }
@@ -136,10 +148,22 @@ impl Writer {
         &self,
         jtis: Vec<(String, i64)>,
         record: MandateRecord,
+        audit: Option<AuditRecord>,
     ) -> Result<IssueOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.submit(WriteOp::Issue {
             jtis,
+            record: Box::new(record),
+            audit: audit.map(Box::new),
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    pub(crate) async fn audit(&self, record: AuditRecord) -> Result<i64, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(WriteOp::Audit {
             record: Box::new(record),
             reply,
         })
@@ -199,7 +223,7 @@ async fn execute(pool: &SqlitePool, ops: &[WriteOp]) -> Result<Vec<Verdict>, sql
             WriteOp::Issue { jtis: js, .. } => {
                 jtis.extend(js.iter().map(|(j, e)| (j.as_str(), *e)))
             }
-            WriteOp::RecordMandate { .. } => {}
+            WriteOp::RecordMandate { .. } | WriteOp::Audit { .. } => {}
         }
     }
     let mut tx = pool.begin().await?;
@@ -238,13 +262,16 @@ async fn execute(pool: &SqlitePool, ops: &[WriteOp]) -> Result<Vec<Verdict>, sql
                 jti_fresh.push(false);
                 pre.push(None);
             }
+            WriteOp::Audit { .. } => {
+                jti_fresh.push(false);
+                pre.push(None);
+            }
         }
     }
     let new_mandates = insert_mandates(&mut tx, &mandates).await?;
-    tx.commit().await?;
     let mut counted_m: HashSet<&str> = HashSet::new();
     let mut new_m = |j| first_new(&new_mandates, &mut counted_m, j);
-    Ok(ops
+    let verdicts: Vec<Verdict> = ops
         .iter()
         .zip(pre.into_iter().zip(jti_fresh))
         .map(|(op, (outcome, jf))| match op {
@@ -257,8 +284,41 @@ async fn execute(pool: &SqlitePool, ops: &[WriteOp]) -> Result<Vec<Verdict>, sql
                 Some(o) => Verdict::Issue(o),
                 None => Verdict::Issue(IssueOutcome::Replayed(usize::MAX)),
             },
+            WriteOp::Audit { .. } => Verdict::Audit(0),
         })
-        .collect())
+        .collect();
+    // Audit events, in queue order: standalone ones, and those of mandates that were recorded.
+    let mut events: Vec<&AuditRecord> = Vec::new();
+    // For each event, the op that waits for its seq (None: an issuance's own event).
+    let mut owners: Vec<Option<usize>> = Vec::new();
+    for (i, (op, v)) in ops.iter().zip(&verdicts).enumerate() {
+        match (op, v) {
+            (WriteOp::Audit { record, .. }, _) => {
+                events.push(record);
+                owners.push(Some(i));
+            }
+            (
+                WriteOp::Issue {
+                    audit: Some(record),
+                    ..
+                },
+                Verdict::Issue(IssueOutcome::Recorded),
+            ) => {
+                events.push(record);
+                owners.push(None);
+            }
+            _ => {}
+        }
+    }
+    let seqs = insert_events(&mut tx, &events).await?;
+    tx.commit().await?;
+    let mut verdicts = verdicts;
+    for (owner, seq) in owners.into_iter().zip(seqs) {
+        if let Some(i) = owner {
+            verdicts[i] = Verdict::Audit(seq);
+        }
+    }
+    Ok(verdicts)
 }
 
 #[cfg(test)]

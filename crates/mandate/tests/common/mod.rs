@@ -254,6 +254,18 @@ impl Server {
         self.wait_ready();
     }
 
+    /// The server process's id (for `kill -9` from another thread).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reaps a server that was killed from outside and starts it again on the same home.
+    pub fn restart_after_kill(&mut self) {
+        let _ = self.child.wait();
+        self.child = spawn_serve(self.home.path());
+        self.wait_ready();
+    }
+
     /// A GET on the server: status and body text.
     pub fn get(&self, path: &str) -> (u16, String) {
         let url = format!("{}{path}", self.url);

@@ -1,0 +1,440 @@
+//! The audit event, its canonical bytes and the redaction of argument values.
+//!
+//! An event's leaf in the Merkle log is the canonical JSON of the event object: keys sorted (by
+//! UTF-16 code units, as RFC 8785 JCS sorts them), no insignificant whitespace, strings escaped as
+//! JCS escapes them. Anyone holding the event as JSON (an export line, a `show --json`) can
+//! recompute the exact leaf bytes with [`canonical_json`], so verification needs no database.
+
+use std::fmt::Write as _;
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+/// The prefix of a redacted value (the same shape as Vault's audit devices use).
+pub const REDACTED_PREFIX: &str = "hmac-sha256:";
+
+/// One audited thing that happened. Field names are the wire names (`mandate audit show --json`,
+/// exports). Optional fields are left out of the canonical form when absent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// Event id, unique (`evt_` + 26 lower-case base32 characters of randomness and time).
+    pub id: String,
+    /// When, as RFC 3339 UTC with milliseconds (`2026-11-26T01:02:03.456Z`).
+    pub time: String,
+    /// What kind of event (see [`kinds`]).
+    pub kind: String,
+    /// Who did it: the authenticated principal, or, for a refusal before authentication, the
+    /// principal the request claimed to be (then `details.authenticated` is false).
+    pub principal: String,
+    /// The delegation chain the action ran under, root first (`user:alice`, `agent:planner`,
+    /// `agent:coder`). For a mandate: its subject, every actor, and its holder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
+    /// The action (`token.client_credentials`, `token.exchange`, `agent.create`, `revoke.token`,
+    /// `pdp.evaluation`, ...).
+    pub action: String,
+    /// What the action was on: an audience, a principal, a kid, a jti, a tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The policy decision, when one was taken: `allow`, `deny` or `approval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// Why (the policy's reasons, or the refusal's description).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// Version of the policy that decided (`sha256:...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
+    /// Id of the policy decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<String>,
+    /// Approval request id, when the action waited for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+    /// `ok`, or `refused` with `error` the reason code (`invalid_scope`, `unauthorized_client`...),
+    /// or `failed` when the server could not complete it.
+    pub result: String,
+    /// The reason code of a refusal or failure (RFC 6749 error codes at the token endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The mandate the event is about (issued, exchanged from, presented, revoked): only its jti.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// Everything else, per kind (scopes, audiences, lifetime, delegation reason, arguments...).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub details: Map<String, Value>,
+}
+
+/// Event kinds written by Mandate.
+pub mod kinds {
+    /// A mandate was issued to a principal for itself (`client_credentials`).
+    pub const TOKEN_ISSUED: &str = "token.issued";
+    /// A mandate was delegated (RFC 8693 token exchange).
+    pub const TOKEN_EXCHANGED: &str = "token.exchanged";
+    /// The token endpoint refused a request.
+    pub const TOKEN_REFUSED: &str = "token.refused";
+    /// A policy decision asked by another enforcement point (AuthZEN, OPA data API).
+    pub const POLICY_DECISION: &str = "policy.decision";
+    /// A revocation (agent, key, token).
+    pub const REVOCATION: &str = "revocation";
+    /// A principal, key, enrollment or issuer-key change through the admin API.
+    pub const ADMIN_CHANGE: &str = "admin.change";
+    /// An enrollment code was redeemed (an agent registered its key).
+    pub const ENROLLMENT: &str = "enrollment";
+    /// An admin API call was refused.
+    pub const ADMIN_REFUSED: &str = "admin.refused";
+}
+
+/// Why an event could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// The bytes are not an event.
+    #[error("not an audit event: {0}")]
+    Malformed(String),
+}
+
+impl Event {
+    /// The canonical JSON of the event: the bytes of its Merkle leaf.
+    pub fn canonical(&self) -> String {
+        let v = serde_json::to_value(self).expect("an event is always representable as JSON");
+        canonical_json(&v)
+    }
+
+    /// Reads an event from JSON (a stored body or an export line's `event`).
+    pub fn parse(text: &str) -> Result<Event, EventError> {
+        serde_json::from_str(text).map_err(|e| EventError::Malformed(e.to_string()))
+    }
+
+    /// Everyone the event names: the principal and the whole chain, deduplicated, in order.
+    pub fn parties(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::with_capacity(self.chain.len() + 1);
+        for p in std::iter::once(&self.principal).chain(self.chain.iter()) {
+            if !p.is_empty() && !out.contains(p) {
+                out.push(p.clone());
+            }
+        }
+        out
+    }
+}
+
+/// Canonical JSON (RFC 8785 JCS for the values an event holds): object keys sorted by UTF-16
+/// code units, no whitespace, strings with the minimal JCS escapes, numbers as serde_json writes
+/// them (integers exactly; events do not depend on float formatting).
+pub fn canonical_json(v: &Value) -> String {
+    let mut out = String::with_capacity(256);
+    write_canonical(&mut out, v);
+    out
+}
+
+fn write_canonical(out: &mut String, v: &Value) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::String(s) => write_string(out, s),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(out, x);
+            }
+            out.push(']');
+        }
+        Value::Object(o) => {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(out, k);
+                out.push(':');
+                write_canonical(out, &o[k]);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// The redacted form of a value: `hmac-sha256:` + hex HMAC-SHA256 under the installation's audit
+/// key. A string is MACed as its UTF-8 bytes (so an auditor holding a candidate secret can match
+/// it with `mandate audit hash`); any other value as its canonical JSON.
+pub fn redact_value(key: &[u8], v: &Value) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    match v {
+        Value::String(s) => mac.update(s.as_bytes()),
+        other => mac.update(canonical_json(other).as_bytes()),
+    }
+    let tag = mac.finalize().into_bytes();
+    let mut out = String::with_capacity(REDACTED_PREFIX.len() + 64);
+    out.push_str(REDACTED_PREFIX);
+    for b in tag {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Redacts `arguments` in place at the policy's `redact` paths. The paths are RFC 6901 JSON
+/// pointers into the policy input, so only those under `/action/arguments` apply here; a path to
+/// a value that does not exist is skipped. Fails closed: a path that is not a valid pointer, or
+/// `/action/arguments` itself, redacts the whole arguments value.
+pub fn redact_arguments(key: &[u8], arguments: &mut Value, paths: &[String]) {
+    const BASE: &str = "/action/arguments";
+    for path in paths {
+        let whole = match path.strip_prefix(BASE) {
+            // The arguments themselves.
+            Some("") => true,
+            // A pointer below them: redact that value, or everything if it is malformed.
+            Some(rest) if rest.starts_with('/') => {
+                if !valid_pointer(rest) {
+                    true
+                } else {
+                    if let Some(target) = arguments.pointer_mut(rest) {
+                        let hashed = redact_value(key, target);
+                        *target = Value::String(hashed);
+                    }
+                    false
+                }
+            }
+            // "/action/argumentsX": another key.
+            Some(_) => false,
+            // Elsewhere in the input: nothing of the arguments. Not a pointer at all (or "", the
+            // whole input): everything.
+            None => !path.starts_with('/') || !valid_pointer(path),
+        };
+        if whole {
+            *arguments = Value::String(redact_value(key, arguments));
+            return;
+        }
+    }
+}
+
+/// Whether every `~` in a pointer is followed by `0` or `1` (RFC 6901).
+fn valid_pointer(p: &str) -> bool {
+    let b = p.as_bytes();
+    b.iter()
+        .enumerate()
+        .all(|(i, &c)| c != b'~' || matches!(b.get(i + 1), Some(b'0') | Some(b'1')))
+}
+
+/// A new event id: `evt_` + 26 base32 characters (48 bits of milliseconds, then 82 random bits),
+/// so ids sort roughly by time. `random` must come from a CSPRNG.
+pub fn new_event_id(unix_millis: u64, random: [u8; 16]) -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+    let mut bits: u128 = u128::from(unix_millis & 0xffff_ffff_ffff) << 80;
+    bits |= u128::from_be_bytes(random) >> 48;
+    let mut out = String::with_capacity(30);
+    out.push_str("evt_");
+    for i in (0..26).rev() {
+        let idx = ((bits >> (i * 5)) & 31) as usize;
+        out.push(ALPHABET[idx] as char);
+    }
+    out
+}
+
+/// RFC 3339 UTC time with milliseconds from unix milliseconds (civil-from-days, no clock read).
+pub fn rfc3339_millis(unix_millis: i64) -> String {
+    let secs = unix_millis.div_euclid(1000);
+    let ms = unix_millis.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Event {
+        Event {
+            id: "evt_1".into(),
+            time: "2026-11-26T01:02:03.456Z".into(),
+            kind: kinds::TOKEN_EXCHANGED.into(),
+            principal: "agent:planner".into(),
+            chain: vec![
+                "user:alice".into(),
+                "agent:planner".into(),
+                "agent:coder".into(),
+            ],
+            action: "token.exchange".into(),
+            resource: Some("github".into()),
+            decision: Some("allow".into()),
+            result: "ok".into(),
+            jti: Some("j1".into()),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn canonical_form_sorts_keys_and_drops_absent_fields() {
+        let c = sample().canonical();
+        assert!(
+            c.starts_with(r#"{"action":"token.exchange","chain":["user:alice""#),
+            "{c}"
+        );
+        assert!(!c.contains("approval_id") && !c.contains("details"), "{c}");
+        assert!(!c.contains(' '), "{c}");
+    }
+
+    #[test]
+    fn canonical_form_survives_a_json_round_trip_byte_for_byte() {
+        let mut e = sample();
+        e.details.insert(
+            "arguments".into(),
+            json!({"z": [1, -2, 3.5], "a": "line\nbreak \u{1} \"q\" é 🎉", "m": null, "é": true}),
+        );
+        let c = e.canonical();
+        let reparsed: Value = serde_json::from_str(&c).unwrap();
+        assert_eq!(canonical_json(&reparsed), c);
+        assert_eq!(Event::parse(&c).unwrap(), e);
+        assert!(c.contains(r#""line\nbreak \u0001 \"q\" é 🎉""#), "{c}");
+    }
+
+    #[test]
+    fn keys_sort_by_utf16_code_units_as_jcs_requires() {
+        // U+E000 sorts after U+1F600 in UTF-8 byte order but before it in UTF-16 order.
+        let v = json!({"\u{1F600}": 1, "\u{E000}": 2, "a": 3});
+        assert_eq!(
+            canonical_json(&v),
+            "{\"a\":3,\"\u{1F600}\":1,\"\u{E000}\":2}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_when_reading_an_event_back() {
+        let mut v: Value = serde_json::from_str(&sample().canonical()).unwrap();
+        v["extra"] = json!(1);
+        assert!(Event::parse(&v.to_string()).is_err());
+    }
+
+    #[test]
+    fn parties_are_the_principal_and_the_chain_without_repeats() {
+        assert_eq!(
+            sample().parties(),
+            ["agent:planner", "user:alice", "agent:coder"]
+        );
+    }
+
+    #[test]
+    fn redaction_is_a_keyed_hmac_that_matches_a_known_value() {
+        let key = b"installation key";
+        let a = redact_value(key, &json!("hunter2"));
+        assert!(a.starts_with("hmac-sha256:") && a.len() == 12 + 64, "{a}");
+        assert_eq!(a, redact_value(key, &json!("hunter2")));
+        assert_ne!(a, redact_value(b"other key", &json!("hunter2")));
+        assert_ne!(a, redact_value(key, &json!("hunter3")));
+        // RFC 4231 test case 2: HMAC-SHA256("Jefe", "what do ya want for nothing?").
+        assert_eq!(
+            redact_value(b"Jefe", &json!("what do ya want for nothing?")),
+            "hmac-sha256:5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn redaction_replaces_exactly_the_policy_paths_under_the_arguments() {
+        let key = b"k";
+        let mut args = json!({"repo": "x", "api~token": "s1", "a/b": {"password": "s2"}});
+        redact_arguments(
+            key,
+            &mut args,
+            &[
+                "/action/arguments/api~0token".into(),
+                "/action/arguments/a~1b/password".into(),
+                "/action/arguments/missing".into(),
+                "/principal".into(),
+            ],
+        );
+        assert_eq!(args["repo"], "x");
+        assert_eq!(args["api~token"], redact_value(key, &json!("s1")));
+        assert_eq!(args["a/b"]["password"], redact_value(key, &json!("s2")));
+    }
+
+    #[test]
+    fn redaction_fails_closed_on_the_whole_arguments_or_a_bad_pointer() {
+        let key = b"k";
+        for path in [
+            "/action/arguments",
+            "/action/arguments/bad~2",
+            "not a pointer",
+        ] {
+            let mut args = json!({"password": "s"});
+            redact_arguments(key, &mut args, &[path.to_string()]);
+            assert!(
+                args.as_str()
+                    .is_some_and(|s| s.starts_with(REDACTED_PREFIX)),
+                "{path}: {args}"
+            );
+        }
+        let mut args = json!({"password": "s"});
+        redact_arguments(key, &mut args, &["/action/argumentsX".into()]);
+        assert_eq!(args, json!({"password": "s"}));
+    }
+
+    #[test]
+    fn event_ids_are_unique_prefixed_and_sort_by_time() {
+        let a = new_event_id(1_000, [0xff; 16]);
+        let b = new_event_id(1_001, [0; 16]);
+        assert!(a.starts_with("evt_") && a.len() == 30, "{a}");
+        assert!(a < b);
+        assert_ne!(new_event_id(5, [1; 16]), new_event_id(5, [2; 16]));
+    }
+
+    #[test]
+    fn times_are_rfc3339_utc_with_milliseconds() {
+        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_millis(1_795_654_923_456),
+            "2026-11-26T01:02:03.456Z"
+        );
+        assert_eq!(rfc3339_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+}

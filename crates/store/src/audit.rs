@@ -1,0 +1,801 @@
+//! The audit log's storage: events (appended through the group-commit writer, so an event is
+//! durable before the call that produced it is answered), the Merkle tree's nodes, and signed
+//! checkpoints. The Merkle arithmetic itself is `mandate_audit::merkle` (pure); this module only
+//! reads and writes rows.
+
+use std::collections::HashMap;
+
+use mandate_audit::merkle::{self, Frontier, Hash, NodeSource};
+use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+
+use crate::error::StoreError;
+use crate::store::Store;
+
+/// An event to append. `body` is the event's canonical JSON (its leaf bytes); the other fields
+/// repeat parts of it for queries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Event id.
+    pub id: String,
+    /// Event time, unix milliseconds.
+    pub time_ms: i64,
+    /// Event kind.
+    pub kind: String,
+    /// Who acted.
+    pub principal: String,
+    /// What was done.
+    pub action: String,
+    /// The policy decision, if any.
+    pub decision: Option<String>,
+    /// `ok`, `refused` or `failed`.
+    pub result: String,
+    /// Everyone the event names (principal and chain), for chain queries.
+    pub parties: Vec<String>,
+    /// Canonical JSON of the event.
+    pub body: String,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredEvent {
+    /// Position + 1 in the log (the leaf index is `seq - 1`).
+    pub seq: i64,
+    /// Event id.
+    pub id: String,
+    /// Unix milliseconds.
+    pub time_ms: i64,
+    /// Kind.
+    pub kind: String,
+    /// Who acted.
+    pub principal: String,
+    /// What was done.
+    pub action: String,
+    /// Decision.
+    pub decision: Option<String>,
+    /// Result.
+    pub result: String,
+    /// Canonical JSON.
+    pub body: String,
+}
+
+/// A signed tree head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredCheckpoint {
+    /// Tree size.
+    pub size: i64,
+    /// Root hash, lower-case hex.
+    pub root: String,
+    /// When it was signed, unix milliseconds.
+    pub time_ms: i64,
+    /// The signed note.
+    pub note: String,
+}
+
+/// A filter over the events. Every set field must match.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// The acting principal.
+    pub principal: Option<String>,
+    /// Anyone the event names (the principal or anyone in the chain).
+    pub party: Option<String>,
+    /// The action, exactly, or every action starting with it when it ends in `*`.
+    pub action: Option<String>,
+    /// The kind, exactly.
+    pub kind: Option<String>,
+    /// The decision, exactly.
+    pub decision: Option<String>,
+    /// The result, exactly.
+    pub result: Option<String>,
+    /// At or after this time (unix ms).
+    pub since_ms: Option<i64>,
+    /// Before this time (unix ms).
+    pub until_ms: Option<i64>,
+    /// Only events with a larger seq.
+    pub after_seq: Option<i64>,
+    /// At most this many (the newest ones unless `oldest_first`).
+    pub limit: i64,
+    /// Return the oldest matches first (for following a log) instead of the newest.
+    pub oldest_first: bool,
+}
+
+/// Why the tree could not be extended.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IntegrateError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An event row is missing: the log was edited.
+    #[error("audit event at position {index} is missing (the next stored event is seq {found}): the log was edited; run `mandate audit verify`")]
+    Gap {
+        /// Leaf index that should come next.
+        index: u64,
+        /// The seq found instead.
+        found: i64,
+    },
+    /// A stored node is not a hash: the tree was edited.
+    #[error("audit tree node ({level}, {index}) is corrupt: run `mandate audit verify`")]
+    CorruptNode {
+        /// Level.
+        level: u32,
+        /// Index.
+        index: u64,
+    },
+    /// The checkpoint could not be signed.
+    #[error("signing the audit checkpoint failed: {0}")]
+    Sign(String),
+}
+
+const EVENT_COLUMNS: &str = "seq, id, time_ms, kind, principal, action, decision, result, body";
+
+fn event_row(r: &SqliteRow) -> Result<StoredEvent, sqlx::Error> {
+    Ok(StoredEvent {
+        seq: r.try_get(0)?,
+        id: r.try_get(1)?,
+        time_ms: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        principal: r.try_get(4)?,
+        action: r.try_get(5)?,
+        decision: r.try_get(6)?,
+        result: r.try_get(7)?,
+        body: r.try_get(8)?,
+    })
+}
+
+fn checkpoint_row(r: &SqliteRow) -> Result<StoredCheckpoint, sqlx::Error> {
+    Ok(StoredCheckpoint {
+        size: r.try_get(0)?,
+        root: r.try_get(1)?,
+        time_ms: r.try_get(2)?,
+        note: r.try_get(3)?,
+    })
+}
+
+/// Lower-case hex of a hash.
+pub fn hex(h: &Hash) -> String {
+    use std::fmt::Write as _;
+    h.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// A hash from lower-case (or upper-case) hex.
+pub fn unhex(s: &str) -> Option<Hash> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Inserts events (one multi-row statement each for events and parties) inside the writer's
+/// transaction and returns their seqs. AUTOINCREMENT gives one statement's rows consecutive seqs.
+pub(crate) async fn insert_events(
+    conn: &mut SqliteConnection,
+    records: &[&AuditRecord],
+) -> Result<Vec<i64>, sqlx::Error> {
+    if records.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut seqs = Vec::with_capacity(records.len());
+    // 8 variables a row; SQLite allows 32766 per statement.
+    for chunk in records.chunks(2000) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO audit_events (id, time_ms, kind, principal, action, decision, result, body) ",
+        );
+        q.push_values(chunk, |mut b, r| {
+            b.push_bind(&r.id)
+                .push_bind(r.time_ms)
+                .push_bind(&r.kind)
+                .push_bind(&r.principal)
+                .push_bind(&r.action)
+                .push_bind(&r.decision)
+                .push_bind(&r.result)
+                .push_bind(&r.body);
+        });
+        let done = q.build().execute(&mut *conn).await?;
+        let last = done.last_insert_rowid();
+        let first = last - chunk.len() as i64 + 1;
+        seqs.extend(first..=last);
+    }
+    let parties: Vec<(&str, i64)> = records
+        .iter()
+        .zip(&seqs)
+        .flat_map(|(r, s)| r.parties.iter().map(move |p| (p.as_str(), *s)))
+        .collect();
+    for chunk in parties.chunks(8000) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT OR IGNORE INTO audit_parties (principal, seq) ");
+        q.push_values(chunk, |mut b, (p, s)| {
+            b.push_bind(*p).push_bind(*s);
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(seqs)
+}
+
+/// Nodes fetched ahead of a pure computation that asks for them.
+struct Prefetched(HashMap<(u32, u64), Hash>);
+
+/// Records which nodes a computation asks for (answering zeros), so they can be fetched in one
+/// query. Merkle computations ask for the same nodes whatever their hashes are.
+#[derive(Default)]
+struct Wanted(std::cell::RefCell<Vec<(u32, u64)>>);
+
+impl NodeSource for Wanted {
+    type Error = std::convert::Infallible;
+    fn node(&self, level: u32, index: u64) -> Result<Hash, Self::Error> {
+        self.0.borrow_mut().push((level, index));
+        Ok([0; 32])
+    }
+}
+
+/// A node the database does not hold.
+#[derive(Debug)]
+struct MissingNode(u32, u64);
+
+impl NodeSource for Prefetched {
+    type Error = MissingNode;
+    fn node(&self, level: u32, index: u64) -> Result<Hash, Self::Error> {
+        self.0
+            .get(&(level, index))
+            .copied()
+            .ok_or(MissingNode(level, index))
+    }
+}
+
+/// A proof or root computed from stored nodes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProofBuildError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The arguments do not describe a proof (index past the size, sizes out of order...).
+    #[error("{0}")]
+    Proof(#[from] merkle::ProofError),
+    /// The tree is missing a node it should have: it was edited or not yet integrated.
+    #[error("audit tree node ({0}, {1}) is missing or corrupt: run `mandate audit verify`")]
+    Node(u32, u64),
+}
+
+impl Store {
+    /// Appends one event through the group-commit writer. Returns its seq once it is durable.
+    pub async fn audit(&self, record: AuditRecord) -> Result<i64, StoreError> {
+        self.writer.audit(record).await
+    }
+
+    /// Events matching `q`, newest first unless `q.oldest_first`.
+    pub async fn audit_events(&self, q: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE 1 = 1"
+        ));
+        if let Some(p) = &q.principal {
+            b.push(" AND principal = ").push_bind(p.clone());
+        }
+        if let Some(p) = &q.party {
+            b.push(" AND seq IN (SELECT seq FROM audit_parties WHERE principal = ")
+                .push_bind(p.clone())
+                .push(")");
+        }
+        if let Some(a) = &q.action {
+            match a.strip_suffix('*') {
+                Some(prefix) => {
+                    b.push(" AND substr(action, 1, ")
+                        .push_bind(prefix.len() as i64)
+                        .push(") = ")
+                        .push_bind(prefix.to_string());
+                }
+                None => {
+                    b.push(" AND action = ").push_bind(a.clone());
+                }
+            }
+        }
+        for (col, v) in [
+            ("kind", &q.kind),
+            ("decision", &q.decision),
+            ("result", &q.result),
+        ] {
+            if let Some(v) = v {
+                b.push(format!(" AND {col} = ")).push_bind(v.clone());
+            }
+        }
+        if let Some(t) = q.since_ms {
+            b.push(" AND time_ms >= ").push_bind(t);
+        }
+        if let Some(t) = q.until_ms {
+            b.push(" AND time_ms < ").push_bind(t);
+        }
+        if let Some(s) = q.after_seq {
+            b.push(" AND seq > ").push_bind(s);
+        }
+        b.push(if q.oldest_first {
+            " ORDER BY seq ASC LIMIT "
+        } else {
+            " ORDER BY seq DESC LIMIT "
+        })
+        .push_bind(q.limit.max(0));
+        let rows = b.build().fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(event_row).collect::<Result<_, _>>()?)
+    }
+
+    /// One event by id (`evt_...`) or by seq (a number).
+    pub async fn audit_event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let by_seq = format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq = $1");
+        let by_id = format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE id = $1");
+        let q = match id.parse::<i64>() {
+            Ok(seq) => sqlx::query(&by_seq).bind(seq),
+            Err(_) => sqlx::query(&by_id).bind(id.to_string()),
+        };
+        let row = q.fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(event_row).transpose()?)
+    }
+
+    /// Events in seq order after `after_seq`, at most `limit` (for verification and export).
+    pub async fn audit_event_range(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+        ))
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(event_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Everyone each of these events names (for verification of the parties index).
+    pub async fn audit_parties_of(&self, seq: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT principal FROM audit_parties WHERE seq = $1")
+            .bind(seq)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Every checkpoint, smallest first.
+    pub async fn audit_checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT size, root, time_ms, note FROM audit_checkpoints ORDER BY size ASC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(checkpoint_row).collect::<Result<_, _>>()?)
+    }
+
+    /// The newest checkpoint.
+    pub async fn audit_latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let row = sqlx::query(
+            "SELECT size, root, time_ms, note FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(checkpoint_row).transpose()?)
+    }
+
+    /// The smallest checkpoint that covers leaf `index` (size > index).
+    pub async fn audit_checkpoint_covering(
+        &self,
+        index: u64,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let row = sqlx::query(
+            "SELECT size, root, time_ms, note FROM audit_checkpoints WHERE size > $1 ORDER BY size ASC LIMIT 1",
+        )
+        .bind(index as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(checkpoint_row).transpose()?)
+    }
+
+    /// How many events the tree holds (integrated leaves).
+    pub async fn audit_tree_size(&self) -> Result<u64, StoreError> {
+        let n: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(idx) + 1 FROM audit_nodes WHERE level = 0")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n.unwrap_or(0).max(0) as u64)
+    }
+
+    /// How many events are stored (the largest seq).
+    pub async fn audit_event_count(&self) -> Result<i64, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// Stored leaf hashes (level 0) for leaves `[from, from + limit)`, as (index, hex).
+    pub async fn audit_leaf_hashes(
+        &self,
+        from: u64,
+        limit: i64,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT idx, hash FROM audit_nodes WHERE level = 0 AND idx >= $1 ORDER BY idx LIMIT $2",
+        )
+        .bind(from as i64)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<i64, _>(0)? as u64, r.try_get(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn fetch_nodes(&self, wanted: &[(u32, u64)]) -> Result<Prefetched, ProofBuildError> {
+        let mut out = HashMap::with_capacity(wanted.len());
+        for chunk in wanted.chunks(400) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT level, idx, hash FROM audit_nodes WHERE (level, idx) IN (",
+            );
+            let mut sep = q.separated(", ");
+            for (l, i) in chunk {
+                sep.push("(")
+                    .push_bind_unseparated(*l as i64)
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(*i as i64)
+                    .push_unseparated(")");
+            }
+            q.push(")");
+            let rows = q
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::from)?;
+            for r in rows {
+                let l: i64 = r.try_get(0).map_err(StoreError::from)?;
+                let i: i64 = r.try_get(1).map_err(StoreError::from)?;
+                let h: String = r.try_get(2).map_err(StoreError::from)?;
+                let hash = unhex(&h).ok_or(ProofBuildError::Node(l as u32, i as u64))?;
+                out.insert((l as u32, i as u64), hash);
+            }
+        }
+        Ok(Prefetched(out))
+    }
+
+    /// Runs a Merkle computation over stored nodes: once to learn which nodes it needs, then
+    /// with those nodes fetched in one go.
+    async fn with_nodes<T>(
+        &self,
+        f: impl Fn(&dyn DynSource) -> Result<T, merkle::BuildError<MissingNodeOrNone>>,
+    ) -> Result<T, ProofBuildError> {
+        let wanted = Wanted::default();
+        let _ = f(&wanted);
+        let list = wanted.0.into_inner();
+        let nodes = self.fetch_nodes(&list).await?;
+        f(&nodes).map_err(|e| match e {
+            merkle::BuildError::Proof(p) => ProofBuildError::Proof(p),
+            merkle::BuildError::Source(MissingNodeOrNone(Some((l, i)))) => {
+                ProofBuildError::Node(l, i)
+            }
+            merkle::BuildError::Source(MissingNodeOrNone(None)) => ProofBuildError::Node(0, 0),
+        })
+    }
+
+    /// Inclusion proof of leaf `index` in the tree of `size` leaves, from stored nodes.
+    pub async fn audit_inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>, ProofBuildError> {
+        self.with_nodes(|src| merkle::inclusion_proof(&Dyn(src), index, size))
+            .await
+    }
+
+    /// Consistency proof between tree sizes `old` and `new`, from stored nodes.
+    pub async fn audit_consistency_proof(
+        &self,
+        old: u64,
+        new: u64,
+    ) -> Result<Vec<Hash>, ProofBuildError> {
+        self.with_nodes(|src| merkle::consistency_proof(&Dyn(src), old, new))
+            .await
+    }
+
+    /// The root of the first `size` leaves, from stored nodes.
+    pub async fn audit_root(&self, size: u64) -> Result<Hash, ProofBuildError> {
+        self.with_nodes(|src| merkle::tree_root(&Dyn(src), size))
+            .await
+    }
+}
+
+/// The error of a type-erased node source: the missing node, if known.
+#[derive(Debug)]
+pub struct MissingNodeOrNone(Option<(u32, u64)>);
+
+/// Object-safe view of the two sources `with_nodes` runs over.
+trait DynSource {
+    fn get(&self, level: u32, index: u64) -> Result<Hash, MissingNodeOrNone>;
+}
+
+impl DynSource for Wanted {
+    fn get(&self, level: u32, index: u64) -> Result<Hash, MissingNodeOrNone> {
+        Ok(self.node(level, index).unwrap_or([0; 32]))
+    }
+}
+
+impl DynSource for Prefetched {
+    fn get(&self, level: u32, index: u64) -> Result<Hash, MissingNodeOrNone> {
+        self.node(level, index)
+            .map_err(|MissingNode(l, i)| MissingNodeOrNone(Some((l, i))))
+    }
+}
+
+struct Dyn<'a>(&'a dyn DynSource);
+
+impl NodeSource for Dyn<'_> {
+    type Error = MissingNodeOrNone;
+    fn node(&self, level: u32, index: u64) -> Result<Hash, Self::Error> {
+        self.0.get(level, index)
+    }
+}
+
+/// Extends the Merkle tree with the events committed since the last run and signs a checkpoint.
+/// One integrator runs per database (the server's); it keeps the tree's right edge in memory and
+/// reloads it from stored nodes after any failure.
+#[derive(Debug, Default)]
+pub struct Integrator {
+    frontier: Option<Frontier>,
+}
+
+/// Most events integrated in one step.
+const INTEGRATE_BATCH: i64 = 50_000;
+
+impl Integrator {
+    /// A fresh integrator (loads the tree's edge on its first step).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    async fn load(store: &Store) -> Result<Frontier, IntegrateError> {
+        let size = store.audit_tree_size().await?;
+        // The frontier of `size` leaves is one full subtree per set bit, largest first.
+        let mut wanted = vec![];
+        let mut start = 0u64;
+        for level in (0..64u32).rev() {
+            if size & (1u64 << level) != 0 {
+                wanted.push((level, start >> level));
+                start += 1u64 << level;
+            }
+        }
+        let nodes = store.fetch_nodes(&wanted).await.map_err(|e| match e {
+            ProofBuildError::Store(s) => IntegrateError::Store(s),
+            ProofBuildError::Node(level, index) => IntegrateError::CorruptNode { level, index },
+            ProofBuildError::Proof(_) => IntegrateError::CorruptNode { level: 0, index: 0 },
+        })?;
+        Frontier::load(&nodes, size)
+            .map_err(|MissingNode(level, index)| IntegrateError::CorruptNode { level, index })
+    }
+
+    /// Integrates up to one batch of new events. When the tree grew, `sign(size, root)` makes the
+    /// checkpoint note, stored in the same transaction as the new nodes. Returns the new
+    /// (size, root), or None when there was nothing new.
+    pub async fn step(
+        &mut self,
+        store: &Store,
+        now_ms: i64,
+        sign: impl FnOnce(u64, &Hash) -> Result<String, String>,
+    ) -> Result<Option<(u64, Hash)>, IntegrateError> {
+        let result = self.try_step(store, now_ms, sign).await;
+        if result.is_err() {
+            // Start again from what is stored.
+            self.frontier = None;
+        }
+        result
+    }
+
+    async fn try_step(
+        &mut self,
+        store: &Store,
+        now_ms: i64,
+        sign: impl FnOnce(u64, &Hash) -> Result<String, String>,
+    ) -> Result<Option<(u64, Hash)>, IntegrateError> {
+        if self.frontier.is_none() {
+            self.frontier = Some(Self::load(store).await?);
+        }
+        let mut frontier = self.frontier.clone().expect("loaded above");
+        let size = frontier.size();
+        let rows =
+            sqlx::query("SELECT seq, body FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
+                .bind(size as i64)
+                .bind(INTEGRATE_BATCH)
+                .fetch_all(&store.pool)
+                .await
+                .map_err(StoreError::from)?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut nodes: Vec<(u32, u64, Hash)> = Vec::with_capacity(rows.len() * 2);
+        for (i, r) in rows.iter().enumerate() {
+            let seq: i64 = r.try_get(0).map_err(StoreError::from)?;
+            let expected = size + i as u64 + 1;
+            if seq != expected as i64 {
+                return Err(IntegrateError::Gap {
+                    index: expected - 1,
+                    found: seq,
+                });
+            }
+            let body: String = r.try_get(1).map_err(StoreError::from)?;
+            nodes.extend(frontier.append(merkle::leaf_hash(body.as_bytes())));
+        }
+        let new_size = frontier.size();
+        let root = frontier.root();
+        let note = sign(new_size, &root).map_err(IntegrateError::Sign)?;
+        let mut tx = store.pool.begin().await.map_err(StoreError::from)?;
+        for chunk in nodes.chunks(10_000) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT INTO audit_nodes (level, idx, hash) ");
+            q.push_values(chunk, |mut b, (l, i, h)| {
+                b.push_bind(*l as i64)
+                    .push_bind(*i as i64)
+                    .push_bind(hex(h));
+            });
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+        }
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (size, root, time_ms, note) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(new_size as i64)
+        .bind(hex(&root))
+        .bind(now_ms)
+        .bind(note)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+        tx.commit().await.map_err(StoreError::from)?;
+        self.frontier = Some(frontier);
+        Ok(Some((new_size, root)))
+    }
+
+    /// The tree's current size and root as this integrator knows them.
+    pub fn head(&self) -> Option<(u64, Hash)> {
+        self.frontier.as_ref().map(|f| (f.size(), f.root()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mandate_audit::merkle::{verify_consistency, verify_inclusion};
+
+    fn rec(i: usize) -> AuditRecord {
+        AuditRecord {
+            id: format!("evt_{i}"),
+            time_ms: 1_000 + i as i64,
+            kind: "token.issued".into(),
+            principal: format!("agent:a{}", i % 3),
+            action: "token.client_credentials".into(),
+            decision: Some("allow".into()),
+            result: "ok".into(),
+            parties: vec![format!("agent:a{}", i % 3), "user:alice".into()],
+            body: format!("{{\"id\":\"evt_{i}\"}}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn appended_events_get_consecutive_seqs_and_integrate_into_a_provable_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("a.db")).await.unwrap();
+        let mut tasks = vec![];
+        for i in 0..50 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move { s.audit(rec(i)).await.unwrap() }));
+        }
+        let mut seqs = vec![];
+        for t in tasks {
+            seqs.push(t.await.unwrap());
+        }
+        seqs.sort();
+        assert_eq!(seqs, (1..=50).collect::<Vec<i64>>());
+        let mut integ = Integrator::new();
+        let (size, root) = integ
+            .step(&store, 5, |n, _| Ok(format!("note {n}")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(size, 50);
+        assert_eq!(store.audit_root(50).await.unwrap(), root);
+        for i in [0u64, 17, 49] {
+            let ev = store
+                .audit_event(&(i + 1).to_string())
+                .await
+                .unwrap()
+                .unwrap();
+            let proof = store.audit_inclusion_proof(i, 50).await.unwrap();
+            verify_inclusion(&merkle::leaf_hash(ev.body.as_bytes()), i, 50, &proof, &root).unwrap();
+        }
+        for i in 50..60 {
+            store.audit(rec(i)).await.unwrap();
+        }
+        // A fresh integrator (a restarted server) picks up from the stored nodes.
+        let mut again = Integrator::new();
+        let (size2, root2) = again
+            .step(&store, 6, |_, _| Ok("n".into()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(size2, 60);
+        let proof = store.audit_consistency_proof(50, 60).await.unwrap();
+        verify_consistency(50, 60, &root, &root2, &proof).unwrap();
+        assert_eq!(store.audit_checkpoints().await.unwrap().len(), 2);
+        let q = AuditQuery {
+            party: Some("user:alice".into()),
+            principal: Some("agent:a1".into()),
+            limit: 100,
+            ..AuditQuery::default()
+        };
+        assert_eq!(store.audit_events(&q).await.unwrap().len(), 20);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_event_stops_integration_at_the_gap() {
+        let store = Store::open_sqlite_memory().await.unwrap();
+        for i in 0..5 {
+            store.audit(rec(i)).await.unwrap();
+        }
+        sqlx::query("DELETE FROM audit_events WHERE seq = 3")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let err = Integrator::new()
+            .step(&store, 1, |_, _| Ok("n".into()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, IntegrateError::Gap { index: 2, found: 4 }),
+            "{err}"
+        );
+        assert_eq!(store.audit_tree_size().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_issuance_event_is_stored_only_with_its_mandate() {
+        let store = Store::open_sqlite_memory().await.unwrap();
+        let m = crate::MandateRecord {
+            jti: "m1".into(),
+            parent_jti: None,
+            subject: "agent:a".into(),
+            delegator: "agent:a".into(),
+            holder: "agent:a".into(),
+            audiences: "x".into(),
+            scopes: "s".into(),
+            depth: 0,
+            grant_type: "client_credentials".into(),
+            reason: None,
+            issued_at: 1,
+            expires_at: 2,
+            kid: "k".into(),
+        };
+        let ok = store
+            .issue_audited(vec![("j1".into(), 9)], m.clone(), rec(1))
+            .await
+            .unwrap();
+        assert_eq!(ok, crate::IssueOutcome::Recorded);
+        // A replayed jti: nothing is issued, so nothing is audited as issued.
+        let mut m2 = m.clone();
+        m2.jti = "m2".into();
+        let replay = store
+            .issue_audited(vec![("j1".into(), 9)], m2, rec(2))
+            .await
+            .unwrap();
+        assert_eq!(replay, crate::IssueOutcome::Replayed(0));
+        assert_eq!(store.audit_event_count().await.unwrap(), 1);
+        assert!(store.audit_event("evt_2").await.unwrap().is_none());
+    }
+}
