@@ -12,3 +12,4 @@
 pub mod checkpoint;
 pub mod event;
 pub mod merkle;
+pub mod verify;

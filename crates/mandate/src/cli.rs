@@ -47,6 +47,9 @@ pub enum Command {
     /// Check, evaluate and test Rego policies.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Read, prove and verify the audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Measure token exchange throughput over HTTP on loopback.
     Bench(BenchArgs),
 }
@@ -314,4 +317,142 @@ pub struct VerifyArgs {
     /// URL the presentation is for (DPoP `htu`; default: the audience).
     #[arg(long)]
     pub url: Option<String>,
+}
+
+/// Where the audit commands read the log: the database and the issuer keys directory of the
+/// server in MANDATE_HOME, unless overridden.
+#[derive(Debug, Args, Clone, Default)]
+pub struct AuditSource {
+    /// The SQLite database (default: the one in the server config).
+    #[arg(long)]
+    pub database: Option<std::path::PathBuf>,
+    /// The issuer keys directory: trusted checkpoint keys and the HMAC key (default: the one
+    /// in the server config).
+    #[arg(long)]
+    pub keys_dir: Option<std::path::PathBuf>,
+    /// Server configuration file (default: MANDATE_HOME/server/server.toml).
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+}
+
+/// Which events, for `audit query` and `audit export`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TimeRange {
+    /// Only events at or after this time: a duration ago (90s, 10m, 1h, 7d), an RFC 3339 time or
+    /// a date (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only events before this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// The newest events (-f: then keep printing new ones as they arrive).
+    Tail {
+        /// How many events.
+        #[arg(short = 'n', long = "lines", default_value_t = 20)]
+        lines: i64,
+        /// Keep running and print new events as they are logged.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        #[command(flatten)]
+        source: AuditSource,
+    },
+    /// Search the events (the newest --limit matches, shown oldest first).
+    Query {
+        /// The acting principal (a bare name means an agent).
+        #[arg(long)]
+        principal: Option<String>,
+        /// Anyone in the event's delegation chain, or its principal.
+        #[arg(long)]
+        party: Option<String>,
+        /// The action; a trailing * matches every action starting with the rest.
+        #[arg(long)]
+        action: Option<String>,
+        /// The event kind (token.issued, token.exchanged, token.refused, policy.decision,
+        /// revocation, admin.change, admin.refused, enrollment).
+        #[arg(long)]
+        kind: Option<String>,
+        /// The policy decision.
+        #[arg(long, value_parser = ["allow", "deny", "approval"])]
+        decision: Option<String>,
+        /// The result.
+        #[arg(long, value_parser = ["ok", "refused", "failed"])]
+        result: Option<String>,
+        #[command(flatten)]
+        range: TimeRange,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[command(flatten)]
+        source: AuditSource,
+    },
+    /// One event (by event id or seq) with its delegation chain drawn as a tree.
+    Show {
+        /// Event id (evt_...) or seq.
+        id: String,
+        #[command(flatten)]
+        source: AuditSource,
+    },
+    /// An inclusion proof of one event in a signed checkpoint, as JSON, to check offline with
+    /// `mandate audit verify-proof`.
+    Proof {
+        /// Event id (evt_...) or seq.
+        id: String,
+        /// Prove against the checkpoint of this tree size (default: the smallest that covers
+        /// the event).
+        #[arg(long)]
+        tree_size: Option<u64>,
+        #[command(flatten)]
+        source: AuditSource,
+    },
+    /// Check a proof made by `mandate audit proof` offline: checkpoint signature and inclusion.
+    VerifyProof {
+        /// The proof (JSON; `-` reads standard input).
+        file: std::path::PathBuf,
+        /// A trusted key: a note verifier key (name+id+base64), an Ed25519 public key in any
+        /// accepted form, or a file of such keys (one per line, or a JWKS).
+        #[arg(long, required = true, allow_hyphen_values = true)]
+        key: Vec<String>,
+    },
+    /// Verify the whole log: every event against the Merkle tree, every checkpoint's signature,
+    /// root and consistency with the previous one (the database, or an export with --file).
+    Verify {
+        /// Verify an export (`mandate audit export`) instead of the database.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        /// A trusted key: a note verifier key (name+id+base64), an Ed25519 public key in any
+        /// accepted form, a file of such keys (one per line, or a JWKS), or an issuer keys
+        /// directory. Default with the database: the keys in its issuer keys directory.
+        #[arg(long, allow_hyphen_values = true)]
+        key: Vec<String>,
+        #[command(flatten)]
+        source: AuditSource,
+    },
+    /// Write the whole log (events and signed checkpoints) for offline verification.
+    Export {
+        /// Output format (only jsonl: one JSON object per line).
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, short = 'o')]
+        output: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        range: TimeRange,
+        #[command(flatten)]
+        source: AuditSource,
+    },
+    /// The redacted form (hmac-sha256:...) of a value under this installation's audit key, to
+    /// match a redacted argument.
+    Hash {
+        /// The value (a string, as the argument held it).
+        value: String,
+        /// VALUE is JSON (a number, an object...): hash it as the redaction hashes such values.
+        #[arg(long)]
+        json_value: bool,
+        #[command(flatten)]
+        source: AuditSource,
+    },
 }

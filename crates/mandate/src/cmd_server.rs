@@ -134,6 +134,35 @@ pub async fn init(ctx: &Ctx, a: InitArgs) -> Result<serde_json::Value> {
             demo.push(name);
         }
     }
+    // The installation's first events: what `init` created, before any server ran. The server's
+    // integrator puts them in the first checkpoint.
+    let mut created = vec![ADMIN];
+    created.extend(demo.iter().copied());
+    let mut ev = mandate_server::audit::new_event(
+        mandate_audit::event::kinds::ADMIN_CHANGE,
+        INIT_PRINCIPAL,
+        "installation.init",
+    );
+    ev.resource = Some(issuer.clone());
+    ev.details.insert("issuer_kid".into(), kid.clone().into());
+    ev.details
+        .insert("principals".into(), created.clone().into());
+    store
+        .audit(mandate_server::audit::record(&ev))
+        .await
+        .context("cannot write the audit log")?;
+    for name in created {
+        let mut ev = mandate_server::audit::new_event(
+            mandate_audit::event::kinds::ADMIN_CHANGE,
+            INIT_PRINCIPAL,
+            "principal.create",
+        );
+        ev.resource = Some(name.to_string());
+        store
+            .audit(mandate_server::audit::record(&ev))
+            .await
+            .context("cannot write the audit log")?;
+    }
     std::fs::write(home.server_config_path(), toml::to_string(&cfg)?)?;
     home.write_client_config(&ClientConfig {
         server: Some(issuer.clone()),
@@ -156,6 +185,9 @@ pub async fn init(ctx: &Ctx, a: InitArgs) -> Result<serde_json::Value> {
     });
     Ok(out)
 }
+
+/// Who the audit log names for what `mandate init` did (a local operator, not a principal).
+const INIT_PRINCIPAL: &str = "local:init";
 
 fn next_steps(demo: bool) -> String {
     let mut s = String::from("\nNext, in another terminal (same MANDATE_HOME):\n");

@@ -5,6 +5,8 @@
 mod bench;
 mod cli;
 mod client;
+mod cmd_audit;
+mod cmd_audit_verify;
 mod cmd_policy;
 mod cmd_principals;
 mod cmd_server;
@@ -41,6 +43,8 @@ fn main() -> std::process::ExitCode {
         .expect("tokio runtime");
     match rt.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The command already printed its verdict (`audit verify`: FAILED ...).
+        Err(e) if e.is::<cmd_audit::Failed>() => std::process::ExitCode::FAILURE,
         Err(e) => {
             // One line: the error and its causes, outermost first.
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
@@ -64,6 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Revoke(c) => cmd_principals::revoke(&ctx, c).await,
         Command::Verify(a) => cmd_verify::run(&ctx, a).await,
         Command::Policy(c) => cmd_policy::run(&ctx, c),
+        Command::Audit(c) => cmd_audit::run(&ctx, c).await,
         Command::Bench(a) => bench::run(&ctx, a).await,
     }
 }

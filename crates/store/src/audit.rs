@@ -31,7 +31,8 @@ pub struct AuditRecord {
     pub decision: Option<String>,
     /// `ok`, `refused` or `failed`.
     pub result: String,
-    /// Everyone the event names (principal and chain), for chain queries.
+    /// Everyone the event names (principal and chain). Not stored at append: the integrator
+    /// indexes parties from the body (so appends stay one row each); kept for callers.
     pub parties: Vec<String>,
     /// Canonical JSON of the event.
     pub body: String,
@@ -174,8 +175,8 @@ pub fn unhex(s: &str) -> Option<Hash> {
     Some(out)
 }
 
-/// Inserts events (one multi-row statement each for events and parties) inside the writer's
-/// transaction and returns their seqs. AUTOINCREMENT gives one statement's rows consecutive seqs.
+/// Inserts events (one multi-row statement) inside the writer's transaction and returns their
+/// seqs. Parties are indexed later by the integrator, off the request path. AUTOINCREMENT gives one statement's rows consecutive seqs.
 pub(crate) async fn insert_events(
     conn: &mut SqliteConnection,
     records: &[&AuditRecord],
@@ -203,19 +204,6 @@ pub(crate) async fn insert_events(
         let last = done.last_insert_rowid();
         let first = last - chunk.len() as i64 + 1;
         seqs.extend(first..=last);
-    }
-    let parties: Vec<(&str, i64)> = records
-        .iter()
-        .zip(&seqs)
-        .flat_map(|(r, s)| r.parties.iter().map(move |p| (p.as_str(), *s)))
-        .collect();
-    for chunk in parties.chunks(8000) {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT OR IGNORE INTO audit_parties (principal, seq) ");
-        q.push_values(chunk, |mut b, (p, s)| {
-            b.push_bind(*p).push_bind(*s);
-        });
-        q.build().execute(&mut *conn).await?;
     }
     Ok(seqs)
 }
@@ -280,9 +268,12 @@ impl Store {
             b.push(" AND principal = ").push_bind(p.clone());
         }
         if let Some(p) = &q.party {
-            b.push(" AND seq IN (SELECT seq FROM audit_parties WHERE principal = ")
+            // Integrated events through the index; the few not yet integrated by their body.
+            b.push(" AND (seq IN (SELECT seq FROM audit_parties WHERE principal = ")
                 .push_bind(p.clone())
-                .push(")");
+                .push(") OR (seq > (SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_nodes WHERE level = 0) AND instr(body, ")
+                .push_bind(serde_json::Value::String(p.clone()).to_string())
+                .push(") > 0))");
         }
         if let Some(a) = &q.action {
             match a.strip_suffix('*') {
@@ -543,6 +534,15 @@ impl NodeSource for Dyn<'_> {
     }
 }
 
+/// Everyone an event body names: its principal and its chain (a body that is not an event names
+/// nobody; `audit verify` reports it).
+fn parties_of(body: &str) -> Vec<String> {
+    match mandate_audit::event::Event::parse(body) {
+        Ok(e) => e.parties(),
+        Err(_) => vec![],
+    }
+}
+
 /// Extends the Merkle tree with the events committed since the last run and signs a checkpoint.
 /// One integrator runs per database (the server's); it keeps the tree's right edge in memory and
 /// reloads it from stored nodes after any failure.
@@ -619,6 +619,7 @@ impl Integrator {
             return Ok(None);
         }
         let mut nodes: Vec<(u32, u64, Hash)> = Vec::with_capacity(rows.len() * 2);
+        let mut parties: Vec<(String, i64)> = Vec::with_capacity(rows.len() * 3);
         for (i, r) in rows.iter().enumerate() {
             let seq: i64 = r.try_get(0).map_err(StoreError::from)?;
             let expected = size + i as u64 + 1;
@@ -630,6 +631,7 @@ impl Integrator {
             }
             let body: String = r.try_get(1).map_err(StoreError::from)?;
             nodes.extend(frontier.append(merkle::leaf_hash(body.as_bytes())));
+            parties.extend(parties_of(&body).into_iter().map(|p| (p, seq)));
         }
         let new_size = frontier.size();
         let root = frontier.root();
@@ -642,6 +644,17 @@ impl Integrator {
                 b.push_bind(*l as i64)
                     .push_bind(*i as i64)
                     .push_bind(hex(h));
+            });
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+        }
+        for chunk in parties.chunks(10_000) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT OR IGNORE INTO audit_parties (principal, seq) ");
+            q.push_values(chunk, |mut b, (p, s)| {
+                b.push_bind(p).push_bind(*s);
             });
             q.build()
                 .execute(&mut *tx)
@@ -675,16 +688,26 @@ mod tests {
     use mandate_audit::merkle::{verify_consistency, verify_inclusion};
 
     fn rec(i: usize) -> AuditRecord {
-        AuditRecord {
+        let e = mandate_audit::event::Event {
             id: format!("evt_{i}"),
-            time_ms: 1_000 + i as i64,
+            time: "2026-11-26T00:00:00.000Z".into(),
             kind: "token.issued".into(),
             principal: format!("agent:a{}", i % 3),
+            chain: vec!["user:alice".into(), format!("agent:a{}", i % 3)],
             action: "token.client_credentials".into(),
+            result: "ok".into(),
+            ..Default::default()
+        };
+        AuditRecord {
+            id: e.id.clone(),
+            time_ms: 1_000 + i as i64,
+            kind: e.kind.clone(),
+            principal: e.principal.clone(),
+            action: e.action.clone(),
             decision: Some("allow".into()),
             result: "ok".into(),
-            parties: vec![format!("agent:a{}", i % 3), "user:alice".into()],
-            body: format!("{{\"id\":\"evt_{i}\"}}"),
+            parties: e.parties(),
+            body: e.canonical(),
         }
     }
 
@@ -741,6 +764,14 @@ mod tests {
             ..AuditQuery::default()
         };
         assert_eq!(store.audit_events(&q).await.unwrap().len(), 20);
+        // Events not yet integrated are found by their body.
+        store.audit(rec(61)).await.unwrap();
+        let q = AuditQuery {
+            party: Some("agent:a1".into()),
+            limit: 100,
+            ..AuditQuery::default()
+        };
+        assert_eq!(store.audit_events(&q).await.unwrap().len(), 21);
     }
 
     #[tokio::test]

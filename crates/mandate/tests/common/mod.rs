@@ -406,18 +406,29 @@ impl Server {
     /// POSTs a form to the token endpoint, with an optional DPoP header.
     /// Returns the HTTP status and the JSON body.
     pub fn token_request(&self, form: &[(&str, &str)], dpop: Option<&str>) -> (u16, Value) {
+        self.try_token_request(form, dpop)
+            .unwrap_or_else(|e| panic!("token endpoint: {e}"))
+    }
+
+    /// [`Server::token_request`], with a failed connection or a cut-off answer as an error
+    /// (for tests that kill the server mid-request).
+    pub fn try_token_request(
+        &self,
+        form: &[(&str, &str)],
+        dpop: Option<&str>,
+    ) -> Result<(u16, Value), String> {
         let url = self.token_url();
         self.rt.block_on(async {
             let mut req = self.http.post(&url).form(form);
             if let Some(p) = dpop {
                 req = req.header("DPoP", p);
             }
-            let resp = req.send().await.expect("token endpoint reachable");
+            let resp = req.send().await.map_err(|e| format!("unreachable: {e}"))?;
             let status = resp.status().as_u16();
-            let text = resp.text().await.expect("body");
+            let text = resp.text().await.map_err(|e| format!("no body: {e}"))?;
             let body = serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("HTTP {status}: body is not JSON ({e}): {text}"));
-            (status, body)
+                .map_err(|e| format!("HTTP {status}: body is not JSON ({e}): {text}"))?;
+            Ok((status, body))
         })
     }
 
@@ -442,6 +453,23 @@ impl Server {
             Proof::Custom(h) => Some(h),
         };
         self.token_request(&form, header.as_deref())
+    }
+
+    /// [`Server::as_client`] with `Proof::Own`, where a connection failure is an error.
+    pub fn try_as_client(
+        &self,
+        principal: &str,
+        params: &[(&str, &str)],
+    ) -> Result<(u16, Value), String> {
+        let key = self.key(principal);
+        let assertion = self.assertion(&key, principal);
+        let mut form: Vec<(&str, &str)> = vec![
+            ("client_assertion_type", assertion::ASSERTION_TYPE),
+            ("client_assertion", assertion.as_str()),
+        ];
+        form.extend_from_slice(params);
+        let proof = self.proof(&key);
+        self.try_token_request(&form, Some(&proof))
     }
 
     /// `principal`'s own DPoP-bound mandate (client_credentials) for `scope` at `aud`.
