@@ -46,7 +46,7 @@ echo "interop: installing Node dependencies (tweetnacl)"
   fi
 )
 
-echo "interop: installing Python dependencies (PyJWT, cryptography, requests, pytest)"
+echo "interop: installing Python dependencies (PyJWT, cryptography, requests, pytest, pymerkle)"
 python3 -m pip install -q --disable-pip-version-check -r "$here/python/requirements.txt"
 
 cd "$root"

@@ -86,6 +86,8 @@ pub mod kinds {
     pub const ENROLLMENT: &str = "enrollment";
     /// An admin API call was refused.
     pub const ADMIN_REFUSED: &str = "admin.refused";
+    /// Another API call was refused (decision point, enrollment, revocation endpoint).
+    pub const REQUEST_REFUSED: &str = "request.refused";
 }
 
 /// Why an event could not be read back.

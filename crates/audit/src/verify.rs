@@ -290,7 +290,7 @@ pub enum Problem {
         checkpoint: u64,
     },
     /// A signed root does not match the rebuilt tree.
-    #[error("checkpoint {size}'s signed root does not match the log: an entry at positions {from}..{to} was changed, removed, inserted or reordered (and the stored tree rewritten to match)")]
+    #[error("checkpoint {size}'s signed root does not match the log: an entry at positions {from}..{to} was changed, removed, inserted or reordered; an export holds only the signed roots to compare with, so the range is as close as it can be named")]
     RootMismatch {
         /// The checkpoint's size.
         size: u64,

@@ -192,7 +192,7 @@ fn time_arg(v: Option<&str>, flag: &str, now_ms: i64) -> Result<Option<i64>> {
 pub fn event_json(e: &StoredEvent) -> Value {
     let event: Value =
         serde_json::from_str(&e.body).unwrap_or_else(|_| Value::String(e.body.clone()));
-    json!({"seq": e.seq, "index": e.seq - 1, "event": event})
+    json!({"seq": e.seq, "index": e.seq.saturating_sub(1), "event": event})
 }
 
 /// One table row.
@@ -364,7 +364,7 @@ pub async fn find_event(store: &Store, id: &str) -> Result<StoredEvent> {
 async fn show(ctx: &Ctx, id: &str, src: &AuditSource) -> Result<()> {
     let store = open(&locate(ctx, src)?).await?;
     let e = find_event(&store, id).await?;
-    let index = (e.seq - 1).max(0) as u64;
+    let index = e.seq.saturating_sub(1).max(0) as u64;
     let covering = store.audit_checkpoint_covering(index).await?;
     let mut out = event_json(&e);
     out["checkpoint_size"] = json!(covering.as_ref().map(|c| c.size));
@@ -519,7 +519,7 @@ async fn export(
                 ..AuditQuery::default()
             })
             .await?;
-        after = first.first().map_or(i64::MAX, |e| e.seq - 1);
+        after = first.first().map_or(i64::MAX, |e| e.seq.saturating_sub(1));
     }
     let from_index = after.max(0) as u64;
     let mut sink: Box<dyn Write> = match output {
@@ -554,7 +554,7 @@ async fn export(
                 if until.is_some_and(|u| e.time_ms >= u) {
                     break 'pages;
                 }
-                let index = (e.seq - 1).max(0);
+                let index = e.seq.saturating_sub(1).max(0);
                 write_line(
                     &mut sink,
                     &format!(

@@ -189,8 +189,40 @@ fn add_keys_dir(trust: &mut Trust, dir: &Path) -> Result<()> {
 
 // ----- the whole log -----
 
+/// What events after the last checkpoint mean.
+#[derive(Clone, Copy)]
+enum Unsigned {
+    /// A warning: the server signs a checkpoint within a second (database).
+    Warns,
+    /// A failure: nobody will sign them (export).
+    Fails,
+}
+
 /// Prints the verdict: the summary, or the first failure (then exits 1).
-fn report(ctx: &Ctx, source: &str, verdict: std::result::Result<Summary, Failure>) -> Result<()> {
+fn report(
+    ctx: &Ctx,
+    source: &str,
+    verdict: std::result::Result<Summary, Failure>,
+    unsigned: Unsigned,
+) -> Result<()> {
+    // An export proves only what its checkpoints sign: events after the last one (or an export
+    // with none) could have been added or changed by anyone, so they fail the verification.
+    if let (Ok(s), Unsigned::Fails) = (&verdict, unsigned) {
+        if s.entries > 0 && (s.checkpoints == 0 || s.tail > 0) {
+            let message = format!(
+                "FAILED at positions {}..{}: {} events are not covered by any signed checkpoint in the export (checkpoints removed, or events appended after the last one)",
+                s.entries - s.tail.min(s.entries),
+                s.entries,
+                if s.checkpoints == 0 { s.entries } else { s.tail }
+            );
+            let out = json!({
+                "ok": false, "source": source, "location": "unsigned tail",
+                "position": s.entries - s.tail.min(s.entries), "reason": message, "message": message,
+            });
+            ctx.print(&out, || message.clone());
+            return Err(Failed.into());
+        }
+    }
     match verdict {
         Ok(s) => {
             let last = s
@@ -239,8 +271,46 @@ pub async fn verify_database(ctx: &Ctx, keys: &[String], src: &AuditSource) -> R
         trust_from_args(keys)?
     };
     let store = open(&loc).await?;
+    // The latest checkpoint the server signed is kept beside the issuer keys, outside the
+    // database: the database must still hold it, or checkpoints were deleted to hide a rewrite.
+    if let Some(dir) = loc.keys_dir.as_deref() {
+        if let Some(note) = mandate_server::audit::last_checkpoint(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+        {
+            let signed = checkpoint::parse_note(&note)
+                .and_then(|n| Checkpoint::parse_body(&n.text))
+                .map_err(|e| {
+                    anyhow!(
+                        "{} is not a checkpoint ({e}): restore it from a backup",
+                        dir.join(mandate_server::audit::LAST_CHECKPOINT_FILE)
+                            .display()
+                    )
+                })?;
+            if store.audit_checkpoints_at(signed.size).await?.as_deref() != Some(note.as_str()) {
+                let message = format!(
+                    "FAILED at checkpoint {}: the latest checkpoint the server signed (kept in {}) is missing from the database or differs: checkpoints were deleted or replaced",
+                    signed.size,
+                    dir.join(mandate_server::audit::LAST_CHECKPOINT_FILE).display()
+                );
+                let out = json!({
+                    "ok": false, "source": loc.database.display().to_string(),
+                    "location": format!("checkpoint {}", signed.size), "position": signed.size,
+                    "reason": message, "message": message,
+                });
+                ctx.print(&out, || message.clone());
+                return Err(Failed.into());
+            }
+        }
+    }
+    // Being in the database, the kept checkpoint is checked against the recomputed tree below
+    // like every other (a rewrite, a deletion or a truncation before it fails there).
     let verdict = verify_store(&store, trust).await?;
-    report(ctx, &loc.database.display().to_string(), verdict)
+    report(
+        ctx,
+        &loc.database.display().to_string(),
+        verdict,
+        Unsigned::Warns,
+    )
 }
 
 /// Streams the stored log through the verifier, a page of events at a time, each checkpoint
@@ -269,9 +339,14 @@ async fn verify_store(
         let (Some(first), Some(last)) = (page.first(), page.last()) else {
             break;
         };
-        let leaves = stored_leaves(store, first.seq - 1, last.seq - 1).await?;
+        let leaves = stored_leaves(
+            store,
+            first.seq.saturating_sub(1),
+            last.seq.saturating_sub(1),
+        )
+        .await?;
         for e in &page {
-            let index = (e.seq - 1).max(0) as u64;
+            let index = e.seq.saturating_sub(1).max(0) as u64;
             check!(v.entry(&entry(e, index, leaves.get(&index).map(String::as_str))));
             while let Some(c) = cps.next_if(|c| c.size.max(0) as u64 <= index + 1) {
                 check!(v.checkpoint(c.size.max(0) as u64, &c.note));
@@ -346,7 +421,7 @@ pub fn verify_file(ctx: &Ctx, file: &Path, keys: &[String]) -> Result<()> {
         ))
     };
     let verdict = verify_lines(reader, &name, trust)?;
-    report(ctx, &name, verdict)
+    report(ctx, &name, verdict, Unsigned::Fails)
 }
 
 /// Reads an export line by line into the verifier. Lines that are not export lines are errors
@@ -417,7 +492,7 @@ pub async fn proof(id: &str, tree_size: Option<u64>, src: &AuditSource, ctx: &Ct
     let loc = locate(ctx, src)?;
     let store = open(&loc).await?;
     let e = find_event(&store, id).await?;
-    let index = (e.seq - 1).max(0) as u64;
+    let index = e.seq.saturating_sub(1).max(0) as u64;
     let cp = match tree_size {
         Some(n) if n <= index => bail!(
             "event {} is at position {index}, outside a tree of size {n}: pass a larger --tree-size, or none",

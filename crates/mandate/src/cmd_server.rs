@@ -248,6 +248,9 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
         .context("cannot open the database")?;
     let keys_dir = resolve(&dir, &cfg.issuer_keys);
     let keys = IssuerKeys::load(&store, &keys_dir).await?;
+    mandate_server::audit::check_database_against_last_checkpoint(&store, &keys_dir)
+        .await
+        .map_err(|e| anyhow::anyhow!("refusing to serve: {e}"))?;
     let config = Config {
         issuer: cfg.issuer.trim_end_matches('/').to_string(),
         keys_dir,

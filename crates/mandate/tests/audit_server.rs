@@ -355,3 +355,155 @@ fn every_answered_issuance_survives_kill_9_and_the_log_verifies_after_restart() 
         "{report}"
     );
 }
+
+/// Runs SQL on a server's database (the server may be running or stopped).
+fn sql(s: &Server, statements: &[&str]) {
+    let db = s.home().join("server").join("mandate.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("open the server's database");
+        for q in statements {
+            sqlx::query(q).execute(&mut c).await.expect("tamper");
+        }
+        c.close().await.unwrap();
+    });
+}
+
+#[test]
+fn deleting_the_checkpoints_to_hide_a_rewrite_is_caught_and_the_server_refuses_to_extend_it() {
+    let s = Server::demo();
+    s.ok(&[
+        "delegate",
+        "--as",
+        "user:alice",
+        "--to",
+        "planner",
+        "--aud",
+        GITHUB,
+        "--scope",
+        "github:contents.read",
+    ]);
+    verified(&s);
+    // Stop the server, then rewrite history and remove every trace the database held of it.
+    std::process::Command::new("kill")
+        .args(["-9", &s.pid().to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    sql(
+        &s,
+        &[
+            "DELETE FROM audit_checkpoints",
+            "DELETE FROM audit_nodes",
+            "UPDATE audit_events SET body = replace(body, 'user:alice', 'user:bob') WHERE kind = 'token.exchanged'",
+        ],
+    );
+    let out = s.cli(&["audit", "verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        common::describe(&["audit", "verify"], &out)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAILED at checkpoint") && text.contains("audit-checkpoint"),
+        "{text}"
+    );
+    // The server will not sign a rewritten log.
+    let mut child = std::process::Command::new(common::bin())
+        .args(["serve"])
+        .env("MANDATE_HOME", s.home())
+        .env("HOME", s.home())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve started on a rewritten audit log");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success());
+    assert!(err.contains("refusing to serve"), "{err}");
+    // The fixture reaps the killed child on drop.
+    drop(s);
+}
+
+#[test]
+fn an_export_with_its_checkpoints_stripped_does_not_verify() {
+    let s = Server::demo();
+    s.ok(&[
+        "delegate",
+        "--as",
+        "user:alice",
+        "--to",
+        "planner",
+        "--aud",
+        GITHUB,
+        "--scope",
+        "github:contents.read",
+    ]);
+    verified(&s);
+    let export = s.ok(&["audit", "export", "--format", "jsonl"]);
+    let header: Value = serde_json::from_str(export.lines().next().unwrap()).unwrap();
+    let key = header["verifier_keys"][0].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole.jsonl");
+    std::fs::write(&whole, &export).unwrap();
+    let ok = s.cli(&[
+        "audit",
+        "verify",
+        "--file",
+        whole.to_str().unwrap(),
+        "--key",
+        &key,
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        common::describe(&["audit", "verify"], &ok)
+    );
+    let stripped: String = export
+        .lines()
+        .filter(|l| !l.contains("\"type\":\"checkpoint\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = dir.path().join("stripped.jsonl");
+    std::fs::write(&path, stripped).unwrap();
+    let out = s.cli(&[
+        "audit",
+        "verify",
+        "--file",
+        path.to_str().unwrap(),
+        "--key",
+        &key,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        common::describe(&["audit", "verify"], &out)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not covered by any signed checkpoint"));
+}

@@ -198,20 +198,7 @@ async fn create(
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let p = validate(req, now())?;
     let mut ev = change(&who, "principal.create", &p.name);
-    ev.details.insert("kind".into(), p.kind.clone().into());
-    ev.details.insert("role".into(), p.role.clone().into());
-    ev.details
-        .insert("scopes".into(), p.ceiling_scopes.clone().into());
-    ev.details
-        .insert("audiences".into(), p.ceiling_audiences.clone().into());
-    ev.details
-        .insert("max_ttl_secs".into(), p.max_ttl_secs.into());
-    ev.details.insert("max_depth".into(), p.max_depth.into());
-    ev.details
-        .insert("allow_bearer".into(), p.allow_bearer.into());
-    if let Some(k) = &p.key {
-        ev.details.insert("kid".into(), k.kid.clone().into());
-    }
+    ev.details = principal_details(&p);
     audited(&st, ev, async {
         st.store.create_principal(&p).await.map_err(ApiError::from)
     })
@@ -351,36 +338,68 @@ async fn enroll(
     };
     let now = now();
     let ttl = req.ttl.unwrap_or(st.cfg.enrollment_ttl);
+    if !(1..=7 * 86_400).contains(&ttl) {
+        return Err(ApiError::bad_request(
+            "enrollment ttl must be between 1s and 7d",
+        ));
+    }
+    // Everything is validated before the event, so the event says exactly what is done.
+    let new_principal = match st.store.principal(&name).await? {
+        Some(_) => None,
+        None => {
+            let mut p = req.agent.unwrap_or_default();
+            p.name = name.clone();
+            p.public_key = None;
+            Some(validate(p, now)?)
+        }
+    };
     let mut ev = change(&who, "enrollment.create", &name);
     ev.details.insert("expires_at".into(), (now + ttl).into());
+    if let Some(p) = &new_principal {
+        ev.details
+            .insert("creates_principal".into(), principal_details(p).into());
+    }
     // The code itself is a secret: only the event says one was issued.
-    audited(&st, ev, enroll_inner(&st, &who, name, req, now, ttl)).await
+    audited(
+        &st,
+        ev,
+        enroll_inner(&st, &who, name, new_principal, now, ttl),
+    )
+    .await
+}
+
+/// What an audit event records of a new principal (its ceiling; never a key, only its kid).
+fn principal_details(p: &NewPrincipal) -> serde_json::Map<String, serde_json::Value> {
+    let mut d = serde_json::Map::new();
+    d.insert("kind".into(), p.kind.clone().into());
+    d.insert("role".into(), p.role.clone().into());
+    d.insert("scopes".into(), p.ceiling_scopes.clone().into());
+    d.insert("audiences".into(), p.ceiling_audiences.clone().into());
+    d.insert("max_ttl_secs".into(), p.max_ttl_secs.into());
+    d.insert("max_depth".into(), p.max_depth.into());
+    d.insert("allow_bearer".into(), p.allow_bearer.into());
+    if let Some(k) = &p.key {
+        d.insert("kid".into(), k.kid.clone().into());
+    }
+    d
 }
 
 async fn enroll_inner(
     st: &AppState,
     who: &Caller,
     name: String,
-    req: EnrollRequest,
+    new_principal: Option<NewPrincipal>,
     now: i64,
     ttl: i64,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let created = match st.store.principal(&name).await? {
-        Some(_) => false,
-        None => {
-            let mut p = req.agent.unwrap_or_default();
-            p.name = name.clone();
-            p.public_key = None;
-            st.store.create_principal(&validate(p, now)?).await?;
+    let created = match new_principal {
+        None => false,
+        Some(p) => {
+            st.store.create_principal(&p).await?;
             st.principals.invalidate(&name);
             true
         }
     };
-    if !(1..=7 * 86_400).contains(&ttl) {
-        return Err(ApiError::bad_request(
-            "enrollment ttl must be between 1s and 7d",
-        ));
-    }
     let mut raw = [0u8; 20];
     rand::rngs::OsRng.fill_bytes(&mut raw);
     use base64::Engine;
@@ -451,6 +470,12 @@ async fn revoke(
     if req.reason.as_ref().is_some_and(|r| r.len() > 500) {
         return Err(ApiError::bad_request(
             "reason is longer than 500 characters",
+        ));
+    }
+    if req.kind == "token" && req.value.contains('.') {
+        // Never let a token reach the audit log (or an error message): only its jti.
+        return Err(ApiError::bad_request(
+            "pass the mandate's jti, not the token itself (`mandate revoke token` extracts it)",
         ));
     }
     let mut ev = new_event(

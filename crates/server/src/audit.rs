@@ -24,11 +24,19 @@ use crate::state::AppState;
 pub const HMAC_KEY_FILE: &str = "audit-hmac.key";
 /// Name of the file listing every note verifier key that signed a checkpoint.
 pub const NOTE_KEYS_FILE: &str = "audit-note-keys";
+/// Name of the file holding the latest checkpoint this installation signed (outside the database,
+/// so that deleting checkpoints from the database cannot hide a rewrite).
+pub const LAST_CHECKPOINT_FILE: &str = "audit-checkpoint";
+/// How long the integrator may fail before audited operations are refused.
+const MAX_UNCHECKPOINTED_MS: i64 = 5_000;
 /// How often the integrator looks for new events.
 const INTEGRATE_EVERY: Duration = Duration::from_millis(500);
 
 /// The audit log's settings and secrets.
 pub struct AuditLog {
+    /// Since when (unix ms) the integrator has been failing; 0 while it works.
+    failing_since: std::sync::atomic::AtomicI64,
+    keys_dir: PathBuf,
     hmac_key: [u8; 32],
     origin: String,
     note_keys: PathBuf,
@@ -89,6 +97,8 @@ impl AuditLog {
             .map(|t| t.lines().map(str::to_string).collect())
             .unwrap_or_default();
         Ok(AuditLog {
+            failing_since: std::sync::atomic::AtomicI64::new(0),
+            keys_dir: keys_dir.to_path_buf(),
             hmac_key,
             origin: origin_for(issuer),
             note_keys,
@@ -99,6 +109,19 @@ impl AuditLog {
     /// The checkpoint origin.
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// Whether the log is healthy enough to take new events: the integrator has not been failing
+    /// for more than a few seconds. When it has, nothing new is signed, so audited operations are
+    /// refused until it recovers (fail closed).
+    pub fn accepting(&self) -> Result<(), AuditUnavailable> {
+        let since = self
+            .failing_since
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if since != 0 && now_ms() - since > MAX_UNCHECKPOINTED_MS {
+            return Err(AuditUnavailable);
+        }
+        Ok(())
     }
 
     /// The HMAC key for redaction.
@@ -112,9 +135,12 @@ impl AuditLog {
         if listed.iter().any(|k| k == vkey) {
             return Ok(());
         }
+        use std::os::unix::fs::OpenOptionsExt;
+        // Public keys, but the directory keeps one rule: owner-only files.
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&self.note_keys)?;
         writeln!(f, "{vkey}")?;
         f.sync_all()?;
@@ -216,6 +242,27 @@ pub trait AuditableError {
     fn audit_reason(&self) -> String;
 }
 
+/// Audits a refused API call (the refusal stands whether or not the event could be written).
+/// `principal` is the authenticated caller, or None before authentication.
+pub async fn refusal(
+    st: &AppState,
+    principal: Option<&mandate_core::claims::MandateClaims>,
+    action: &str,
+    code: &str,
+    reason: &str,
+) {
+    let who = principal.map_or("unauthenticated", |c| c.client_id.as_str());
+    let mut ev = new_event(event::kinds::REQUEST_REFUSED, who, action);
+    if let Some(c) = principal {
+        ev.chain = chain_of(c);
+        ev.jti = Some(c.jti.clone());
+    }
+    ev.result = "refused".into();
+    ev.error = Some(code.to_string());
+    ev.reasons = vec![reason.chars().take(500).collect()];
+    let _ = st.audit(&ev).await;
+}
+
 /// The storage form of an event.
 pub fn record(e: &Event) -> AuditRecord {
     AuditRecord {
@@ -242,6 +289,10 @@ impl AppState {
     /// Appends an event; returns once it is durable. Callers refuse what they were doing when
     /// this fails (fail closed).
     pub async fn audit(&self, e: &Event) -> Result<i64, StoreError> {
+        if self.audit_log.accepting().is_err() {
+            tracing::error!(event = %e.id, kind = %e.kind, "audit log not accepting events: checkpoints are failing");
+            return Err(StoreError::WriterGone);
+        }
         let seq = self.store.audit(record(e)).await;
         if let Err(err) = &seq {
             tracing::error!(event = %e.id, kind = %e.kind, error = %err, "audit event could not be written");
@@ -258,16 +309,19 @@ pub async fn integrate(state: std::sync::Arc<AppState>) {
     let mut failing = false;
     loop {
         tick.tick().await;
+        let flag = &state.audit_log.failing_since;
         match integrate_once(&state, &mut integrator).await {
             Ok(_) => {
                 if failing {
                     tracing::info!("audit log integration recovered");
                 }
                 failing = false;
+                flag.store(0, std::sync::atomic::Ordering::Relaxed);
             }
             Err(e) => {
                 if !failing {
-                    tracing::error!(error = %e, "audit log integration failed; will retry");
+                    tracing::error!(error = %e, "audit log integration failed; will retry (audited operations are refused after 5s)");
+                    flag.store(now_ms(), std::sync::atomic::Ordering::Relaxed);
                 }
                 failing = true;
             }
@@ -282,12 +336,30 @@ pub async fn integrate_once(
 ) -> Result<Option<(u64, [u8; 32])>, mandate_store::IntegrateError> {
     let mut last = None;
     loop {
+        let mut note = None;
         let step = integrator
-            .step(&state.store, now_ms(), |size, root| sign(state, size, root))
+            .step(&state.store, now_ms(), |size, root| {
+                let n = sign(state, size, root)?;
+                note = Some(n.clone());
+                Ok(n)
+            })
             .await?;
-        match step {
-            Some(head) => last = Some(head),
-            None => return Ok(last),
+        match (step, note) {
+            (Some(head), Some(note)) => {
+                save_last_checkpoint(&state.audit_log.keys_dir, &note).map_err(|e| {
+                    mandate_store::IntegrateError::Sign(format!(
+                        "cannot keep the latest checkpoint in {}: {e}",
+                        state
+                            .audit_log
+                            .keys_dir
+                            .join(LAST_CHECKPOINT_FILE)
+                            .display()
+                    ))
+                })?;
+                last = Some(head);
+            }
+            (Some(head), None) => last = Some(head),
+            (None, _) => return Ok(last),
         }
     }
 }
@@ -314,6 +386,77 @@ fn sign(state: &AppState, size: u64, root: &[u8; 32]) -> Result<String, String> 
         )
     })?;
     note.map_err(|e| e.to_string())
+}
+
+/// Replaces the kept latest checkpoint (written to a temporary file, synced, renamed).
+fn save_last_checkpoint(keys_dir: &Path, note: &str) -> std::io::Result<()> {
+    let path = keys_dir.join(LAST_CHECKPOINT_FILE);
+    let tmp = keys_dir.join(format!("{LAST_CHECKPOINT_FILE}.tmp"));
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(note.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(keys_dir)?.sync_all()
+}
+
+/// The latest checkpoint this installation signed, as kept beside the issuer keys (None before the
+/// first one).
+pub fn last_checkpoint(keys_dir: &Path) -> std::io::Result<Option<String>> {
+    match std::fs::read_to_string(keys_dir.join(LAST_CHECKPOINT_FILE)) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Checks, before serving, that the database still holds the latest checkpoint this installation
+/// signed and a tree that matches it; otherwise the log was edited (or the database restored
+/// from an older backup) and the server must not extend it.
+pub async fn check_database_against_last_checkpoint(
+    store: &mandate_store::Store,
+    keys_dir: &Path,
+) -> Result<(), String> {
+    let file = keys_dir.join(LAST_CHECKPOINT_FILE);
+    let Some(note) = last_checkpoint(keys_dir).map_err(|e| format!("{}: {e}", file.display()))?
+    else {
+        return Ok(());
+    };
+    let fix = "the audit log was edited or the database restored from an older copy; run `mandate audit verify` to find where";
+    let signed = checkpoint::parse_note(&note)
+        .and_then(|n| Checkpoint::parse_body(&n.text))
+        .map_err(|e| format!("{} is not a checkpoint ({e}): restore it", file.display()))?;
+    let stored = store
+        .audit_checkpoints_at(signed.size)
+        .await
+        .map_err(|e| e.to_string())?;
+    if stored.as_deref() != Some(note.as_str()) {
+        return Err(format!(
+            "the database does not hold the latest signed audit checkpoint (size {}, kept in {}): {fix}",
+            signed.size,
+            file.display()
+        ));
+    }
+    let size = store.audit_tree_size().await.map_err(|e| e.to_string())?;
+    let root = if size >= signed.size {
+        store.audit_root(signed.size).await.ok()
+    } else {
+        None
+    };
+    if root != Some(signed.root) {
+        return Err(format!(
+            "the audit tree in the database does not match the latest signed checkpoint (size {}): {fix}",
+            signed.size
+        ));
+    }
+    Ok(())
 }
 
 /// Reads the note verifier keys recorded in `keys_dir`.

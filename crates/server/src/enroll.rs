@@ -36,8 +36,19 @@ pub async fn join(
     let name = st
         .store
         .redeem_enrollment(&code_hash(&req.code), now)
-        .await?
-        .ok_or_else(|| ApiError::unauthenticated("enrollment code is unknown, already used or expired: ask an admin for a new one with `mandate agent enroll`"))?;
+        .await?;
+    let Some(name) = name else {
+        let e = ApiError::unauthenticated("enrollment code is unknown, already used or expired: ask an admin for a new one with `mandate agent enroll`");
+        crate::audit::refusal(
+            &st,
+            None,
+            "enrollment.redeem",
+            "invalid_token",
+            e.description(),
+        )
+        .await;
+        return Err(e);
+    };
     let mut ev = crate::audit::new_event(
         mandate_audit::event::kinds::ENROLLMENT,
         &name,

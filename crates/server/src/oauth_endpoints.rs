@@ -122,5 +122,12 @@ pub async fn revoke(State(st): State<Arc<AppState>>, headers: HeaderMap, body: B
         tracing::info!(jti = %c.jti, by = me, "mandate revoked");
         Ok::<_, OAuthError>(Json(serde_json::json!({})).into_response())
     };
-    no_store(run.await.unwrap_or_else(IntoResponse::into_response))
+    let answer = match run.await {
+        Ok(r) => r,
+        Err(e) => {
+            crate::audit::refusal(&st, None, "revoke.token", e.code(), e.description()).await;
+            e.into_response()
+        }
+    };
+    no_store(answer)
 }

@@ -57,18 +57,43 @@ async fn pep(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Caller, ApiError> {
-    let c = resource_auth::authenticate_with(st, method, uri, headers, &st.cfg.issuer, now(), true)
-        .await?;
+    let c = match resource_auth::authenticate_with(
+        st,
+        method,
+        uri,
+        headers,
+        &st.cfg.issuer,
+        now(),
+        true,
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            use crate::audit::AuditableError;
+            crate::audit::refusal(st, None, "pdp.request", e.audit_code(), e.description()).await;
+            return Err(e);
+        }
+    };
     let holds = ScopeSet::parse(&c.claims.scope).is_ok_and(|s| {
         [PDP_SCOPE, ADMIN_SCOPE]
             .iter()
             .any(|w| s.covers(&Scope::parse(w).expect("constant")))
     });
     if !holds {
-        return Err(ApiError::forbidden(format!(
+        let e = ApiError::forbidden(format!(
             "asking for policy decisions needs a mandate with scope {PDP_SCOPE} and audience {}; {}'s mandate holds {:?}",
             st.cfg.issuer, c.claims.client_id, c.claims.scope
-        )));
+        ));
+        crate::audit::refusal(
+            st,
+            Some(&c.claims),
+            "pdp.request",
+            "insufficient_scope",
+            e.description(),
+        )
+        .await;
+        return Err(e);
     }
     Ok(c)
 }
@@ -175,7 +200,14 @@ fn decision_event(
     }
     if let Some(args) = action.get("arguments") {
         let mut args = args.clone();
-        redact_arguments(st.audit_log.hmac_key(), &mut args, &d.redact);
+        // A failed decision carries no redact paths: then nothing of the arguments is kept.
+        let whole = ["/action/arguments".to_string()];
+        let paths = if d.error.is_some() {
+            &whole[..]
+        } else {
+            &d.redact[..]
+        };
+        redact_arguments(st.audit_log.hmac_key(), &mut args, paths);
         summary.insert("arguments".to_string(), args);
     }
     ev.details.insert("action".into(), Value::Object(summary));

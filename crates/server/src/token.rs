@@ -77,12 +77,17 @@ pub struct Trail {
 
 impl Trail {
     fn refusal(&self, e: &OAuthError) -> Event {
+        // Before authentication, nobody is named as the actor: the claimed name is a detail.
         let who = self
             .client
             .clone()
-            .or_else(|| self.claimed.clone())
-            .unwrap_or_else(|| "unknown".to_string());
+            .unwrap_or_else(|| "unauthenticated".to_string());
         let mut ev = new_event(kinds::TOKEN_REFUSED, &who, &action(self.grant.as_deref()));
+        if self.client.is_none() {
+            if let Some(c) = &self.claimed {
+                ev.details.insert("claimed_client".into(), c.clone().into());
+            }
+        }
         ev.chain = self.chain.clone();
         ev.result = if e.code() == "server_error" {
             "failed".into()
@@ -90,7 +95,8 @@ impl Trail {
             "refused".into()
         };
         ev.error = Some(e.code().to_string());
-        ev.reasons = vec![e.description().to_string()];
+        // Descriptions can echo request values: bounded, so a request cannot bloat the log.
+        ev.reasons = vec![e.description().chars().take(MAX_AUDIT_REASON).collect()];
         ev.jti = self.parent_jti.clone();
         if let Some(d) = &self.decision {
             decision_fields(&mut ev, d);
@@ -100,6 +106,9 @@ impl Trail {
         ev
     }
 }
+
+/// Longest refusal description kept in an audit event.
+const MAX_AUDIT_REASON: usize = 500;
 
 /// The audited action of a grant type.
 fn action(grant: Option<&str>) -> String {
@@ -262,6 +271,12 @@ async fn decide_and_issue(
     };
     // The request's jtis are spent, the delegation record and its audit event are durable, in one
     // commit, before the mandate is handed out.
+    st.audit_log.accepting().map_err(|_| {
+        OAuthError::server_error(
+            "the audit log is not taking events",
+            "its checkpoints have been failing for more than 5 seconds",
+        )
+    })?;
     let event = issued_event(&claims, &record, client.principal.name.as_str(), &decision);
     let outcome = st
         .store
@@ -422,7 +437,9 @@ async fn exchange(
     trail.parent_jti = parent_jti.clone();
     trail.chain = crate::audit::chain_of(parent.claims());
     if let Some(to) = form.one("requested_actor")? {
-        trail.chain.push(to.to_string());
+        if let Ok(name) = to.parse::<PrincipalName>() {
+            trail.chain.push(name.to_string());
+        }
     } else {
         trail.chain.push(client.principal.name.to_string());
     }

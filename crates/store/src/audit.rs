@@ -366,6 +366,16 @@ impl Store {
         Ok(rows.iter().map(checkpoint_row).collect::<Result<_, _>>()?)
     }
 
+    /// The note of the checkpoint of exactly this size, if stored.
+    pub async fn audit_checkpoints_at(&self, size: u64) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT note FROM audit_checkpoints WHERE size = $1")
+                .bind(size as i64)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     /// The newest checkpoint.
     pub async fn audit_latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
         let row = sqlx::query(
@@ -551,8 +561,10 @@ pub struct Integrator {
     frontier: Option<Frontier>,
 }
 
-/// Most events integrated in one step.
-const INTEGRATE_BATCH: i64 = 50_000;
+/// Most events integrated in one step: small enough that its commit holds SQLite's write lock
+/// only briefly (appends wait behind it), so a catch-up after a restart signs one checkpoint per
+/// 10,000 events.
+const INTEGRATE_BATCH: i64 = 10_000;
 
 impl Integrator {
     /// A fresh integrator (loads the tree's edge on its first step).
