@@ -365,7 +365,7 @@ async fn proof_costs(dir: &Path, size: u64) {
     let (tree_size, head_root) = head.expect("integrated");
     assert_eq!(tree_size, size);
     println!(
-        "integrated {size} events in {:.1} s ({steps} steps of up to 50,000, one signed checkpoint each): {:.0} events/s",
+        "integrated {size} events in {:.1} s ({steps} steps of up to 10,000, one signed checkpoint each): {:.0} events/s",
         integrate.as_secs_f64(),
         size as f64 / integrate.as_secs_f64()
     );
