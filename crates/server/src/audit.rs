@@ -87,7 +87,7 @@ impl AuditLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut key);
-                write_private(&path, &mandate_store::hex(&key))?;
+                crate::issuer::write_private_file(&path, mandate_store::hex(&key).as_bytes())?;
                 key
             }
             Err(e) => return Err(e),
@@ -151,20 +151,6 @@ impl AuditLog {
 
 fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     mandate_store::unhex(s)
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
 }
 
 /// Unix milliseconds now.

@@ -60,6 +60,12 @@ fn key_path(dir: &Path, kid: &str) -> PathBuf {
 
 /// Writes a secret key as a private JWK readable only by its owner.
 pub fn write_secret_file(path: &Path, key: &SecretKey) -> std::io::Result<()> {
+    write_private_file(path, key.to_private_jwk().to_string().as_bytes())
+}
+
+/// Creates a file readable only by its owner (refusing to overwrite one), with its parent
+/// directories, and syncs it.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
@@ -69,7 +75,7 @@ pub fn write_secret_file(path: &Path, key: &SecretKey) -> std::io::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)?;
-    f.write_all(key.to_private_jwk().to_string().as_bytes())?;
+    f.write_all(bytes)?;
     f.sync_all()
 }
 

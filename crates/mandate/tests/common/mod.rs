@@ -440,6 +440,16 @@ impl Server {
         params: &[(&str, &str)],
         proof: Proof,
     ) -> (u16, Value) {
+        self.try_client_request(principal, params, proof)
+            .unwrap_or_else(|e| panic!("token endpoint: {e}"))
+    }
+
+    fn try_client_request(
+        &self,
+        principal: &str,
+        params: &[(&str, &str)],
+        proof: Proof,
+    ) -> Result<(u16, Value), String> {
         let key = self.key(principal);
         let assertion = self.assertion(&key, principal);
         let mut form: Vec<(&str, &str)> = vec![
@@ -452,7 +462,7 @@ impl Server {
             Proof::None => None,
             Proof::Custom(h) => Some(h),
         };
-        self.token_request(&form, header.as_deref())
+        self.try_token_request(&form, header.as_deref())
     }
 
     /// [`Server::as_client`] with `Proof::Own`, where a connection failure is an error.
@@ -461,15 +471,7 @@ impl Server {
         principal: &str,
         params: &[(&str, &str)],
     ) -> Result<(u16, Value), String> {
-        let key = self.key(principal);
-        let assertion = self.assertion(&key, principal);
-        let mut form: Vec<(&str, &str)> = vec![
-            ("client_assertion_type", assertion::ASSERTION_TYPE),
-            ("client_assertion", assertion.as_str()),
-        ];
-        form.extend_from_slice(params);
-        let proof = self.proof(&key);
-        self.try_token_request(&form, Some(&proof))
+        self.try_client_request(principal, params, Proof::Own)
     }
 
     /// `principal`'s own DPoP-bound mandate (client_credentials) for `scope` at `aud`.
