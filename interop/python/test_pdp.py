@@ -11,6 +11,7 @@ As in test_introspection.py, the server, client and helpers are test_interop.py'
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 from typing import Optional
@@ -263,6 +264,25 @@ def test_secret_looking_arguments_are_listed_for_redaction(pep):
     answer = pep.ok(EVALUATION, req)
     assert answer["decision"] is True, answer
     assert answer["context"].get("redact") == ["/action/arguments/api_key"], answer
+
+
+def test_the_audit_log_records_redacted_arguments_as_hmacs_and_never_the_secret(pep):
+    secret = "s3cr3t-" + str(time.time_ns())
+    req = dict(READ_ALLOWED, action={"name": "tools/call",
+                                     "properties": {"arguments": {"api_key": secret, "q": 7}}})
+    answer = pep.ok(EVALUATION, req)
+    events = pep.server.cli_json("--json", "audit", "query", "--kind", "policy.decision",
+                                 "--limit", "50")
+    mine = [e["event"] for e in events
+            if e["event"].get("decision_id") == answer["context"]["decision_id"]]
+    assert len(mine) == 1, events
+    args = mine[0]["details"]["action"]["arguments"]
+    assert args["q"] == 7, mine[0]
+    assert args["api_key"].startswith("hmac-sha256:"), mine[0]
+    assert secret not in json.dumps(events)
+    # An auditor holding the candidate value can match it.
+    hashed = pep.server.run_cli("audit", "hash", secret).stdout.strip()
+    assert hashed == args["api_key"], (hashed, args)
 
 
 def test_x_request_id_is_echoed_and_answers_are_not_cached(pep):

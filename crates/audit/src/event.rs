@@ -206,8 +206,9 @@ pub fn redact_value(key: &[u8], v: &Value) -> String {
 
 /// Redacts `arguments` in place at the policy's `redact` paths. The paths are RFC 6901 JSON
 /// pointers into the policy input, so only those under `/action/arguments` apply here; a path to
-/// a value that does not exist is skipped. Fails closed: a path that is not a valid pointer, or
-/// `/action/arguments` itself, redacts the whole arguments value.
+/// a value that does not exist is skipped. Fails closed: a path that is not a valid pointer,
+/// `/action/arguments` itself, or one that holds it (`/action`, or `""`, the whole input)
+/// redacts the whole arguments value.
 pub fn redact_arguments(key: &[u8], arguments: &mut Value, paths: &[String]) {
     const BASE: &str = "/action/arguments";
     for path in paths {
@@ -228,9 +229,15 @@ pub fn redact_arguments(key: &[u8], arguments: &mut Value, paths: &[String]) {
             }
             // "/action/argumentsX": another key.
             Some(_) => false,
-            // Elsewhere in the input: nothing of the arguments. Not a pointer at all (or "", the
-            // whole input): everything.
-            None => !path.starts_with('/') || !valid_pointer(path),
+            // Elsewhere in the input: nothing of the arguments, unless it holds them ("/action",
+            // or "", the whole input). Not a pointer at all: everything.
+            None => {
+                !path.starts_with('/')
+                    || !valid_pointer(path)
+                    || BASE
+                        .strip_prefix(path.as_str())
+                        .is_some_and(|below| below.starts_with('/'))
+            }
         };
         if whole {
             *arguments = Value::String(redact_value(key, arguments));
@@ -419,6 +426,28 @@ mod tests {
         let mut args = json!({"password": "s"});
         redact_arguments(key, &mut args, &["/action/argumentsX".into()]);
         assert_eq!(args, json!({"password": "s"}));
+    }
+
+    #[test]
+    fn a_path_above_the_arguments_redacts_them_whole() {
+        // Found by the `audit` fuzz target (FUZZING.md): the policy input's `/action` holds
+        // the arguments, but redacting it left them in the clear.
+        let key = b"k";
+        for path in ["/action", ""] {
+            let mut args = json!({"password": "s"});
+            redact_arguments(key, &mut args, &[path.to_string()]);
+            assert_eq!(
+                args,
+                json!(redact_value(key, &json!({"password": "s"}))),
+                "{path:?}"
+            );
+        }
+        // Not above them: other members of the action, or a key that merely starts the same.
+        for path in ["/act", "/action/tool", "/actionX", "/"] {
+            let mut args = json!({"password": "s"});
+            redact_arguments(key, &mut args, &[path.to_string()]);
+            assert_eq!(args, json!({"password": "s"}), "{path:?}");
+        }
     }
 
     #[test]

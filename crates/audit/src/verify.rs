@@ -897,7 +897,11 @@ pub fn unix_millis(t: &str) -> Option<i64> {
     }
     let offset_min = match &t[i..] {
         "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+        // Bytes, not `&o[3..4]`: a multi-byte character there must not panic.
+        o if o.len() == 6
+            && (o.starts_with('+') || o.starts_with('-'))
+            && o.as_bytes()[3] == b':' =>
+        {
             let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
             if oh > 23 || om > 59 {
                 return None;

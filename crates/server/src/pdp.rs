@@ -210,7 +210,18 @@ fn decision_event(
         redact_arguments(st.audit_log.hmac_key(), &mut args, paths);
         summary.insert("arguments".to_string(), args);
     }
-    ev.details.insert("action".into(), Value::Object(summary));
+    // Redact paths elsewhere in the action (a path, a header...) apply to what is recorded too.
+    let mut summary = Value::Object(summary);
+    for path in d.redact.iter().filter_map(|p| p.strip_prefix("/action")) {
+        if path.starts_with("/arguments") || path.is_empty() {
+            continue;
+        }
+        if let Some(target) = summary.pointer_mut(path) {
+            let hashed = mandate_audit::event::redact_value(st.audit_log.hmac_key(), target);
+            *target = Value::String(hashed);
+        }
+    }
+    ev.details.insert("action".into(), summary);
     if let Some(a) = &d.approval {
         ev.details.insert(
             "approval".into(),

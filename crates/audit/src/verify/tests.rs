@@ -625,6 +625,11 @@ fn times_read_back_as_the_server_writes_them() {
         "2026-11-26T01:02:03",
         "2026-11-26T01:02:03.Z",
         "2026-11-26T01:02:03+0100",
+        // Found reviewing the `audit` fuzz target (FUZZING.md): a multi-byte character in the
+        // offset panicked (byte index 3 is not a char boundary) instead of failing to parse.
+        "2026-11-26T01:02:03+0\u{e9}00",
+        "2026-11-26T01:02:03+\u{e9}:00",
+        "2026-11-26T01:02:03+0:\u{e9}0",
     ] {
         assert_eq!(unix_millis(bad), None, "{bad}");
     }
