@@ -249,6 +249,45 @@ fn frontier_matches_tree_at_every_size() {
     assert_eq!(Frontier::load(&tree, 0), Ok(Frontier::new()));
 }
 
+#[test]
+fn every_proof_up_to_300_leaves_verifies_and_a_flipped_byte_breaks_it() {
+    // Every (index, size) and every (old, new) with size <= 300: the proof verifies, and flipping
+    // one byte of one of its hashes (a different element and byte each time) is rejected.
+    let tree = tree_of(&leaves(3, 300));
+    let mut turn = 0usize;
+    for size in 1..=300u64 {
+        let root = tree.root_at(size);
+        for index in 0..size {
+            let leaf = tree.node(0, index).unwrap();
+            let proof = inclusion_proof(&tree, index, size).unwrap();
+            assert_eq!(verify_inclusion(&leaf, index, size, &proof, &root), Ok(()));
+            turn += 1;
+            if !proof.is_empty() {
+                let mut bad = proof.clone();
+                let i = turn % bad.len();
+                bad[i] = flip(&bad[i], turn);
+                assert!(verify_inclusion(&leaf, index, size, &bad, &root).is_err());
+            }
+            assert!(verify_inclusion(&flip(&leaf, turn), index, size, &proof, &root).is_err());
+        }
+        for old in 1..=size {
+            let old_root = tree.root_at(old);
+            let proof = consistency_proof(&tree, old, size).unwrap();
+            assert_eq!(
+                verify_consistency(old, size, &old_root, &root, &proof),
+                Ok(())
+            );
+            turn += 1;
+            if !proof.is_empty() {
+                let mut bad = proof.clone();
+                let i = turn % bad.len();
+                bad[i] = flip(&bad[i], turn);
+                assert!(verify_consistency(old, size, &old_root, &root, &bad).is_err());
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
