@@ -148,7 +148,7 @@ pub async fn init(ctx: &Ctx, a: InitArgs) -> Result<serde_json::Value> {
     ev.details
         .insert("principals".into(), created.clone().into());
     store
-        .audit(mandate_server::audit::record(&ev))
+        .audit(mandate_store::AuditRecord::from_event(&ev))
         .await
         .context("cannot write the audit log")?;
     for name in created {
@@ -159,7 +159,7 @@ pub async fn init(ctx: &Ctx, a: InitArgs) -> Result<serde_json::Value> {
         );
         ev.resource = Some(name.to_string());
         store
-            .audit(mandate_server::audit::record(&ev))
+            .audit(mandate_store::AuditRecord::from_event(&ev))
             .await
             .context("cannot write the audit log")?;
     }

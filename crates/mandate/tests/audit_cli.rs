@@ -95,17 +95,7 @@ fn sample_event(i: usize, n: usize) -> Event {
 }
 
 fn record(e: &Event) -> AuditRecord {
-    AuditRecord {
-        id: e.id.clone(),
-        time_ms: mandate_audit::verify::unix_millis(&e.time).unwrap(),
-        kind: e.kind.clone(),
-        principal: e.principal.clone(),
-        action: e.action.clone(),
-        decision: e.decision.clone(),
-        result: e.result.clone(),
-        parties: e.parties(),
-        body: e.canonical(),
-    }
+    AuditRecord::from_event(e)
 }
 
 async fn integrate(store: &Store, key: &SigningKey) {

@@ -194,27 +194,14 @@ fn refusals_admin_changes_and_revocations_are_recorded_with_reason_codes() {
 
 /// Makes every insert into the audit log fail (as a full disk or a broken database would).
 fn break_audit_log(s: &Server, broken: bool) {
-    let db = s.home().join("server").join("mandate.db");
-    let sql = if broken {
-        "CREATE TRIGGER audit_broken BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit log unavailable'); END;"
-    } else {
-        "DROP TRIGGER audit_broken;"
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .expect("open the server's database");
-        sqlx::query(sql)
-            .execute(&mut c)
-            .await
-            .expect("change the trigger");
-        c.close().await.unwrap();
-    });
+    sql(
+        s,
+        &[if broken {
+            "CREATE TRIGGER audit_broken BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit log unavailable'); END;"
+        } else {
+            "DROP TRIGGER audit_broken;"
+        }],
+    );
 }
 
 #[test]
@@ -356,6 +343,22 @@ fn every_answered_issuance_survives_kill_9_and_the_log_verifies_after_restart() 
     );
 }
 
+/// alice -> planner, then waits until the log verifies with every event checkpointed.
+fn delegate_alice_to_planner_and_verify(s: &Server) {
+    s.ok(&[
+        "delegate",
+        "--as",
+        "user:alice",
+        "--to",
+        "planner",
+        "--aud",
+        GITHUB,
+        "--scope",
+        "github:contents.read",
+    ]);
+    verified(s);
+}
+
 /// Runs SQL on a server's database (the server may be running or stopped).
 fn sql(s: &Server, statements: &[&str]) {
     let db = s.home().join("server").join("mandate.db");
@@ -378,18 +381,7 @@ fn sql(s: &Server, statements: &[&str]) {
 #[test]
 fn deleting_the_checkpoints_to_hide_a_rewrite_is_caught_and_the_server_refuses_to_extend_it() {
     let s = Server::demo();
-    s.ok(&[
-        "delegate",
-        "--as",
-        "user:alice",
-        "--to",
-        "planner",
-        "--aud",
-        GITHUB,
-        "--scope",
-        "github:contents.read",
-    ]);
-    verified(&s);
+    delegate_alice_to_planner_and_verify(&s);
     // Stop the server, then rewrite history and remove every trace the database held of it.
     std::process::Command::new("kill")
         .args(["-9", &s.pid().to_string()])
@@ -453,18 +445,7 @@ fn deleting_the_checkpoints_to_hide_a_rewrite_is_caught_and_the_server_refuses_t
 #[test]
 fn an_export_with_its_checkpoints_stripped_does_not_verify() {
     let s = Server::demo();
-    s.ok(&[
-        "delegate",
-        "--as",
-        "user:alice",
-        "--to",
-        "planner",
-        "--aud",
-        GITHUB,
-        "--scope",
-        "github:contents.read",
-    ]);
-    verified(&s);
+    delegate_alice_to_planner_and_verify(&s);
     let export = s.ok(&["audit", "export", "--format", "jsonl"]);
     let header: Value = serde_json::from_str(export.lines().next().unwrap()).unwrap();
     let key = header["verifier_keys"][0].as_str().unwrap().to_string();

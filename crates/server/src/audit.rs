@@ -75,7 +75,7 @@ impl AuditLog {
     pub fn open(keys_dir: &Path, issuer: &str) -> std::io::Result<AuditLog> {
         let path = keys_dir.join(HMAC_KEY_FILE);
         let hmac_key = match std::fs::read_to_string(&path) {
-            Ok(text) => parse_hex32(text.trim()).ok_or_else(|| {
+            Ok(text) => mandate_store::unhex(text.trim()).ok_or_else(|| {
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     format!(
@@ -147,10 +147,6 @@ impl AuditLog {
         listed.push(vkey.to_string());
         Ok(())
     }
-}
-
-fn parse_hex32(s: &str) -> Option<[u8; 32]> {
-    mandate_store::unhex(s)
 }
 
 /// Unix milliseconds now.
@@ -249,28 +245,6 @@ pub async fn refusal(
     let _ = st.audit(&ev).await;
 }
 
-/// The storage form of an event.
-pub fn record(e: &Event) -> AuditRecord {
-    AuditRecord {
-        id: e.id.clone(),
-        time_ms: time_ms_of(&e.time),
-        kind: e.kind.clone(),
-        principal: e.principal.clone(),
-        action: e.action.clone(),
-        decision: e.decision.clone(),
-        result: e.result.clone(),
-        parties: e.parties(),
-        body: e.canonical(),
-    }
-}
-
-/// Unix milliseconds of an RFC 3339 time as written by `rfc3339_millis` (0 if it is not one).
-pub fn time_ms_of(t: &str) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(t)
-        .map(|d| d.timestamp_millis())
-        .unwrap_or(0)
-}
-
 impl AppState {
     /// Appends an event; returns once it is durable. Callers refuse what they were doing when
     /// this fails (fail closed).
@@ -279,7 +253,7 @@ impl AppState {
             tracing::error!(event = %e.id, kind = %e.kind, "audit log not accepting events: checkpoints are failing");
             return Err(StoreError::WriterGone);
         }
-        let seq = self.store.audit(record(e)).await;
+        let seq = self.store.audit(AuditRecord::from_event(e)).await;
         if let Err(err) = &seq {
             tracing::error!(event = %e.id, kind = %e.kind, error = %err, "audit event could not be written");
         }

@@ -283,7 +283,7 @@ async fn decide_and_issue(
         .issue_audited(
             client.single_use.clone(),
             record,
-            crate::audit::record(&event),
+            mandate_store::AuditRecord::from_event(&event),
         )
         .await
         .map_err(|e| OAuthError::server_error("recording the mandate failed", e))?;

@@ -145,24 +145,8 @@ fn uuid_like(rng: &mut Rng) -> String {
     )
 }
 
-/// The storage form, as the server makes it (`audit::record`).
-fn record(e: &Event, time_ms: i64) -> AuditRecord {
-    AuditRecord {
-        id: e.id.clone(),
-        time_ms,
-        kind: e.kind.clone(),
-        principal: e.principal.clone(),
-        action: e.action.clone(),
-        decision: e.decision.clone(),
-        result: e.result.clone(),
-        parties: e.parties(),
-        body: e.canonical(),
-    }
-}
-
 fn new_record(rng: &mut Rng) -> AuditRecord {
-    let e = exchange_event(rng);
-    record(&e, now_ms())
+    AuditRecord::from_event(&exchange_event(rng))
 }
 
 fn sign(key: &SigningKey, size: u64, root: &Hash) -> Result<String, String> {
@@ -566,7 +550,7 @@ fn main() {
             dir.path().display(),
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             sample.body.len(),
-            sample.parties.len(),
+            exchange_event(&mut rng).parties().len(),
             us(t.elapsed()) / 10_000.0
         );
         println!();

@@ -31,11 +31,25 @@ pub struct AuditRecord {
     pub decision: Option<String>,
     /// `ok`, `refused` or `failed`.
     pub result: String,
-    /// Everyone the event names (principal and chain). Not stored at append: the integrator
-    /// indexes parties from the body (so appends stay one row each); kept for callers.
-    pub parties: Vec<String>,
     /// Canonical JSON of the event.
     pub body: String,
+}
+
+impl AuditRecord {
+    /// The storage form of an event: its canonical JSON, and the columns queries use, read from
+    /// it the way `audit verify` reads them back.
+    pub fn from_event(e: &mandate_audit::event::Event) -> AuditRecord {
+        AuditRecord {
+            id: e.id.clone(),
+            time_ms: mandate_audit::verify::unix_millis(&e.time).unwrap_or(0),
+            kind: e.kind.clone(),
+            principal: e.principal.clone(),
+            action: e.action.clone(),
+            decision: e.decision.clone(),
+            result: e.result.clone(),
+            body: e.canonical(),
+        }
+    }
 }
 
 /// A stored event.
@@ -342,18 +356,6 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(event_row).collect::<Result<_, _>>()?)
-    }
-
-    /// Everyone each of these events names (for verification of the parties index).
-    pub async fn audit_parties_of(&self, seq: i64) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT principal FROM audit_parties WHERE seq = $1")
-            .bind(seq)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?)
     }
 
     /// Every checkpoint, smallest first.
@@ -687,11 +689,6 @@ impl Integrator {
         self.frontier = Some(frontier);
         Ok(Some((new_size, root)))
     }
-
-    /// The tree's current size and root as this integrator knows them.
-    pub fn head(&self) -> Option<(u64, Hash)> {
-        self.frontier.as_ref().map(|f| (f.size(), f.root()))
-    }
 }
 
 #[cfg(test)]
@@ -700,27 +697,17 @@ mod tests {
     use mandate_audit::merkle::{verify_consistency, verify_inclusion};
 
     fn rec(i: usize) -> AuditRecord {
-        let e = mandate_audit::event::Event {
+        AuditRecord::from_event(&mandate_audit::event::Event {
             id: format!("evt_{i}"),
             time: "2026-11-26T00:00:00.000Z".into(),
             kind: "token.issued".into(),
             principal: format!("agent:a{}", i % 3),
             chain: vec!["user:alice".into(), format!("agent:a{}", i % 3)],
             action: "token.client_credentials".into(),
-            result: "ok".into(),
-            ..Default::default()
-        };
-        AuditRecord {
-            id: e.id.clone(),
-            time_ms: 1_000 + i as i64,
-            kind: e.kind.clone(),
-            principal: e.principal.clone(),
-            action: e.action.clone(),
             decision: Some("allow".into()),
             result: "ok".into(),
-            parties: e.parties(),
-            body: e.canonical(),
-        }
+            ..Default::default()
+        })
     }
 
     #[tokio::test]
