@@ -182,21 +182,77 @@ production if count(production_env) > 0
 # Redaction: arguments whose key looks secret never reach logs or approvers.
 # ---------------------------------------------------------------------------
 
-# Argument keys that contain (case-insensitively) one of the configured fragments, as JSON
-# pointers (RFC 6901: "~" is written "~0" and "/" is written "~1").
+# Argument keys, at any depth (inside nested objects and arrays), that contain
+# (case-insensitively) one of the configured fragments, as JSON pointers (RFC 6901: "~" is
+# written "~0" and "/" is written "~1"; array positions are numbers).
 secret_pattern := concat("|", redact_argument_keys)
 
-# One match over all keys first: most calls carry no secret-looking key at all.
-secret_scan := regex.match(secret_pattern, lower(concat("/", object.keys(input.action.arguments))))
+# One match over the whole arguments document first: most calls carry no secret-looking key at
+# all (a value that merely looks secret only makes the walk below run).
+secret_scan := regex.match(secret_pattern, lower(json.marshal(input.action.arguments)))
 
-
-
-redact_paths contains path if {
+# The members of the arguments, level by level, as [path, value], down to six levels (Rego has
+# no recursion, and regorus's VM has no `walk` loop). Only built when the scan above matched.
+args_level1 contains [[k], v] if {
 	secret_scan == true
-	some key in object.keys(input.action.arguments)
-	regex.match(secret_pattern, lower(key))
-	path := concat("", ["/action/arguments/", replace(replace(key, "~", "~0"), "/", "~1")])
+	some k, v in input.action.arguments
 }
+
+args_level2 contains [array.concat(m[0], [k]), v] if {
+	some m in args_level1
+	is_collection(m[1])
+	some k, v in m[1]
+}
+
+args_level3 contains [array.concat(m[0], [k]), v] if {
+	some m in args_level2
+	is_collection(m[1])
+	some k, v in m[1]
+}
+
+args_level4 contains [array.concat(m[0], [k]), v] if {
+	some m in args_level3
+	is_collection(m[1])
+	some k, v in m[1]
+}
+
+args_level5 contains [array.concat(m[0], [k]), v] if {
+	some m in args_level4
+	is_collection(m[1])
+	some k, v in m[1]
+}
+
+args_level6 contains [array.concat(m[0], [k]), v] if {
+	some m in args_level5
+	is_collection(m[1])
+	some k, v in m[1]
+}
+
+args_members := ((((args_level1 | args_level2) | args_level3) | args_level4) | args_level5) | args_level6
+
+is_collection(x) if is_object(x)
+
+is_collection(x) if is_array(x)
+
+redact_paths contains pointer(m[0]) if {
+	some m in args_members
+	key := m[0][count(m[0]) - 1]
+	is_string(key)
+	regex.match(secret_pattern, lower(key))
+}
+
+# Fail closed below the sixth level: what nests deeper is redacted whole.
+redact_paths contains pointer(m[0]) if {
+	some m in args_level6
+	is_collection(m[1])
+	count(m[1]) > 0
+}
+
+pointer(segments) := concat("", ["/action/arguments", concat("", [pointer_segment(seg) | some seg in segments])])
+
+pointer_segment(seg) := concat("", ["/", replace(replace(seg, "~", "~0"), "/", "~1")]) if {
+	is_string(seg)
+} else := sprintf("/%v", [seg])
 
 # If the keys cannot be scanned (an unusable redact_argument_keys), all arguments are redacted.
 redact := sort([path | some path in redact_paths]) if {

@@ -313,6 +313,27 @@ test_redact_escapes_json_pointer if {
 	d.redact == ["/action/arguments/a~1b~0token"]
 }
 
+test_redact_reaches_nested_objects_and_arrays if {
+	args := {
+		"repo": "x",
+		"nested": {"password": "p", "deeper": {"API_KEY": "k"}},
+		"items": [{"name": "a"}, {"client_secret": "s"}],
+		"notes": "my password is not a key",
+	}
+	d := authz.decision with input as mcp_call("create_issue", ["*"], {"arguments": args})
+	d.redact == [
+		"/action/arguments/items/1/client_secret",
+		"/action/arguments/nested/deeper/API_KEY",
+		"/action/arguments/nested/password",
+	]
+}
+
+test_redact_below_six_levels_takes_the_whole_deep_value if {
+	args := {"a": {"b": {"c": {"d": {"e": {"f": {"password": "p"}}}}}}}
+	d := authz.decision with input as mcp_call("create_issue", ["*"], {"arguments": args})
+	d.redact == ["/action/arguments/a/b/c/d/e/f"]
+}
+
 test_redact_empty_without_arguments if {
 	inp := json.remove(mcp_call("create_issue", ["*"], {}), ["action/arguments"])
 	d := authz.decision with input as inp

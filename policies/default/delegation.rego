@@ -3,6 +3,13 @@
 # Query: data.mandate.delegation.decision
 # Input: describes the mandate that WOULD be issued (chain ends with action.to,
 #        mandate.depth is its depth, scopes are the scopes it would grant).
+#        action.mode is self, push, pull or may_act:
+#        - push: action.from (the caller, holder of the subject token) hands it to action.to;
+#        - pull: action.to pulls the subject token held by action.holder, allowed by the
+#          subject token's may_act, which action.from named;
+#        - may_act: asked in addition when a new mandate names a may_act: action.from (the
+#          caller) lets action.to pull it later; scopes are what it could pull, and the chain
+#          ends with action.to as it would after the pull.
 #
 # The authority already enforces scope ceilings, narrowing and the mandate's own
 # max_depth, so this pack allows every delegation unless a configured rule fires.
@@ -110,6 +117,19 @@ deny_reasons contains msg if {
 	lib.pattern_matches(rule.to, input.action.to)
 	msg := sprintf("delegation from %s to %s is forbidden by policy (rule: from %s to %s)", [
 		input.action.from, input.action.to, rule.from, rule.to,
+	])
+}
+
+# A pull passes the holder's mandate on too: a rule forbidding the holder to delegate to the
+# puller applies as well, although the holder made no request.
+deny_reasons contains msg if {
+	input.action.mode == "pull"
+	holder := input.action.holder
+	some rule in forbidden
+	lib.pattern_matches(rule.from, holder)
+	lib.pattern_matches(rule.to, input.action.to)
+	msg := sprintf("a pull of %s's mandate by %s is forbidden by policy (rule: from %s to %s)", [
+		holder, input.action.to, rule.from, rule.to,
 	])
 }
 

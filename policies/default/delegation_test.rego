@@ -130,6 +130,33 @@ test_forbidden_from_must_match_too if {
 	denied(delegation.decision) with input as push("user:bob", "agent:coder", 900, 1, wed_10_utc) with data.mandate_config as cfg
 }
 
+# Naming may_act is decided as a delegation from the caller to the named principal.
+may_act_decision(from, to) := object.union(push(from, to, 900, 2, wed_10_utc), {
+	"action": {"mode": "may_act", "may_act": to},
+})
+
+test_forbidden_pair_applies_to_naming_may_act if {
+	cfg := {"delegation": {"forbidden": [{"from": "agent:planner", "to": "agent:evil"}]}}
+	denied(delegation.decision) with input as may_act_decision("agent:planner", "agent:evil") with data.mandate_config as cfg
+	allowed(delegation.decision) with input as may_act_decision("agent:planner", "agent:reviewer") with data.mandate_config as cfg
+}
+
+# A pull: evil pulls coder's mandate, allowed by the may_act planner named.
+pull(granted_by, holder, puller) := object.union(push(granted_by, puller, 900, 3, wed_10_utc), {
+	"principal": {"id": puller, "type": "agent", "name": trim_prefix(puller, "agent:")},
+	"action": {"mode": "pull", "holder": holder},
+})
+
+test_pull_is_decided_on_who_allowed_it_and_on_the_holder if {
+	by_grantor := {"delegation": {"forbidden": [{"from": "agent:planner", "to": "agent:evil"}]}}
+	denied(delegation.decision) with input as pull("agent:planner", "agent:coder", "agent:evil") with data.mandate_config as by_grantor
+	by_holder := {"delegation": {"forbidden": [{"from": "agent:coder", "to": "agent:evil"}]}}
+	d := delegation.decision with input as pull("agent:planner", "agent:coder", "agent:evil") with data.mandate_config as by_holder
+	denied(d)
+	d.reasons == ["a pull of agent:coder's mandate by agent:evil is forbidden by policy (rule: from agent:coder to agent:evil)"]
+	allowed(delegation.decision) with input as pull("agent:planner", "agent:coder", "agent:reviewer") with data.mandate_config as by_holder
+}
+
 # ---------------------------------------------------------------------------
 # max_ttl_outside_hours_seconds
 # ---------------------------------------------------------------------------

@@ -66,7 +66,52 @@ pub struct Event {
     /// Everything else, per kind (scopes, audiences, lifetime, delegation reason, arguments...).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub details: Map<String, Value>,
+    /// What the caller asserted but Mandate did not verify (for a decision asked by another
+    /// enforcement point: the principal, chain and mandate it says the call runs under). Never
+    /// merged into `principal` or `chain`, which hold only what was verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asserted: Option<Asserted>,
 }
+
+/// Attribution a caller asserted. `by` is the authenticated caller that asserted it; the rest is
+/// its word only.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Asserted {
+    /// The authenticated principal that made the assertion.
+    pub by: String,
+    /// The principal the caller says acts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// The delegation chain the caller says the action runs under, root first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
+    /// The mandate id the caller says the action was made with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+}
+
+/// Largest canonical size of one event. [`Event::bound`] enforces it, so that no request can
+/// make the log grow by more than a few of these.
+pub const MAX_EVENT_BYTES: usize = 16 * 1024;
+/// Most reasons one event keeps, and the longest each may be (in characters).
+pub const MAX_REASONS: usize = 16;
+/// Longest reason kept, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+/// Most entries a chain (verified or asserted) keeps.
+pub const MAX_CHAIN: usize = 32;
+
+/// Argument key fragments whose values are always recorded as HMACs, at any depth, whatever the
+/// policy says (the default pack's `redact_argument_keys`, as a floor under every policy).
+pub const SECRET_KEY_FRAGMENTS: [&str; 7] = [
+    "password",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "credential",
+    "private_key",
+];
 
 /// Event kinds written by Mandate.
 pub mod kinds {
@@ -76,6 +121,8 @@ pub mod kinds {
     pub const TOKEN_EXCHANGED: &str = "token.exchanged";
     /// The token endpoint refused a request.
     pub const TOKEN_REFUSED: &str = "token.refused";
+    /// A principal asked the introspection endpoint about a token (RFC 7662).
+    pub const TOKEN_INTROSPECTED: &str = "token.introspected";
     /// A policy decision asked by another enforcement point (AuthZEN, OPA data API).
     pub const POLICY_DECISION: &str = "policy.decision";
     /// A revocation (agent, key, token).
@@ -110,15 +157,144 @@ impl Event {
         serde_json::from_str(text).map_err(|e| EventError::Malformed(e.to_string()))
     }
 
-    /// Everyone the event names: the principal and the whole chain, deduplicated, in order.
+    /// Everyone the event names as verified: the principal and the whole chain, deduplicated,
+    /// in order.
     pub fn parties(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::with_capacity(self.chain.len() + 1);
-        for p in std::iter::once(&self.principal).chain(self.chain.iter()) {
-            if !p.is_empty() && !out.contains(p) {
-                out.push(p.clone());
+        let mut seen = std::collections::HashSet::with_capacity(self.chain.len() + 1);
+        std::iter::once(&self.principal)
+            .chain(self.chain.iter())
+            .filter(|p| !p.is_empty() && seen.insert(p.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// Everyone the event names only on a caller's word (see [`Asserted`]) and not as verified,
+    /// deduplicated, in order.
+    pub fn asserted_parties(&self) -> Vec<String> {
+        let Some(a) = &self.asserted else {
+            return vec![];
+        };
+        let mut seen: std::collections::HashSet<&str> = std::iter::once(self.principal.as_str())
+            .chain(self.chain.iter().map(String::as_str))
+            .collect();
+        a.principal
+            .iter()
+            .chain(a.chain.iter())
+            .filter(|p| !p.is_empty() && seen.insert(p.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// Enforces [`MAX_EVENT_BYTES`] and the other bounds: reasons are capped in number and length,
+    /// chains in length, and, while the event is still too large, its largest `details` values
+    /// are replaced by `{"omitted": ..., "bytes": n, "hmac": ...}` (their HMAC under `key`, so a
+    /// known value can still be matched). Returns whether anything was cut; if so,
+    /// `details.bounded` says how large the event was.
+    pub fn bound(&mut self, key: &[u8]) -> bool {
+        let before = self.canonical().len();
+        let mut cut = false;
+        if self.reasons.len() > MAX_REASONS {
+            self.reasons.truncate(MAX_REASONS);
+            cut = true;
+        }
+        for r in &mut self.reasons {
+            cut |= truncate_chars(r, MAX_REASON_CHARS);
+        }
+        for s in [&mut self.resource, &mut self.error, &mut self.jti]
+            .into_iter()
+            .flatten()
+        {
+            cut |= truncate_chars(s, 512);
+        }
+        cut |= truncate_chars(&mut self.principal, 200);
+        cut |= truncate_chars(&mut self.action, 100);
+        if self.chain.len() > MAX_CHAIN {
+            self.chain.truncate(MAX_CHAIN);
+            cut = true;
+        }
+        if let Some(a) = &mut self.asserted {
+            if a.chain.len() > MAX_CHAIN {
+                a.chain.truncate(MAX_CHAIN);
+                cut = true;
+            }
+            for p in a
+                .chain
+                .iter_mut()
+                .chain(a.principal.iter_mut())
+                .chain(a.jti.iter_mut())
+            {
+                cut |= truncate_chars(p, 200);
             }
         }
-        out
+        for p in &mut self.chain {
+            cut |= truncate_chars(p, 200);
+        }
+        while self.canonical().len() > MAX_EVENT_BYTES {
+            let largest = self
+                .details
+                .iter()
+                .filter(|(_, v)| !is_omitted(v))
+                .map(|(k, v)| (k.clone(), canonical_json(v).len()))
+                .max_by_key(|(_, n)| *n);
+            let Some((k, n)) = largest else { break };
+            let v = &self.details[&k];
+            let omitted = serde_json::json!({
+                "omitted": "over the audit event size limit",
+                "bytes": n,
+                "hmac": redact_value(key, v),
+            });
+            self.details.insert(k, omitted);
+            cut = true;
+        }
+        if cut {
+            self.details.insert(
+                "bounded".into(),
+                serde_json::json!({ "original_bytes": before }),
+            );
+        }
+        cut
+    }
+}
+
+fn is_omitted(v: &Value) -> bool {
+    v.get("omitted").is_some() && v.get("hmac").is_some()
+}
+
+/// Cuts `s` to at most `max` characters (marking the cut with `…`); returns whether it did.
+fn truncate_chars(s: &mut String, max: usize) -> bool {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => {
+            s.truncate(i);
+            s.push('…');
+            true
+        }
+        None => false,
+    }
+}
+
+/// Replaces, at any depth of `value`, the value of every object member whose key contains (case
+/// insensitively) one of `fragments` by its HMAC under `key`. The floor under the policy's own
+/// `redact` paths: a secret nested in an argument is never stored in the clear.
+pub fn redact_secret_keys(key: &[u8], value: &mut Value, fragments: &[&str]) {
+    match value {
+        Value::Object(o) => {
+            for (k, v) in o.iter_mut() {
+                let lower = k.to_lowercase();
+                if fragments.iter().any(|f| lower.contains(f)) {
+                    if !v.as_str().is_some_and(|s| s.starts_with(REDACTED_PREFIX)) {
+                        *v = Value::String(redact_value(key, v));
+                    }
+                } else {
+                    redact_secret_keys(key, v, fragments);
+                }
+            }
+        }
+        Value::Array(a) => {
+            for v in a {
+                redact_secret_keys(key, v, fragments);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -448,6 +624,84 @@ mod tests {
             redact_arguments(key, &mut args, &[path.to_string()]);
             assert_eq!(args, json!({"password": "s"}), "{path:?}");
         }
+    }
+
+    #[test]
+    fn asserted_parties_are_kept_apart_from_verified_ones() {
+        let mut e = sample();
+        e.asserted = Some(Asserted {
+            by: "agent:pep".into(),
+            principal: Some("agent:coder".into()),
+            chain: vec!["user:admin".into(), "agent:coder".into(), "agent:x".into()],
+            jti: Some("j9".into()),
+        });
+        assert_eq!(e.parties(), ["agent:planner", "user:alice", "agent:coder"]);
+        assert_eq!(e.asserted_parties(), ["user:admin", "agent:x"]);
+        let c = e.canonical();
+        assert_eq!(Event::parse(&c).unwrap(), e);
+        // Without an assertion the canonical form is what it always was.
+        assert!(!sample().canonical().contains("asserted"));
+    }
+
+    #[test]
+    fn parties_of_a_long_chain_are_found_in_linear_time() {
+        let mut e = sample();
+        e.chain = (0..200_000).map(|i| format!("agent:a{i}")).collect();
+        let t = std::time::Instant::now();
+        assert_eq!(e.parties().len(), 200_001);
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn an_oversized_event_is_bounded_and_says_so() {
+        let key = b"k";
+        let mut e = sample();
+        e.reasons = vec!["r".repeat(10_000); 100];
+        e.chain = (0..1_000).map(|i| format!("agent:a{i}")).collect();
+        e.details
+            .insert("arguments".into(), json!({"blob": "x".repeat(100_000)}));
+        e.details.insert("small".into(), json!("kept"));
+        assert!(e.bound(key));
+        let c = e.canonical();
+        assert!(c.len() <= MAX_EVENT_BYTES, "{}", c.len());
+        assert_eq!(e.reasons.len(), MAX_REASONS);
+        assert_eq!(e.chain.len(), MAX_CHAIN);
+        assert_eq!(e.details["small"], "kept");
+        assert_eq!(
+            e.details["arguments"]["hmac"],
+            redact_value(key, &json!({"blob": "x".repeat(100_000)}))
+        );
+        assert!(e.details["bounded"]["original_bytes"].as_u64().unwrap() > 1_000_000);
+        // A small event is left exactly as it was.
+        let mut s = sample();
+        assert!(!s.bound(key));
+        assert_eq!(s, sample());
+    }
+
+    #[test]
+    fn secret_keys_are_redacted_at_any_depth() {
+        let key = b"k";
+        let mut v = json!({
+            "repo": "x",
+            "nested": {"password": "p1", "deeper": [{"API_KEY": "p2"}, {"ok": 1}]},
+            "list": [{"client_secret": {"a": 1}}],
+        });
+        redact_secret_keys(key, &mut v, &SECRET_KEY_FRAGMENTS);
+        assert_eq!(v["repo"], "x");
+        assert_eq!(v["nested"]["password"], redact_value(key, &json!("p1")));
+        assert_eq!(
+            v["nested"]["deeper"][0]["API_KEY"],
+            redact_value(key, &json!("p2"))
+        );
+        assert_eq!(v["nested"]["deeper"][1]["ok"], 1);
+        assert_eq!(
+            v["list"][0]["client_secret"],
+            redact_value(key, &json!({"a": 1}))
+        );
+        // Already redacted values are not hashed twice.
+        let once = v.clone();
+        redact_secret_keys(key, &mut v, &SECRET_KEY_FRAGMENTS);
+        assert_eq!(v, once);
     }
 
     #[test]

@@ -42,9 +42,25 @@ pub enum AssertionError {
     /// `iat` or `nbf` is in the future.
     #[error("client_assertion is not valid yet: check the client's clock")]
     NotYetValid,
-    /// None of the principal's registered keys verifies the signature.
-    #[error("client_assertion is not signed by a key registered for {0}")]
+    /// None of the principal's registered keys verifies the signature (or the principal is not
+    /// registered: strangers get the same answer either way).
+    #[error("client_assertion does not verify for {0}: it must be signed with a key registered for that principal")]
     Signature(String),
+    /// The JOSE `typ` names another kind of token (a mandate, a DPoP proof...).
+    #[error("client_assertion typ {0:?} is not a client assertion: use \"JWT\", \"client-authentication+jwt\" or no typ")]
+    Typ(String),
+}
+
+/// Whether a JOSE `typ` is acceptable for a client assertion. RFC 7523 sets no `typ`; the
+/// explicit type of draft-ietf-oauth-rfc7523bis (`client-authentication+jwt`) and the generic
+/// `JWT` are accepted, with or without RFC 7515's `application/` prefix. Anything else (`at+jwt`,
+/// `dpop+jwt`...) is another kind of token and refused, so a token minted for one purpose can
+/// never authenticate a client (RFC 8725 §3.11).
+fn assertion_typ_ok(typ: Option<&str>) -> bool {
+    let Some(t) = typ else { return true };
+    let t = t.to_ascii_lowercase();
+    let t = t.strip_prefix("application/").unwrap_or(&t);
+    matches!(t, "jwt" | "client-authentication+jwt")
 }
 
 /// The claims of a client assertion.
@@ -79,6 +95,10 @@ pub struct Unverified<'a> {
 /// Decodes an assertion and reads who it claims to be from.
 pub fn decode(assertion: &str) -> Result<Unverified<'_>, AssertionError> {
     let jws = Jws::decode(assertion)?;
+    if !assertion_typ_ok(jws.header.typ.as_deref()) {
+        let typ = jws.header.typ.clone().unwrap_or_default();
+        return Err(AssertionError::Typ(typ.chars().take(40).collect()));
+    }
     let claims: AssertionClaims = jws
         .unverified_claims()
         .map_err(|e| AssertionError::Claims(e.to_string()))?;
@@ -193,5 +213,32 @@ mod tests {
             &k,
         );
         assert_eq!(decode(&mixed).unwrap_err(), AssertionError::IssSub);
+    }
+
+    #[test]
+    fn only_client_assertion_types_are_accepted() {
+        let k = SecretKey::from_seed(&[9; 32]);
+        let claims =
+            serde_json::json!({"iss":"agent:a","sub":"agent:a","aud":ISS,"exp":1060,"jti":"x"});
+        let with = |typ: Option<&str>| {
+            let mut h = jws::header("JWT", None, None);
+            h.typ = typ.map(str::to_string);
+            jws::sign(&h, &claims, &k)
+        };
+        for ok in [
+            None,
+            Some("JWT"),
+            Some("jwt"),
+            Some("client-authentication+jwt"),
+            Some("application/client-authentication+jwt"),
+        ] {
+            assert!(decode(&with(ok)).is_ok(), "{ok:?}");
+        }
+        for bad in ["at+jwt", "dpop+jwt", "application/at+jwt", "JOSE", ""] {
+            assert!(
+                matches!(decode(&with(Some(bad))), Err(AssertionError::Typ(_))),
+                "{bad}"
+            );
+        }
     }
 }

@@ -15,6 +15,18 @@ use crate::verify::VerifiedMandate;
 pub const DEFAULT_TTL: i64 = 600;
 /// The scope that lets a user administer Mandate. Only admins hold it; it is never delegated.
 pub const ADMIN_SCOPE: &str = "mandate:admin";
+/// The scope a policy enforcement point needs to ask the authority for decisions.
+pub const PDP_SCOPE: &str = "mandate:pdp";
+/// Mandate's own privileges. No wildcard covers them (see [`crate::scope`]): a principal holds
+/// one only when its role grants it (admins hold both) or its ceiling names it exactly
+/// (`mandate:pdp` only; `mandate:admin` needs the admin role). They are never delegated.
+pub const RESERVED_SCOPES: [&str; 2] = [ADMIN_SCOPE, PDP_SCOPE];
+/// Most scopes one mandate carries (a ceiling may list more, up to [`MAX_CEILING_SCOPES`]).
+pub const MAX_SCOPES: usize = 128;
+/// Most scopes a ceiling lists.
+pub const MAX_CEILING_SCOPES: usize = 256;
+/// Most audiences one mandate (or a ceiling) names.
+pub const MAX_AUDIENCES: usize = 16;
 /// The audience value that means "any audience" in a ceiling.
 pub const ANY_AUDIENCE: &str = "*";
 
@@ -108,16 +120,17 @@ pub struct Mint<'a> {
     pub now: i64,
 }
 
-fn admin_scope() -> Scope {
-    Scope::parse(ADMIN_SCOPE).expect("constant is valid")
-}
-
 fn list(v: &[&Scope]) -> String {
     v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
 }
 
 fn check_ceiling_scopes(to: &Grantee<'_>, scopes: &ScopeSet) -> Result<(), DelegationError> {
-    let over = to.ceiling.scopes.uncovered(scopes);
+    let (reserved, ordinary): (Vec<&Scope>, Vec<&Scope>) =
+        scopes.iter().partition(|s| s.is_reserved());
+    let over: Vec<&Scope> = ordinary
+        .into_iter()
+        .filter(|s| !to.ceiling.scopes.covers(s))
+        .collect();
     if !over.is_empty() {
         let ceiling = if to.ceiling.scopes.is_empty() {
             "none".to_string()
@@ -130,13 +143,90 @@ fn check_ceiling_scopes(to: &Grantee<'_>, scopes: &ScopeSet) -> Result<(), Deleg
             list(&over)
         )));
     }
-    let admin = admin_scope();
-    if let Some(s) = scopes.iter().find(|s| s.covers(&admin)) {
-        if !to.admin {
+    for s in reserved {
+        check_reserved_scope(s)?;
+        if s.as_str() == ADMIN_SCOPE && !to.admin {
             return Err(DelegationError::InvalidScope(format!(
-                "scope {s} includes {ADMIN_SCOPE}, which only admins may hold"
+                "scope {s} is Mandate's administration, which only users with the admin role may hold"
             )));
         }
+        // Covered only by itself: an explicit grant in the ceiling, or the admin role.
+        if !to.admin && !to.ceiling.scopes.covers(s) {
+            return Err(DelegationError::InvalidScope(format!(
+                "{} may not hold {s}: it is a privilege granted only explicitly (give the principal a ceiling that names {s}; `*` does not include it)",
+                to.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A reserved scope must be one of Mandate's privileges, named exactly.
+fn check_reserved_scope(s: &Scope) -> Result<(), DelegationError> {
+    if RESERVED_SCOPES.contains(&s.as_str()) {
+        return Ok(());
+    }
+    Err(DelegationError::InvalidScope(format!(
+        "scope {s} is in Mandate's own namespace but is not one of its privileges ({}); they are named one by one, never by a wildcard",
+        RESERVED_SCOPES.join(", ")
+    )))
+}
+
+/// Checks a ceiling before it is stored: Mandate's privileges appear only by exact name, and
+/// `mandate:admin` comes only with the admin role (`admin_role`), never from a ceiling.
+pub fn check_ceiling(scopes: &ScopeSet, admin_role: bool) -> Result<(), DelegationError> {
+    let n = scopes.iter().count();
+    if n > MAX_CEILING_SCOPES {
+        return Err(DelegationError::InvalidScope(format!(
+            "a ceiling lists at most {MAX_CEILING_SCOPES} scopes ({n} given): use wildcards (github:*)"
+        )));
+    }
+    for s in scopes.iter().filter(|s| s.is_reserved()) {
+        check_reserved_scope(s)?;
+        if s.as_str() == ADMIN_SCOPE && !admin_role {
+            return Err(DelegationError::InvalidScope(format!(
+                "{ADMIN_SCOPE} is not granted by a ceiling: create the user with --role admin"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The size bounds of one mandate, so that what is issued always fits the verifiers' token limit
+/// (`jws::MAX_TOKEN_LEN`) and the policy input stays small.
+fn check_bounds(scopes: &ScopeSet, audiences: &[String]) -> Result<(), DelegationError> {
+    let n = scopes.iter().count();
+    if n > MAX_SCOPES {
+        return Err(DelegationError::InvalidScope(format!(
+            "{n} scopes requested: a mandate carries at most {MAX_SCOPES}; use wildcards (github:*) or several mandates"
+        )));
+    }
+    if audiences.len() > MAX_AUDIENCES {
+        return Err(DelegationError::InvalidTarget(format!(
+            "{} audiences requested: a mandate names at most {MAX_AUDIENCES}",
+            audiences.len()
+        )));
+    }
+    if let Some(a) = audiences
+        .iter()
+        .find(|a| a.len() > 512 || a.chars().any(char::is_control))
+    {
+        return Err(DelegationError::InvalidTarget(format!(
+            "audience {:?} is not usable: at most 512 characters, no control characters",
+            a.chars().take(40).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the size of a signed mandate against what verifiers accept, so that nothing is issued
+/// that every verifier would refuse.
+pub fn check_encoded_len(len: usize) -> Result<(), DelegationError> {
+    if len > crate::jws::MAX_TOKEN_LEN {
+        return Err(DelegationError::InvalidScope(format!(
+            "the mandate would be {len} bytes, over the {} bytes verifiers accept: request fewer scopes or audiences",
+            crate::jws::MAX_TOKEN_LEN
+        )));
     }
     Ok(())
 }
@@ -198,6 +288,7 @@ pub fn client_credentials(
     } else {
         req.audiences
     };
+    check_bounds(&scopes, &audiences)?;
     check_audiences(&to, &audiences)?;
     let ttl = check_ttl(&to, req.ttl)?;
     check_may_act(&to, req.may_act.as_ref())?;
@@ -332,10 +423,7 @@ pub fn exchange(
         )));
     }
     check_ceiling_scopes(&to, &scopes)?;
-    if let Some(s) = scopes
-        .iter()
-        .find(|s| s.resource() == "mandate" || s.covers(&admin_scope()))
-    {
+    if let Some(s) = scopes.iter().find(|s| s.is_reserved()) {
         return Err(DelegationError::InvalidScope(format!(
             "scope {s} covers Mandate's own administration, which is never delegated"
         )));
@@ -351,6 +439,7 @@ pub fn exchange(
             p.aud.as_slice().join(" ")
         )));
     }
+    check_bounds(&scopes, &audiences)?;
     check_audiences(&to, &audiences)?;
     let ttl = check_ttl(&to, req.ttl)?;
     check_may_act(&to, req.may_act.as_ref())?;

@@ -122,6 +122,9 @@ pub fn same_htu(a: &str, b: &str) -> bool {
     }
 }
 
+/// JWK members that hold private key material (RFC 7517 / 7518 / 8037).
+const PRIVATE_JWK_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "k"];
+
 /// Checks a proof's signature, shape, method, URL, age and `ath`.
 pub fn check_proof(proof: &str, check: ProofCheck<'_>) -> Result<CheckedProof, DpopError> {
     check_proof_with(proof, check, |jwk| {
@@ -146,6 +149,13 @@ pub fn check_proof_with(
         .jwk
         .as_ref()
         .ok_or_else(|| DpopError::Jwk("missing".into()))?;
+    // RFC 9449 §4.3: the jwk must not contain a private key. Checked here, before any resolver,
+    // so that no caller can accept one.
+    if let Some(m) = PRIVATE_JWK_MEMBERS.iter().find(|m| jwk.get(**m).is_some()) {
+        return Err(DpopError::Jwk(format!(
+            "the proof's jwk carries the private member {m:?}: send only the public key (RFC 9449 4.3)"
+        )));
+    }
     let key = resolve(jwk)?;
     jws.verify(&key)?;
     let claims: ProofClaims = jws
@@ -269,5 +279,28 @@ mod tests {
             check_proof(&forged, check(1000)),
             Err(DpopError::Jws(JwsError::Signature))
         ));
+    }
+
+    #[test]
+    fn a_proof_whose_jwk_carries_the_private_key_is_refused_whatever_the_resolver() {
+        let k = SecretKey::from_seed(&[3; 32]);
+        let mut jwk = k.public().to_jwk();
+        jwk["d"] = serde_json::json!(URL_SAFE_NO_PAD.encode([3u8; 32]));
+        let header = jws::header(DPOP_TYP, None, Some(jwk));
+        let claims = ProofClaims {
+            jti: "j".into(),
+            htm: "POST".into(),
+            htu: URL.into(),
+            iat: 1000,
+            ath: None,
+        };
+        let p = jws::sign(&header, &claims, &k);
+        // Even a resolver that accepts any key (the token endpoint's finds the caller's
+        // registered key by `x`) never sees it.
+        let err = check_proof_with(&p, check(1000), |_| Ok(k.public())).unwrap_err();
+        assert!(
+            matches!(&err, DpopError::Jwk(m) if m.contains("private")),
+            "{err}"
+        );
     }
 }

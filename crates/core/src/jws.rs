@@ -137,6 +137,70 @@ pub fn sign<T: Serialize>(header: &Header, claims: &T, key: &SecretKey) -> Strin
     out
 }
 
+/// Whether `s` looks like a compact JWS or JWT (any algorithm): three `.`-separated base64url
+/// parts whose first decodes to a JSON object. Inputs that must never be a token (a key id, a
+/// principal name, a `jti`) are refused when this holds, so a token pasted in the wrong place
+/// never reaches a log, an audit event or an error message.
+pub fn looks_like_compact_jws(s: &str) -> bool {
+    let s = s.trim();
+    let mut parts = s.split('.');
+    let (Some(head), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let Ok(bytes) = URL_SAFE_NO_PAD.decode(head.trim_end_matches('=')) else {
+        return false;
+    };
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes).is_ok()
+}
+
+/// Free text with every token-looking run (see [`looks_like_compact_jws`]) replaced by
+/// `[token removed]`: error descriptions and audit reasons echo request values, and a token must
+/// not survive in either.
+pub fn scrub_tokens(text: &str) -> std::borrow::Cow<'_, str> {
+    let is_tok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=');
+    // Fast path: no run of token characters holds two dots.
+    let mut out = String::new();
+    let mut last = 0;
+    let mut changed = false;
+    let mut i = 0;
+    let bytes = text.as_bytes();
+    while i < bytes.len() {
+        if !is_tok(bytes[i] as char) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && is_tok(bytes[i] as char) {
+            i += 1;
+        }
+        let run = &text[start..i];
+        let run = run.trim_matches('.');
+        let lead = text[start..i].len() - text[start..i].trim_start_matches('.').len();
+        if run.matches('.').count() >= 2 && starts_like_jws(run) {
+            out.push_str(&text[last..start + lead]);
+            out.push_str("[token removed]");
+            last = start + lead + run.len();
+            changed = true;
+        }
+    }
+    if !changed {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(&text[last..]);
+    std::borrow::Cow::Owned(out)
+}
+
+/// A run of token characters whose first three segments look like a compact JWS.
+fn starts_like_jws(run: &str) -> bool {
+    let mut it = run.splitn(4, '.');
+    match (it.next(), it.next(), it.next()) {
+        (Some(h), Some(p), Some(s)) => looks_like_compact_jws(&format!("{h}.{p}.{s}")),
+        _ => false,
+    }
+}
+
 /// A header `{"alg":"EdDSA","typ":typ}` plus the given optional members.
 pub fn header(typ: &str, kid: Option<String>, jwk: Option<serde_json::Value>) -> Header {
     Header {
@@ -178,6 +242,39 @@ mod tests {
         let t = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc.hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
         let k = PublicKey::parse("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo").unwrap();
         Jws::decode(t).unwrap().verify(&k).unwrap();
+    }
+
+    #[test]
+    fn tokens_are_recognised_and_scrubbed_from_free_text() {
+        let t = sign(
+            &header("at+jwt", None, None),
+            &serde_json::json!({"sub": "x"}),
+            &key(),
+        );
+        assert!(looks_like_compact_jws(&t));
+        assert!(looks_like_compact_jws(&format!(" {t}\n")));
+        // Any algorithm: a header is a JSON object.
+        assert!(looks_like_compact_jws("eyJhbGciOiJub25lIn0.e30."));
+        for not in [
+            "agent:coder",
+            "a.b.c",
+            "kid-1",
+            "",
+            "e30.e30",
+            "x.y.z.w",
+            "Zm9v.YmFy.YmF6",
+        ] {
+            assert!(!looks_like_compact_jws(not), "{not}");
+        }
+        let text = format!("invalid scope {t:?}: write resource:action; also ({t}).");
+        let clean = scrub_tokens(&text);
+        assert!(!clean.contains(&t[..20]), "{clean}");
+        assert_eq!(clean.matches("[token removed]").count(), 2, "{clean}");
+        assert!(clean.starts_with("invalid scope \"[token removed]\": write"));
+        assert!(matches!(
+            scrub_tokens("nothing here: a.b.c"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! (`github:*` covers `github:pulls.write` and `github:pulls.*`). A request is granted only when
 //! every requested scope is covered by what the delegator holds and by the delegate's ceiling:
 //! nothing is ever widened or silently dropped.
+//!
+//! Scopes of the `mandate:` resource are Mandate's own privileges (`mandate:admin`,
+//! `mandate:pdp`). No wildcard covers them, not even `*` or `mandate:*`: each is held only when
+//! named exactly, so that a principal whose ceiling is `*` (every user) never gains one by
+//! implication. The delegation rules grant them only by role or an explicit ceiling.
 
 use std::fmt;
 
@@ -11,6 +16,9 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid scope {0:?}: write resource:action (e.g. github:pulls.write), printable ASCII without spaces, quotes or backslashes, with at most one '*' and only at the end")]
 pub struct ScopeError(pub String);
+
+/// The resource of Mandate's own privileges.
+pub const RESERVED_RESOURCE: &str = "mandate";
 
 /// One validated scope such as `github:pulls.write` or `github:*` (or `*`, everything).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,8 +58,16 @@ impl Scope {
         self.0.split_once(':').map(|(r, _)| r).unwrap_or(&self.0)
     }
 
-    /// Whether holding `self` covers holding `other`.
+    /// Whether this is one of Mandate's own privileges (resource `mandate`).
+    pub fn is_reserved(&self) -> bool {
+        self.resource() == RESERVED_RESOURCE
+    }
+
+    /// Whether holding `self` covers holding `other`. A reserved scope is covered only by itself.
     pub fn covers(&self, other: &Scope) -> bool {
+        if other.is_reserved() {
+            return self.0 == other.0;
+        }
         match self.0.strip_suffix('*') {
             Some(prefix) => other.0.starts_with(prefix),
             None => self.0 == other.0,

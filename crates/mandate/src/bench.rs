@@ -80,6 +80,12 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         keys_dir: dir.join("keys"),
         enrollment_ttl: 900,
         environment: "bench".into(),
+        // Throughput from one loopback source is what is measured: no per-source limit.
+        limits: mandate_server::Limits {
+            per_source_rps: 0,
+            ..mandate_server::Limits::default()
+        },
+        data_api_paths: mandate_server::default_data_api_paths(),
     };
     let policy = Arc::new(mandate_policy::DecisionPoint::embedded(Arc::new(
         mandate_policy::LivePolicy::fixed(crate::policy_pack::policy()?),

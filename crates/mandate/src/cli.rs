@@ -365,9 +365,13 @@ pub enum AuditCmd {
         /// The acting principal (a bare name means an agent).
         #[arg(long)]
         principal: Option<String>,
-        /// Anyone in the event's delegation chain, or its principal.
+        /// Anyone in the event's delegation chain, or its principal, as Mandate verified them.
         #[arg(long)]
         party: Option<String>,
+        /// With --party: also match events where an enforcement point only asserted the party
+        /// (the chain it sent with a decision request); such events show it under `asserted`.
+        #[arg(long, requires = "party")]
+        asserted: bool,
         /// The action; a trailing * matches every action starting with the rest.
         #[arg(long)]
         action: Option<String>,

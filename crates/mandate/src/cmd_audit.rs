@@ -44,6 +44,7 @@ pub async fn run(ctx: &Ctx, c: AuditCmd) -> Result<()> {
         AuditCmd::Query {
             principal,
             party,
+            asserted,
             action,
             kind,
             decision,
@@ -56,6 +57,7 @@ pub async fn run(ctx: &Ctx, c: AuditCmd) -> Result<()> {
             let q = AuditQuery {
                 principal: principal.as_deref().map(principal_arg).transpose()?,
                 party: party.as_deref().map(principal_arg).transpose()?,
+                include_asserted: asserted,
                 action,
                 kind,
                 decision,

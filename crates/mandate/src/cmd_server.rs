@@ -106,6 +106,7 @@ pub async fn init(ctx: &Ctx, a: InitArgs) -> Result<serde_json::Value> {
         enrollment_ttl: "15m".into(),
         environment: "development".into(),
         policy: PolicyConfig::default(),
+        limits: Default::default(),
     };
     let dir = home.server_dir();
     crate::policy_pack::install(&resolve(&dir, &cfg.policy.dir))?;
@@ -251,11 +252,15 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
     mandate_server::audit::check_database_against_last_checkpoint(&store, &keys_dir)
         .await
         .map_err(|e| anyhow::anyhow!("refusing to serve: {e}"))?;
+    let mut limits = cfg.limits.validate()?;
+    limits.max_connections = fit_open_files(limits.max_connections);
     let config = Config {
         issuer: cfg.issuer.trim_end_matches('/').to_string(),
         keys_dir,
         enrollment_ttl,
         environment: cfg.environment.clone(),
+        limits,
+        data_api_paths: cfg.policy.data_api_paths.clone(),
     };
     let revocations = Revocations::load(&store)
         .await
@@ -284,6 +289,32 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
     }
     mandate_server::serve(listener, state, shutdown_signal()).await?;
     Ok(())
+}
+
+/// File descriptors kept free for the database, policy files, logs and outgoing connections.
+const RESERVED_FDS: u64 = 128;
+
+/// Raises the soft limit on open files to the hard limit (a server holding a connection per
+/// client needs more than the common default of 1024), and bounds `max_connections` by it.
+fn fit_open_files(max_connections: usize) -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open files limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    };
+    let fits = limit.saturating_sub(RESERVED_FDS).max(1) as usize;
+    if max_connections > fits {
+        tracing::warn!(
+            max_connections,
+            open_files = limit,
+            "[limits] max_connections is more than the open files limit allows; serving at most {fits} connections"
+        );
+        return fits;
+    }
+    tracing::info!(open_files = limit, max_connections, "connection limits");
+    max_connections
 }
 
 /// The embedded engine over the policy directory (installing the default pack where the directory

@@ -48,6 +48,74 @@ pub struct ServerConfig {
     /// Where decisions come from.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// Bounds on connections, sources and requests (docs/security.md).
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]` in `server.toml`; every field is optional and defaults to what `mandate up` uses.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Most connections open at once (bounded again by the open-files limit).
+    pub max_connections: usize,
+    /// Time to send a request's headers, from accept or the previous response (e.g. "10s").
+    pub header_timeout: String,
+    /// Time to read and answer one request (e.g. "30s").
+    pub request_timeout: String,
+    /// A connection with no request in progress that moves no byte for this long is closed.
+    pub idle_timeout: String,
+    /// Requests per second per source (IPv4 address or IPv6 /64); 0 turns the limit off.
+    pub per_source_rps: u32,
+    /// Burst allowance per source.
+    pub per_source_burst: u32,
+    /// Unauthenticated refusals are written as one audit event per source per this window.
+    pub refusal_window: String,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let d = mandate_server::Limits::default();
+        let secs = |t: std::time::Duration| format!("{}s", t.as_secs());
+        LimitsConfig {
+            max_connections: d.max_connections,
+            header_timeout: secs(d.header_timeout),
+            request_timeout: secs(d.request_timeout),
+            idle_timeout: secs(d.idle_timeout),
+            per_source_rps: d.per_source_rps,
+            per_source_burst: d.per_source_burst,
+            refusal_window: secs(d.refusal_window),
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The validated limits; each error names the setting and how to fix it.
+    pub fn validate(&self) -> Result<mandate_server::Limits> {
+        let dur = |name: &str, v: &str, max: i64| -> Result<std::time::Duration> {
+            let s = mandate_core::duration::parse_duration(v)
+                .map_err(|e| anyhow::anyhow!("[limits] {name} = {v:?}: {e}"))?;
+            if !(1..=max).contains(&s) {
+                bail!("[limits] {name} = {v:?} must be between 1s and {max}s");
+            }
+            Ok(std::time::Duration::from_secs(s as u64))
+        };
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            bail!("[limits] max_connections must be between 1 and 1000000");
+        }
+        if self.per_source_rps > 1_000_000 || self.per_source_burst > 1_000_000 {
+            bail!("[limits] per_source_rps and per_source_burst must be at most 1000000");
+        }
+        Ok(mandate_server::Limits {
+            max_connections: self.max_connections,
+            header_timeout: dur("header_timeout", &self.header_timeout, 300)?,
+            request_timeout: dur("request_timeout", &self.request_timeout, 3600)?,
+            idle_timeout: dur("idle_timeout", &self.idle_timeout, 3600)?,
+            per_source_rps: self.per_source_rps,
+            per_source_burst: self.per_source_burst,
+            refusal_window: dur("refusal_window", &self.refusal_window, 3600)?,
+        })
+    }
 }
 
 fn default_environment() -> String {
@@ -67,6 +135,9 @@ pub struct PolicyConfig {
     pub reload_ms: u64,
     /// Optional external decision point instead of the embedded engine.
     pub external: Option<ExternalConfig>,
+    /// What decision points (holders of `mandate:pdp`) may query through the OPA data API: paths
+    /// under `data`, `/`-separated; a query at or below one is allowed. Admins may query all.
+    pub data_api_paths: Vec<String>,
 }
 
 impl Default for PolicyConfig {
@@ -76,6 +147,7 @@ impl Default for PolicyConfig {
             timeout_ms: 100,
             reload_ms: 1000,
             external: None,
+            data_api_paths: mandate_server::default_data_api_paths(),
         }
     }
 }

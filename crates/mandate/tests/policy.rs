@@ -253,7 +253,7 @@ fn authzen_and_opa_data_api_answer_with_the_default_pack() {
     );
     assert!(v["decision_id"].is_string(), "{v}");
     let (code, _, body) = s.post_json_dpop(
-        "/v1/data/mandate/authz/no_such_rule",
+        "/v1/data/mandate/authz/decision/no_such_member",
         &pep,
         &m,
         &json!({"input": {}}),

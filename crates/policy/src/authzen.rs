@@ -17,6 +17,36 @@ use serde_json::{json, Map, Value};
 
 use crate::decision::{Decision, Outcome, Query};
 
+/// Most entries of an asserted chain (a mandate's chain is at most 17 long: 16 hops and a root).
+pub const MAX_CHAIN: usize = 17;
+/// Most scopes and audiences an evaluation may list.
+pub const MAX_LIST: usize = 128;
+/// Longest identifier (subject, resource, action, chain entry, server), in bytes.
+pub const MAX_ID: usize = 256;
+
+/// An identifier a caller sends: bounded, and free of control characters (which would reach an
+/// operator's terminal through the audit log).
+fn check_id(what: &str, v: &str) -> Result<(), String> {
+    if v.len() > MAX_ID {
+        return Err(format!("{what} is longer than {MAX_ID} bytes"));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(format!("{what} contains control characters"));
+    }
+    Ok(())
+}
+
+fn check_list(what: &str, v: &Option<Vec<Value>>, max: usize) -> Result<(), String> {
+    let Some(v) = v else { return Ok(()) };
+    if v.len() > max {
+        return Err(format!("{what} has {} entries; at most {max}", v.len()));
+    }
+    for x in v {
+        check_id(what, x.as_str().unwrap_or_default())?;
+    }
+    Ok(())
+}
+
 fn obj<'a>(v: &'a Value, name: &str) -> Result<&'a Map<String, Value>, String> {
     v.get(name)
         .and_then(Value::as_object)
@@ -52,6 +82,8 @@ pub fn input_from_request(req: &Value) -> Result<Value, String> {
     };
     let stype = string(subject, "subject", "type")?;
     let sid = string(subject, "subject", "id")?;
+    check_id("subject.type", stype)?;
+    check_id("subject.id", sid)?;
     let principal_id = if sid.contains(':') {
         sid.to_string()
     } else {
@@ -64,14 +96,18 @@ pub fn input_from_request(req: &Value) -> Result<Value, String> {
         Some(Value::Object(o)) => o,
         Some(_) => return Err("subject.properties must be an object".into()),
     };
-    let chain = list(sprops.get("chain"), "subject.properties.chain")?
-        .unwrap_or_else(|| vec![json!(principal_id)]);
+    let chain = list(sprops.get("chain"), "subject.properties.chain")?;
+    check_list("subject.properties.chain", &chain, MAX_CHAIN)?;
+    let chain = chain.unwrap_or_else(|| vec![json!(principal_id)]);
     let scopes = list(
         sprops.get("scopes").or(sprops.get("scope")),
         "subject.properties.scopes",
-    )?
-    .unwrap_or_default();
-    let audience = list(sprops.get("audience"), "subject.properties.audience")?.unwrap_or_default();
+    )?;
+    check_list("subject.properties.scopes", &scopes, MAX_LIST)?;
+    let scopes = scopes.unwrap_or_default();
+    let audience = list(sprops.get("audience"), "subject.properties.audience")?;
+    check_list("subject.properties.audience", &audience, MAX_LIST)?;
+    let audience = audience.unwrap_or_default();
     let on_behalf = sprops
         .get("subject")
         .and_then(Value::as_str)
@@ -81,12 +117,15 @@ pub fn input_from_request(req: &Value) -> Result<Value, String> {
 
     let rtype = string(resource, "resource", "type")?;
     let rid = string(resource, "resource", "id")?;
+    check_id("resource.type", rtype)?;
+    check_id("resource.id", rid)?;
     let rprops = match resource.get("properties") {
         None | Some(Value::Null) => &empty,
         Some(Value::Object(o)) => o,
         Some(_) => return Err("resource.properties must be an object".into()),
     };
     let aname = string(action, "action", "name")?;
+    check_id("action.name", aname)?;
     let aprops = match action.get("properties") {
         None | Some(Value::Null) => &empty,
         Some(Value::Object(o)) => o,
@@ -94,6 +133,12 @@ pub fn input_from_request(req: &Value) -> Result<Value, String> {
     };
     let mut a = Map::new();
     let server = rprops.get("server").cloned().unwrap_or(Value::Null);
+    if let Some(s) = server.as_str() {
+        check_id("resource.properties.server", s)?;
+    }
+    if let Some(s) = sprops.get("subject").and_then(Value::as_str) {
+        check_id("subject.properties.subject", s)?;
+    }
     match rtype {
         "mcp_tool" | "tool" => {
             a.insert("kind".into(), json!("mcp"));
@@ -257,6 +302,39 @@ mod tests {
         assert_eq!(i["action"]["tool"], "merge_pr");
         assert_eq!(i["action"]["arguments"]["pr"], 7);
         assert_eq!(i["context"]["client_address"], "10.0.0.1");
+    }
+
+    #[test]
+    fn asserted_chains_lists_and_identifiers_are_bounded_and_printable() {
+        let base = json!({
+            "subject": {"type": "agent", "id": "coder"},
+            "resource": {"type": "mcp_tool", "id": "read_file", "properties": {"server": "fs"}},
+            "action": {"name": "tools/call"}
+        });
+        assert!(input_from_request(&base).is_ok());
+        let with = |ptr: &str, v: Value| {
+            let mut r = base.clone();
+            *r.pointer_mut(ptr).unwrap() = v;
+            input_from_request(&r)
+        };
+        let long_chain: Vec<String> = (0..=MAX_CHAIN).map(|i| format!("agent:a{i}")).collect();
+        let mut r = base.clone();
+        r["subject"]["properties"] = json!({"chain": long_chain});
+        assert!(input_from_request(&r).unwrap_err().contains("at most 17"));
+        r["subject"]["properties"] = json!({"scopes": vec!["s:x"; MAX_LIST + 1]});
+        assert!(input_from_request(&r).is_err());
+        for (ptr, v) in [
+            ("/resource/id", json!("read\u{1b}]0;pwned\u{7}")),
+            ("/subject/id", json!("x\u{9b}2J")),
+            ("/action/name", json!("a".repeat(MAX_ID + 1))),
+            ("/resource/properties/server", json!("fs\n")),
+        ] {
+            let e = with(ptr, v).unwrap_err();
+            assert!(
+                e.contains("control characters") || e.contains("longer"),
+                "{ptr}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -4,14 +4,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{OriginalUri, Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mandate_core::claims::MAX_CHAIN_DEPTH;
-use mandate_core::delegation::ADMIN_SCOPE;
-use mandate_core::{PrincipalKind, PrincipalName, PublicKey, Scope, ScopeSet};
+use mandate_core::{PrincipalKind, PrincipalName, PublicKey, ScopeSet};
 use mandate_store::{NewKey, NewPrincipal};
 use rand::RngCore;
 use serde::Deserialize;
@@ -21,8 +20,10 @@ use mandate_audit::event::{kinds, Event};
 
 use crate::api_error::ApiError;
 use crate::audit::{audited, new_event};
+use crate::auth::AdminCaller;
 use crate::principals::to_json;
-use crate::resource_auth::{self, Caller};
+use crate::refusals::{audit_refusals, RefusalKind};
+use crate::resource_auth::Caller;
 use crate::state::{now, AppState};
 
 /// Default longest lifetime of a principal's mandates: 1 hour.
@@ -34,8 +35,13 @@ pub const DEFAULT_MAX_DEPTH: i64 = 5;
 
 type St = State<Arc<AppState>>;
 
-/// The admin routes, mounted under `/admin/v1`.
-pub fn routes() -> Router<Arc<AppState>> {
+/// The admin routes, mounted under `/admin/v1`. Every refused call is recorded (the caller is
+/// authenticated by [`AdminCaller`]; see [`crate::refusals::audit_refusals`]).
+pub fn routes(st: Arc<AppState>) -> Router<Arc<AppState>> {
+    let refused = RefusalKind {
+        kind: kinds::ADMIN_REFUSED,
+        action: crate::auth::ADMIN_ACTION,
+    };
     Router::new()
         .route("/principals", post(create).get(list))
         .route("/principals/{name}", get(show))
@@ -44,30 +50,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/principals/{name}/enrollments", post(enroll))
         .route("/keys/rotate", post(rotate))
         .route("/revocations", post(revoke))
-}
-
-async fn admin(
-    st: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-) -> Result<Caller, ApiError> {
-    let c = match resource_auth::authenticate(st, method, uri, headers, &st.cfg.issuer, now()).await
-    {
-        Ok(c) => c,
-        Err(e) => return Err(refused(st, method, uri, None, e).await),
-    };
-    let holds = ScopeSet::parse(&c.claims.scope)
-        .map(|s| s.covers(&Scope::parse(ADMIN_SCOPE).expect("constant")))
-        .unwrap_or(false);
-    if !holds || !c.principal.is_admin() || c.claims.sub != c.claims.client_id {
-        let e = ApiError::forbidden(format!(
-            "this call needs an admin's own mandate with scope {ADMIN_SCOPE}; {} is not one",
-            c.claims.client_id
-        ));
-        return Err(refused(st, method, uri, Some(&c), e).await);
-    }
-    Ok(c)
+        .layer(axum::middleware::from_fn_with_state(
+            (st, refused),
+            audit_refusals,
+        ))
 }
 
 /// A request to register a principal (also the ceiling of an agent made by enrollment).
@@ -112,12 +98,24 @@ fn validate(req: CreatePrincipal, now: i64) -> Result<NewPrincipal, ApiError> {
     let default_scopes = if kind == PrincipalKind::User { "*" } else { "" };
     let scopes = ScopeSet::parse(req.scopes.as_deref().unwrap_or(default_scopes))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    mandate_core::delegation::check_ceiling(&scopes, req.role.as_deref() == Some("admin"))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let audiences: Vec<&str> = req
         .audiences
         .as_deref()
         .unwrap_or("*")
         .split_ascii_whitespace()
         .collect();
+    let max_auds = mandate_core::delegation::MAX_AUDIENCES * 2;
+    if audiences.len() > max_auds
+        || audiences
+            .iter()
+            .any(|a| a.len() > 512 || a.chars().any(char::is_control))
+    {
+        return Err(ApiError::bad_request(format!(
+            "a ceiling lists at most {max_auds} audiences, each at most 512 characters without control characters"
+        )));
+    }
     let max_ttl = req.max_ttl.unwrap_or(DEFAULT_MAX_TTL);
     if !(1..=MAX_TTL_CAP).contains(&max_ttl) {
         return Err(ApiError::bad_request(format!(
@@ -153,30 +151,6 @@ fn validate(req: CreatePrincipal, now: i64) -> Result<NewPrincipal, ApiError> {
     })
 }
 
-/// Audits a refused admin call (the refusal stands whether or not the event could be written).
-async fn refused(
-    st: &AppState,
-    method: &Method,
-    uri: &Uri,
-    who: Option<&Caller>,
-    e: ApiError,
-) -> ApiError {
-    use crate::audit::AuditableError;
-    let principal = who.map_or("unknown".to_string(), |c| c.claims.client_id.clone());
-    let mut ev = new_event(kinds::ADMIN_REFUSED, &principal, "admin.request");
-    if let Some(c) = who {
-        ev.chain = crate::audit::chain_of(&c.claims);
-    }
-    ev.resource = Some(format!("{method} {}", uri.path()));
-    ev.result = e.audit_result().to_string();
-    ev.error = Some(e.audit_code().to_string());
-    ev.reasons = vec![e.audit_reason()];
-    ev.details
-        .insert("authenticated".into(), who.is_some().into());
-    let _ = st.audit(&ev).await;
-    e
-}
-
 /// An admin change's event, before the change.
 fn change(who: &Caller, action: &str, resource: &str) -> Event {
     let mut ev = new_event(kinds::ADMIN_CHANGE, &who.claims.client_id, action);
@@ -188,12 +162,9 @@ fn change(who: &Caller, action: &str, resource: &str) -> Event {
 
 async fn create(
     State(st): St,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    AdminCaller(who): AdminCaller,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let who = admin(&st, &method, &uri, &headers).await?;
     let req: CreatePrincipal = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let p = validate(req, now())?;
@@ -220,12 +191,9 @@ struct ListQuery {
 
 async fn list(
     State(st): St,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    _: AdminCaller,
     Query(q): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    admin(&st, &method, &uri, &headers).await?;
     let rows = st.store.list_principals(q.kind.as_deref()).await?;
     Ok(Json(
         serde_json::json!({"principals": rows.iter().map(to_json).collect::<Vec<_>>()}),
@@ -234,12 +202,9 @@ async fn list(
 
 async fn show(
     State(st): St,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    _: AdminCaller,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    admin(&st, &method, &uri, &headers).await?;
     let row = st
         .store
         .principal(&name)
@@ -280,12 +245,9 @@ async fn set_disabled(
 
 async fn disable(
     State(st): St,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    AdminCaller(who): AdminCaller,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let who = admin(&st, &method, &uri, &headers).await?;
     if who.claims.client_id == name {
         return Err(ApiError::bad_request("an admin cannot disable itself"));
     }
@@ -294,12 +256,9 @@ async fn disable(
 
 async fn enable(
     State(st): St,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    AdminCaller(who): AdminCaller,
     Path(name): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let who = admin(&st, &method, &uri, &headers).await?;
     set_disabled(&st, &name, false, &who).await
 }
 
@@ -323,13 +282,10 @@ pub fn code_hash(code: &str) -> String {
 
 async fn enroll(
     State(st): St,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    AdminCaller(who): AdminCaller,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let who = admin(&st, &method, &uri, &headers).await?;
     let req: EnrollRequest = if body.is_empty() {
         EnrollRequest::default()
     } else {
@@ -425,11 +381,8 @@ async fn enroll_inner(
 
 async fn rotate(
     State(st): St,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    AdminCaller(who): AdminCaller,
 ) -> Result<impl IntoResponse, ApiError> {
-    let who = admin(&st, &method, &uri, &headers).await?;
     let ev = change(&who, "issuer_key.rotate", &st.keys.signing_kid());
     let (new_kid, old_kid, until) = audited(&st, ev, async {
         st.keys
@@ -458,12 +411,9 @@ struct RevokeRequest {
 /// key is disabled; an issuer key stops verifying) or one mandate and all its descendants.
 async fn revoke(
     State(st): St,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    AdminCaller(who): AdminCaller,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let who = admin(&st, &method, &uri, &headers).await?;
     let by = who.claims.client_id.as_str();
     let req: RevokeRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
@@ -472,10 +422,24 @@ async fn revoke(
             "reason is longer than 500 characters",
         ));
     }
-    if req.kind == "token" && req.value.contains('.') {
-        // Never let a token reach the audit log (or an error message): only its jti.
+    // Never let a token reach the audit log (or an error message): a key id, a principal name
+    // and a jti are never tokens.
+    if mandate_core::jws::looks_like_compact_jws(&req.value)
+        || (req.kind == "token" && req.value.contains('.'))
+    {
+        return Err(ApiError::bad_request(format!(
+            "the value is a token, not a {}: pass {} (`mandate revoke token TOKEN` extracts the jti)",
+            if req.kind == "token" { "jti" } else { "name or kid" },
+            match req.kind.as_str() {
+                "key" => "the key's kid",
+                "token" => "the mandate's jti",
+                _ => "the principal's name",
+            }
+        )));
+    }
+    if req.value.len() > 200 || req.value.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
-            "pass the mandate's jti, not the token itself (`mandate revoke token` extracts it)",
+            "the value must be at most 200 characters, without control characters",
         ));
     }
     let mut ev = new_event(

@@ -9,16 +9,32 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     description: String,
+    /// Already written to the audit log (by an extractor or an audited change), so the refusal
+    /// layer does not write it again.
+    audited: bool,
 }
 
 impl ApiError {
     /// Builds an error.
     pub fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
+        let description = description.into();
+        // Descriptions can echo request values; a token pasted in the wrong place is not echoed.
+        let description = mandate_core::jws::scrub_tokens(&description).into_owned();
         ApiError {
             status,
             code,
-            description: description.into(),
+            description,
+            audited: false,
         }
+    }
+    /// Marks the error as already recorded in the audit log.
+    pub fn audited(mut self) -> Self {
+        self.audited = true;
+        self
+    }
+    /// 429 `rate_limited`.
+    pub fn rate_limited(d: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", d)
     }
     /// 400 `invalid_request`.
     pub fn bad_request(d: impl Into<String>) -> Self {
@@ -60,6 +76,10 @@ impl ApiError {
     pub fn description(&self) -> &str {
         &self.description
     }
+    /// The reason code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
 }
 
 impl From<crate::audit::AuditUnavailable> for ApiError {
@@ -85,6 +105,9 @@ impl crate::audit::AuditableError for ApiError {
     }
     fn audit_reason(&self) -> String {
         self.description.clone()
+    }
+    fn mark_audited(self) -> Self {
+        self.audited()
     }
 }
 
@@ -118,6 +141,13 @@ impl IntoResponse for ApiError {
         }
         r.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r.extensions_mut().insert(crate::refusals::RefusalInfo {
+            code: self.code,
+            description: self.description,
+        });
+        if self.audited {
+            r.extensions_mut().insert(crate::refusals::Audited);
+        }
         r
     }
 }

@@ -194,20 +194,22 @@ where
     if st.audit(&ev).await.is_err() {
         return Err(E::from(AuditUnavailable));
     }
-    let out = change.await;
-    if let Err(e) = &out {
-        let mut failed = new_event(&ev.kind, &ev.principal, &ev.action);
-        failed.chain = ev.chain.clone();
-        failed.resource = ev.resource.clone();
-        failed.result = e.audit_result().to_string();
-        failed.error = Some(e.audit_code().to_string());
-        failed.reasons = vec![e.audit_reason()];
-        failed
-            .details
-            .insert("request_event".into(), ev.id.clone().into());
-        let _ = st.audit(&failed).await;
+    match change.await {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let mut failed = new_event(&ev.kind, &ev.principal, &ev.action);
+            failed.chain = ev.chain.clone();
+            failed.resource = ev.resource.clone();
+            failed.result = e.audit_result().to_string();
+            failed.error = Some(e.audit_code().to_string());
+            failed.reasons = vec![e.audit_reason()];
+            failed
+                .details
+                .insert("request_event".into(), ev.id.clone().into());
+            let _ = st.audit(&failed).await;
+            Err(e.mark_audited())
+        }
     }
-    out
 }
 
 /// The audit log could not be written, so the operation was not carried out.
@@ -222,30 +224,53 @@ pub trait AuditableError {
     fn audit_code(&self) -> &str;
     /// The description.
     fn audit_reason(&self) -> String;
+    /// The same error, marked as already recorded in the audit log.
+    fn mark_audited(self) -> Self;
 }
 
-/// Audits a refused API call (the refusal stands whether or not the event could be written).
-/// `principal` is the authenticated caller, or None before authentication.
+/// Records a refused API call: after authentication as its own event naming the caller; before
+/// it, counted for the source's per-window event (see [`crate::refusals`]). The refusal stands
+/// whether or not the event could be written.
 pub async fn refusal(
     st: &AppState,
-    principal: Option<&mandate_core::claims::MandateClaims>,
+    caller: Option<&mandate_core::claims::MandateClaims>,
+    source: Option<crate::limits::Source>,
     action: &str,
     code: &str,
     reason: &str,
 ) {
-    let who = principal.map_or("unauthenticated", |c| c.client_id.as_str());
-    let mut ev = new_event(event::kinds::REQUEST_REFUSED, who, action);
-    if let Some(c) = principal {
-        ev.chain = chain_of(c);
-        ev.jti = Some(c.jti.clone());
-    }
+    let Some(c) = caller else {
+        st.refusals.record(
+            source,
+            crate::refusals::Refused {
+                action,
+                code,
+                reason,
+                claimed: None,
+            },
+        );
+        return;
+    };
+    let mut ev = new_event(event::kinds::REQUEST_REFUSED, &c.client_id, action);
+    ev.chain = chain_of(c);
+    ev.jti = Some(c.jti.clone());
     ev.result = "refused".into();
     ev.error = Some(code.to_string());
-    ev.reasons = vec![reason.chars().take(500).collect()];
+    ev.reasons = vec![reason.to_string()];
     let _ = st.audit(&ev).await;
 }
 
 impl AppState {
+    /// The storage form of an event, bounded to [`event::MAX_EVENT_BYTES`] (every event goes
+    /// through here, so no request can add more than that per event it causes).
+    pub fn record(&self, e: &Event) -> AuditRecord {
+        let mut e = e.clone();
+        if e.bound(self.audit_log.hmac_key()) {
+            tracing::warn!(event = %e.id, kind = %e.kind, "audit event over its size bound; large values recorded as HMACs");
+        }
+        AuditRecord::from_event(&e)
+    }
+
     /// Appends an event; returns once it is durable. Callers refuse what they were doing when
     /// this fails (fail closed).
     pub async fn audit(&self, e: &Event) -> Result<i64, StoreError> {
@@ -253,7 +278,7 @@ impl AppState {
             tracing::error!(event = %e.id, kind = %e.kind, "audit log not accepting events: checkpoints are failing");
             return Err(StoreError::WriterGone);
         }
-        let seq = self.store.audit(AuditRecord::from_event(e)).await;
+        let seq = self.store.audit(self.record(e)).await;
         if let Err(err) = &seq {
             tracing::error!(event = %e.id, kind = %e.kind, error = %err, "audit event could not be written");
         }
@@ -270,7 +295,18 @@ pub async fn integrate(state: std::sync::Arc<AppState>) {
     loop {
         tick.tick().await;
         let flag = &state.audit_log.failing_since;
-        match integrate_once(&state, &mut integrator).await {
+        let done = match integrate_once(&state, &mut integrator).await {
+            // The parties index follows the tree, a bounded step per tick; it never holds back
+            // a checkpoint (a failure is retried on the next tick).
+            Ok(head) => {
+                if let Err(e) = index_some(&state, &mut integrator).await {
+                    tracing::warn!(error = %e, "indexing audit parties failed; will retry");
+                }
+                Ok(head)
+            }
+            Err(e) => Err(e),
+        };
+        match done {
             Ok(_) => {
                 if failing {
                     tracing::info!("audit log integration recovered");
@@ -287,6 +323,21 @@ pub async fn integrate(state: std::sync::Arc<AppState>) {
             }
         }
     }
+}
+
+/// Most index steps per integrator tick (each covers up to 1,000 events).
+const INDEX_STEPS_PER_TICK: usize = 20;
+
+async fn index_some(
+    state: &AppState,
+    integrator: &mut Integrator,
+) -> Result<(), mandate_store::IntegrateError> {
+    for _ in 0..INDEX_STEPS_PER_TICK {
+        if integrator.index_step(&state.store).await? == 0 {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Integrates everything committed so far and signs a checkpoint if the tree grew.

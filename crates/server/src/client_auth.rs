@@ -117,7 +117,8 @@ pub async fn authenticate(
     let name = unverified.claims.sub.clone();
     if name.parse::<PrincipalName>().is_err() {
         return Err(OAuthError::invalid_client(format!(
-            "client_assertion sub {name:?} is not a principal name (user:NAME or agent:NAME)"
+            "client_assertion sub {:?} is not a principal name (user:NAME or agent:NAME)",
+            name.chars().take(80).collect::<String>()
         )));
     }
     if let Some(cid) = form.one("client_id")? {
@@ -127,25 +128,26 @@ pub async fn authenticate(
             ));
         }
     }
-    let principal = load(st, &name).await?.ok_or_else(|| {
-        OAuthError::invalid_client(format!(
-            "unknown client {name}: register it with `mandate agent create` or `mandate user create`"
-        ))
-    })?;
-    if principal.row.disabled {
-        return Err(OAuthError::invalid_client(format!(
-            "{name} is disabled: an admin can re-enable it with `mandate agent enable`"
-        )));
-    }
+    let principal = load(st, &name).await?;
     let audiences = [
         st.cfg.issuer.as_str(),
         st.endpoints.token.as_str(),
         endpoint,
     ];
+    // An unknown principal has no keys: its assertion fails exactly as one signed with the wrong
+    // key does, so a stranger cannot tell which principals exist.
+    let keys = principal.as_ref().map_or(&[][..], |p| &p.keys[..]);
     let (key, claims) = unverified
-        .check(&principal.keys, &audiences, now)
+        .check(keys, &audiences, now)
         .map_err(|e| OAuthError::invalid_client(e.to_string()))?;
     let auth_jkt = key.thumbprint();
+    let principal = principal.expect("a registered key verified the assertion");
+    // Only a caller that proved it holds the principal's key learns that it is disabled.
+    if principal.row.disabled {
+        return Err(OAuthError::invalid_client(format!(
+            "{name} is disabled: an admin can re-enable it with `mandate agent enable`"
+        )));
+    }
 
     let dpop = match dpop_header {
         None => None,

@@ -68,7 +68,7 @@ pub fn write_secret_file(path: &Path, key: &SecretKey) -> std::io::Result<()> {
 pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        private_dir(parent)?;
     }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -77,6 +77,20 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
+}
+
+/// Creates `dir` (and its parents) if missing and makes it owner-only (0700): it holds the
+/// issuer's private keys and the audit HMAC key. A directory found wider is tightened, with a
+/// warning.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "the issuer keys directory was open to others; made it owner-only (0700)");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 async fn create_key(store: &Store, dir: &Path, now: i64) -> Result<SecretKey, IssuerKeyError> {
@@ -108,6 +122,10 @@ impl IssuerKeys {
 
     /// Loads the active signing key and every key still published.
     pub async fn load(store: &Store, dir: &Path) -> Result<Self, IssuerKeyError> {
+        private_dir(dir).map_err(|source| IssuerKeyError::File {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let rows = store.issuer_keys().await?;
         let active = rows
             .iter()

@@ -8,16 +8,21 @@
 mod admin;
 mod api_error;
 pub mod audit;
+mod auth;
 mod client_auth;
+mod conn;
 mod enroll;
 mod form;
 pub mod issuer;
+pub mod limits;
 mod metadata;
 mod oauth_endpoints;
 mod oauth_error;
 mod pdp;
 mod policy_hook;
 mod principals;
+mod ratelimit;
+mod refusals;
 mod resource_auth;
 pub mod revocation;
 pub mod state;
@@ -29,14 +34,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
+use tower_http::timeout::TimeoutLayer;
 
-pub use pdp::PDP_SCOPE;
-pub use state::{now, AppState, Config, Endpoints};
+pub use limits::Limits;
+pub use mandate_core::delegation::PDP_SCOPE;
+pub use state::{default_data_api_paths, now, AppState, Config, Endpoints};
 
-/// Request bodies larger than this are refused before parsing.
-const MAX_BODY: usize = 64 * 1024;
+use limits::MAX_BODY;
 
 /// Paths of every route, relative to the issuer URL.
 pub mod paths {
@@ -58,43 +65,66 @@ pub mod paths {
     pub const ADMIN: &str = "/admin/v1";
 }
 
-/// Builds the router over shared state.
+/// Builds the router over shared state. Layers, outermost first: the per-source rate limit (a
+/// request over it costs nothing more), the body size limit, and the request deadline (the
+/// revocation feed's long poll gets its own, longer one).
 pub fn router(state: Arc<AppState>) -> Router {
+    let request_timeout = state.cfg.limits.request_timeout;
+    let feed_timeout = Duration::from_secs(revocation::MAX_WAIT) + request_timeout;
+    let timeout = |d| TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, d);
     Router::new()
         .route(paths::METADATA, get(metadata::metadata))
         .route(paths::JWKS, get(metadata::jwks))
         .route(paths::TOKEN, post(token::token))
         .route(paths::INTROSPECT, post(oauth_endpoints::introspect))
         .route(paths::REVOKE, post(oauth_endpoints::revoke))
-        .route(paths::REVOCATIONS, get(revocation::feed))
         .route(paths::JOIN, post(enroll::join))
-        .nest(paths::ADMIN, admin::routes())
-        .merge(pdp::routes())
+        .nest(paths::ADMIN, admin::routes(state.clone()))
+        .merge(pdp::routes(state.clone()))
+        .layer(timeout(request_timeout))
+        .merge(
+            Router::new()
+                .route(paths::REVOCATIONS, get(revocation::feed))
+                .layer(timeout(feed_timeout)),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::limit,
+        ))
         .with_state(state)
 }
 
 /// Serves on a bound listener until `shutdown` completes, with background housekeeping
-/// (purging used jtis, dropping retired issuer keys once nothing they signed is still valid).
+/// (purging used jtis, dropping retired issuer keys once nothing they signed is still valid),
+/// the revocation view, the audit integrator, and the refusal counts. Connections are bounded as
+/// `state.cfg.limits` says (see [`conn`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let housekeeping = tokio::spawn(housekeeping(state.clone()));
-    let revocations = tokio::spawn(revocation::follow_database(state.clone()));
+    let tasks = [
+        tokio::spawn(housekeeping(state.clone())),
+        tokio::spawn(revocation::follow_database(state.clone())),
+        tokio::spawn(refusals::flush_every_window(state.clone())),
+        tokio::spawn(ratelimit::forget_idle_sources(state.clone())),
+    ];
     let integrator = tokio::spawn(audit::integrate(state.clone()));
-    let res = axum::serve(
+    let res = conn::serve(
         listener,
-        router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        router(state.clone()),
+        state.cfg.limits.clone(),
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
     .await;
-    housekeeping.abort();
-    revocations.abort();
+    for t in tasks {
+        t.abort();
+    }
     integrator.abort();
     let _ = integrator.await;
-    // Everything answered so far gets a checkpoint before the process ends.
+    // Refusals counted so far, then a checkpoint for everything answered, before the process ends.
+    refusals::flush(&state).await;
     if let Err(e) = audit::flush(&state).await {
         tracing::error!(error = %e, "final audit checkpoint failed");
     }

@@ -28,10 +28,13 @@ fn rfc6749_text(s: &str) -> String {
 
 impl OAuthError {
     fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
+        let description = description.into();
+        // Descriptions can echo request values; a token pasted in the wrong place is not echoed.
+        let description = mandate_core::jws::scrub_tokens(&description);
         OAuthError {
             status,
             code,
-            description: rfc6749_text(&description.into()),
+            description: rfc6749_text(&description),
             close: false,
         }
     }

@@ -1,48 +1,64 @@
 //! The policy decision point for other enforcement points:
-//! - OpenID AuthZEN 1.0: `POST /access/v1/evaluation`, `POST /access/v1/evaluations` (batch), and
-//!   `GET /.well-known/authzen-configuration`;
+//! - OpenID AuthZEN 1.0: `POST /access/v1/evaluation`, `POST /access/v1/evaluations` (batch, at
+//!   most [`MAX_BATCH_EVALUATIONS`] items), and `GET /.well-known/authzen-configuration`;
 //! - the OPA REST data API: `POST /v1/data/{path}` with `{"input": ...}` ->
-//!   `{"result": ..., "decision_id": ...}` (no `result` when undefined, as OPA answers);
-//! - `GET /policy/v1/status`: the version in force and why the newest edit is not, if it is not.
+//!   `{"result": ..., "decision_id": ...}` (no `result` when undefined, as OPA answers). A decision
+//!   point may query only the configured paths (the two decisions by default); admins may query
+//!   any document;
+//! - `GET /policy/v1/status`: the version in force and why the newest edit is not, if it is not
+//!   (file system paths only for admins).
 //!
-//! Callers authenticate like every API call: a mandate whose audience is the issuer (DPoP-bound,
+//! Callers authenticate through [`PepCaller`]: a mandate whose audience is the issuer (DPoP-bound,
 //! or bearer for principals allowed bearer) holding scope `mandate:pdp` (or `mandate:admin`).
+//!
+//! What an enforcement point says about the call (the principal, the chain, the mandate id) is
+//! its word only: events record it under `asserted`, naming the caller, and keep `principal` and
+//! `chain` for what was verified: the caller itself. One request adds one event to the log: a
+//! batch is recorded as one event listing each item's decision.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{Extensions, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use mandate_core::delegation::ADMIN_SCOPE;
-use mandate_core::{Scope, ScopeSet};
+use mandate_audit::event::{kinds, Asserted, Event};
 use mandate_policy::decision::new_decision_id;
-use mandate_policy::{authzen, EvalError, Query};
+use mandate_policy::{authzen, Decision, EvalError, Outcome, Query};
 use serde_json::{json, Map, Value};
 
 use crate::api_error::ApiError;
+use crate::auth::PepCaller;
 use crate::form::Body;
+use crate::limits::{Source, MAX_BATCH_EVALUATIONS};
 use crate::policy_hook;
-use crate::resource_auth::{self, Caller};
+use crate::refusals::{audit_refusals, RefusalKind};
+use crate::resource_auth::Caller;
 use crate::state::{now, AppState};
-
-/// The scope a policy enforcement point needs to ask for decisions.
-pub const PDP_SCOPE: &str = "mandate:pdp";
 
 type St = State<Arc<AppState>>;
 
-/// The decision point's routes.
-pub fn routes() -> Router<Arc<AppState>> {
+/// The decision point's routes; every refused call is recorded (see
+/// [`crate::refusals::audit_refusals`]).
+pub fn routes(st: Arc<AppState>) -> Router<Arc<AppState>> {
+    let refused = RefusalKind {
+        kind: kinds::REQUEST_REFUSED,
+        action: crate::auth::PDP_ACTION,
+    };
     Router::new()
-        .route("/.well-known/authzen-configuration", get(configuration))
         .route("/access/v1/evaluation", post(evaluation))
         .route("/access/v1/evaluations", post(evaluations))
         .route("/v1/data", post(data_root))
         .route("/v1/data/", post(data_root))
         .route("/v1/data/{*path}", post(data))
         .route("/policy/v1/status", get(status))
+        .layer(axum::middleware::from_fn_with_state(
+            (st, refused),
+            audit_refusals,
+        ))
+        .route("/.well-known/authzen-configuration", get(configuration))
 }
 
 /// The caller's IP address, when the server was started with connection info.
@@ -51,51 +67,10 @@ pub fn peer(ext: &Extensions) -> Option<String> {
         .map(|c| c.0.ip().to_string())
 }
 
-async fn pep(
-    st: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-) -> Result<Caller, ApiError> {
-    let c = match resource_auth::authenticate_with(
-        st,
-        method,
-        uri,
-        headers,
-        &st.cfg.issuer,
-        now(),
-        true,
-    )
-    .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            use crate::audit::AuditableError;
-            crate::audit::refusal(st, None, "pdp.request", e.audit_code(), e.description()).await;
-            return Err(e);
-        }
-    };
-    let holds = ScopeSet::parse(&c.claims.scope).is_ok_and(|s| {
-        [PDP_SCOPE, ADMIN_SCOPE]
-            .iter()
-            .any(|w| s.covers(&Scope::parse(w).expect("constant")))
-    });
-    if !holds {
-        let e = ApiError::forbidden(format!(
-            "asking for policy decisions needs a mandate with scope {PDP_SCOPE} and audience {}; {}'s mandate holds {:?}",
-            st.cfg.issuer, c.claims.client_id, c.claims.scope
-        ));
-        crate::audit::refusal(
-            st,
-            Some(&c.claims),
-            "pdp.request",
-            "insufficient_scope",
-            e.description(),
-        )
-        .await;
-        return Err(e);
-    }
-    Ok(c)
+/// The caller's source, as limits and refusal counts see it.
+pub fn peer_source(ext: &Extensions) -> Option<Source> {
+    ext.get::<ConnectInfo<SocketAddr>>()
+        .map(|c| Source::of(c.0.ip()))
 }
 
 fn json_body(body: Body) -> Result<Value, ApiError> {
@@ -133,81 +108,94 @@ fn with_request_id(headers: &HeaderMap, body: Value) -> Response {
     r
 }
 
-async fn decide_input(st: &AppState, mut input: Value, peer: Option<String>, who: &str) -> Value {
+/// Decides one policy input (its context completed by the server).
+async fn decide(
+    st: &AppState,
+    mut input: Value,
+    peer: Option<String>,
+    who: &str,
+) -> (Value, Decision) {
     complete_context(st, &mut input, peer);
     let d = st.policy.decide(Query::Authz, input.clone()).await;
     tracing::info!(decision = %d.decision_id, policy = %d.policy_version, pep = %who,
         outcome = ?d.outcome(), "authzen evaluation");
-    // The decision is audited before it is answered; if it cannot be, the answer is a deny.
-    if st
-        .audit(&decision_event(st, &input, &d, who))
-        .await
-        .is_err()
-    {
-        let mut denied = mandate_policy::Decision::failed(
-            "the decision could not be written to the audit log".to_string(),
-            &d.policy_version,
-        );
-        denied.decision_id = d.decision_id.clone();
-        return authzen::response(&denied);
-    }
-    authzen::response(&d)
+    (input, d)
 }
 
-/// The audit event of a decision asked by another enforcement point. Argument values at the
-/// decision's `redact` paths are replaced by their HMAC.
-fn decision_event(
-    st: &AppState,
-    input: &Value,
-    d: &mandate_policy::Decision,
-    pep: &str,
-) -> mandate_audit::event::Event {
-    use mandate_audit::event::{kinds, redact_arguments};
-    let action = &input["action"];
-    let mut ev = crate::audit::new_event(kinds::POLICY_DECISION, pep, "pdp.evaluation");
-    ev.chain = input["chain"]
-        .as_array()
+/// The deny given instead of `d` when its event could not be written (fail closed).
+fn unaudited(d: &Decision) -> Decision {
+    let mut denied = Decision::failed(
+        "the decision could not be written to the audit log".to_string(),
+        &d.policy_version,
+    );
+    denied.decision_id = d.decision_id.clone();
+    denied
+}
+
+/// A decision point event with the verified caller as principal and chain.
+fn caller_event(c: &Caller, action: &str) -> Event {
+    let mut ev = crate::audit::new_event(kinds::POLICY_DECISION, &c.claims.client_id, action);
+    ev.chain = crate::audit::chain_of(&c.claims);
+    ev.jti = Some(c.claims.jti.clone());
+    ev
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
         .map(|a| {
             a.iter()
                 .filter_map(Value::as_str)
                 .map(str::to_string)
                 .collect()
         })
-        .unwrap_or_default();
-    if let Some(p) = input["principal"]["id"].as_str() {
-        if ev.chain.last().map(String::as_str) != Some(p) {
-            ev.chain.push(p.to_string());
-        }
+        .unwrap_or_default()
+}
+
+/// What the enforcement point asserted about the call in `input`.
+fn asserted(c: &Caller, input: &Value) -> Asserted {
+    Asserted {
+        by: c.claims.client_id.clone(),
+        principal: input["principal"]["id"].as_str().map(str::to_string),
+        chain: strings(&input["chain"]),
+        jti: input["mandate"]["jti"]
+            .as_str()
+            .map(|j| j.chars().take(200).collect()),
     }
-    ev.resource = match (action["server"].as_str(), action["tool"].as_str()) {
+}
+
+fn resource_of(input: &Value) -> Option<String> {
+    let action = &input["action"];
+    match (action["server"].as_str(), action["tool"].as_str()) {
         (Some(s), Some(t)) => Some(format!("{s}:{t}")),
         (Some(s), None) => Some(s.to_string()),
         _ => action["kind"].as_str().map(str::to_string),
-    };
-    ev.decision = Some(d.outcome().as_str().to_string());
-    ev.decision_id = Some(d.decision_id.clone());
-    ev.policy_version = Some(d.policy_version.clone());
-    ev.reasons = d.reasons.clone();
-    if let Some(e) = &d.error {
-        ev.reasons.push(e.clone());
     }
-    ev.jti = input["mandate"]["jti"].as_str().map(str::to_string);
-    let mut summary = serde_json::Map::new();
-    for key in ["kind", "server", "tool", "method", "annotations", "http"] {
-        if let Some(v) = action.get(key) {
-            summary.insert(key.to_string(), v.clone());
+}
+
+/// The recorded form of the action: its kind, server, tool, method, annotations and HTTP facts,
+/// and its arguments with the values at the decision's `redact` paths, and under any key that
+/// looks secret at any depth, replaced by their HMAC. A failed decision has no redact paths: then
+/// the arguments are recorded only as their HMAC.
+fn recorded_action(st: &AppState, input: &Value, d: &Decision) -> Value {
+    use mandate_audit::event::{redact_arguments, redact_secret_keys, SECRET_KEY_FRAGMENTS};
+    let key = st.audit_log.hmac_key();
+    let action = &input["action"];
+    let mut summary = Map::new();
+    for k in ["kind", "server", "tool", "method", "annotations", "http"] {
+        if let Some(v) = action.get(k) {
+            summary.insert(k.to_string(), v.clone());
         }
     }
     if let Some(args) = action.get("arguments") {
         let mut args = args.clone();
-        // A failed decision carries no redact paths: then nothing of the arguments is kept.
         let whole = ["/action/arguments".to_string()];
         let paths = if d.error.is_some() {
             &whole[..]
         } else {
             &d.redact[..]
         };
-        redact_arguments(st.audit_log.hmac_key(), &mut args, paths);
+        redact_arguments(key, &mut args, paths);
+        redact_secret_keys(key, &mut args, &SECRET_KEY_FRAGMENTS);
         summary.insert("arguments".to_string(), args);
     }
     // Redact paths elsewhere in the action (a path, a header...) apply to what is recorded too.
@@ -217,17 +205,92 @@ fn decision_event(
             continue;
         }
         if let Some(target) = summary.pointer_mut(path) {
-            let hashed = mandate_audit::event::redact_value(st.audit_log.hmac_key(), target);
-            *target = Value::String(hashed);
+            *target = Value::String(mandate_audit::event::redact_value(key, target));
         }
     }
-    ev.details.insert("action".into(), summary);
+    summary
+}
+
+/// The event of one decision asked by an enforcement point.
+fn decision_event(st: &AppState, c: &Caller, input: &Value, d: &Decision) -> Event {
+    let mut ev = caller_event(c, "pdp.evaluation");
+    ev.asserted = Some(asserted(c, input));
+    ev.resource = resource_of(input);
+    ev.decision = Some(d.outcome().as_str().to_string());
+    ev.decision_id = Some(d.decision_id.clone());
+    ev.policy_version = Some(d.policy_version.clone());
+    ev.reasons = d.reasons.clone();
+    if let Some(e) = &d.error {
+        ev.reasons.push(e.clone());
+    }
+    ev.details
+        .insert("action".into(), recorded_action(st, input, d));
     if let Some(a) = &d.approval {
         ev.details.insert(
             "approval".into(),
             serde_json::to_value(a).unwrap_or(Value::Null),
         );
     }
+    ev
+}
+
+/// The one event of a batch: the caller, what the first item asserted (and every other principal
+/// the items named), and per item its resource, outcome, decision id and first reason; arguments
+/// only as their HMAC. Its `decision` is `deny` if any item was denied, else `approval` if any
+/// needs one, else `allow`.
+fn batch_event(st: &AppState, c: &Caller, items: &[(Value, Decision)]) -> Event {
+    let key = st.audit_log.hmac_key();
+    let mut ev = caller_event(c, "pdp.evaluations");
+    let mut a = items
+        .first()
+        .map(|(i, _)| asserted(c, i))
+        .unwrap_or_else(|| Asserted {
+            by: c.claims.client_id.clone(),
+            ..Asserted::default()
+        });
+    let mut listed = Vec::with_capacity(items.len());
+    for (input, d) in items {
+        let subject = input["principal"]["id"].as_str().unwrap_or_default();
+        if !subject.is_empty()
+            && a.principal.as_deref() != Some(subject)
+            && !a.chain.iter().any(|p| p == subject)
+        {
+            a.chain.push(subject.to_string());
+        }
+        let mut item = json!({
+            "resource": resource_of(input),
+            "decision": d.outcome().as_str(),
+            "decision_id": d.decision_id,
+        });
+        if !subject.is_empty() {
+            item["subject"] = json!(subject);
+        }
+        if let Some(r) = d.error.as_ref().or(d.reasons.first()) {
+            item["reason"] = json!(r.chars().take(200).collect::<String>());
+        }
+        if let Some(args) = input["action"]
+            .get("arguments")
+            .filter(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+        {
+            item["arguments"] = json!(mandate_audit::event::redact_value(key, args));
+        }
+        listed.push(item);
+    }
+    let outcomes: Vec<Outcome> = items.iter().map(|(_, d)| d.outcome()).collect();
+    let summary = if outcomes.contains(&Outcome::Deny) {
+        Outcome::Deny
+    } else if outcomes.contains(&Outcome::Approval) {
+        Outcome::Approval
+    } else {
+        Outcome::Allow
+    };
+    ev.asserted = Some(a);
+    ev.decision = Some(summary.as_str().to_string());
+    ev.policy_version = items.first().map(|(_, d)| d.policy_version.clone());
+    ev.resource = Some(format!("{} evaluations", items.len()));
+    ev.details.insert("count".into(), items.len().into());
+    ev.details
+        .insert("evaluations".into(), Value::Array(listed));
     ev
 }
 
@@ -242,28 +305,31 @@ async fn configuration(State(st): St) -> Json<Value> {
 
 async fn evaluation(
     State(st): St,
-    method: Method,
-    uri: Uri,
+    PepCaller(c): PepCaller,
     ext: Extensions,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let c = pep(&st, &method, &uri, &headers).await?;
     let req = json_body(body)?;
-    single(&st, &req, &ext, &headers, &c.claims.client_id).await
+    single(&st, &c, &req, &ext, &headers).await
 }
 
-/// One evaluation request answered whole (a malformed one is a 400).
+/// One evaluation request answered whole (a malformed one is a 400). The decision is audited
+/// before it is answered; if it cannot be, the answer is a deny.
 async fn single(
     st: &AppState,
+    c: &Caller,
     req: &Value,
     ext: &Extensions,
     headers: &HeaderMap,
-    who: &str,
 ) -> Result<Response, ApiError> {
     let input = authzen::input_from_request(req).map_err(ApiError::bad_request)?;
-    let out = decide_input(st, input, peer(ext), who).await;
-    Ok(with_request_id(headers, out))
+    let (input, d) = decide(st, input, peer(ext), &c.claims.client_id).await;
+    let answer = match st.audit(&decision_event(st, c, &input, &d)).await {
+        Ok(_) => authzen::response(&d),
+        Err(_) => authzen::response(&unaudited(&d)),
+    };
+    Ok(with_request_id(headers, answer))
 }
 
 /// AuthZEN 1.0 §7.2: an item of a batch that cannot be evaluated is a deny with an error context.
@@ -273,13 +339,11 @@ fn item_error(message: &str) -> Value {
 
 async fn evaluations(
     State(st): St,
-    method: Method,
-    uri: Uri,
+    PepCaller(c): PepCaller,
     ext: Extensions,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let c = pep(&st, &method, &uri, &headers).await?;
     let req = json_body(body)?;
     let Some(top) = req.as_object() else {
         return Err(ApiError::bad_request("the body must be a JSON object"));
@@ -291,12 +355,13 @@ async fn evaluations(
     };
     if items.is_empty() {
         // AuthZEN 1.0 §7.1: without evaluations the request is a single evaluation.
-        return single(&st, &req, &ext, &headers, &c.claims.client_id).await;
+        return single(&st, &c, &req, &ext, &headers).await;
     }
-    if items.len() > 1_000 {
-        return Err(ApiError::bad_request(
-            "at most 1000 evaluations per request",
-        ));
+    if items.len() > MAX_BATCH_EVALUATIONS {
+        return Err(ApiError::bad_request(format!(
+            "{} evaluations in one request; at most {MAX_BATCH_EVALUATIONS} (split the batch)",
+            items.len()
+        )));
     }
     let semantic = top
         .get("options")
@@ -315,10 +380,12 @@ async fn evaluations(
             "options.evaluations_semantic {semantic:?} is not one of execute_all, deny_on_first_deny, permit_on_first_permit"
         )));
     }
-    let mut out = vec![];
+    // Each answer is an item error or the index of a decision in `decided`.
+    let mut answers: Vec<Result<usize, String>> = vec![];
+    let mut decided: Vec<(Value, Decision)> = vec![];
     for item in items {
         let Some(item) = item.as_object() else {
-            out.push(item_error("each evaluation must be an object"));
+            answers.push(Err("each evaluation must be an object".into()));
             continue;
         };
         // Each of subject, action, resource and context given on an item replaces the default.
@@ -328,18 +395,40 @@ async fn evaluations(
                 merged.insert(k.into(), v.clone());
             }
         }
-        let r = match authzen::input_from_request(&Value::Object(merged)) {
-            Ok(input) => decide_input(&st, input, peer(&ext), &c.claims.client_id).await,
-            Err(e) => item_error(&e),
+        let allowed = match authzen::input_from_request(&Value::Object(merged)) {
+            Ok(input) => {
+                let (input, d) = decide(&st, input, peer(&ext), &c.claims.client_id).await;
+                let allowed = d.outcome() == Outcome::Allow;
+                answers.push(Ok(decided.len()));
+                decided.push((input, d));
+                allowed
+            }
+            Err(e) => {
+                answers.push(Err(e));
+                false
+            }
         };
-        let decision = r["decision"].as_bool().unwrap_or(false);
-        out.push(r);
-        if (semantic == "deny_on_first_deny" && !decision)
-            || (semantic == "permit_on_first_permit" && decision)
+        if (semantic == "deny_on_first_deny" && !allowed)
+            || (semantic == "permit_on_first_permit" && allowed)
         {
             break;
         }
     }
+    let mut ev = batch_event(&st, &c, &decided);
+    let malformed = answers.iter().filter(|a| a.is_err()).count();
+    if malformed > 0 {
+        ev.details.insert("malformed".into(), malformed.into());
+    }
+    // The batch is audited before it is answered; if it cannot be, every item is a deny.
+    let audited = st.audit(&ev).await.is_ok();
+    let out: Vec<Value> = answers
+        .iter()
+        .map(|a| match a {
+            Ok(i) if audited => authzen::response(&decided[*i].1),
+            Ok(i) => authzen::response(&unaudited(&decided[*i].1)),
+            Err(e) => item_error(e),
+        })
+        .collect();
     Ok(with_request_id(&headers, json!({ "evaluations": out })))
 }
 
@@ -352,36 +441,36 @@ fn opa_error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
         .into_response()
 }
 
-async fn data_root(
-    st: St,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    data_at(st, method, uri, headers, body, String::new()).await
+async fn data_root(st: St, caller: PepCaller, body: Body) -> Result<Response, ApiError> {
+    data_at(st, caller, body, String::new()).await
 }
 
 async fn data(
     st: St,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    caller: PepCaller,
     Path(path): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    data_at(st, method, uri, headers, body, path).await
+    data_at(st, caller, body, path).await
+}
+
+/// Whether a decision point may query `segments` (a path under `data`): it is one of the
+/// configured paths or below one. Admins may query everything.
+fn readable(st: &AppState, caller: &PepCaller, segments: &[&str]) -> bool {
+    caller.is_admin()
+        || st.cfg.data_api_paths.iter().any(|allowed| {
+            let allowed: Vec<&str> = allowed.split('/').filter(|p| !p.is_empty()).collect();
+            !allowed.is_empty() && segments.starts_with(&allowed)
+        })
 }
 
 async fn data_at(
     State(st): St,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    caller: PepCaller,
     body: Body,
     path: String,
 ) -> Result<Response, ApiError> {
-    let c = pep(&st, &method, &uri, &headers).await?;
+    let c = &caller.0;
     let req = match json_body(body) {
         Ok(v) => v,
         Err(e) => return Ok(opa_error(e.status(), "invalid_parameter", e.description())),
@@ -399,6 +488,27 @@ async fn data_at(
         .chain(segments.iter().copied())
         .collect::<Vec<_>>()
         .join("/");
+    if !readable(&st, &caller, &segments) {
+        // Policy data (approver lists, environments, anything an operator put in a data file)
+        // is not for every enforcement point to read: only the decisions are.
+        let message = format!(
+            "{query} is not a decision this enforcement point may query; it may query: {} (an admin can widen this with [policy] data_api_paths)",
+            st.cfg.data_api_paths.iter().map(|p| format!("data/{p}")).collect::<Vec<_>>().join(", ")
+        );
+        let e = ApiError::forbidden(message.clone());
+        crate::audit::refusal(
+            &st,
+            Some(&c.claims),
+            None,
+            "pdp.data",
+            e.code(),
+            e.description(),
+        )
+        .await;
+        let mut r = opa_error(StatusCode::FORBIDDEN, "unauthorized", message);
+        r.extensions_mut().insert(crate::refusals::Audited);
+        return Ok(r);
+    }
     let Some(live) = st.policy.live() else {
         return Ok(opa_error(
             StatusCode::NOT_IMPLEMENTED,
@@ -421,12 +531,7 @@ async fn data_at(
         query = %query, ok = out.is_ok(), "data API evaluation");
     // Audited before it is answered (the input is not recorded: no decision says what in it is
     // secret); if the event cannot be written, no result is given.
-    let mut ev = crate::audit::new_event(
-        mandate_audit::event::kinds::POLICY_DECISION,
-        &c.claims.client_id,
-        "pdp.data",
-    );
-    ev.chain = crate::audit::chain_of(&c.claims);
+    let mut ev = caller_event(c, "pdp.data");
     ev.resource = Some(query.clone());
     ev.decision_id = Some(decision_id.clone());
     ev.policy_version = Some(policy.version().to_string());
@@ -459,15 +564,25 @@ async fn data_at(
     })
 }
 
-async fn status(
-    State(st): St,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    pep(&st, &method, &uri, &headers).await?;
+/// The policy status. Admins see all of it; other decision points see the version and whether a
+/// newer edit failed, without file system paths.
+async fn status(State(st): St, caller: PepCaller) -> Result<Json<Value>, ApiError> {
     Ok(Json(match st.policy.live() {
-        Some(l) => json!(l.status()),
+        Some(l) if caller.is_admin() => json!(l.status()),
+        Some(l) => {
+            let s = l.status();
+            let hide = |text: &str| match &s.dir {
+                Some(d) => text
+                    .replace(&format!("{}/", d.display()), "")
+                    .replace(&d.display().to_string(), "<policy directory>"),
+                None => text.to_string(),
+            };
+            json!({
+                "version": s.version,
+                "reloads": s.reloads,
+                "error": s.error.as_deref().map(hide),
+            })
+        }
         None => json!({"version": st.policy.version(), "external": true}),
     }))
 }

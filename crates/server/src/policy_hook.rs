@@ -38,40 +38,58 @@ pub fn chain(c: &MandateClaims) -> Vec<String> {
 
 /// `input` for the delegation policy: the mandate that would be issued, who asks, from whom to
 /// whom.
+#[derive(Clone)]
 pub struct DelegationFacts<'a> {
     /// The mandate about to be issued.
     pub claims: &'a MandateClaims,
     /// The authenticated caller.
     pub caller: &'a str,
-    /// The delegator (the caller itself for client_credentials).
+    /// Who authorises this hop: the caller (itself for client_credentials), or for a pull the
+    /// principal who named the caller in the subject token's `may_act`.
     pub from: &'a str,
+    /// Who will hold the mandate (or, for `may_act`, who could pull it).
+    pub to: &'a str,
     /// `grant_type`.
     pub grant_type: &'a str,
-    /// `self`, `push` or `pull`.
-    pub mode: &'a str,
+    /// `self`, `push`, `pull` or `may_act`.
+    pub mode: crate::token::Mode,
+    /// For a pull: the holder of the subject token.
+    pub holder: Option<&'a str>,
+    /// The principal the new mandate's `may_act` names, if any.
+    pub may_act: Option<&'a str>,
     /// The caller's address.
     pub client_address: Option<String>,
 }
 
-/// The input document for `data.mandate.delegation.decision`.
+/// The input document for `data.mandate.delegation.decision`. For a `may_act` decision the chain
+/// ends with the principal that could pull, as it would after the pull.
 pub fn delegation_input(st: &AppState, f: &DelegationFacts<'_>) -> Value {
     let c = f.claims;
+    let mut chain = chain(c);
+    if f.mode == crate::token::Mode::MayAct {
+        chain.push(f.to.to_string());
+    }
+    let mut action = json!({
+        "kind": "delegation",
+        "grant_type": f.grant_type,
+        "mode": f.mode.as_str(),
+        "from": f.from,
+        "to": f.to,
+        "ttl_seconds": c.exp - c.iat,
+        "may_act": f.may_act,
+    });
+    if let Some(h) = f.holder {
+        action["holder"] = json!(h);
+    }
     json!({
         "principal": principal(f.caller),
         "subject": c.sub,
-        "chain": chain(c),
+        "chain": chain,
         "scopes": c.scope.split_whitespace().collect::<Vec<_>>(),
         "audience": c.aud.as_slice(),
         "mandate": {"jti": c.jti, "iat": c.iat, "exp": c.exp,
                     "depth": c.mandate.depth, "max_depth": c.mandate.max_depth},
-        "action": {
-            "kind": "delegation",
-            "grant_type": f.grant_type,
-            "mode": f.mode,
-            "from": f.from,
-            "to": c.client_id,
-            "ttl_seconds": c.exp - c.iat,
-        },
+        "action": action,
         "context": context(st, f.client_address.clone(), c.iat),
     })
 }

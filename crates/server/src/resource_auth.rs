@@ -21,20 +21,9 @@ pub struct Caller {
     pub principal: Loaded,
 }
 
-/// Authenticates a request to an API whose audience is `audience` (DPoP-bound mandates only).
-pub async fn authenticate(
-    st: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    audience: &str,
-    now: i64,
-) -> Result<Caller, ApiError> {
-    authenticate_with(st, method, uri, headers, audience, now, false).await
-}
-
-/// [`authenticate`], also taking bearer mandates when `bearer_ok` (they are issued only to
-/// principals registered with bearer allowed).
+/// Authenticates a request to an API whose audience is `audience`: a DPoP-bound mandate, or a
+/// bearer mandate when `bearer_ok` (they are issued only to principals registered with bearer
+/// allowed).
 pub async fn authenticate_with(
     st: &AppState,
     method: &Method,

@@ -25,6 +25,20 @@ pub struct Config {
     pub enrollment_ttl: i64,
     /// The environment label policies see as `input.context.environment`.
     pub environment: String,
+    /// Bounds on connections, sources and requests.
+    pub limits: crate::limits::Limits,
+    /// What decision points (holders of `mandate:pdp`) may read through the OPA data API: paths
+    /// under `data`, `/`-separated (`mandate/authz/decision`). A query is allowed when its path is
+    /// one of these or below one. Admins may read everything.
+    pub data_api_paths: Vec<String>,
+}
+
+/// The data API paths a decision point may query unless configured otherwise: the two decisions.
+pub fn default_data_api_paths() -> Vec<String> {
+    vec![
+        "mandate/authz/decision".into(),
+        "mandate/delegation/decision".into(),
+    ]
 }
 
 /// Absolute URLs of the endpoints, computed once from the issuer.
@@ -72,6 +86,10 @@ pub struct AppState {
     pub policy: Arc<DecisionPoint>,
     /// The audit log's settings (origin, redaction key).
     pub audit_log: AuditLog,
+    /// Unauthenticated refusals of the current window, per source.
+    pub refusals: crate::refusals::RefusalCounter,
+    /// Per-source request limits.
+    pub limiter: crate::ratelimit::SourceLimiter,
 }
 
 impl AppState {
@@ -86,6 +104,8 @@ impl AppState {
     ) -> Self {
         AppState {
             endpoints: Endpoints::new(&cfg.issuer),
+            limiter: crate::ratelimit::SourceLimiter::new(&cfg.limits),
+            refusals: Default::default(),
             cfg,
             store,
             keys,

@@ -50,9 +50,23 @@ pub async fn token(
         Ok(r) => r,
         Err(e) => {
             tracing::info!(error = e.code(), "token request refused");
-            // The refusal is audited before it is answered. A refusal stays a refusal when the
-            // audit log cannot be written (the failure is logged by `AppState::audit`).
-            let _ = st.audit(&trail.refusal(&e)).await;
+            if trail.client.is_some() {
+                // The refusal of an authenticated client is audited before it is answered. A
+                // refusal stays a refusal when the audit log cannot be written (the failure is
+                // logged by `AppState::audit`).
+                let _ = st.audit(&trail.refusal(&e)).await;
+            } else {
+                // A stranger's refusal names nobody: counted for its source's window event.
+                st.refusals.record(
+                    crate::pdp::peer_source(&ext),
+                    crate::refusals::Refused {
+                        action: &action(trail.grant.as_deref()),
+                        code: e.code(),
+                        reason: e.description(),
+                        claimed: trail.claimed.as_deref(),
+                    },
+                );
+            }
             e.into_response()
         }
     }
@@ -73,6 +87,45 @@ pub struct Trail {
     parent_jti: Option<String>,
     /// The delegation policy's decision, once asked.
     pub decision: Option<Decision>,
+}
+
+/// How a mandate is being issued; the policy input's `action.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `client_credentials`: a principal's own mandate.
+    SelfIssued,
+    /// The holder of the subject token delegates to `requested_actor`.
+    Push,
+    /// The caller pulls an exchange of a subject token whose `may_act` names it.
+    Pull,
+    /// Not an issuance: naming a principal in the new mandate's `may_act`, which lets it pull
+    /// later. Decided as a delegation of its own, from the caller to that principal.
+    MayAct,
+}
+
+impl Mode {
+    /// The policy input's name of the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::SelfIssued => "self",
+            Mode::Push => "push",
+            Mode::Pull => "pull",
+            Mode::MayAct => "may_act",
+        }
+    }
+}
+
+/// A mandate about to be issued, and who and what it comes from.
+struct Minted {
+    claims: MandateClaims,
+    /// The jti of the subject token, for an exchange.
+    parent_jti: Option<String>,
+    /// Who authorised this hop: the caller, or for a pull the principal who named the caller
+    /// in the subject token's `may_act`.
+    from: String,
+    mode: Mode,
+    /// For a pull: the holder of the subject token (who made no request).
+    pulled_from: Option<String>,
 }
 
 impl Trail {
@@ -126,7 +179,14 @@ fn decision_fields(ev: &mut Event, d: &Decision) {
 }
 
 /// The issuance event of a mandate about to be handed out.
-fn issued_event(c: &MandateClaims, m: &MandateRecord, caller: &str, d: &Decision) -> Event {
+fn issued_event(
+    c: &MandateClaims,
+    m: &MandateRecord,
+    caller: &str,
+    d: &Decision,
+    minted: &Minted,
+    may_act: Option<&Decision>,
+) -> Event {
     let exchange = m.grant_type == TOKEN_EXCHANGE;
     let mut ev = new_event(
         if exchange {
@@ -159,6 +219,23 @@ fn issued_event(c: &MandateClaims, m: &MandateRecord, caller: &str, d: &Decision
     }
     if let Some(r) = &m.reason {
         details.insert("reason".into(), r.clone().into());
+    }
+    details.insert("mode".into(), minted.mode.as_str().into());
+    if let Some(holder) = &minted.pulled_from {
+        // The holder of the subject token made no request: the pull was allowed by whoever
+        // named the caller in its `may_act`.
+        details.insert("pulled_from".into(), holder.clone().into());
+        details.insert("may_act_granted_by".into(), minted.from.clone().into());
+    }
+    if let (Some(to), Some(d)) = (&m.may_act, may_act) {
+        details.insert(
+            "may_act".into(),
+            serde_json::json!({
+                "principal": to,
+                "granted_by": caller,
+                "decision_id": d.decision_id,
+            }),
+        );
     }
     ev
 }
@@ -215,32 +292,53 @@ async fn decide_and_issue(
         jti: &jti,
         now,
     };
-    let (claims, parent, delegator, mode) = if grant == "client_credentials" {
+    let caller = client.principal.name.to_string();
+    let minted = if grant == "client_credentials" {
         let jkt = bound_key(client)?;
         let to = grantee(&client.principal, jkt.as_deref());
-        (
-            delegation::client_credentials(mint, to, req)?,
-            None,
-            client.principal.name.to_string(),
-            "self",
-        )
+        Minted {
+            claims: delegation::client_credentials(mint, to, req)?,
+            parent_jti: None,
+            from: caller.clone(),
+            mode: Mode::SelfIssued,
+            pulled_from: None,
+        }
     } else {
         exchange(st, form, client, mint, req, now, trail).await?
     };
-    trail.chain = crate::audit::chain_of(&claims);
+    let claims = &minted.claims;
+    trail.chain = crate::audit::chain_of(claims);
+    let may_act = claims.may_act.as_ref().map(|m| m.sub.clone());
     // The delegation policy sees the mandate exactly as it would be issued.
-    let input = policy_hook::delegation_input(
-        st,
-        &policy_hook::DelegationFacts {
-            claims: &claims,
-            caller: client.principal.name.as_str(),
-            from: &delegator,
-            grant_type: grant,
-            mode,
-            client_address: peer,
-        },
-    );
-    let decision = policy_hook::check_delegation(st, input, trail).await?;
+    let facts = policy_hook::DelegationFacts {
+        claims,
+        caller: &caller,
+        from: &minted.from,
+        to: &claims.client_id,
+        grant_type: grant,
+        mode: minted.mode,
+        holder: minted.pulled_from.as_deref(),
+        may_act: may_act.as_deref(),
+        client_address: peer.clone(),
+    };
+    let decision =
+        policy_hook::check_delegation(st, policy_hook::delegation_input(st, &facts), trail).await?;
+    // Naming a may_act lets that principal pull this mandate later without the holder asking:
+    // it is a delegation from the caller to it, decided as one.
+    let may_act_decision = match &may_act {
+        None => None,
+        Some(to) => {
+            let facts = policy_hook::DelegationFacts {
+                to,
+                mode: Mode::MayAct,
+                from: &caller,
+                holder: None,
+                ..facts
+            };
+            let input = policy_hook::delegation_input(st, &facts);
+            Some(policy_hook::check_delegation(st, input, trail).await?)
+        }
+    };
     // Revocation of a principal counts in whole seconds (`iat <= revoked_at`): a mandate issued in
     // the same second as its revocation would be dead on arrival, so it is not issued.
     let mut everyone = claims.chain();
@@ -253,12 +351,14 @@ async fn decide_and_issue(
             "{p} was revoked within the last second; retry in a second if it has been re-enabled"
         )));
     }
-    let (token, kid) = st.keys.sign(&claims);
+    let (token, kid) = st.keys.sign(claims);
+    // Nothing is issued that verifiers would refuse for its size.
+    delegation::check_encoded_len(token.len())?;
     let record = MandateRecord {
         jti: claims.jti.clone(),
-        parent_jti: parent,
+        parent_jti: minted.parent_jti.clone(),
         subject: claims.sub.clone(),
-        delegator,
+        delegator: minted.from.clone(),
         holder: claims.client_id.clone(),
         audiences: claims.aud.as_slice().join(" "),
         scopes: claims.scope.clone(),
@@ -268,6 +368,8 @@ async fn decide_and_issue(
         issued_at: claims.iat,
         expires_at: claims.exp,
         kid,
+        may_act: may_act.clone(),
+        may_act_by: may_act.as_ref().map(|_| caller.clone()),
     };
     // The request's jtis are spent, the delegation record and its audit event are durable, in one
     // commit, before the mandate is handed out.
@@ -277,23 +379,26 @@ async fn decide_and_issue(
             "its checkpoints have been failing for more than 5 seconds",
         )
     })?;
-    let event = issued_event(&claims, &record, client.principal.name.as_str(), &decision);
+    let event = issued_event(
+        claims,
+        &record,
+        &caller,
+        &decision,
+        &minted,
+        may_act_decision.as_ref(),
+    );
     let outcome = st
         .store
-        .issue_audited(
-            client.single_use.clone(),
-            record,
-            mandate_store::AuditRecord::from_event(&event),
-        )
+        .issue_audited(client.single_use.clone(), record, st.record(&event))
         .await
         .map_err(|e| OAuthError::server_error("recording the mandate failed", e))?;
     if let IssueOutcome::Replayed(i) = outcome {
         return Err(client_auth::replay_error(i));
     }
     tracing::info!(jti = %claims.jti, sub = %claims.sub, holder = %claims.client_id,
-        depth = claims.mandate.depth, grant, decision = %decision.decision_id,
-        policy = %decision.policy_version, "mandate issued");
-    Ok(response(&token, &claims, grant == TOKEN_EXCHANGE))
+        depth = claims.mandate.depth, grant, mode = minted.mode.as_str(),
+        decision = %decision.decision_id, policy = %decision.policy_version, "mandate issued");
+    Ok(response(&token, claims, grant == TOKEN_EXCHANGE))
 }
 
 fn request(form: &Form) -> Result<Request, OAuthError> {
@@ -429,7 +534,7 @@ async fn exchange(
     req: Request,
     now: i64,
     trail: &mut Trail,
-) -> Result<(MandateClaims, Option<String>, String, &'static str), OAuthError> {
+) -> Result<Minted, OAuthError> {
     check_token_type(form, "subject_token_type", true)?;
     check_token_type(form, "requested_token_type", false)?;
     let parent = verify_own(st, form.required("subject_token")?, "subject_token", now)?;
@@ -443,7 +548,7 @@ async fn exchange(
     } else {
         trail.chain.push(client.principal.name.to_string());
     }
-    let delegator = parent.claims().client_id.clone();
+    let holder = parent.claims().client_id.clone();
     let me = &client.principal;
     if let Some(actor_token) = form.one("actor_token")? {
         // Pull: the caller acts for the subject, as the subject token's may_act allows.
@@ -470,14 +575,18 @@ async fn exchange(
                 name: me.name.as_str(),
             },
         )?;
+        // The holder made no request: the pull is decided and recorded as a delegation from
+        // whoever named the caller in the subject token's may_act.
+        let granted_by = may_act_grantor(st, &parent.claims().jti, me.name.as_str()).await?;
         let jkt = bound_key(client)?;
         let to = grantee(me, jkt.as_deref());
-        return Ok((
-            delegation::exchange(mint, &parent, to, req)?,
+        return Ok(Minted {
+            claims: delegation::exchange(mint, &parent, to, req)?,
             parent_jti,
-            delegator,
-            "pull",
-        ));
+            from: granted_by,
+            mode: Mode::Pull,
+            pulled_from: Some(holder),
+        });
     }
     // Push: the holder delegates to requested_actor; the new mandate is bound to its key.
     let target = form.required("requested_actor").map_err(|_| {
@@ -514,19 +623,41 @@ async fn exchange(
         ))
     })?;
     let g = grantee(&to, Some(&jkt));
-    Ok((
-        delegation::exchange(mint, &parent, g, req)?,
+    Ok(Minted {
+        claims: delegation::exchange(mint, &parent, g, req)?,
         parent_jti,
-        delegator,
-        "push",
-    ))
+        from: holder,
+        mode: Mode::Push,
+        pulled_from: None,
+    })
+}
+
+/// Who named `puller` in the `may_act` of mandate `jti`, as recorded when it was issued. A
+/// mandate whose record does not say (issued before `may_act` was recorded) cannot be pulled.
+async fn may_act_grantor(st: &AppState, jti: &str, puller: &str) -> Result<String, OAuthError> {
+    let record =
+        st.store.mandate(jti).await.map_err(|e| {
+            OAuthError::server_error("reading the subject_token's record failed", e)
+        })?;
+    match record {
+        Some(MandateRecord {
+            may_act: Some(m),
+            may_act_by: Some(by),
+            ..
+        }) if m == puller => Ok(by),
+        _ => Err(OAuthError::invalid_grant(
+            "the subject_token's may_act was not recorded when it was issued, so who allowed this pull is unknown: ask its holder to delegate with requested_actor instead",
+        )),
+    }
 }
 
 /// The principal a request claims to be before it is authenticated: `client_id`, or the `iss` of
 /// the client assertion (read without trusting it; only for the refusal's audit event).
 fn claimed_client(form: &Form) -> Option<String> {
     if let Ok(Some(id)) = form.one("client_id") {
-        return Some(id.chars().take(80).collect());
+        // Only a valid principal name is kept: anything else (a pasted token, escape sequences)
+        // never reaches the audit log.
+        return id.parse::<PrincipalName>().ok().map(|p| p.to_string());
     }
     let assertion = form.one("client_assertion").ok()??;
     let payload = assertion.split('.').nth(1)?;

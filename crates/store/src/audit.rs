@@ -93,8 +93,11 @@ pub struct StoredCheckpoint {
 pub struct AuditQuery {
     /// The acting principal.
     pub principal: Option<String>,
-    /// Anyone the event names (the principal or anyone in the chain).
+    /// Anyone the event names as verified (the principal or anyone in the chain).
     pub party: Option<String>,
+    /// With `party`: also match events where a caller only asserted the party (a decision
+    /// point's chain); without it, asserted parties never match.
+    pub include_asserted: bool,
     /// The action, exactly, or every action starting with it when it ends in `*`.
     pub action: Option<String>,
     /// The kind, exactly.
@@ -238,6 +241,21 @@ impl NodeSource for Wanted {
     }
 }
 
+/// How an audit query is narrowed to one party.
+enum PartyFilter<'a> {
+    None,
+    /// Events the parties index covers.
+    Indexed {
+        party: &'a str,
+        through: i64,
+    },
+    /// Events past the index, whose bodies mention the party.
+    Recent {
+        party: &'a str,
+        through: i64,
+    },
+}
+
 /// A node the database does not hold.
 #[derive(Debug)]
 struct MissingNode(u32, u64);
@@ -275,19 +293,87 @@ impl Store {
 
     /// Events matching `q`, newest first unless `q.oldest_first`.
     pub async fn audit_events(&self, q: &AuditQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let Some(party) = &q.party else {
+            let rows = self
+                .audit_query(q, PartyFilter::None)
+                .build()
+                .fetch_all(&self.pool)
+                .await?;
+            return Ok(rows.iter().map(event_row).collect::<Result<_, _>>()?);
+        };
+        // Indexed events through the parties index; the few not indexed yet by their bodies,
+        // read back exactly (a body that merely contains the name is not a match).
+        let through: i64 = sqlx::query_scalar("SELECT through FROM audit_index WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?
+            .unwrap_or(0);
+        let indexed = self
+            .audit_query(q, PartyFilter::Indexed { party, through })
+            .build()
+            .fetch_all(&self.pool)
+            .await?;
+        let recent = self
+            .audit_query(q, PartyFilter::Recent { party, through })
+            .build()
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: Vec<StoredEvent> = indexed.iter().map(event_row).collect::<Result<_, _>>()?;
+        for r in &recent {
+            let e = event_row(r)?;
+            let names = match mandate_audit::event::Event::parse(&e.body) {
+                Ok(ev) => {
+                    let mut n = ev.parties();
+                    if q.include_asserted {
+                        n.extend(ev.asserted_parties());
+                    }
+                    n
+                }
+                Err(_) => vec![],
+            };
+            if names.iter().any(|n| n == party) {
+                out.push(e);
+            }
+        }
+        if q.oldest_first {
+            out.sort_by_key(|e| e.seq);
+        } else {
+            out.sort_by_key(|e| std::cmp::Reverse(e.seq));
+        }
+        out.truncate(q.limit.max(0) as usize);
+        Ok(out)
+    }
+
+    /// The query for `q`'s filters other than the party, plus the party filter given.
+    fn audit_query<'a>(
+        &self,
+        q: &'a AuditQuery,
+        party: PartyFilter<'a>,
+    ) -> QueryBuilder<'a, Sqlite> {
         let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
             "SELECT {EVENT_COLUMNS} FROM audit_events WHERE 1 = 1"
         ));
+        match party {
+            PartyFilter::None => {}
+            PartyFilter::Indexed { party, through } => {
+                b.push(" AND seq <= ")
+                    .push_bind(through)
+                    .push(" AND seq IN (SELECT seq FROM audit_parties WHERE principal = ")
+                    .push_bind(party.to_string());
+                if !q.include_asserted {
+                    b.push(" AND asserted = FALSE");
+                }
+                b.push(")");
+            }
+            PartyFilter::Recent { party, through } => {
+                b.push(" AND seq > ")
+                    .push_bind(through)
+                    .push(" AND instr(body, ")
+                    .push_bind(serde_json::Value::String(party.to_string()).to_string())
+                    .push(") > 0");
+            }
+        }
         if let Some(p) = &q.principal {
             b.push(" AND principal = ").push_bind(p.clone());
-        }
-        if let Some(p) = &q.party {
-            // Integrated events through the index; the few not yet integrated by their body.
-            b.push(" AND (seq IN (SELECT seq FROM audit_parties WHERE principal = ")
-                .push_bind(p.clone())
-                .push(") OR (seq > (SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_nodes WHERE level = 0) AND instr(body, ")
-                .push_bind(serde_json::Value::String(p.clone()).to_string())
-                .push(") > 0))");
         }
         if let Some(a) = &q.action {
             match a.strip_suffix('*') {
@@ -326,8 +412,7 @@ impl Store {
             " ORDER BY seq DESC LIMIT "
         })
         .push_bind(q.limit.max(0));
-        let rows = b.build().fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(event_row).collect::<Result<_, _>>()?)
+        b
     }
 
     /// One event by id (`evt_...`) or by seq (a number).
@@ -546,12 +631,100 @@ impl NodeSource for Dyn<'_> {
     }
 }
 
-/// Everyone an event body names: its principal and its chain (a body that is not an event names
-/// nobody; `audit verify` reports it).
-fn parties_of(body: &str) -> Vec<String> {
+/// Everyone an event body names, each with whether it is only asserted (a body that is not an
+/// event names nobody; `audit verify` reports it).
+fn parties_of(body: &str) -> Vec<(String, bool)> {
     match mandate_audit::event::Event::parse(body) {
-        Ok(e) => e.parties(),
+        Ok(e) => {
+            let mut v: Vec<(String, bool)> = e.parties().into_iter().map(|p| (p, false)).collect();
+            v.extend(e.asserted_parties().into_iter().map(|p| (p, true)));
+            v
+        }
         Err(_) => vec![],
+    }
+}
+
+/// The audit log's upkeep, run by the writer on its own connection, each in a transaction of its
+/// own (see `writer::WriteOp::Maintain`).
+#[derive(Debug)]
+pub(crate) enum Maintenance {
+    /// New tree nodes and the checkpoint that signs the new size.
+    Extend {
+        nodes: Vec<(u32, u64, Hash)>,
+        size: u64,
+        root: Hash,
+        time_ms: i64,
+        note: String,
+    },
+    /// Party rows for events `(from, through]`, and the new reach of the index.
+    Index {
+        rows: Vec<(String, i64, bool)>,
+        from: i64,
+        through: i64,
+    },
+}
+
+impl Maintenance {
+    pub(crate) async fn run(&self, pool: &sqlx::SqlitePool) -> Result<(), sqlx::Error> {
+        let mut tx = pool.begin().await?;
+        match self {
+            Maintenance::Extend {
+                nodes,
+                size,
+                root,
+                time_ms,
+                note,
+            } => {
+                for chunk in nodes.chunks(10_000) {
+                    let mut q: QueryBuilder<Sqlite> =
+                        QueryBuilder::new("INSERT INTO audit_nodes (level, idx, hash) ");
+                    q.push_values(chunk, |mut b, (l, i, h)| {
+                        b.push_bind(*l as i64)
+                            .push_bind(*i as i64)
+                            .push_bind(hex(h));
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                sqlx::query(
+                    "INSERT INTO audit_checkpoints (size, root, time_ms, note) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(*size as i64)
+                .bind(hex(root))
+                .bind(*time_ms)
+                .bind(note)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Maintenance::Index {
+                rows,
+                from,
+                through,
+            } => {
+                for chunk in rows.chunks(10_000) {
+                    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                        "INSERT OR IGNORE INTO audit_parties (principal, seq, asserted) ",
+                    );
+                    q.push_values(chunk, |mut b, (p, seq, asserted)| {
+                        b.push_bind(p).push_bind(*seq).push_bind(*asserted);
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                // Only from where the index stood: a concurrent indexer cannot move it twice.
+                let moved = sqlx::query(
+                    "UPDATE audit_index SET through = $1 WHERE id = 1 AND through = $2",
+                )
+                .bind(*through)
+                .bind(*from)
+                .execute(&mut *tx)
+                .await?;
+                if moved.rows_affected() != 1 {
+                    return Err(sqlx::Error::Protocol(
+                        "the parties index moved meanwhile".into(),
+                    ));
+                }
+            }
+        }
+        tx.commit().await
     }
 }
 
@@ -563,10 +736,13 @@ pub struct Integrator {
     frontier: Option<Frontier>,
 }
 
-/// Most events integrated in one step: small enough that its commit holds SQLite's write lock
-/// only briefly (appends wait behind it), so a catch-up after a restart signs one checkpoint per
-/// 10,000 events.
-const INTEGRATE_BATCH: i64 = 10_000;
+/// Most events integrated in one step: its nodes are committed by the writer between request
+/// batches, so the step is kept small (about 4,000 rows, a few milliseconds); a catch-up after a
+/// restart signs one checkpoint per 2,000 events.
+const INTEGRATE_BATCH: i64 = 2_000;
+
+/// Most events indexed in one step (each names at most a few dozen parties: chains are bounded).
+const INDEX_BATCH: i64 = 1_000;
 
 impl Integrator {
     /// A fresh integrator (loads the tree's edge on its first step).
@@ -633,7 +809,6 @@ impl Integrator {
             return Ok(None);
         }
         let mut nodes: Vec<(u32, u64, Hash)> = Vec::with_capacity(rows.len() * 2);
-        let mut parties: Vec<(String, i64)> = Vec::with_capacity(rows.len() * 3);
         for (i, r) in rows.iter().enumerate() {
             let seq: i64 = r.try_get(0).map_err(StoreError::from)?;
             let expected = size + i as u64 + 1;
@@ -645,49 +820,63 @@ impl Integrator {
             }
             let body: String = r.try_get(1).map_err(StoreError::from)?;
             nodes.extend(frontier.append(merkle::leaf_hash(body.as_bytes())));
-            parties.extend(parties_of(&body).into_iter().map(|p| (p, seq)));
         }
         let new_size = frontier.size();
         let root = frontier.root();
         let note = sign(new_size, &root).map_err(IntegrateError::Sign)?;
-        let mut tx = store.pool.begin().await.map_err(StoreError::from)?;
-        for chunk in nodes.chunks(10_000) {
-            let mut q: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO audit_nodes (level, idx, hash) ");
-            q.push_values(chunk, |mut b, (l, i, h)| {
-                b.push_bind(*l as i64)
-                    .push_bind(*i as i64)
-                    .push_bind(hex(h));
-            });
-            q.build()
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::from)?;
-        }
-        for chunk in parties.chunks(10_000) {
-            let mut q: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT OR IGNORE INTO audit_parties (principal, seq) ");
-            q.push_values(chunk, |mut b, (p, s)| {
-                b.push_bind(p).push_bind(*s);
-            });
-            q.build()
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::from)?;
-        }
-        sqlx::query(
-            "INSERT INTO audit_checkpoints (size, root, time_ms, note) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(new_size as i64)
-        .bind(hex(&root))
-        .bind(now_ms)
-        .bind(note)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::from)?;
-        tx.commit().await.map_err(StoreError::from)?;
+        store
+            .writer
+            .maintain(Maintenance::Extend {
+                nodes,
+                size: new_size,
+                root,
+                time_ms: now_ms,
+                note,
+            })
+            .await?;
         self.frontier = Some(frontier);
         Ok(Some((new_size, root)))
+    }
+
+    /// Indexes who the next integrated events name (at most [`INDEX_BATCH`] events). Returns
+    /// how many were indexed; 0 when the index has caught up with the tree. Kept apart from
+    /// [`Integrator::step`] so that indexing never holds back a checkpoint.
+    pub async fn index_step(&mut self, store: &Store) -> Result<u64, IntegrateError> {
+        let from: i64 = sqlx::query_scalar("SELECT through FROM audit_index WHERE id = 1")
+            .fetch_optional(&store.pool)
+            .await
+            .map_err(StoreError::from)?
+            .unwrap_or(0);
+        let size = store.audit_tree_size().await? as i64;
+        if from >= size {
+            return Ok(0);
+        }
+        let rows = sqlx::query(
+            "SELECT seq, body FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(from)
+        .bind(size)
+        .bind(INDEX_BATCH)
+        .fetch_all(&store.pool)
+        .await
+        .map_err(StoreError::from)?;
+        let mut parties = Vec::with_capacity(rows.len() * 3);
+        let mut through = from;
+        for r in &rows {
+            let seq: i64 = r.try_get(0).map_err(StoreError::from)?;
+            let body: String = r.try_get(1).map_err(StoreError::from)?;
+            parties.extend(parties_of(&body).into_iter().map(|(p, a)| (p, seq, a)));
+            through = seq;
+        }
+        store
+            .writer
+            .maintain(Maintenance::Index {
+                rows: parties,
+                from,
+                through,
+            })
+            .await?;
+        Ok((through - from) as u64)
     }
 }
 
@@ -774,6 +963,65 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn asserted_parties_match_only_when_asked_for_before_and_after_indexing() {
+        let store = Store::open_sqlite_memory().await.unwrap();
+        let mut e = mandate_audit::event::Event {
+            id: "evt_pdp".into(),
+            time: "2026-11-26T00:00:00.000Z".into(),
+            kind: "policy.decision".into(),
+            principal: "agent:pep".into(),
+            chain: vec!["agent:pep".into()],
+            action: "pdp.evaluation".into(),
+            result: "ok".into(),
+            ..Default::default()
+        };
+        e.asserted = Some(mandate_audit::event::Asserted {
+            by: "agent:pep".into(),
+            principal: Some("agent:coder".into()),
+            chain: vec!["user:admin".into(), "agent:coder".into()],
+            jti: None,
+        });
+        store.audit(AuditRecord::from_event(&e)).await.unwrap();
+        store.audit(rec(1)).await.unwrap();
+        let q = |party: &str, include_asserted| AuditQuery {
+            party: Some(party.into()),
+            include_asserted,
+            limit: 10,
+            ..AuditQuery::default()
+        };
+        let mut integ = Integrator::new();
+        for indexed in [false, true] {
+            if indexed {
+                integ.step(&store, 1, |_, _| Ok("n".into())).await.unwrap();
+                assert_eq!(integ.index_step(&store).await.unwrap(), 2);
+                assert_eq!(integ.index_step(&store).await.unwrap(), 0);
+            }
+            let ids = |v: Vec<StoredEvent>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+            assert!(
+                store
+                    .audit_events(&q("user:admin", false))
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "indexed {indexed}"
+            );
+            assert_eq!(
+                ids(store.audit_events(&q("user:admin", true)).await.unwrap()),
+                ["evt_pdp"]
+            );
+            assert_eq!(
+                ids(store.audit_events(&q("agent:pep", false)).await.unwrap()),
+                ["evt_pdp"]
+            );
+            // A verified party elsewhere is still found.
+            assert_eq!(
+                ids(store.audit_events(&q("user:alice", false)).await.unwrap()),
+                ["evt_1"]
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn a_deleted_event_stops_integration_at_the_gap() {
         let store = Store::open_sqlite_memory().await.unwrap();
         for i in 0..5 {
@@ -811,6 +1059,8 @@ mod tests {
             issued_at: 1,
             expires_at: 2,
             kid: "k".into(),
+            may_act: None,
+            may_act_by: None,
         };
         let ok = store
             .issue_audited(vec![("j1".into(), 9)], m.clone(), rec(1))

@@ -4,7 +4,19 @@
 use sqlx::error::ErrorKind;
 
 use crate::error::{constraint_kind, StoreError};
+use crate::principals::{insert_key, NewKey};
 use crate::store::Store;
+
+/// What redeeming an enrollment code with a key did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// The key is registered for this principal and the code is spent.
+    Joined(String),
+    /// The code is unknown, already used or expired: nothing changed.
+    InvalidCode,
+    /// The key is already registered (to anyone): nothing changed, the code stays usable.
+    KeyTaken,
+}
 
 impl Store {
     /// Stores the hash of a new enrollment code for `principal`.
@@ -63,5 +75,57 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(principal)
+    }
+
+    /// The principal an unused, unexpired code is for, without spending it.
+    pub async fn enrollment_principal(
+        &self,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT principal FROM enrollment_codes \
+             WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2",
+        )
+        .bind(code_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Spends the code and registers `key` for its principal in one transaction: either both
+    /// happen or neither, so a key conflict never burns the code.
+    pub async fn join_enrollment(
+        &self,
+        code_hash: &str,
+        key: &NewKey,
+        now: i64,
+    ) -> Result<JoinOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let principal: Option<String> = sqlx::query_scalar(
+            "UPDATE enrollment_codes SET used_at = $2 \
+             WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+             RETURNING principal",
+        )
+        .bind(code_hash)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(principal) = principal else {
+            return Ok(JoinOutcome::InvalidCode);
+        };
+        sqlx::query("UPDATE principals SET updated_at = $2 WHERE name = $1")
+            .bind(&principal)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        match insert_key(&mut tx, &principal, key, now).await {
+            Ok(()) => {}
+            // Dropping the transaction rolls the spent code back.
+            Err(StoreError::AlreadyExists(_)) => return Ok(JoinOutcome::KeyTaken),
+            Err(e) => return Err(e),
+        }
+        tx.commit().await?;
+        Ok(JoinOutcome::Joined(principal))
     }
 }

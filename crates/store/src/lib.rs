@@ -24,6 +24,7 @@ pub use audit::{
     hex, unhex, AuditQuery, AuditRecord, IntegrateError, Integrator, ProofBuildError,
     StoredCheckpoint, StoredEvent,
 };
+pub use enrollment::JoinOutcome;
 pub use error::StoreError;
 pub use issuer_keys::IssuerKey;
 pub use mandates::MandateRecord;

@@ -40,6 +40,10 @@ pub struct MandateRecord {
     pub expires_at: i64,
     /// The issuer key that signed the mandate.
     pub kid: String,
+    /// The principal the mandate's `may_act` names (who may pull an exchange of it), if any.
+    pub may_act: Option<String>,
+    /// Who named `may_act`: the caller of the request that issued the mandate.
+    pub may_act_by: Option<String>,
 }
 
 impl Store {
@@ -86,7 +90,8 @@ impl Store {
     pub async fn mandate(&self, jti: &str) -> Result<Option<MandateRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT jti, parent_jti, subject, delegator, holder, audiences, scopes, depth, \
-             grant_type, reason, issued_at, expires_at, kid FROM mandates WHERE jti = $1",
+             grant_type, reason, issued_at, expires_at, kid, may_act, may_act_by FROM mandates \
+             WHERE jti = $1",
         )
         .bind(jti)
         .fetch_optional(&self.pool)
@@ -106,7 +111,7 @@ pub(crate) async fn insert_mandates(
     }
     let mut q = QueryBuilder::<Sqlite>::new(
         "INSERT INTO mandates (jti, parent_jti, subject, delegator, holder, audiences, scopes, \
-         depth, grant_type, reason, issued_at, expires_at, kid) ",
+         depth, grant_type, reason, issued_at, expires_at, kid, may_act, may_act_by) ",
     );
     q.push_values(ms, |mut b, m| {
         b.push_bind(&m.jti)
@@ -121,7 +126,9 @@ pub(crate) async fn insert_mandates(
             .push_bind(&m.reason)
             .push_bind(m.issued_at)
             .push_bind(m.expires_at)
-            .push_bind(&m.kid);
+            .push_bind(&m.kid)
+            .push_bind(&m.may_act)
+            .push_bind(&m.may_act_by);
     });
     q.push(" ON CONFLICT (jti) DO NOTHING RETURNING jti");
     q.build_query_scalar::<String>()
@@ -146,5 +153,7 @@ fn mandate_from_row(row: &SqliteRow) -> Result<MandateRecord, sqlx::Error> {
         issued_at: row.try_get("issued_at")?,
         expires_at: row.try_get("expires_at")?,
         kid: row.try_get("kid")?,
+        may_act: row.try_get("may_act")?,
+        may_act_by: row.try_get("may_act_by")?,
     })
 }

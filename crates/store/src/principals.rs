@@ -231,7 +231,7 @@ impl Store {
 }
 
 /// Inserts a key for an existing principal; `AlreadyExists(kid)` if taken.
-async fn insert_key(
+pub(crate) async fn insert_key(
     conn: &mut SqliteConnection,
     principal: &str,
     key: &NewKey,

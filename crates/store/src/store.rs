@@ -38,6 +38,7 @@ impl Store {
     ///
     /// Must be called inside a Tokio runtime, which the writer task runs on.
     pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+        owner_only(path).map_err(|e| StoreError::Invalid(format!("{}: {e}", path.display())))?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -74,6 +75,36 @@ impl Store {
             pool,
         })
     }
+}
+
+/// Makes the database file (created empty if missing) and its WAL and shared-memory files
+/// readable and writable by their owner only: the database holds the delegation records and the
+/// audit log. SQLite gives the `-wal` and `-shm` files it creates the main file's mode.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = Path::new(&name);
+        match std::fs::metadata(file) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                tracing::warn!(file = %file.display(), "the database file was readable by others; made it owner-only (0600)");
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Pool settings for exactly one connection that is never closed for being
@@ -125,6 +156,23 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(busy_ms, 5_000);
+    }
+
+    #[tokio::test]
+    async fn the_database_and_its_wal_are_owner_only_even_when_they_were_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mandate.db");
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let store = Store::open_sqlite(&path).await.unwrap();
+        store.use_jti("j", 10).await.unwrap();
+        assert_eq!(mode(&path), 0o600);
+        let wal = dir.path().join("mandate.db-wal");
+        assert_eq!(mode(&wal), 0o600);
+        drop(store);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(Store::open_sqlite(&path).await.unwrap());
+        assert_eq!(mode(&path), 0o600);
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::audit::{insert_events, AuditRecord};
+use crate::audit::{insert_events, AuditRecord, Maintenance};
 use crate::error::StoreError;
 use crate::jtis::insert_jtis;
 use crate::mandates::{insert_mandates, MandateRecord};
@@ -55,6 +55,13 @@ enum WriteOp {
     Audit {
         record: Box<AuditRecord>,
         reply: Reply<i64>,
+    },
+    /// The audit log's own upkeep (extending the tree with a checkpoint, indexing parties). It
+    /// runs on the writer's connection, so it never contends with request writes for SQLite's
+    /// lock, but in a transaction of its own, so its failure never fails a request.
+    Maintain {
+        work: Box<Maintenance>,
+        reply: Reply<()>,
     },
 }
 
@@ -105,6 +112,7 @@ impl WriteOp {
             WriteOp::RecordMandate { reply, .. } => reply.send(Err(e)).map_err(drop),
             WriteOp::Issue { reply, .. } => reply.send(Err(e)).map_err(drop),
             WriteOp::Audit { reply, .. } => reply.send(Err(e)).map_err(drop),
+            WriteOp::Maintain { reply, .. } => reply.send(Err(e)).map_err(drop),
         };
     }
 }
@@ -171,6 +179,16 @@ impl Writer {
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
+    pub(crate) async fn maintain(&self, work: Maintenance) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(WriteOp::Maintain {
+            work: Box::new(work),
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
     async fn submit(&self, op: WriteOp) -> Result<(), StoreError> {
         self.ops.send(op).await.map_err(|_| StoreError::WriterGone)
     }
@@ -181,20 +199,39 @@ impl Writer {
 async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<WriteOp>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let ops = std::mem::take(&mut batch);
-        match execute(&pool, &ops).await {
-            Ok(verdicts) => {
-                tracing::trace!(size = ops.len(), "group commit done");
-                for (op, v) in ops.into_iter().zip(verdicts) {
-                    op.answer(v);
+        let (upkeep, ops): (Vec<WriteOp>, Vec<WriteOp>) = std::mem::take(&mut batch)
+            .into_iter()
+            .partition(|op| matches!(op, WriteOp::Maintain { .. }));
+        if !ops.is_empty() {
+            commit_requests(&pool, ops).await;
+        }
+        // Requests first: they are what callers wait on.
+        for op in upkeep {
+            if let WriteOp::Maintain { work, reply } = op {
+                let done = work.run(&pool).await;
+                if let Err(e) = &done {
+                    tracing::warn!(error = %e, "audit upkeep failed; it will be retried");
                 }
+                let _ = reply.send(done.map_err(|e| StoreError::BatchFailed(Arc::new(e))));
             }
-            Err(err) => {
-                tracing::error!(size = ops.len(), error = %err, "group commit failed");
-                let err = Arc::new(err);
-                for op in ops {
-                    op.fail(Arc::clone(&err));
-                }
+        }
+    }
+}
+
+/// Commits the request operations of one batch in one transaction and answers each.
+async fn commit_requests(pool: &SqlitePool, ops: Vec<WriteOp>) {
+    match execute(pool, &ops).await {
+        Ok(verdicts) => {
+            tracing::trace!(size = ops.len(), "group commit done");
+            for (op, v) in ops.into_iter().zip(verdicts) {
+                op.answer(v);
+            }
+        }
+        Err(err) => {
+            tracing::error!(size = ops.len(), error = %err, "group commit failed");
+            let err = Arc::new(err);
+            for op in ops {
+                op.fail(Arc::clone(&err));
             }
         }
     }
@@ -223,7 +260,7 @@ async fn execute(pool: &SqlitePool, ops: &[WriteOp]) -> Result<Vec<Verdict>, sql
             WriteOp::Issue { jtis: js, .. } => {
                 jtis.extend(js.iter().map(|(j, e)| (j.as_str(), *e)))
             }
-            WriteOp::RecordMandate { .. } | WriteOp::Audit { .. } => {}
+            WriteOp::RecordMandate { .. } | WriteOp::Audit { .. } | WriteOp::Maintain { .. } => {}
         }
     }
     let mut tx = pool.begin().await?;
@@ -262,7 +299,7 @@ async fn execute(pool: &SqlitePool, ops: &[WriteOp]) -> Result<Vec<Verdict>, sql
                 jti_fresh.push(false);
                 pre.push(None);
             }
-            WriteOp::Audit { .. } => {
+            WriteOp::Audit { .. } | WriteOp::Maintain { .. } => {
                 jti_fresh.push(false);
                 pre.push(None);
             }
@@ -284,7 +321,7 @@ async fn execute(pool: &SqlitePool, ops: &[WriteOp]) -> Result<Vec<Verdict>, sql
                 Some(o) => Verdict::Issue(o),
                 None => Verdict::Issue(IssueOutcome::Replayed(usize::MAX)),
             },
-            WriteOp::Audit { .. } => Verdict::Audit(0),
+            WriteOp::Audit { .. } | WriteOp::Maintain { .. } => Verdict::Audit(0),
         })
         .collect();
     // Audit events, in queue order: standalone ones, and those of mandates that were recorded.
@@ -373,6 +410,8 @@ mod tests {
             issued_at: 1,
             expires_at: 2,
             kid: "k".to_owned(),
+            may_act: None,
+            may_act_by: None,
         };
         // On the single-threaded test runtime both ops are queued before the
         // writer runs, so the mandate shares the failing jti's batch.

@@ -108,3 +108,37 @@ async fn duplicate_enrollment_code_hash_is_already_exists() {
         .unwrap_err();
     assert!(matches!(err, StoreError::AlreadyExists(_)));
 }
+
+#[tokio::test]
+async fn a_key_conflict_does_not_burn_the_code() {
+    use mandate_store::{JoinOutcome, NewKey};
+    let (_dir, store) = open_with_agent().await;
+    let taken = NewKey {
+        kid: "kid-taken".into(),
+        public_key: "x1".into(),
+    };
+    store.add_key("agent:new", &taken, 100).await.unwrap();
+    store
+        .create_enrollment("hash1", "agent:new", "user:admin", 100, 200)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.join_enrollment("hash1", &taken, 150).await.unwrap(),
+        JoinOutcome::KeyTaken
+    );
+    // The code is still good for a fresh key, once.
+    let fresh = NewKey {
+        kid: "kid-fresh".into(),
+        public_key: "x2".into(),
+    };
+    assert_eq!(
+        store.join_enrollment("hash1", &fresh, 151).await.unwrap(),
+        JoinOutcome::Joined("agent:new".into())
+    );
+    assert_eq!(
+        store.join_enrollment("hash1", &fresh, 152).await.unwrap(),
+        JoinOutcome::InvalidCode
+    );
+    let p = store.principal("agent:new").await.unwrap().unwrap();
+    assert_eq!(p.keys.len(), 2);
+}

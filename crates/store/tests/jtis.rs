@@ -97,6 +97,8 @@ async fn issue_spends_jtis_and_records_the_mandate_in_one_commit_or_records_noth
         issued_at: 1,
         expires_at: 100,
         kid: "k".into(),
+        may_act: None,
+        may_act_by: None,
     };
     let jtis = |a: &str, d: &str| vec![(a.to_string(), 100), (d.to_string(), 100)];
     assert_eq!(

@@ -28,6 +28,8 @@ fn record(jti: &str, parent: Option<&str>) -> MandateRecord {
         issued_at: 1_000,
         expires_at: 1_600,
         kid: "issuer-1".to_owned(),
+        may_act: None,
+        may_act_by: None,
     }
 }
 

@@ -21,6 +21,8 @@ async fn data_survives_reopening_the_file() {
         issued_at: 10,
         expires_at: 20,
         kid: "issuer-1".to_owned(),
+        may_act: None,
+        may_act_by: None,
     };
     {
         let store = Store::open_sqlite(&path).await.unwrap();

@@ -310,9 +310,18 @@ fn admin_scope_only_for_admins_and_never_delegated() {
         admin: false,
         jkt: None,
     };
-    for s in [ADMIN_SCOPE, "*", "mandate:*"] {
+    for s in [ADMIN_SCOPE, PDP_SCOPE, "mandate:*", "mandate:other"] {
         let e = client_credentials(mint("x", 0), g, req(s, &[ISS])).unwrap_err();
         assert_eq!(e.oauth_code(), "invalid_scope", "{s}");
+    }
+    // `*` is every ordinary scope, and none of Mandate's privileges.
+    let star = client_credentials(mint("x", 0), g, req("*", &[ISS])).unwrap();
+    let held = ScopeSet::parse(&star.scope).unwrap();
+    for p in RESERVED_SCOPES {
+        assert!(
+            !held.covers(&Scope::parse(p).unwrap()),
+            "* must not cover {p}"
+        );
     }
     let admin = Grantee { admin: true, ..g };
     let m = client_credentials(mint("x", 0), admin, req(ADMIN_SCOPE, &[ISS])).unwrap();
@@ -455,4 +464,81 @@ fn a_principal_appears_at_most_once_in_a_chain() {
             "{e}"
         );
     }
+}
+
+#[test]
+fn pdp_scope_comes_from_an_explicit_ceiling_or_the_admin_role_never_from_a_wildcard() {
+    let pep = name("agent:pep");
+    let explicit = ceiling("mandate:pdp ci:read", &["*"], 3600, 3);
+    let wildcard = ceiling("* mandate:*", &["*"], 3600, 3);
+    let g = |c| Grantee {
+        name: &pep,
+        ceiling: c,
+        admin: false,
+        jkt: None,
+    };
+    assert!(client_credentials(mint("a", 0), g(&explicit), req(PDP_SCOPE, &[ISS])).is_ok());
+    let e = client_credentials(mint("b", 0), g(&wildcard), req(PDP_SCOPE, &[ISS])).unwrap_err();
+    assert_eq!(e.oauth_code(), "invalid_scope");
+    assert!(e.to_string().contains("explicitly"), "{e}");
+    let admin = Grantee {
+        admin: true,
+        ..g(&wildcard)
+    };
+    assert!(client_credentials(mint("c", 0), admin, req(PDP_SCOPE, &[ISS])).is_ok());
+    // Granted explicitly, it is still never delegated.
+    let m = client_credentials(mint("d", 0), g(&explicit), req(PDP_SCOPE, &[ISS])).unwrap();
+    let other = name("agent:other");
+    let e = exchange(
+        mint("e", 1),
+        &verified(&m, 1),
+        Grantee {
+            name: &other,
+            ceiling: &explicit,
+            admin: false,
+            jkt: None,
+        },
+        Request::default(),
+    )
+    .unwrap_err();
+    assert_eq!(e.oauth_code(), "invalid_scope");
+}
+
+#[test]
+fn a_ceiling_names_privileges_exactly_and_never_grants_administration() {
+    let ok = |s: &str, admin: bool| check_ceiling(&ScopeSet::parse(s).unwrap(), admin).is_ok();
+    assert!(ok("* mandate:pdp", false));
+    assert!(ok("*", false));
+    assert!(!ok("mandate:*", false));
+    assert!(!ok("mandate:other", true));
+    assert!(!ok("mandate:admin", false));
+    assert!(ok("mandate:admin", true));
+}
+
+#[test]
+fn a_mandate_has_bounded_scopes_and_audiences_and_fits_the_verifiers_limit() {
+    let a = name("agent:a");
+    let all = ceiling("*", &["*"], 3600, 3);
+    let g = Grantee {
+        name: &a,
+        ceiling: &all,
+        admin: false,
+        jkt: None,
+    };
+    let many: Vec<String> = (0..=MAX_SCOPES).map(|i| format!("s:{i}")).collect();
+    let e = client_credentials(mint("j", 0), g, req(&many.join(" "), &[GH])).unwrap_err();
+    assert_eq!(e.oauth_code(), "invalid_scope");
+    let auds: Vec<String> = (0..=MAX_AUDIENCES)
+        .map(|i| format!("https://a{i}"))
+        .collect();
+    let auds: Vec<&str> = auds.iter().map(String::as_str).collect();
+    let e = client_credentials(mint("j", 0), g, req("s:x", &auds)).unwrap_err();
+    assert_eq!(e.oauth_code(), "invalid_target");
+    assert!(check_encoded_len(crate::jws::MAX_TOKEN_LEN).is_ok());
+    assert_eq!(
+        check_encoded_len(crate::jws::MAX_TOKEN_LEN + 1)
+            .unwrap_err()
+            .oauth_code(),
+        "invalid_scope"
+    );
 }

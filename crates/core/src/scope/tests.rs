@@ -21,6 +21,14 @@ fn coverage_table() {
         ("*", "anything:at.all", true),
         ("*", "*", true),
         ("github:pulls.read", "*", false),
+        // Mandate's own privileges are covered only by themselves.
+        ("*", "mandate:pdp", false),
+        ("*", "mandate:admin", false),
+        ("mandate:*", "mandate:pdp", false),
+        ("*", "mandate:*", false),
+        ("mandate:pdp", "mandate:pdp", true),
+        ("mandate:admin", "mandate:pdp", false),
+        ("mandate:p*", "mandate:pdp", false),
     ];
     for (held, req, want) in cases {
         assert_eq!(s(held).covers(&s(req)), want, "{held} covers {req}");
@@ -44,7 +52,7 @@ fn refuses_bad_scopes() {
 fn arb_scope() -> impl Strategy<Value = Scope> {
     // A small alphabet makes prefixes collide often, which is where the algebra can go wrong.
     (
-        prop::sample::select(vec!["gh", "ci", "db", "g"]),
+        prop::sample::select(vec!["gh", "ci", "db", "g", "mandate", "m"]),
         "[ab.]{0,4}",
         any::<bool>(),
     )
@@ -73,6 +81,13 @@ proptest! {
         if parent.covers_all(&req) && ceiling.covers_all(&req) && req.covers(&probe) {
             prop_assert!(parent.covers(&probe));
             prop_assert!(ceiling.covers(&probe));
+        }
+    }
+
+    #[test]
+    fn no_wildcard_covers_a_reserved_scope(held in arb_scope(), probe in arb_scope()) {
+        if probe.is_reserved() && held.covers(&probe) {
+            prop_assert_eq!(held, probe);
         }
     }
 

@@ -1,0 +1,135 @@
+//! Authentication of API calls, as axum extractors: a handler that takes an [`AdminCaller`] or a
+//! [`PepCaller`] runs only for a caller whose DPoP-bound mandate (bearer where the principal is
+//! allowed it) for the issuer audience verified and who holds the right privilege. A refusal is
+//! recorded here, once (unauthenticated ones counted per source, see [`crate::refusals`]), and
+//! the caller found is left in the request's [`CallerSlot`] so that the refusal layer can name
+//! it if the handler refuses the call later (a bad body, an unknown principal...).
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, OriginalUri};
+use axum::http::request::Parts;
+use mandate_core::delegation::{ADMIN_SCOPE, PDP_SCOPE};
+use mandate_core::{Scope, ScopeSet};
+
+use crate::api_error::ApiError;
+use crate::refusals::{CallerSlot, CallerSummary};
+use crate::resource_auth::{self, Caller};
+use crate::state::{now, AppState};
+
+/// An admin calling with its own mandate holding `mandate:admin`.
+pub struct AdminCaller(pub Caller);
+
+/// An enforcement point asking for decisions: a mandate holding `mandate:pdp` (or
+/// `mandate:admin`); bearer mandates are accepted for principals registered with bearer allowed.
+pub struct PepCaller(pub Caller);
+
+/// The action recorded for refused admin calls.
+pub const ADMIN_ACTION: &str = "admin.request";
+/// The action recorded for refused decision point calls.
+pub const PDP_ACTION: &str = "pdp.request";
+
+fn holds(c: &Caller, wanted: &[&str]) -> bool {
+    ScopeSet::parse(&c.claims.scope).is_ok_and(|s| {
+        wanted
+            .iter()
+            .any(|w| s.covers(&Scope::parse(w).expect("constant")))
+    })
+}
+
+/// Verifies the presentation; a refusal is recorded (unauthenticated, per source).
+async fn authenticate(
+    parts: &Parts,
+    st: &AppState,
+    bearer_ok: bool,
+    action: &str,
+) -> Result<Caller, ApiError> {
+    let uri = parts
+        .extensions
+        .get::<OriginalUri>()
+        .map_or(&parts.uri, |o| &o.0);
+    match resource_auth::authenticate_with(
+        st,
+        &parts.method,
+        uri,
+        &parts.headers,
+        &st.cfg.issuer,
+        now(),
+        bearer_ok,
+    )
+    .await
+    {
+        Ok(c) => {
+            if let Some(slot) = parts.extensions.get::<CallerSlot>() {
+                let _ = slot.0.set(CallerSummary {
+                    principal: c.claims.client_id.clone(),
+                    chain: crate::audit::chain_of(&c.claims),
+                    jti: c.claims.jti.clone(),
+                });
+            }
+            Ok(c)
+        }
+        Err(e) => {
+            let source = crate::pdp::peer_source(&parts.extensions);
+            crate::audit::refusal(st, None, source, action, e.code(), e.description()).await;
+            Err(e.audited())
+        }
+    }
+}
+
+/// Records a refusal of an authenticated caller as its own event.
+async fn refuse(st: &AppState, c: &Caller, kind: &str, action: &str, e: ApiError) -> ApiError {
+    let mut ev = crate::audit::new_event(kind, &c.claims.client_id, action);
+    ev.chain = crate::audit::chain_of(&c.claims);
+    ev.jti = Some(c.claims.jti.clone());
+    ev.result = "refused".into();
+    ev.error = Some(e.code().to_string());
+    ev.reasons = vec![e.description().to_string()];
+    ev.details.insert("authenticated".into(), true.into());
+    let _ = st.audit(&ev).await;
+    e.audited()
+}
+
+impl FromRequestParts<Arc<AppState>> for AdminCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &Arc<AppState>) -> Result<Self, ApiError> {
+        let c = authenticate(parts, st, false, ADMIN_ACTION).await?;
+        if !holds(&c, &[ADMIN_SCOPE])
+            || !c.principal.is_admin()
+            || c.claims.sub != c.claims.client_id
+        {
+            let e = ApiError::forbidden(format!(
+                "this call needs an admin's own mandate with scope {ADMIN_SCOPE}; {} is not one",
+                c.claims.client_id
+            ));
+            let kind = mandate_audit::event::kinds::ADMIN_REFUSED;
+            return Err(refuse(st, &c, kind, ADMIN_ACTION, e).await);
+        }
+        Ok(AdminCaller(c))
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for PepCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &Arc<AppState>) -> Result<Self, ApiError> {
+        let c = authenticate(parts, st, true, PDP_ACTION).await?;
+        if !holds(&c, &[PDP_SCOPE, ADMIN_SCOPE]) {
+            let e = ApiError::forbidden(format!(
+                "asking for policy decisions needs a mandate with scope {PDP_SCOPE} and audience {}; {}'s mandate holds {:?} (the scope is granted only explicitly: `mandate agent create NAME --scopes {PDP_SCOPE}`)",
+                st.cfg.issuer, c.claims.client_id, c.claims.scope
+            ));
+            let kind = mandate_audit::event::kinds::REQUEST_REFUSED;
+            return Err(refuse(st, &c, kind, PDP_ACTION, e).await);
+        }
+        Ok(PepCaller(c))
+    }
+}
+
+impl PepCaller {
+    /// Whether the caller is an admin (who may read every policy document).
+    pub fn is_admin(&self) -> bool {
+        holds(&self.0, &[ADMIN_SCOPE]) && self.0.principal.is_admin()
+    }
+}
