@@ -59,6 +59,8 @@ pub struct ServerConfig {
 pub struct LimitsConfig {
     /// Most connections open at once (bounded again by the open-files limit).
     pub max_connections: usize,
+    /// Most connections one source (IPv4 address or IPv6 /64) may hold open.
+    pub max_connections_per_source: usize,
     /// Time to send a request's headers, from accept or the previous response (e.g. "10s").
     pub header_timeout: String,
     /// Time to read and answer one request (e.g. "30s").
@@ -79,6 +81,7 @@ impl Default for LimitsConfig {
         let secs = |t: std::time::Duration| format!("{}s", t.as_secs());
         LimitsConfig {
             max_connections: d.max_connections,
+            max_connections_per_source: d.max_connections_per_source,
             header_timeout: secs(d.header_timeout),
             request_timeout: secs(d.request_timeout),
             idle_timeout: secs(d.idle_timeout),
@@ -103,11 +106,15 @@ impl LimitsConfig {
         if !(1..=1_000_000).contains(&self.max_connections) {
             bail!("[limits] max_connections must be between 1 and 1000000");
         }
+        if !(1..=self.max_connections).contains(&self.max_connections_per_source) {
+            bail!("[limits] max_connections_per_source must be between 1 and max_connections");
+        }
         if self.per_source_rps > 1_000_000 || self.per_source_burst > 1_000_000 {
             bail!("[limits] per_source_rps and per_source_burst must be at most 1000000");
         }
         Ok(mandate_server::Limits {
             max_connections: self.max_connections,
+            max_connections_per_source: self.max_connections_per_source,
             header_timeout: dur("header_timeout", &self.header_timeout, 300)?,
             request_timeout: dur("request_timeout", &self.request_timeout, 3600)?,
             idle_timeout: dur("idle_timeout", &self.idle_timeout, 3600)?,

@@ -9,6 +9,21 @@
 
 mod common;
 
+// The classes of attack found by the outside review of the running authority (issue 10), one
+// module each.
+#[path = "attacks_server/amplification.rs"]
+mod amplification;
+#[path = "attacks_server/attribution.rs"]
+mod attribution;
+#[path = "attacks_server/control_chars.rs"]
+mod control_chars;
+#[path = "attacks_server/may_act.rs"]
+mod may_act;
+#[path = "attacks_server/slow_clients.rs"]
+mod slow_clients;
+#[path = "attacks_server/smaller.rs"]
+mod smaller;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::{

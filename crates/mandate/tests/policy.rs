@@ -7,28 +7,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{assert_token, mandate, Server, GITHUB};
+use common::{assert_token, mandate, policy_dir, set_delegation_rules, Server, GITHUB};
 use serde_json::{json, Value};
-
-const DEFAULT_DATA: &str = include_str!("../../../policies/default/data.json");
-
-/// Rewrites `mandate_config.delegation` in the server's policy data and waits until the server
-/// runs the new version.
-fn set_delegation_rules(s: &Server, rules: Value) {
-    let mut data: Value = serde_json::from_str(DEFAULT_DATA).unwrap();
-    for (k, v) in rules.as_object().unwrap() {
-        data["mandate_config"]["delegation"][k] = v.clone();
-    }
-    write_and_wait(
-        s,
-        "data.json",
-        &serde_json::to_string_pretty(&data).unwrap(),
-    );
-}
-
-fn policy_dir(s: &Server) -> std::path::PathBuf {
-    s.home().join("server/policies")
-}
 
 fn pdp_mandate(s: &Server) -> (String, String) {
     let name = "agent:pep";
@@ -48,27 +28,6 @@ fn status(s: &Server, who: &str, m: &str) -> Value {
     let (code, body) = s.get_dpop("/policy/v1/status", who, m);
     assert_eq!(code, 200, "{body}");
     serde_json::from_str(&body).unwrap()
-}
-
-/// Writes a policy file and waits until the server's policy version changes (or 10 s pass).
-fn write_and_wait(s: &Server, file: &str, text: &str) {
-    let before = mandate_policy::Sources::read_dir(&policy_dir(s))
-        .unwrap()
-        .version();
-    std::fs::write(policy_dir(s).join(file), text).unwrap();
-    let after = mandate_policy::Sources::read_dir(&policy_dir(s))
-        .unwrap()
-        .version();
-    assert_ne!(before, after, "the edit changed nothing");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !s.log().contains(&format!("version={after}")) {
-        assert!(
-            Instant::now() < deadline,
-            "policy {after} was not loaded: {}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn alice_to_planner(s: &Server, extra: &[(&str, &str)]) -> String {

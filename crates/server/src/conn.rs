@@ -1,6 +1,7 @@
 //! Accepting and serving connections, with the bounds that keep one client from holding the
 //! server: at most `max_connections` open at once (new ones wait in the listen backlog, and the
-//! first wait in every 10 s is logged), a deadline for each request's headers (`header_timeout`,
+//! first wait in every 10 s is logged), at most `max_connections_per_source` from one source
+//! (more are closed on accept, also logged), a deadline for each request's headers (`header_timeout`,
 //! from accept or from the previous response, so it is also the keep-alive idle time), a close
 //! for connections that move no byte with no request in progress (`idle_timeout`), and a grace
 //! period at shutdown. HTTP/1.1 only: HTTP/2 is left to a TLS-terminating proxy in front.
@@ -22,7 +23,34 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
-use crate::limits::Limits;
+use crate::limits::{Limits, Source};
+
+/// Open connections per source.
+#[derive(Default)]
+struct PerSource(std::sync::Mutex<std::collections::HashMap<Source, usize>>);
+
+impl PerSource {
+    /// Counts a new connection from `source` unless it already holds `max`.
+    fn admit(&self, source: Source, max: usize) -> bool {
+        let mut m = self.0.lock().expect("per-source connection count lock");
+        let n = m.entry(source).or_default();
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release(&self, source: Source) {
+        let mut m = self.0.lock().expect("per-source connection count lock");
+        if let Some(n) = m.get_mut(&source) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&source);
+            }
+        }
+    }
+}
 
 /// How long open connections may take to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -44,7 +72,9 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut warned: Option<Instant> = None;
+    let mut warned_source: Option<Instant> = None;
     let mut accept_failed: Option<Instant> = None;
+    let per_source = Arc::new(PerSource::default());
     'accept: loop {
         let permit = match slots.clone().try_acquire_owned() {
             Ok(p) => p,
@@ -78,12 +108,27 @@ pub async fn serve(
             },
             _ = &mut shutdown => break 'accept,
         };
+        let source = Source::of(peer.ip());
+        if !per_source.admit(source, limits.max_connections_per_source.max(1)) {
+            if warned_source.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                tracing::warn!(
+                    %source,
+                    max_connections_per_source = limits.max_connections_per_source,
+                    "a source holds the most connections it may: closing its new connections (raise [limits] max_connections_per_source if it is a proxy)"
+                );
+                warned_source = Some(Instant::now());
+            }
+            drop(stream);
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let limits = limits.clone();
         let stop = stop_rx.clone();
+        let per_source = per_source.clone();
         tokio::spawn(async move {
             connection(stream, peer, app, &limits, stop).await;
+            per_source.release(source);
             drop(permit);
         });
     }
@@ -176,6 +221,23 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_is_admitted_up_to_its_bound_and_again_after_a_release() {
+        let p = PerSource::default();
+        let a = Source::of("10.0.0.1".parse().unwrap());
+        let b = Source::of("10.0.0.2".parse().unwrap());
+        assert!(p.admit(a, 2) && p.admit(a, 2));
+        assert!(!p.admit(a, 2));
+        assert!(p.admit(b, 2));
+        p.release(a);
+        assert!(p.admit(a, 2));
     }
 }
 

@@ -15,6 +15,9 @@ pub const MAX_BATCH_EVALUATIONS: usize = 64;
 pub struct Limits {
     /// Most connections open at once; at the bound, new connections wait in the listen backlog.
     pub max_connections: usize,
+    /// Most connections one source may hold open; more are closed as soon as they are accepted,
+    /// so that one client cannot take every slot.
+    pub max_connections_per_source: usize,
     /// A connection must finish sending a request's headers within this time of being accepted
     /// or of its previous response (so this is also the keep-alive idle time).
     pub header_timeout: Duration,
@@ -37,6 +40,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 1024,
+            max_connections_per_source: 128,
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),

@@ -223,8 +223,31 @@ impl Server {
 
     /// `mandate init [--demo]` then `mandate serve`, waiting until the metadata endpoint answers.
     pub fn start(demo: bool) -> Server {
+        Server::start_with(demo, "")
+    }
+
+    /// [`Server::start`] with `patch` (TOML) merged into `server.toml` before serving, table by
+    /// table (`[limits]\nheader_timeout = "2s"` changes that one setting).
+    pub fn start_with(demo: bool, patch: &str) -> Server {
         let port = free_port();
         let home = init_home(port, demo);
+        if !patch.is_empty() {
+            let path = home.path().join("server/server.toml");
+            let mut cfg: toml::Table = std::fs::read_to_string(&path)
+                .expect("server.toml")
+                .parse()
+                .expect("server.toml is TOML");
+            let patch: toml::Table = patch.parse().expect("the patch is TOML");
+            for (k, v) in patch {
+                match (cfg.get_mut(&k), v) {
+                    (Some(toml::Value::Table(t)), toml::Value::Table(p)) => t.extend(p),
+                    (_, v) => {
+                        cfg.insert(k, v);
+                    }
+                }
+            }
+            std::fs::write(&path, toml::to_string(&cfg).expect("TOML")).expect("write config");
+        }
         let child = spawn_serve(home.path());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -252,6 +275,38 @@ impl Server {
         let _ = self.child.wait();
         self.child = spawn_serve(self.home.path());
         self.wait_ready();
+    }
+
+    /// Runs one SQL query returning a single integer on the server's database (read-only use).
+    pub fn db_i64(&self, query: &str) -> i64 {
+        let db = self.home.path().join("server/mandate.db");
+        self.rt.block_on(async {
+            use sqlx::Connection;
+            let mut c =
+                sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
+                    .await
+                    .expect("open the database");
+            sqlx::query_scalar::<_, i64>(query)
+                .fetch_one(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{query}: {e}"))
+        })
+    }
+
+    /// Every audit event body stored so far, in order.
+    pub fn event_bodies(&self) -> Vec<String> {
+        let db = self.home.path().join("server/mandate.db");
+        self.rt.block_on(async {
+            use sqlx::Connection;
+            let mut c =
+                sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
+                    .await
+                    .expect("open the database");
+            sqlx::query_scalar::<_, String>("SELECT body FROM audit_events ORDER BY seq")
+                .fetch_all(&mut c)
+                .await
+                .expect("read events")
+        })
     }
 
     /// The server process's id (for `kill -9` from another thread).
@@ -288,6 +343,27 @@ impl Server {
                 .http
                 .post(&url)
                 .form(form)
+                .send()
+                .await
+                .expect("server reachable");
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            (status, headers, r.text().await.expect("body"))
+        })
+    }
+
+    /// A POST of JSON to `path` without authentication: status, headers and body text.
+    pub fn post_json_plain(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let url = format!("{}{path}", self.url);
+        self.rt.block_on(async {
+            let r = self
+                .http
+                .post(&url)
+                .json(body)
                 .send()
                 .await
                 .expect("server reachable");
@@ -783,5 +859,50 @@ impl Server {
             let headers = r.headers().clone();
             (status, headers, r.text().await.expect("body"))
         })
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Policy edits on a running server: used by tests/policy.rs and tests/attacks_server.rs.
+// ------------------------------------------------------------------------------------------------
+
+pub const DEFAULT_DATA: &str = include_str!("../../../../policies/default/data.json");
+
+/// Rewrites `mandate_config.delegation` in the server's policy data and waits until the server
+/// runs the new version.
+pub fn set_delegation_rules(s: &Server, rules: Value) {
+    let mut data: Value = serde_json::from_str(DEFAULT_DATA).unwrap();
+    for (k, v) in rules.as_object().unwrap() {
+        data["mandate_config"]["delegation"][k] = v.clone();
+    }
+    write_and_wait(
+        s,
+        "data.json",
+        &serde_json::to_string_pretty(&data).unwrap(),
+    );
+}
+
+pub fn policy_dir(s: &Server) -> std::path::PathBuf {
+    s.home().join("server/policies")
+}
+
+/// Writes a policy file and waits until the server's policy version changes (or 10 s pass).
+pub fn write_and_wait(s: &Server, file: &str, text: &str) {
+    let before = mandate_policy::Sources::read_dir(&policy_dir(s))
+        .unwrap()
+        .version();
+    std::fs::write(policy_dir(s).join(file), text).unwrap();
+    let after = mandate_policy::Sources::read_dir(&policy_dir(s))
+        .unwrap()
+        .version();
+    assert_ne!(before, after, "the edit changed nothing");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.log().contains(&format!("version={after}")) {
+        assert!(
+            Instant::now() < deadline,
+            "policy {after} was not loaded: {}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -1,0 +1,140 @@
+//! Amplification: what one request can make the authority write, hold or compute.
+
+use serde_json::{json, Value};
+
+use crate::common::{assert_oauth_error, Server, GITHUB};
+
+/// An enforcement point registered with `mandate:pdp` named explicitly, and its mandate.
+pub fn pep(s: &Server) -> (String, String) {
+    s.ok(&[
+        "agent",
+        "create",
+        "pep",
+        "--scopes",
+        "mandate:pdp",
+        "--audiences",
+        &s.url,
+    ]);
+    let m = s.own_mandate("agent:pep", "mandate:pdp", &s.url);
+    ("agent:pep".into(), m)
+}
+
+/// One AuthZEN evaluation of `tool` on the github server for `subject`.
+pub fn evaluation(subject: Value, tool: &str, arguments: Value) -> Value {
+    json!({
+        "subject": subject,
+        "resource": {"type": "mcp_tool", "id": tool, "properties": {"server": "github"}},
+        "action": {"name": "tools/call", "properties": {"arguments": arguments}},
+    })
+}
+
+#[test]
+fn the_pdp_scope_is_never_implied_by_a_star_ceiling() {
+    let s = Server::demo();
+    // Every user's ceiling is `*`; it no longer includes Mandate's own privileges.
+    let params = [
+        ("grant_type", "client_credentials"),
+        ("scope", "mandate:pdp"),
+        ("audience", s.url.as_str()),
+    ];
+    let r = s.as_client("user:alice", &params, crate::common::Proof::Own);
+    assert_oauth_error(&r, "invalid_scope");
+    assert!(
+        r.1["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("explicitly"),
+        "{}",
+        r.1
+    );
+    // Named explicitly in a ceiling, it is granted (and the admin holds it by role).
+    pep(&s);
+    s.own_mandate("user:admin", "mandate:pdp", &s.url);
+    // A ceiling cannot grant the admin scope or a wildcard over Mandate's namespace.
+    for scopes in ["mandate:admin", "mandate:*"] {
+        let out = s.cli(&["agent", "create", "sneaky", "--scopes", scopes]);
+        assert!(!out.status.success(), "{scopes} in a ceiling was accepted");
+    }
+}
+
+#[test]
+fn a_maximal_decision_batch_adds_one_bounded_event() {
+    let s = Server::demo();
+    let (who, m) = pep(&s);
+    let chain: Vec<String> = (0..17).map(|i| format!("agent:a{i:03}")).collect();
+    let subject = json!({"type": "agent", "id": "agent:a016", "properties": {"chain": chain}});
+    let big = "x".repeat(700);
+    let items: Vec<Value> = (0..64)
+        .map(|i| json!({"resource": {"type": "mcp_tool", "id": format!("tool_{i}"), "properties": {"server": "github"}},
+                         "action": {"name": "tools/call", "properties": {"arguments": {"blob": big}}}}))
+        .collect();
+    let batch = json!({"subject": subject, "action": {"name": "tools/call"}, "evaluations": items});
+    let body_len = serde_json::to_vec(&batch).unwrap().len();
+    assert!(
+        body_len > 48 * 1024,
+        "the batch is near the 64 KiB body limit ({body_len})"
+    );
+    let (events0, bytes0) = (
+        s.db_i64("SELECT COUNT(*) FROM audit_events"),
+        s.db_i64("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM audit_events"),
+    );
+    let (code, _, text) = s.post_json_dpop("/access/v1/evaluations", &who, &m, &batch);
+    assert_eq!(code, 200, "{text}");
+    let answers: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answers["evaluations"].as_array().unwrap().len(), 64);
+    let events = s.db_i64("SELECT COUNT(*) FROM audit_events") - events0;
+    let bytes = s.db_i64("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM audit_events") - bytes0;
+    assert_eq!(events, 1, "one batch, one event");
+    assert!(bytes <= 16 * 1024, "the batch's event is {bytes} bytes");
+
+    // Over the bounds: refused before anything is decided or written.
+    let mut too_many = batch.clone();
+    too_many["evaluations"] = json!(vec![
+        json!({"resource": {"type": "mcp_tool", "id": "t", "properties": {"server": "github"}}});
+        65
+    ]);
+    let (code, _, text) = s.post_json_dpop("/access/v1/evaluations", &who, &m, &too_many);
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("at most 64"), "{text}");
+    let long: Vec<String> = (0..18).map(|i| format!("agent:a{i}")).collect();
+    let one = evaluation(
+        json!({"type": "agent", "id": "agent:x", "properties": {"chain": long}}),
+        "t",
+        json!({}),
+    );
+    let (code, _, text) = s.post_json_dpop("/access/v1/evaluation", &who, &m, &one);
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("at most 17"), "{text}");
+}
+
+#[test]
+fn a_mandate_is_never_issued_over_the_verifiers_size_limit() {
+    let s = Server::demo();
+    // 1,500 scopes made a 21 KB mandate that no verifier accepts; now refused at issuance.
+    let scopes: Vec<String> = (0..1500).map(|i| format!("github:scope.{i:04}")).collect();
+    let scopes = scopes.join(" ");
+    let params = [
+        ("grant_type", "client_credentials"),
+        ("scope", scopes.as_str()),
+        ("audience", GITHUB),
+    ];
+    let r = s.as_client("user:alice", &params, crate::common::Proof::Own);
+    assert_oauth_error(&r, "invalid_scope");
+    // Scopes that fit the count but not the size are refused too.
+    let long: Vec<String> = (0..120)
+        .map(|i| format!("github:{}{i:03}", "s".repeat(190)))
+        .collect();
+    let long = long.join(" ");
+    let params = [
+        ("grant_type", "client_credentials"),
+        ("scope", long.as_str()),
+        ("audience", GITHUB),
+    ];
+    let r = s.as_client("user:alice", &params, crate::common::Proof::Own);
+    assert_oauth_error(&r, "invalid_scope");
+    assert!(
+        r.1["error_description"].as_str().unwrap().contains("bytes"),
+        "{}",
+        r.1
+    );
+}

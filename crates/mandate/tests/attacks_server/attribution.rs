@@ -1,0 +1,93 @@
+//! Asserted attribution and secrets: what an enforcement point says about a call is recorded as
+//! its word, naming it, and never as what Mandate verified; argument secrets never reach the log,
+//! however deep they are nested.
+
+use serde_json::{json, Value};
+
+use super::amplification::{evaluation, pep};
+use crate::common::Server;
+
+fn events_for(s: &Server, args: &[&str]) -> Vec<Value> {
+    let mut a = vec!["audit", "query"];
+    a.extend_from_slice(args);
+    let v = s.ok_json(&a);
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].clone())
+        .collect()
+}
+
+#[test]
+fn a_decision_points_claims_are_recorded_as_asserted_and_never_as_verified_parties() {
+    let s = Server::demo();
+    let (who, m) = pep(&s);
+    // The enforcement point claims the call was made by admin's delegation with admin's jti.
+    let subject = json!({"type": "agent", "id": "agent:coder", "properties": {
+        "chain": ["user:admin", "agent:coder"], "mandate": {"jti": "admins-jti"}}});
+    let (code, _, body) = s.post_json_dpop(
+        "/access/v1/evaluation",
+        &who,
+        &m,
+        &evaluation(subject, "list_repos", json!({})),
+    );
+    assert_eq!(code, 200, "{body}");
+    // Integrated and indexed, or not yet: the answers are the same.
+    for _ in 0..2 {
+        let verified = events_for(&s, &["--party", "user:admin", "--kind", "policy.decision"]);
+        assert!(
+            verified.is_empty(),
+            "asserted parties listed as verified: {verified:?}"
+        );
+        let asserted = events_for(
+            &s,
+            &[
+                "--party",
+                "user:admin",
+                "--asserted",
+                "--kind",
+                "policy.decision",
+            ],
+        );
+        assert_eq!(asserted.len(), 1, "{asserted:?}");
+        let ev = &asserted[0];
+        assert_eq!(ev["principal"], "agent:pep", "{ev}");
+        assert_eq!(ev["chain"], json!(["agent:pep"]), "{ev}");
+        assert_ne!(ev["jti"], "admins-jti", "{ev}");
+        assert_eq!(ev["asserted"]["by"], "agent:pep", "{ev}");
+        assert_eq!(
+            ev["asserted"]["chain"],
+            json!(["user:admin", "agent:coder"]),
+            "{ev}"
+        );
+        assert_eq!(ev["asserted"]["jti"], "admins-jti", "{ev}");
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+    }
+}
+
+#[test]
+fn argument_secrets_are_never_stored_in_the_clear_at_any_depth() {
+    let s = Server::demo();
+    let (who, m) = pep(&s);
+    let args = json!({
+        "repo": "acme/app",
+        "nested": {"password": "hunter2-nested", "deeper": [{"api_key": "hunter2-in-array"}]},
+        "token": "hunter2-top",
+    });
+    let subject =
+        json!({"type": "agent", "id": "agent:coder", "properties": {"scopes": ["github:*"]}});
+    for path in ["/access/v1/evaluation", "/access/v1/evaluations"] {
+        let (code, _, body) = s.post_json_dpop(
+            path,
+            &who,
+            &m,
+            &evaluation(subject.clone(), "create_issue", args.clone()),
+        );
+        assert_eq!(code, 200, "{body}");
+    }
+    let stored = s.event_bodies().join("\n");
+    for secret in ["hunter2-nested", "hunter2-in-array", "hunter2-top"] {
+        assert!(!stored.contains(secret), "{secret} stored in the clear");
+    }
+    assert!(stored.contains("acme/app"), "ordinary arguments are kept");
+}

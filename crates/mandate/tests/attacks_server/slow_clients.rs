@@ -1,0 +1,210 @@
+//! Slow and hoarding clients: connections that never finish, bodies that trickle, one source
+//! taking every connection, and the file descriptors they would use up.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::common::Server;
+
+/// Short timeouts, so the tests wait seconds rather than the defaults.
+const FAST: &str = r#"
+[limits]
+header_timeout = "2s"
+request_timeout = "3s"
+idle_timeout = "3s"
+max_connections = 64
+max_connections_per_source = 8
+"#;
+
+/// How long until the server closes `c` (reading and discarding what it sends), or None if it
+/// is still open after `within`.
+fn closed_within(c: &mut TcpStream, within: Duration) -> Option<(Duration, Vec<u8>)> {
+    let start = Instant::now();
+    c.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut got = vec![];
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < within {
+        match c.read(&mut buf) {
+            Ok(0) => return Some((start.elapsed(), got)),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return Some((start.elapsed(), got)),
+        }
+    }
+    None
+}
+
+fn addr(s: &Server) -> SocketAddr {
+    format!("127.0.0.1:{}", s.port).parse().unwrap()
+}
+
+#[test]
+fn connections_that_never_finish_their_headers_are_closed() {
+    let s = Server::start_with(true, FAST);
+    let mut silent = TcpStream::connect(addr(&s)).unwrap();
+    let mut partial = TcpStream::connect(addr(&s)).unwrap();
+    partial
+        .write_all(b"GET /oauth2/jwks HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut kept_alive = TcpStream::connect(addr(&s)).unwrap();
+    kept_alive
+        .write_all(b"GET /oauth2/jwks HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    for (name, c) in [
+        ("silent", &mut silent),
+        ("partial headers", &mut partial),
+        ("idle keep-alive", &mut kept_alive),
+    ] {
+        let closed = closed_within(c, Duration::from_secs(8));
+        let (after, _) = closed.unwrap_or_else(|| panic!("the {name} connection is still open"));
+        assert!(
+            after < Duration::from_secs(6),
+            "{name}: closed after {after:?}"
+        );
+    }
+}
+
+#[test]
+fn a_body_that_trickles_is_cut_off_with_408() {
+    let s = Server::start_with(true, FAST);
+    let mut c = TcpStream::connect(addr(&s)).unwrap();
+    c.write_all(b"POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 5000\r\n\r\ngrant_type=").unwrap();
+    let start = Instant::now();
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut answer = vec![];
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < Duration::from_secs(10) {
+        let _ = c.write_all(b"a");
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        if answer.ends_with(b"}") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "answer: {text:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn one_source_cannot_hold_every_connection_and_the_bound_is_logged() {
+    let s = Server::start_with(true, FAST);
+    let mut held: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(addr(&s)).unwrap())
+        .collect();
+    // The source's first 8 are kept; the rest are closed at once.
+    std::thread::sleep(Duration::from_millis(500));
+    let closed = held
+        .iter_mut()
+        .map(|c| {
+            // Open and silent: WouldBlock. Closed by the server: end of stream (or a reset).
+            c.set_nonblocking(true).unwrap();
+            let mut buf = [0u8; 64];
+            !matches!(c.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        })
+        .filter(|closed| *closed)
+        .count();
+    // (The fixture's own keep-alive connection from this source may hold one of the 8.)
+    assert!(
+        (12..=13).contains(&closed),
+        "{closed} of 20 closed: connections over the per-source bound of 8 must be closed"
+    );
+    // Another source is served meanwhile.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut c = sock.connect(addr(&s)).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        c.write_all(b"GET /oauth2/jwks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = vec![];
+        c.read_to_end(&mut out).await.unwrap();
+        String::from_utf8_lossy(&out).to_string()
+    });
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        s.log().contains("holds the most connections it may"),
+        "{}",
+        s.log()
+    );
+}
+
+#[test]
+fn at_the_connection_bound_new_connections_wait_and_it_is_logged() {
+    let s = Server::start_with(
+        true,
+        "[limits]\nmax_connections = 4\nmax_connections_per_source = 4\nheader_timeout = \"2s\"\n",
+    );
+    let _held: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(addr(&s)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // The fifth waits in the backlog until a slot frees (the held ones time out), then is served.
+    let start = Instant::now();
+    let mut c = TcpStream::connect(addr(&s)).unwrap();
+    c.write_all(b"GET /oauth2/jwks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = vec![];
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = c.read_to_end(&mut out);
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
+    assert!(
+        start.elapsed() >= Duration::from_millis(1000),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(s.log().contains("connection limit reached"), "{}", s.log());
+}
+
+#[test]
+fn the_open_files_soft_limit_is_raised_at_start() {
+    // Started with a low soft limit (as many systems default to 1024), the server raises it.
+    let port = crate::common::free_port();
+    let home = crate::common::init_home(port, false);
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 256 && exec {} serve",
+            crate::common::bin()
+        ))
+        .env("MANDATE_HOME", home.path())
+        .env("HOME", home.path())
+        .env_remove("MANDATE_SERVER")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let soft: u64 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert!(soft > 256, "soft limit not raised: {line}");
+}
