@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use crate::cli::{AuditCmd, AuditSource, TimeRange};
 use crate::cmd_audit_verify as verify;
 use crate::ctx::Ctx;
+use crate::term::safe;
 
 /// The command printed its own verdict (`FAILED ...`) and exits with status 1.
 #[derive(Debug)]
@@ -220,15 +221,17 @@ fn row(e: &StoredEvent) -> Row {
         None => e.result.clone(),
     };
     let reasons = parsed.map(|p| p.reasons.join("; ")).unwrap_or_default();
+    // Every cell is escaped before widths are measured, so columns line up as printed.
+    let cell = |s: &str| safe(s).into_owned();
     Row([
-        time,
-        e.id.clone(),
-        e.kind.clone(),
-        e.principal.clone(),
-        e.action.clone(),
-        e.decision.clone().unwrap_or_else(|| "-".into()),
-        result,
-        shorten(&reasons, 70),
+        cell(&time),
+        cell(&e.id),
+        cell(&e.kind),
+        cell(&e.principal),
+        cell(&e.action),
+        cell(e.decision.as_deref().unwrap_or("-")),
+        cell(&result),
+        shorten(&safe(&reasons), 70),
     ])
 }
 
@@ -372,8 +375,11 @@ async fn show(ctx: &Ctx, id: &str, src: &AuditSource) -> Result<()> {
         let mut s = match Event::parse(&e.body) {
             Ok(ev) => describe(&ev, e.seq),
             Err(err) => format!(
-                "event {} (seq {}) does not read back ({err}): run `mandate audit verify`\n{}",
-                e.id, e.seq, e.body
+                "event {} (seq {}) does not read back ({}): run `mandate audit verify`\n{}",
+                safe(&e.id),
+                e.seq,
+                safe(&err.to_string()),
+                safe(&e.body)
             ),
         };
         s.push_str(&match &covering {
@@ -391,8 +397,9 @@ async fn show(ctx: &Ctx, id: &str, src: &AuditSource) -> Result<()> {
 /// The human form of one event: fields, then the delegation chain as a tree, then details.
 fn describe(ev: &Event, seq: i64) -> String {
     let mut s = String::new();
+    // Every value is the log's, so escaped: one value can neither break its line nor act.
     let mut field = |name: &str, value: &str| {
-        s.push_str(&format!("{name:<10} {value}\n"));
+        s.push_str(&format!("{name:<10} {}\n", safe(value)));
     };
     field("event", &format!("{} (seq {seq})", ev.id));
     field("time", &ev.time);
@@ -428,13 +435,18 @@ fn describe(ev: &Event, seq: i64) -> String {
     s.push_str(&chain_tree(ev));
     if !ev.details.is_empty() {
         s.push_str("details\n");
-        let w = ev.details.keys().map(|k| k.len()).max().unwrap_or(0);
+        let w = ev
+            .details
+            .keys()
+            .map(|k| safe(k).chars().count())
+            .max()
+            .unwrap_or(0);
         for (k, v) in &ev.details {
             let v = match v {
                 Value::String(t) => t.clone(),
                 other => other.to_string(),
             };
-            s.push_str(&format!("  {k:<w$}  {v}\n"));
+            s.push_str(&format!("  {:<w$}  {}\n", safe(k), safe(&v)));
         }
     }
     s.trim_end().to_string()
@@ -459,7 +471,7 @@ fn chain_tree(ev: &Event) -> String {
             s.push_str(&"   ".repeat(depth - 1));
             s.push_str("└─ ");
         }
-        s.push_str(who);
+        s.push_str(&safe(who));
         s.push('\n');
     }
     s

@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 use crate::cli::AuditSource;
 use crate::cmd_audit::{event_json, find_event, locate, open, Failed, PAGE};
 use crate::ctx::Ctx;
+use crate::term::safe;
 
 /// The `format` of an export's header line.
 pub const EXPORT_FORMAT: &str = "mandate-audit-export/1";
@@ -219,7 +220,7 @@ fn report(
                 "ok": false, "source": source, "location": "unsigned tail",
                 "position": s.entries - s.tail.min(s.entries), "reason": message, "message": message,
             });
-            ctx.print(&out, || message.clone());
+            ctx.print(&out, || safe(&message).into_owned());
             return Err(Failed.into());
         }
     }
@@ -257,7 +258,7 @@ fn report(
                 "position": f.position(),
                 "event_id": f.event_id(), "reason": f.problem.to_string(), "message": message,
             });
-            ctx.print(&out, || message.clone());
+            ctx.print(&out, || safe(&message).into_owned());
             Err(Failed.into())
         }
     }
@@ -297,7 +298,7 @@ pub async fn verify_database(ctx: &Ctx, keys: &[String], src: &AuditSource) -> R
                     "location": format!("checkpoint {}", signed.size), "position": signed.size,
                     "reason": message, "message": message,
                 });
-                ctx.print(&out, || message.clone());
+                ctx.print(&out, || safe(&message).into_owned());
                 return Err(Failed.into());
             }
         }
@@ -589,8 +590,11 @@ pub fn verify_proof(ctx: &Ctx, file: &Path, keys: &[String]) -> Result<()> {
             let out = json!({"ok": true, "event_id": id, "index": p.index, "tree_size": cp.size, "origin": cp.origin, "root": hex(&cp.root)});
             ctx.print(&out, || {
                 format!(
-                    "ok: event {id} is entry {} of the log {} signed at size {}",
-                    p.index, cp.origin, cp.size
+                    "ok: event {} is entry {} of the log {} signed at size {}",
+                    safe(&id),
+                    p.index,
+                    safe(&cp.origin),
+                    cp.size
                 )
             });
             Ok(())
@@ -598,7 +602,7 @@ pub fn verify_proof(ctx: &Ctx, file: &Path, keys: &[String]) -> Result<()> {
         Err(problem) => {
             let message = format!("FAILED: {problem}");
             let out = json!({"ok": false, "event_id": id, "index": p.index, "reason": problem.to_string(), "message": message});
-            ctx.print(&out, || message.clone());
+            ctx.print(&out, || safe(&message).into_owned());
             Err(Failed.into())
         }
     }

@@ -10,6 +10,7 @@ use crate::cli::{AgentCmd, CeilingArgs, RevokeCmd, UserCmd};
 use crate::client::Api;
 use crate::ctx::Ctx;
 use crate::home::ClientConfig;
+use crate::term::safe;
 
 fn joined(v: &[String]) -> Option<String> {
     (!v.is_empty()).then(|| v.join(" "))
@@ -28,8 +29,13 @@ fn ceiling_json(c: &CeilingArgs) -> Result<Value> {
     }))
 }
 
+/// Every string of a principal the server answered, escaped for the terminal.
+fn text(p: &Value, k: &str, default: &str) -> String {
+    safe(p[k].as_str().unwrap_or(default)).into_owned()
+}
+
 fn describe(p: &Value) -> String {
-    let s = |k: &str| p[k].as_str().unwrap_or("").to_string();
+    let s = |k: &str| text(p, k, "");
     let scopes = if s("scopes").is_empty() {
         "(none)".into()
     } else {
@@ -38,9 +44,9 @@ fn describe(p: &Value) -> String {
     format!(
         "{}{}{}\n  kid        {}\n  scopes     {scopes}\n  audiences  {}\n  max_ttl    {}\n  max_depth  {}\n  bearer     {}",
         s("name"),
-        p["role"].as_str().map(|r| format!(" (role {r})")).unwrap_or_default(),
+        p["role"].as_str().map(|r| format!(" (role {})", safe(r))).unwrap_or_default(),
         if p["disabled"].as_bool() == Some(true) { " [DISABLED]" } else { "" },
-        p["kid"].as_str().unwrap_or("(no key yet: enrollment pending)"),
+        text(p, "kid", "(no key yet: enrollment pending)"),
         s("audiences"),
         format_duration(p["max_ttl"].as_i64().unwrap_or(0)),
         p["max_depth"],
@@ -56,14 +62,14 @@ fn table(rows: &[Value]) -> String {
     for p in rows {
         out.push_str(&format!(
             "\n{:<28} {:<8} {:<45} {}",
-            p["name"].as_str().unwrap_or(""),
+            text(p, "name", ""),
             if p["disabled"].as_bool() == Some(true) {
                 "disabled"
             } else {
                 "enabled"
             },
-            p["kid"].as_str().unwrap_or("-"),
-            p["scopes"].as_str().unwrap_or(""),
+            text(p, "kid", "-"),
+            text(p, "scopes", ""),
         ));
     }
     out
@@ -185,7 +191,7 @@ pub async fn agent(ctx: &Ctx, cmd: AgentCmd) -> Result<()> {
             ctx.print(&p, || {
                 format!(
                     "Disabled {}: it can no longer authenticate or receive mandates",
-                    p["name"].as_str().unwrap_or("")
+                    text(&p, "name", "")
                 )
             });
             Ok(())
@@ -197,9 +203,7 @@ pub async fn agent(ctx: &Ctx, cmd: AgentCmd) -> Result<()> {
                 format!("/principals/{}/enable", agent_name(&name)?),
             )
             .await?;
-            ctx.print(&p, || {
-                format!("Enabled {}", p["name"].as_str().unwrap_or(""))
-            });
+            ctx.print(&p, || format!("Enabled {}", text(&p, "name", "")));
             Ok(())
         }
         AgentCmd::Enroll { name, ttl, ceiling } => {
@@ -237,9 +241,9 @@ async fn enroll(
         format!(
             "Enrollment code for {name} (single use, expires in {}):\n  {}\nOn the agent's machine run:\n  mandate agent join --code {} --server {}",
             format_duration(v["expires_at"].as_i64().unwrap_or(0) - mandate_server::now()),
-            v["code"].as_str().unwrap_or(""),
-            v["code"].as_str().unwrap_or(""),
-            v["server"].as_str().unwrap_or(""),
+            text(&v, "code", ""),
+            text(&v, "code", ""),
+            text(&v, "server", ""),
         )
     });
     Ok(())
@@ -272,7 +276,7 @@ async fn join(ctx: &Ctx, code: &str) -> Result<()> {
     ctx.print(&out, || {
         format!(
             "Joined {server} as {name}\n  kid  {}\n  key  {} (0600, never leaves this machine)",
-            v["kid"].as_str().unwrap_or(""),
+            text(&v, "kid", ""),
             path.display()
         )
     });
