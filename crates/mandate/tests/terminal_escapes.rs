@@ -2,10 +2,12 @@
 //! enforcement point asks the real server's AuthZEN decision point about a tool and a subject
 //! whose names carry OSC/CSI sequences, a C1 control and a bidi override; the audit log records
 //! them as given, and `mandate audit tail`, `audit query` and `audit show` print them escaped.
+//! A server refusal quoting such sequences is printed escaped, on the one `error:` line.
 
 mod common;
 
-use common::{describe, Server};
+use common::fake::{metadata, Fake};
+use common::{assert_one_line_error, describe, Server, GITHUB};
 use serde_json::{json, Value};
 
 /// An OSC (set the window title) and a CSI (clear the screen), as in the brief's attack.
@@ -101,5 +103,44 @@ fn escape_sequences_in_a_pdp_request_are_shown_escaped_by_audit_tail_query_and_s
             "agent:evil{escaped_attack}\\u{{9b}}31m\\u{{202e}}"
         )),
         "the chain shows the subject escaped: {text}"
+    );
+}
+
+#[test]
+fn a_refusal_quoting_escape_sequences_is_printed_escaped_on_one_line() {
+    let s = Server::demo();
+    let fake = Fake::start(|req, me| {
+        match req.path.as_str() {
+        "/.well-known/oauth-authorization-server" => (200, metadata(me, me)),
+        _ => (
+            400,
+            r#"{"error":"invalid_client","error_description":"bad\u001b]0;pwned\u0007\u001b[2J\nerror: forged line\u202e"}"#
+                .into(),
+        ),
+    }
+    });
+    let args = [
+        "token",
+        "issue",
+        "--as",
+        "user:alice",
+        "--aud",
+        GITHUB,
+        "--scope",
+        "github:pulls.write",
+    ];
+    let mut all = vec!["--server", fake.url.as_str()];
+    all.extend_from_slice(&args);
+    let out = s.cli(&all);
+    let refs = all;
+    let line = assert_one_line_error(&refs, &out);
+    assert!(
+        !out.stderr.contains(&0x1b) && !out.stderr.contains(&0x07),
+        "{}",
+        describe(&refs, &out)
+    );
+    assert!(
+        line.contains("bad\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\u{a}error: forged line\\u{202e}"),
+        "{line}"
     );
 }
