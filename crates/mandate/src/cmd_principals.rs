@@ -1,6 +1,6 @@
 //! `mandate agent ...` and `mandate user ...`: registration, listing, state, enrollment.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use mandate_core::duration::{format_duration, parse_duration};
 use mandate_core::{PrincipalKind, PrincipalName, PublicKey, SecretKey};
 use reqwest::Method;
@@ -320,7 +320,25 @@ fn jti_of(s: &str) -> Result<String> {
         .to_string())
 }
 
+/// Refuses a whole token where an identifier is expected, before it is parsed (a parse error
+/// would quote it), sent to the server or logged. The message never repeats the value.
+fn not_a_token(value: &str, what: &str, kind: &str) -> Result<()> {
+    if mandate_core::jws::looks_like_compact_jws(value) {
+        bail!(
+            "`mandate revoke {kind}` was given a whole token: pass the {what}, not a token (nothing was sent; to revoke this mandate and everything delegated from it, run `mandate revoke token TOKEN`)"
+        );
+    }
+    Ok(())
+}
+
 pub async fn revoke(ctx: &Ctx, cmd: RevokeCmd) -> Result<()> {
+    match &cmd {
+        RevokeCmd::Agent { name, .. } => not_a_token(name, "agent name", "agent")?,
+        RevokeCmd::User { name, .. } => not_a_token(name, "user name", "user")?,
+        RevokeCmd::Key { kid, .. } => not_a_token(kid, "kid", "key")?,
+        // A token is what `revoke token` takes: only its jti is sent.
+        RevokeCmd::Token { .. } => {}
+    }
     let (kind, value, reason) = match cmd {
         RevokeCmd::Agent { name, reason } => ("agent", agent_name(&name)?.to_string(), reason),
         RevokeCmd::User { name, reason } => {
