@@ -189,9 +189,14 @@ pub async fn agent(ctx: &Ctx, cmd: AgentCmd) -> Result<()> {
             )
             .await?;
             ctx.print(&p, || {
+                let ttl = p["max_ttl"]
+                    .as_i64()
+                    .map(|t| format!(", at most {}", format_duration(t)))
+                    .unwrap_or_default();
                 format!(
-                    "Disabled {}: it can no longer authenticate or receive mandates",
-                    text(&p, "name", "")
+                    "Disabled {}: it can no longer authenticate or receive new mandates\nMandates it already holds or appears in remain valid until they expire{ttl} (its max_ttl); to cut them off now, run `mandate revoke agent {}`",
+                    text(&p, "name", ""),
+                    text(&p, "name", "").trim_start_matches("agent:")
                 )
             });
             Ok(())
