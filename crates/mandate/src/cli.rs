@@ -447,6 +447,17 @@ pub enum AuditCmd {
         #[command(flatten)]
         source: AuditSource,
     },
+    /// Retention: with the server stopped, verify the whole log, write it to FILE (as `export`
+    /// does, then verified offline) and start a new log whose first event records the old one's
+    /// final size, root, checkpoint and FILE's SHA-256.
+    Archive {
+        /// The archive to write (a new file, mode 0600; never overwritten).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Server configuration file (default: MANDATE_HOME/server/server.toml).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
     /// The redacted form (hmac-sha256:...) of a value under this installation's audit key, to
     /// match a redacted argument.
     Hash {

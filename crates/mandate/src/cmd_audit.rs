@@ -1,6 +1,7 @@
 //! `mandate audit tail | query | show | export | hash` (and, in `cmd_audit_verify.rs`,
 //! `verify | proof | verify-proof`): the audit log read straight from the database, so no
-//! server needs to run. Only reads: the commands never add to or change the log.
+//! server needs to run. Only reads: the commands never add to or change the log (except
+//! `archive`, in `cmd_audit_archive.rs`, which replaces it with the server stopped).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use mandate_audit::event::{self, Event};
 use mandate_core::duration::parse_duration;
 use mandate_core::PrincipalName;
-use mandate_store::{AuditQuery, Store, StoredEvent};
+use mandate_store::{AuditQuery, Store, StoredCheckpoint, StoredEvent};
 use serde_json::{json, Value};
 
 use crate::cli::{AuditCmd, AuditSource, TimeRange};
@@ -91,6 +92,9 @@ pub async fn run(ctx: &Ctx, c: AuditCmd) -> Result<()> {
             json_value,
             source,
         } => hash(ctx, &value, json_value, &source),
+        AuditCmd::Archive { out, config } => {
+            crate::cmd_audit_archive::archive(ctx, &out, config.as_deref()).await
+        }
     }
 }
 
@@ -492,6 +496,23 @@ fn export_header(origin: Option<&str>, verifier_keys: &[String], from_index: u64
     line
 }
 
+/// The checkpoint origin of the log a location holds: the current log's origin when the issuer
+/// is known (log number from the keys directory), else the one its latest checkpoint names.
+pub fn current_origin(loc: &Location, checkpoints: &[StoredCheckpoint]) -> Result<Option<String>> {
+    Ok(match (&loc.issuer, loc.keys_dir.as_deref()) {
+        (Some(i), Some(dir)) => {
+            let n = mandate_server::audit::log_number(dir).with_context(|| {
+                format!("cannot read the audit log number in {}", dir.display())
+            })?;
+            Some(mandate_server::audit::log_origin(i, n))
+        }
+        (Some(i), None) => Some(mandate_server::audit::origin_for(i)),
+        (None, _) => checkpoints
+            .last()
+            .and_then(|c| verify::note_origin(&c.note)),
+    })
+}
+
 async fn export(
     ctx: &Ctx,
     format: &str,
@@ -508,12 +529,7 @@ async fn export(
     let loc = locate(ctx, src)?;
     let store = open(&loc).await?;
     let checkpoints = store.audit_checkpoints().await?;
-    let origin = match &loc.issuer {
-        Some(i) => Some(mandate_server::audit::origin_for(i)),
-        None => checkpoints
-            .last()
-            .and_then(|c| verify::note_origin(&c.note)),
-    };
+    let origin = current_origin(&loc, &checkpoints)?;
     let keys = loc
         .keys_dir
         .as_deref()
@@ -533,74 +549,29 @@ async fn export(
             .await?;
         after = first.first().map_or(i64::MAX, |e| e.seq.saturating_sub(1));
     }
-    let from_index = after.max(0) as u64;
     let mut sink: Box<dyn Write> = match output {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let mut cps = checkpoints
-        .iter()
-        .filter(|c| c.size as u64 > from_index || (from_index == 0 && c.size == 0))
-        .peekable();
-    let (mut events, mut written_cps) = (0u64, 0u64);
-    let result: std::io::Result<()> = async {
-        write_line(
-            &mut sink,
-            &export_header(origin.as_deref(), &keys, from_index),
-        )?;
-        while let Some(c) = cps.next_if(|c| c.size == 0) {
-            write_line(&mut sink, &checkpoint_line(c.size, &c.note))?;
-            written_cps += 1;
-        }
-        'pages: loop {
-            let page = store
-                .audit_event_range(after, PAGE)
-                .await
-                .map_err(std::io::Error::other)?;
-            if page.is_empty() {
-                break;
-            }
-            for e in &page {
-                if until.is_some_and(|u| e.time_ms >= u) {
-                    break 'pages;
-                }
-                let index = e.seq.saturating_sub(1).max(0);
-                write_line(
-                    &mut sink,
-                    &format!(
-                        "{{\"type\":\"event\",\"index\":{index},\"id\":{},\"event\":{}}}",
-                        json!(e.id),
-                        e.body
-                    ),
-                )?;
-                events += 1;
-                while let Some(c) = cps.next_if(|c| c.size <= index + 1) {
-                    write_line(&mut sink, &checkpoint_line(c.size, &c.note))?;
-                    written_cps += 1;
-                }
-                after = e.seq;
-            }
-        }
-        // Checkpoints beyond the last event (a truncated log) go last, so that verifying the
-        // export finds the truncation as verifying the database does.
-        if until.is_none() {
-            for c in cps {
-                write_line(&mut sink, &checkpoint_line(c.size, &c.note))?;
-                written_cps += 1;
-            }
-        }
-        sink.flush()
-    }
-    .await;
-    match result {
-        Ok(()) => {}
+    let header = ExportHeader {
+        origin: origin.as_deref(),
+        verifier_keys: &keys,
+    };
+    let result = write_export(&store, &mut sink, &header, &checkpoints, after, until).await;
+    let written = match result {
+        Ok(w) => w,
         // `mandate audit export | head`: the reader has what it wanted.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe && output.is_none() => return Ok(()),
         Err(e) => return Err(e).context("writing the export failed"),
-    }
+    };
     if let Some(p) = output {
+        let Exported {
+            events,
+            checkpoints: written_cps,
+            from_index,
+        } = written;
         let out = json!({"file": p, "events": events, "checkpoints": written_cps, "from_index": from_index});
         ctx.print(&out, || {
             format!(
@@ -612,7 +583,91 @@ async fn export(
     Ok(())
 }
 
-fn write_line(sink: &mut Box<dyn Write>, line: &str) -> std::io::Result<()> {
+/// The export header's members that come from the installation.
+pub struct ExportHeader<'a> {
+    /// The log's checkpoint origin, when known.
+    pub origin: Option<&'a str>,
+    /// Every recorded note verifier key.
+    pub verifier_keys: &'a [String],
+}
+
+/// What [`write_export`] wrote.
+pub struct Exported {
+    pub events: u64,
+    pub checkpoints: u64,
+    pub from_index: u64,
+}
+
+/// Writes an export (`mandate-audit-export/1`) of the events after seq `after` and before
+/// `until`, with every checkpoint right after the event that completes it, and flushes `sink`.
+/// The whole log when `after` is 0 and `until` is None (then checkpoints past the last event
+/// come last, so that verifying the export finds a truncation as verifying the database does).
+pub async fn write_export(
+    store: &Store,
+    sink: &mut dyn Write,
+    header: &ExportHeader<'_>,
+    checkpoints: &[StoredCheckpoint],
+    mut after: i64,
+    until: Option<i64>,
+) -> std::io::Result<Exported> {
+    let from_index = after.max(0) as u64;
+    let mut cps = checkpoints
+        .iter()
+        .filter(|c| c.size as u64 > from_index || (from_index == 0 && c.size == 0))
+        .peekable();
+    let (mut events, mut written_cps) = (0u64, 0u64);
+    write_line(
+        sink,
+        &export_header(header.origin, header.verifier_keys, from_index),
+    )?;
+    while let Some(c) = cps.next_if(|c| c.size == 0) {
+        write_line(sink, &checkpoint_line(c.size, &c.note))?;
+        written_cps += 1;
+    }
+    'pages: loop {
+        let page = store
+            .audit_event_range(after, PAGE)
+            .await
+            .map_err(std::io::Error::other)?;
+        if page.is_empty() {
+            break;
+        }
+        for e in &page {
+            if until.is_some_and(|u| e.time_ms >= u) {
+                break 'pages;
+            }
+            let index = e.seq.saturating_sub(1).max(0);
+            write_line(
+                sink,
+                &format!(
+                    "{{\"type\":\"event\",\"index\":{index},\"id\":{},\"event\":{}}}",
+                    json!(e.id),
+                    e.body
+                ),
+            )?;
+            events += 1;
+            while let Some(c) = cps.next_if(|c| c.size <= index + 1) {
+                write_line(sink, &checkpoint_line(c.size, &c.note))?;
+                written_cps += 1;
+            }
+            after = e.seq;
+        }
+    }
+    if until.is_none() {
+        for c in cps {
+            write_line(sink, &checkpoint_line(c.size, &c.note))?;
+            written_cps += 1;
+        }
+    }
+    sink.flush()?;
+    Ok(Exported {
+        events,
+        checkpoints: written_cps,
+        from_index,
+    })
+}
+
+fn write_line(sink: &mut dyn Write, line: &str) -> std::io::Result<()> {
     writeln!(sink, "{line}")
 }
 

@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod client;
 mod cmd_audit;
+mod cmd_audit_archive;
 mod cmd_audit_verify;
 mod cmd_policy;
 mod cmd_principals;
