@@ -137,22 +137,33 @@ pub fn sign<T: Serialize>(header: &Header, claims: &T, key: &SecretKey) -> Strin
     out
 }
 
-/// Whether `s` looks like a compact JWS or JWT (any algorithm): three `.`-separated base64url
-/// parts whose first decodes to a JSON object. Inputs that must never be a token (a key id, a
-/// principal name, a `jti`) are refused when this holds, so a token pasted in the wrong place
-/// never reaches a log, an audit event or an error message.
+/// Whether `s` (surrounding whitespace aside) has the shape of a compact JWS, such as a mandate:
+/// three '.'-separated base64url segments whose first decodes to a JSON object with a string
+/// `alg` member (RFC 7515 §4.1.1 requires one in every JWS header). Whatever the algorithm, and
+/// without checking anything else: this is for refusing a token where an identifier (a kid, a
+/// principal name) is expected, so that a pasted token is neither sent nor stored nor logged.
+///
+/// Requiring `alg` keeps identifiers that merely have two dots from matching: `e30` is the
+/// base64url of `{}`, so `e30.a.b` (a valid agent name) would otherwise look like a token.
 pub fn looks_like_compact_jws(s: &str) -> bool {
-    let s = s.trim();
-    let mut parts = s.split('.');
-    let (Some(head), Some(_), Some(_), None) =
+    let mut parts = s.trim().split('.');
+    let (Some(h), Some(p), Some(sig), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return false;
     };
-    let Ok(bytes) = URL_SAFE_NO_PAD.decode(head.trim_end_matches('=')) else {
-        return false;
+    let base64url = |x: &str| {
+        x.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
-    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes).is_ok()
+    if h.is_empty() || ![h, p, sig].into_iter().all(base64url) {
+        return false;
+    }
+    URL_SAFE_NO_PAD
+        .decode(h)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|v| v.get("alg").is_some_and(serde_json::Value::is_string))
 }
 
 /// Free text with every token-looking run (see [`looks_like_compact_jws`]) replaced by
@@ -160,7 +171,6 @@ pub fn looks_like_compact_jws(s: &str) -> bool {
 /// not survive in either.
 pub fn scrub_tokens(text: &str) -> std::borrow::Cow<'_, str> {
     let is_tok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=');
-    // Fast path: no run of token characters holds two dots.
     let mut out = String::new();
     let mut last = 0;
     let mut changed = false;
@@ -218,6 +228,55 @@ mod tests {
 
     fn key() -> SecretKey {
         SecretKey::from_seed(&[1; 32])
+    }
+
+    #[test]
+    fn looks_like_compact_jws_finds_tokens_of_any_algorithm_and_nothing_else() {
+        let token = sign(
+            &header("at+jwt", Some("kid".into()), None),
+            &serde_json::json!({"jti": "j1"}),
+            &key(),
+        );
+        let b64 = |v: &str| URL_SAFE_NO_PAD.encode(v);
+        let rows: Vec<(String, bool)> = vec![
+            (token.clone(), true),
+            (format!("  {token}\n"), true),
+            // Another algorithm, an unsecured JWT (empty signature), an empty payload.
+            (
+                format!("{}.{}.c2ln", b64(r#"{"alg":"RS256"}"#), b64("{}")),
+                true,
+            ),
+            (format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64("{}")), true),
+            (format!("{}..c2ln", b64(r#"{"alg":"EdDSA"}"#)), true),
+            // Identifiers: a kid (RFC 7638 thumbprint), principal names, a jti.
+            ("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs".into(), false),
+            ("agent:planner".into(), false),
+            ("e30.a.b".into(), false),
+            ("planner.v2.prod".into(), false),
+            // Almost tokens: a header without alg, not an object, not base64url, wrong count.
+            (
+                format!("{}.{}.c2ln", b64(r#"{"typ":"JWT"}"#), b64("{}")),
+                false,
+            ),
+            (format!("{}.{}.c2ln", b64(r#"{"alg":1}"#), b64("{}")), false),
+            (format!("{}.{}.c2ln", b64(r#"["alg"]"#), b64("{}")), false),
+            (format!("{}.{}.c2ln", b64("not json"), b64("{}")), false),
+            (
+                format!("{}=.{}.c2ln", b64(r#"{"alg":"EdDSA"}"#), b64("{}")),
+                false,
+            ),
+            (
+                format!("{}.{}", b64(r#"{"alg":"EdDSA"}"#), b64("{}")),
+                false,
+            ),
+            (format!("{token}.x"), false),
+            (format!(".{}.c2ln", b64("{}")), false),
+            (String::new(), false),
+            ("..".into(), false),
+        ];
+        for (value, want) in rows {
+            assert_eq!(looks_like_compact_jws(&value), want, "{value:?}");
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@ fn exercise(input: &str) {
     let _ = input.parse::<PrincipalName>();
     let _ = duration::parse_duration(input);
     let _ = jws::Jws::decode(input);
+    let _ = jws::looks_like_compact_jws(input);
     let keys: HashMap<String, PublicKey> = HashMap::new();
     let _ = verify_mandate(
         input,
@@ -68,6 +69,18 @@ proptest! {
     #[test]
     fn base64ish_dotted_text_never_panics(input in "[A-Za-z0-9_.={}\":-]{0,300}") {
         exercise(&input);
+    }
+
+    #[test]
+    fn every_jws_the_decoder_accepts_looks_like_one(which in 0usize..3, pos in any::<prop::sample::Index>(), byte in 0x20u8..0x7f) {
+        let mut t = real_tokens()[which].clone().into_bytes();
+        let i = pos.index(t.len());
+        t[i] = byte;
+        let t = String::from_utf8(t).unwrap();
+        if jws::Jws::decode(&t).is_ok() {
+            prop_assert!(jws::looks_like_compact_jws(&t), "{}", t);
+        }
+        prop_assert!(jws::looks_like_compact_jws(&real_tokens()[which]));
     }
 
     #[test]

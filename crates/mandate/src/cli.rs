@@ -149,7 +149,9 @@ pub enum AgentCmd {
     List,
     /// Show one agent.
     Show { name: String },
-    /// Disable an agent: it can no longer authenticate or receive mandates.
+    /// Stop an agent getting new mandates (reversible with `enable`). Mandates it already holds
+    /// or appears in stay valid at enforcement points until they expire (at most its max_ttl);
+    /// `mandate revoke agent NAME` cuts those off at once.
     Disable { name: String },
     /// Re-enable an agent.
     Enable { name: String },
@@ -266,7 +268,8 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RevokeCmd {
-    /// Disable an agent and refuse every mandate it holds or that passes through it.
+    /// Emergency cut-off: disable an agent and refuse every mandate it holds or that passes
+    /// through it, at once (`agent disable` only stops new mandates).
     Agent {
         name: String,
         #[arg(long)]
@@ -447,6 +450,17 @@ pub enum AuditCmd {
         range: TimeRange,
         #[command(flatten)]
         source: AuditSource,
+    },
+    /// Retention: with the server stopped, verify the whole log, write it to FILE (as `export`
+    /// does, then verified offline) and start a new log whose first event records the old one's
+    /// final size, root, checkpoint and FILE's SHA-256.
+    Archive {
+        /// The archive to write (a new file, mode 0600; never overwritten).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Server configuration file (default: MANDATE_HOME/server/server.toml).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
     },
     /// The redacted form (hmac-sha256:...) of a value under this installation's audit key, to
     /// match a redacted argument.

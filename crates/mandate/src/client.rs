@@ -1,5 +1,7 @@
-//! The command line's HTTP client: discovery (RFC 8414), mandates by `private_key_jwt` + DPoP,
-//! and admin API calls authenticated by the admin's own DPoP-bound mandate.
+//! The command line's HTTP client: discovery (RFC 8414, with the §3.3 issuer check and the token
+//! endpoint kept on the issuer's origin, before any credential is sent), mandates by
+//! `private_key_jwt` + DPoP, and admin API calls authenticated by the admin's own DPoP-bound
+//! mandate.
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
@@ -100,6 +102,27 @@ impl Api {
             .json()
             .await
             .context("server metadata is not valid JSON")?;
+        // RFC 8414 §3.3: a server answering with another issuer's metadata would collect client
+        // assertions addressed to that issuer and could replay them there.
+        if mandate_verify::check_issuer(&self.base, &m.issuer).is_err() {
+            bail!(
+                "the server at {} answered with the metadata of another issuer, {:?} (RFC 8414 §3.3), so nothing was sent to it: if {:?} is your Mandate server, pass --server {} (or set MANDATE_SERVER); otherwise fix --server",
+                self.base,
+                m.issuer,
+                m.issuer,
+                m.issuer
+            );
+        }
+        // Only the issuer's own origin may receive what the token endpoint is sent.
+        if mandate_verify::check_same_origin(&m.issuer, "token_endpoint", &m.token_endpoint)
+            .is_err()
+        {
+            bail!(
+                "the metadata of {} names a token_endpoint on another origin, {:?}, so no client assertion was sent: check that --server names your Mandate server",
+                self.base,
+                m.token_endpoint
+            );
+        }
         self.meta = Some(m.clone());
         Ok(m)
     }

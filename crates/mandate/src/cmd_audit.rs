@@ -1,6 +1,7 @@
 //! `mandate audit tail | query | show | export | hash` (and, in `cmd_audit_verify.rs`,
 //! `verify | proof | verify-proof`): the audit log read straight from the database, so no
-//! server needs to run. Only reads: the commands never add to or change the log.
+//! server needs to run. Only reads: the commands never add to or change the log (except
+//! `archive`, in `cmd_audit_archive.rs`, which replaces it with the server stopped).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,12 +11,13 @@ use anyhow::{bail, Context, Result};
 use mandate_audit::event::{self, Event};
 use mandate_core::duration::parse_duration;
 use mandate_core::PrincipalName;
-use mandate_store::{AuditQuery, Store, StoredEvent};
+use mandate_store::{AuditQuery, Store, StoredCheckpoint, StoredEvent};
 use serde_json::{json, Value};
 
 use crate::cli::{AuditCmd, AuditSource, TimeRange};
 use crate::cmd_audit_verify as verify;
 use crate::ctx::Ctx;
+use crate::term::safe;
 
 /// The command printed its own verdict (`FAILED ...`) and exits with status 1.
 #[derive(Debug)]
@@ -92,6 +94,9 @@ pub async fn run(ctx: &Ctx, c: AuditCmd) -> Result<()> {
             json_value,
             source,
         } => hash(ctx, &value, json_value, &source),
+        AuditCmd::Archive { out, config } => {
+            crate::cmd_audit_archive::archive(ctx, &out, config.as_deref()).await
+        }
     }
 }
 
@@ -222,15 +227,17 @@ fn row(e: &StoredEvent) -> Row {
         None => e.result.clone(),
     };
     let reasons = parsed.map(|p| p.reasons.join("; ")).unwrap_or_default();
+    // Every cell is escaped before widths are measured, so columns line up as printed.
+    let cell = |s: &str| safe(s).into_owned();
     Row([
-        time,
-        e.id.clone(),
-        e.kind.clone(),
-        e.principal.clone(),
-        e.action.clone(),
-        e.decision.clone().unwrap_or_else(|| "-".into()),
-        result,
-        shorten(&reasons, 70),
+        cell(&time),
+        cell(&e.id),
+        cell(&e.kind),
+        cell(&e.principal),
+        cell(&e.action),
+        cell(e.decision.as_deref().unwrap_or("-")),
+        cell(&result),
+        shorten(&safe(&reasons), 70),
     ])
 }
 
@@ -374,8 +381,11 @@ async fn show(ctx: &Ctx, id: &str, src: &AuditSource) -> Result<()> {
         let mut s = match Event::parse(&e.body) {
             Ok(ev) => describe(&ev, e.seq),
             Err(err) => format!(
-                "event {} (seq {}) does not read back ({err}): run `mandate audit verify`\n{}",
-                e.id, e.seq, e.body
+                "event {} (seq {}) does not read back ({}): run `mandate audit verify`\n{}",
+                safe(&e.id),
+                e.seq,
+                safe(&err.to_string()),
+                safe(&e.body)
             ),
         };
         s.push_str(&match &covering {
@@ -393,8 +403,9 @@ async fn show(ctx: &Ctx, id: &str, src: &AuditSource) -> Result<()> {
 /// The human form of one event: fields, then the delegation chain as a tree, then details.
 fn describe(ev: &Event, seq: i64) -> String {
     let mut s = String::new();
+    // Every value is the log's, so escaped: one value can neither break its line nor act.
     let mut field = |name: &str, value: &str| {
-        s.push_str(&format!("{name:<10} {value}\n"));
+        s.push_str(&format!("{name:<10} {}\n", safe(value)));
     };
     field("event", &format!("{} (seq {seq})", ev.id));
     field("time", &ev.time);
@@ -430,13 +441,18 @@ fn describe(ev: &Event, seq: i64) -> String {
     s.push_str(&chain_tree(ev));
     if !ev.details.is_empty() {
         s.push_str("details\n");
-        let w = ev.details.keys().map(|k| k.len()).max().unwrap_or(0);
+        let w = ev
+            .details
+            .keys()
+            .map(|k| safe(k).chars().count())
+            .max()
+            .unwrap_or(0);
         for (k, v) in &ev.details {
             let v = match v {
                 Value::String(t) => t.clone(),
                 other => other.to_string(),
             };
-            s.push_str(&format!("  {k:<w$}  {v}\n"));
+            s.push_str(&format!("  {:<w$}  {}\n", safe(k), safe(&v)));
         }
     }
     s.trim_end().to_string()
@@ -461,7 +477,7 @@ fn chain_tree(ev: &Event) -> String {
             s.push_str(&"   ".repeat(depth - 1));
             s.push_str("└─ ");
         }
-        s.push_str(who);
+        s.push_str(&safe(who));
         s.push('\n');
     }
     s
@@ -482,6 +498,23 @@ fn export_header(origin: Option<&str>, verifier_keys: &[String], from_index: u64
     line
 }
 
+/// The checkpoint origin of the log a location holds: the current log's origin when the issuer
+/// is known (log number from the keys directory), else the one its latest checkpoint names.
+pub fn current_origin(loc: &Location, checkpoints: &[StoredCheckpoint]) -> Result<Option<String>> {
+    Ok(match (&loc.issuer, loc.keys_dir.as_deref()) {
+        (Some(i), Some(dir)) => {
+            let n = mandate_server::audit::log_number(dir).with_context(|| {
+                format!("cannot read the audit log number in {}", dir.display())
+            })?;
+            Some(mandate_server::audit::log_origin(i, n))
+        }
+        (Some(i), None) => Some(mandate_server::audit::origin_for(i)),
+        (None, _) => checkpoints
+            .last()
+            .and_then(|c| verify::note_origin(&c.note)),
+    })
+}
+
 async fn export(
     ctx: &Ctx,
     format: &str,
@@ -498,12 +531,7 @@ async fn export(
     let loc = locate(ctx, src)?;
     let store = open(&loc).await?;
     let checkpoints = store.audit_checkpoints().await?;
-    let origin = match &loc.issuer {
-        Some(i) => Some(mandate_server::audit::origin_for(i)),
-        None => checkpoints
-            .last()
-            .and_then(|c| verify::note_origin(&c.note)),
-    };
+    let origin = current_origin(&loc, &checkpoints)?;
     let keys = loc
         .keys_dir
         .as_deref()
@@ -523,74 +551,29 @@ async fn export(
             .await?;
         after = first.first().map_or(i64::MAX, |e| e.seq.saturating_sub(1));
     }
-    let from_index = after.max(0) as u64;
     let mut sink: Box<dyn Write> = match output {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let mut cps = checkpoints
-        .iter()
-        .filter(|c| c.size as u64 > from_index || (from_index == 0 && c.size == 0))
-        .peekable();
-    let (mut events, mut written_cps) = (0u64, 0u64);
-    let result: std::io::Result<()> = async {
-        write_line(
-            &mut sink,
-            &export_header(origin.as_deref(), &keys, from_index),
-        )?;
-        while let Some(c) = cps.next_if(|c| c.size == 0) {
-            write_line(&mut sink, &checkpoint_line(c.size, &c.note))?;
-            written_cps += 1;
-        }
-        'pages: loop {
-            let page = store
-                .audit_event_range(after, PAGE)
-                .await
-                .map_err(std::io::Error::other)?;
-            if page.is_empty() {
-                break;
-            }
-            for e in &page {
-                if until.is_some_and(|u| e.time_ms >= u) {
-                    break 'pages;
-                }
-                let index = e.seq.saturating_sub(1).max(0);
-                write_line(
-                    &mut sink,
-                    &format!(
-                        "{{\"type\":\"event\",\"index\":{index},\"id\":{},\"event\":{}}}",
-                        json!(e.id),
-                        e.body
-                    ),
-                )?;
-                events += 1;
-                while let Some(c) = cps.next_if(|c| c.size <= index + 1) {
-                    write_line(&mut sink, &checkpoint_line(c.size, &c.note))?;
-                    written_cps += 1;
-                }
-                after = e.seq;
-            }
-        }
-        // Checkpoints beyond the last event (a truncated log) go last, so that verifying the
-        // export finds the truncation as verifying the database does.
-        if until.is_none() {
-            for c in cps {
-                write_line(&mut sink, &checkpoint_line(c.size, &c.note))?;
-                written_cps += 1;
-            }
-        }
-        sink.flush()
-    }
-    .await;
-    match result {
-        Ok(()) => {}
+    let header = ExportHeader {
+        origin: origin.as_deref(),
+        verifier_keys: &keys,
+    };
+    let result = write_export(&store, &mut sink, &header, &checkpoints, after, until).await;
+    let written = match result {
+        Ok(w) => w,
         // `mandate audit export | head`: the reader has what it wanted.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe && output.is_none() => return Ok(()),
         Err(e) => return Err(e).context("writing the export failed"),
-    }
+    };
     if let Some(p) = output {
+        let Exported {
+            events,
+            checkpoints: written_cps,
+            from_index,
+        } = written;
         let out = json!({"file": p, "events": events, "checkpoints": written_cps, "from_index": from_index});
         ctx.print(&out, || {
             format!(
@@ -602,7 +585,91 @@ async fn export(
     Ok(())
 }
 
-fn write_line(sink: &mut Box<dyn Write>, line: &str) -> std::io::Result<()> {
+/// The export header's members that come from the installation.
+pub struct ExportHeader<'a> {
+    /// The log's checkpoint origin, when known.
+    pub origin: Option<&'a str>,
+    /// Every recorded note verifier key.
+    pub verifier_keys: &'a [String],
+}
+
+/// What [`write_export`] wrote.
+pub struct Exported {
+    pub events: u64,
+    pub checkpoints: u64,
+    pub from_index: u64,
+}
+
+/// Writes an export (`mandate-audit-export/1`) of the events after seq `after` and before
+/// `until`, with every checkpoint right after the event that completes it, and flushes `sink`.
+/// The whole log when `after` is 0 and `until` is None (then checkpoints past the last event
+/// come last, so that verifying the export finds a truncation as verifying the database does).
+pub async fn write_export(
+    store: &Store,
+    sink: &mut dyn Write,
+    header: &ExportHeader<'_>,
+    checkpoints: &[StoredCheckpoint],
+    mut after: i64,
+    until: Option<i64>,
+) -> std::io::Result<Exported> {
+    let from_index = after.max(0) as u64;
+    let mut cps = checkpoints
+        .iter()
+        .filter(|c| c.size as u64 > from_index || (from_index == 0 && c.size == 0))
+        .peekable();
+    let (mut events, mut written_cps) = (0u64, 0u64);
+    write_line(
+        sink,
+        &export_header(header.origin, header.verifier_keys, from_index),
+    )?;
+    while let Some(c) = cps.next_if(|c| c.size == 0) {
+        write_line(sink, &checkpoint_line(c.size, &c.note))?;
+        written_cps += 1;
+    }
+    'pages: loop {
+        let page = store
+            .audit_event_range(after, PAGE)
+            .await
+            .map_err(std::io::Error::other)?;
+        if page.is_empty() {
+            break;
+        }
+        for e in &page {
+            if until.is_some_and(|u| e.time_ms >= u) {
+                break 'pages;
+            }
+            let index = e.seq.saturating_sub(1).max(0);
+            write_line(
+                sink,
+                &format!(
+                    "{{\"type\":\"event\",\"index\":{index},\"id\":{},\"event\":{}}}",
+                    json!(e.id),
+                    e.body
+                ),
+            )?;
+            events += 1;
+            while let Some(c) = cps.next_if(|c| c.size <= index + 1) {
+                write_line(sink, &checkpoint_line(c.size, &c.note))?;
+                written_cps += 1;
+            }
+            after = e.seq;
+        }
+    }
+    if until.is_none() {
+        for c in cps {
+            write_line(sink, &checkpoint_line(c.size, &c.note))?;
+            written_cps += 1;
+        }
+    }
+    sink.flush()?;
+    Ok(Exported {
+        events,
+        checkpoints: written_cps,
+        from_index,
+    })
+}
+
+fn write_line(sink: &mut dyn Write, line: &str) -> std::io::Result<()> {
     writeln!(sink, "{line}")
 }
 

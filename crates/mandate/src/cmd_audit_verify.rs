@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 use crate::cli::AuditSource;
 use crate::cmd_audit::{event_json, find_event, locate, open, Failed, PAGE};
 use crate::ctx::Ctx;
+use crate::term::safe;
 
 /// The `format` of an export's header line.
 pub const EXPORT_FORMAT: &str = "mandate-audit-export/1";
@@ -141,7 +142,7 @@ fn verifying_key(pk: &PublicKey) -> Result<VerifyingKey> {
 
 /// The keys trusted by default for a database: the note keys the server recorded in the issuer
 /// keys directory, and the public halves of the issuer keys there.
-fn default_trust(keys_dir: Option<&Path>) -> Result<Trust> {
+pub fn default_trust(keys_dir: Option<&Path>) -> Result<Trust> {
     let dir = keys_dir.context(
         "no trusted checkpoint keys: pass --key (the issuer's public key or note verifier key) or --keys-dir DIR (the server's issuer keys directory)",
     )?;
@@ -198,6 +199,18 @@ enum Unsigned {
     Fails,
 }
 
+/// Why an export that verified still fails: events not covered by any signed checkpoint in it.
+pub fn unsigned_in_export(s: &Summary) -> Option<String> {
+    (s.entries > 0 && (s.checkpoints == 0 || s.tail > 0)).then(|| {
+        format!(
+            "FAILED at positions {}..{}: {} events are not covered by any signed checkpoint in the export (checkpoints removed, or events appended after the last one)",
+            s.entries - s.tail.min(s.entries),
+            s.entries,
+            if s.checkpoints == 0 { s.entries } else { s.tail }
+        )
+    })
+}
+
 /// Prints the verdict: the summary, or the first failure (then exits 1).
 fn report(
     ctx: &Ctx,
@@ -208,18 +221,12 @@ fn report(
     // An export proves only what its checkpoints sign: events after the last one (or an export
     // with none) could have been added or changed by anyone, so they fail the verification.
     if let (Ok(s), Unsigned::Fails) = (&verdict, unsigned) {
-        if s.entries > 0 && (s.checkpoints == 0 || s.tail > 0) {
-            let message = format!(
-                "FAILED at positions {}..{}: {} events are not covered by any signed checkpoint in the export (checkpoints removed, or events appended after the last one)",
-                s.entries - s.tail.min(s.entries),
-                s.entries,
-                if s.checkpoints == 0 { s.entries } else { s.tail }
-            );
+        if let Some(message) = unsigned_in_export(s) {
             let out = json!({
                 "ok": false, "source": source, "location": "unsigned tail",
                 "position": s.entries - s.tail.min(s.entries), "reason": message, "message": message,
             });
-            ctx.print(&out, || message.clone());
+            ctx.print(&out, || safe(&message).into_owned());
             return Err(Failed.into());
         }
     }
@@ -257,10 +264,73 @@ fn report(
                 "position": f.position(),
                 "event_id": f.event_id(), "reason": f.problem.to_string(), "message": message,
             });
-            ctx.print(&out, || message.clone());
+            ctx.print(&out, || safe(&message).into_owned());
             Err(Failed.into())
         }
     }
+}
+
+/// What checking the log in a database found.
+pub enum DbVerdict {
+    /// The latest checkpoint the server signed (kept beside the issuer keys) is missing from the
+    /// database or differs: checkpoints were deleted or replaced.
+    KeptCheckpointMissing {
+        /// Its tree size.
+        size: u64,
+        /// The file it is kept in.
+        file: std::path::PathBuf,
+    },
+    /// The verifier's verdict on the whole log.
+    Log(std::result::Result<Summary, Failure>),
+}
+
+impl DbVerdict {
+    /// The one-line failure message (`FAILED ...`), unless the log verified.
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            DbVerdict::KeptCheckpointMissing { size, file } => Some(format!(
+                "FAILED at checkpoint {size}: the latest checkpoint the server signed (kept in {}) is missing from the database or differs: checkpoints were deleted or replaced",
+                file.display()
+            )),
+            DbVerdict::Log(Err(f)) => Some(format!("FAILED {f}")),
+            DbVerdict::Log(Ok(_)) => None,
+        }
+    }
+}
+
+/// Checks the log in `store` as `mandate audit verify` does: the kept latest checkpoint in
+/// `keys_dir` must be in the database, then every event and checkpoint against `trust`.
+pub async fn database_verdict(
+    store: &Store,
+    keys_dir: Option<&Path>,
+    trust: Trust,
+) -> Result<DbVerdict> {
+    // The latest checkpoint the server signed is kept beside the issuer keys, outside the
+    // database: the database must still hold it, or checkpoints were deleted to hide a rewrite.
+    if let Some(dir) = keys_dir {
+        if let Some(note) = mandate_server::audit::last_checkpoint(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+        {
+            let file = dir.join(mandate_server::audit::LAST_CHECKPOINT_FILE);
+            let signed = checkpoint::parse_note(&note)
+                .and_then(|n| Checkpoint::parse_body(&n.text))
+                .map_err(|e| {
+                    anyhow!(
+                        "{} is not a checkpoint ({e}): restore it from a backup",
+                        file.display()
+                    )
+                })?;
+            if store.audit_checkpoints_at(signed.size).await?.as_deref() != Some(note.as_str()) {
+                return Ok(DbVerdict::KeptCheckpointMissing {
+                    size: signed.size,
+                    file,
+                });
+            }
+        }
+    }
+    // Being in the database, the kept checkpoint is checked against the recomputed tree below
+    // like every other (a rewrite, a deletion or a truncation before it fails there).
+    Ok(DbVerdict::Log(verify_store(store, trust).await?))
 }
 
 pub async fn verify_database(ctx: &Ctx, keys: &[String], src: &AuditSource) -> Result<()> {
@@ -271,46 +341,20 @@ pub async fn verify_database(ctx: &Ctx, keys: &[String], src: &AuditSource) -> R
         trust_from_args(keys)?
     };
     let store = open(&loc).await?;
-    // The latest checkpoint the server signed is kept beside the issuer keys, outside the
-    // database: the database must still hold it, or checkpoints were deleted to hide a rewrite.
-    if let Some(dir) = loc.keys_dir.as_deref() {
-        if let Some(note) = mandate_server::audit::last_checkpoint(dir)
-            .with_context(|| format!("cannot read {}", dir.display()))?
-        {
-            let signed = checkpoint::parse_note(&note)
-                .and_then(|n| Checkpoint::parse_body(&n.text))
-                .map_err(|e| {
-                    anyhow!(
-                        "{} is not a checkpoint ({e}): restore it from a backup",
-                        dir.join(mandate_server::audit::LAST_CHECKPOINT_FILE)
-                            .display()
-                    )
-                })?;
-            if store.audit_checkpoints_at(signed.size).await?.as_deref() != Some(note.as_str()) {
-                let message = format!(
-                    "FAILED at checkpoint {}: the latest checkpoint the server signed (kept in {}) is missing from the database or differs: checkpoints were deleted or replaced",
-                    signed.size,
-                    dir.join(mandate_server::audit::LAST_CHECKPOINT_FILE).display()
-                );
-                let out = json!({
-                    "ok": false, "source": loc.database.display().to_string(),
-                    "location": format!("checkpoint {}", signed.size), "position": signed.size,
-                    "reason": message, "message": message,
-                });
-                ctx.print(&out, || message.clone());
-                return Err(Failed.into());
-            }
+    let source = loc.database.display().to_string();
+    match database_verdict(&store, loc.keys_dir.as_deref(), trust).await? {
+        DbVerdict::Log(verdict) => report(ctx, &source, verdict, Unsigned::Warns),
+        missing @ DbVerdict::KeptCheckpointMissing { size, .. } => {
+            let message = missing.failure().expect("a failure");
+            let out = json!({
+                "ok": false, "source": source,
+                "location": format!("checkpoint {size}"), "position": size,
+                "reason": message, "message": message,
+            });
+            ctx.print(&out, || message.clone());
+            Err(Failed.into())
         }
     }
-    // Being in the database, the kept checkpoint is checked against the recomputed tree below
-    // like every other (a rewrite, a deletion or a truncation before it fails there).
-    let verdict = verify_store(&store, trust).await?;
-    report(
-        ctx,
-        &loc.database.display().to_string(),
-        verdict,
-        Unsigned::Warns,
-    )
 }
 
 /// Streams the stored log through the verifier, a page of events at a time, each checkpoint
@@ -413,6 +457,14 @@ pub fn verify_file(ctx: &Ctx, file: &Path, keys: &[String]) -> Result<()> {
     }
     let trust = trust_from_args(keys)?;
     let name = file.display().to_string();
+    let verdict = verify_export(file, trust)?;
+    report(ctx, &name, verdict, Unsigned::Fails)
+}
+
+/// Checks an export file (`-`: standard input) against `trust`. Events the export's checkpoints
+/// do not cover are not a failure here; [`unsigned_in_export`] says whether there are any.
+pub fn verify_export(file: &Path, trust: Trust) -> Result<std::result::Result<Summary, Failure>> {
+    let name = file.display().to_string();
     let reader: Box<dyn BufRead> = if file == Path::new("-") {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
@@ -420,8 +472,7 @@ pub fn verify_file(ctx: &Ctx, file: &Path, keys: &[String]) -> Result<()> {
             std::fs::File::open(file).with_context(|| format!("cannot open {name}"))?,
         ))
     };
-    let verdict = verify_lines(reader, &name, trust)?;
-    report(ctx, &name, verdict, Unsigned::Fails)
+    verify_lines(reader, &name, trust)
 }
 
 /// Reads an export line by line into the verifier. Lines that are not export lines are errors
@@ -589,8 +640,11 @@ pub fn verify_proof(ctx: &Ctx, file: &Path, keys: &[String]) -> Result<()> {
             let out = json!({"ok": true, "event_id": id, "index": p.index, "tree_size": cp.size, "origin": cp.origin, "root": hex(&cp.root)});
             ctx.print(&out, || {
                 format!(
-                    "ok: event {id} is entry {} of the log {} signed at size {}",
-                    p.index, cp.origin, cp.size
+                    "ok: event {} is entry {} of the log {} signed at size {}",
+                    safe(&id),
+                    p.index,
+                    safe(&cp.origin),
+                    cp.size
                 )
             });
             Ok(())
@@ -598,7 +652,7 @@ pub fn verify_proof(ctx: &Ctx, file: &Path, keys: &[String]) -> Result<()> {
         Err(problem) => {
             let message = format!("FAILED: {problem}");
             let out = json!({"ok": false, "event_id": id, "index": p.index, "reason": problem.to_string(), "message": message});
-            ctx.print(&out, || message.clone());
+            ctx.print(&out, || safe(&message).into_owned());
             Err(Failed.into())
         }
     }

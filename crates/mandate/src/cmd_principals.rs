@@ -1,6 +1,6 @@
 //! `mandate agent ...` and `mandate user ...`: registration, listing, state, enrollment.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use mandate_core::duration::{format_duration, parse_duration};
 use mandate_core::{PrincipalKind, PrincipalName, PublicKey, SecretKey};
 use reqwest::Method;
@@ -10,6 +10,7 @@ use crate::cli::{AgentCmd, CeilingArgs, RevokeCmd, UserCmd};
 use crate::client::Api;
 use crate::ctx::Ctx;
 use crate::home::ClientConfig;
+use crate::term::safe;
 
 fn joined(v: &[String]) -> Option<String> {
     (!v.is_empty()).then(|| v.join(" "))
@@ -28,8 +29,13 @@ fn ceiling_json(c: &CeilingArgs) -> Result<Value> {
     }))
 }
 
+/// Every string of a principal the server answered, escaped for the terminal.
+fn text(p: &Value, k: &str, default: &str) -> String {
+    safe(p[k].as_str().unwrap_or(default)).into_owned()
+}
+
 fn describe(p: &Value) -> String {
-    let s = |k: &str| p[k].as_str().unwrap_or("").to_string();
+    let s = |k: &str| text(p, k, "");
     let scopes = if s("scopes").is_empty() {
         "(none)".into()
     } else {
@@ -38,9 +44,9 @@ fn describe(p: &Value) -> String {
     format!(
         "{}{}{}\n  kid        {}\n  scopes     {scopes}\n  audiences  {}\n  max_ttl    {}\n  max_depth  {}\n  bearer     {}",
         s("name"),
-        p["role"].as_str().map(|r| format!(" (role {r})")).unwrap_or_default(),
+        p["role"].as_str().map(|r| format!(" (role {})", safe(r))).unwrap_or_default(),
         if p["disabled"].as_bool() == Some(true) { " [DISABLED]" } else { "" },
-        p["kid"].as_str().unwrap_or("(no key yet: enrollment pending)"),
+        text(p, "kid", "(no key yet: enrollment pending)"),
         s("audiences"),
         format_duration(p["max_ttl"].as_i64().unwrap_or(0)),
         p["max_depth"],
@@ -56,14 +62,14 @@ fn table(rows: &[Value]) -> String {
     for p in rows {
         out.push_str(&format!(
             "\n{:<28} {:<8} {:<45} {}",
-            p["name"].as_str().unwrap_or(""),
+            text(p, "name", ""),
             if p["disabled"].as_bool() == Some(true) {
                 "disabled"
             } else {
                 "enabled"
             },
-            p["kid"].as_str().unwrap_or("-"),
-            p["scopes"].as_str().unwrap_or(""),
+            text(p, "kid", "-"),
+            text(p, "scopes", ""),
         ));
     }
     out
@@ -183,9 +189,14 @@ pub async fn agent(ctx: &Ctx, cmd: AgentCmd) -> Result<()> {
             )
             .await?;
             ctx.print(&p, || {
+                let ttl = p["max_ttl"]
+                    .as_i64()
+                    .map(|t| format!(", at most {}", format_duration(t)))
+                    .unwrap_or_default();
                 format!(
-                    "Disabled {}: it can no longer authenticate or receive mandates",
-                    p["name"].as_str().unwrap_or("")
+                    "Disabled {}: it can no longer authenticate or receive new mandates\nMandates it already holds or appears in remain valid until they expire{ttl} (its max_ttl); to cut them off now, run `mandate revoke agent {}`",
+                    text(&p, "name", ""),
+                    text(&p, "name", "").trim_start_matches("agent:")
                 )
             });
             Ok(())
@@ -197,9 +208,7 @@ pub async fn agent(ctx: &Ctx, cmd: AgentCmd) -> Result<()> {
                 format!("/principals/{}/enable", agent_name(&name)?),
             )
             .await?;
-            ctx.print(&p, || {
-                format!("Enabled {}", p["name"].as_str().unwrap_or(""))
-            });
+            ctx.print(&p, || format!("Enabled {}", text(&p, "name", "")));
             Ok(())
         }
         AgentCmd::Enroll { name, ttl, ceiling } => {
@@ -237,9 +246,9 @@ async fn enroll(
         format!(
             "Enrollment code for {name} (single use, expires in {}):\n  {}\nOn the agent's machine run:\n  mandate agent join --code {} --server {}",
             format_duration(v["expires_at"].as_i64().unwrap_or(0) - mandate_server::now()),
-            v["code"].as_str().unwrap_or(""),
-            v["code"].as_str().unwrap_or(""),
-            v["server"].as_str().unwrap_or(""),
+            text(&v, "code", ""),
+            text(&v, "code", ""),
+            text(&v, "server", ""),
         )
     });
     Ok(())
@@ -272,7 +281,7 @@ async fn join(ctx: &Ctx, code: &str) -> Result<()> {
     ctx.print(&out, || {
         format!(
             "Joined {server} as {name}\n  kid  {}\n  key  {} (0600, never leaves this machine)",
-            v["kid"].as_str().unwrap_or(""),
+            text(&v, "kid", ""),
             path.display()
         )
     });
@@ -316,7 +325,25 @@ fn jti_of(s: &str) -> Result<String> {
         .to_string())
 }
 
+/// Refuses a whole token where an identifier is expected, before it is parsed (a parse error
+/// would quote it), sent to the server or logged. The message never repeats the value.
+fn not_a_token(value: &str, what: &str, kind: &str) -> Result<()> {
+    if mandate_core::jws::looks_like_compact_jws(value) {
+        bail!(
+            "`mandate revoke {kind}` was given a whole token: pass the {what}, not a token (nothing was sent; to revoke this mandate and everything delegated from it, run `mandate revoke token TOKEN`)"
+        );
+    }
+    Ok(())
+}
+
 pub async fn revoke(ctx: &Ctx, cmd: RevokeCmd) -> Result<()> {
+    match &cmd {
+        RevokeCmd::Agent { name, .. } => not_a_token(name, "agent name", "agent")?,
+        RevokeCmd::User { name, .. } => not_a_token(name, "user name", "user")?,
+        RevokeCmd::Key { kid, .. } => not_a_token(kid, "kid", "key")?,
+        // A token is what `revoke token` takes: only its jti is sent.
+        RevokeCmd::Token { .. } => {}
+    }
     let (kind, value, reason) = match cmd {
         RevokeCmd::Agent { name, reason } => ("agent", agent_name(&name)?.to_string(), reason),
         RevokeCmd::User { name, reason } => {

@@ -20,6 +20,38 @@ use crate::home::{ClientConfig, Home, PolicyConfig, ServerConfig};
 /// The admin user `mandate init` makes.
 pub const ADMIN: &str = "user:admin";
 
+/// The file `mandate serve` holds an exclusive lock on, in its server directory, for as long as
+/// it runs: commands that need the server stopped (`mandate audit archive`) take the same lock,
+/// and a second server cannot run on the same directory.
+pub const LOCK_FILE: &str = "serve.lock";
+
+/// The server directory's lock; released when dropped (or when the process ends, however).
+pub struct ServerLock {
+    _file: std::fs::File,
+}
+
+/// Takes the exclusive lock on `dir/serve.lock` (made 0600 on first use); `None` when another
+/// process holds it.
+pub fn try_lock_server_dir(dir: &Path) -> Result<Option<ServerLock>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(ServerLock { _file: file })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
 pub fn resolve(dir: &Path, p: &str) -> std::path::PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
@@ -241,6 +273,14 @@ pub async fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
 
 pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
     let (cfg, dir) = ctx.home.server_config(a.config.as_deref())?;
+    // Held until the server stops: the database and the audit files are this process's alone.
+    let _lock = try_lock_server_dir(&dir)?.with_context(|| {
+        format!(
+            "another `mandate serve` (or `mandate audit archive`) is using {} (it holds {}): stop it first",
+            dir.display(),
+            dir.join(LOCK_FILE).display()
+        )
+    })?;
     let listen = a.listen.unwrap_or(cfg.listen.clone());
     let enrollment_ttl =
         parse_duration(&cfg.enrollment_ttl).context("enrollment_ttl in the server config")?;

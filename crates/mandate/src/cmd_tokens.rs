@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::cli::{DelegateArgs, KeysCmd, TokenCmd};
 use crate::client::{Api, TokenResponse, ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE};
 use crate::ctx::Ctx;
+use crate::term::safe;
 
 fn ttl_secs(ttl: &Option<String>) -> Result<Option<String>> {
     Ok(ttl
@@ -24,8 +25,9 @@ fn ttl_secs(ttl: &Option<String>) -> Result<Option<String>> {
 }
 
 fn print_token(ctx: &Ctx, t: &TokenResponse) {
+    // A real mandate is base64url and dots; anything else the server sent is escaped.
     ctx.print(&serde_json::to_value(t).expect("serialises"), || {
-        t.access_token.clone()
+        safe(&t.access_token).into_owned()
     });
 }
 
@@ -147,7 +149,11 @@ pub fn tree(c: &MandateClaims) -> String {
         } else {
             ""
         };
-        out.push_str(&format!("  {indent}{who}  (jti {jti}){this}\n"));
+        out.push_str(&format!(
+            "  {indent}{}  (jti {}){this}\n",
+            safe(who),
+            safe(jti)
+        ));
     }
     out
 }
@@ -165,13 +171,13 @@ async fn inspect(ctx: &Ctx, token: &str) -> Result<()> {
     ctx.print(&out, || {
         format!(
             "Valid mandate {} (expires in {})\n  subject    {}\n  holder     {}{}\n  audience   {}\n  scope      {}\n  depth      {} (at most {})\nDelegation chain:\n{}",
-            c.jti,
+            safe(&c.jti),
             format_duration(left.max(0)),
-            c.sub,
-            c.client_id,
-            c.cnf.as_ref().map(|x| format!(" (DPoP-bound, jkt {})", x.jkt)).unwrap_or_else(|| " (bearer)".into()),
-            c.aud.as_slice().join(" "),
-            c.scope,
+            safe(&c.sub),
+            safe(&c.client_id),
+            c.cnf.as_ref().map(|x| format!(" (DPoP-bound, jkt {})", safe(&x.jkt))).unwrap_or_else(|| " (bearer)".into()),
+            safe(&c.aud.as_slice().join(" ")),
+            safe(&c.scope),
             c.mandate.depth,
             c.mandate.max_depth,
             tree(&c).trim_end()
@@ -191,7 +197,7 @@ pub async fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<()> {
             ctx.print(&v, || {
                 format!(
                     "New issuer key {}; the old key {} stays in the JWKS until its last mandate expires (unix {})",
-                    v["kid"].as_str().unwrap_or(""), v["retired_kid"].as_str().unwrap_or(""), v["retired_key_published_until"]
+                    safe(v["kid"].as_str().unwrap_or("")), safe(v["retired_kid"].as_str().unwrap_or("")), v["retired_key_published_until"]
                 )
             });
         }
@@ -202,7 +208,7 @@ pub async fn keys(ctx: &Ctx, cmd: KeysCmd) -> Result<()> {
                     .as_array()
                     .map(|ks| {
                         ks.iter()
-                            .map(|k| k["kid"].as_str().unwrap_or("").to_string())
+                            .map(|k| safe(k["kid"].as_str().unwrap_or("")).into_owned())
                             .collect::<Vec<_>>()
                             .join("\n")
                     })

@@ -14,6 +14,7 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::cli::VerifyArgs;
 use crate::ctx::Ctx;
+use crate::term::safe;
 
 /// A presentation as one input line: a JSON object, or an `Authorization` value
 /// (`DPoP <jwt>` / `Bearer <jwt>`), or a bare mandate (presented as `Bearer`).
@@ -117,8 +118,8 @@ pub async fn run(ctx: &Ctx, a: VerifyArgs) -> Result<()> {
             ),
             false => format!(
                 "refused ({}): {}",
-                out["code"].as_str().unwrap_or(""),
-                out["message"].as_str().unwrap_or("")
+                safe(out["code"].as_str().unwrap_or("")),
+                safe(out["message"].as_str().unwrap_or(""))
             ),
         });
         if !valid {

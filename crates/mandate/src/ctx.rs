@@ -5,6 +5,7 @@ use mandate_core::PrincipalName;
 
 use crate::client::{Api, Identity};
 use crate::home::Home;
+use crate::term;
 
 pub struct Ctx {
     pub home: Home,
@@ -52,12 +53,14 @@ impl Ctx {
 
     /// Prints a JSON value (with --json) or the human text.
     /// A closed pipe (`mandate ... | head`) ends the output quietly instead of panicking.
+    /// The human text is escaped line by line ([`term::safe_lines`]) as a last line of defence:
+    /// values from the server or the log should already be escaped with [`term::safe`].
     pub fn print(&self, value: &serde_json::Value, human: impl FnOnce() -> String) {
         use std::io::Write;
         let text = if self.json {
             serde_json::to_string_pretty(value).expect("JSON serialises")
         } else {
-            human()
+            term::safe_lines(&human()).into_owned()
         };
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{text}").and_then(|_| out.flush());

@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod client;
 mod cmd_audit;
+mod cmd_audit_archive;
 mod cmd_audit_verify;
 mod cmd_policy;
 mod cmd_principals;
@@ -15,6 +16,7 @@ mod cmd_verify;
 mod ctx;
 mod home;
 mod policy_pack;
+mod term;
 
 use clap::Parser;
 
@@ -46,9 +48,10 @@ fn main() -> std::process::ExitCode {
         // The command already printed its verdict (`audit verify`: FAILED ...).
         Err(e) if e.is::<cmd_audit::Failed>() => std::process::ExitCode::FAILURE,
         Err(e) => {
-            // One line: the error and its causes, outermost first.
+            // One line: the error and its causes, outermost first. Causes can quote a server's
+            // answer, so the line is escaped (which also keeps a newline in it from breaking it).
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", chain.join(": "));
+            eprintln!("error: {}", term::safe(&chain.join(": ")));
             std::process::ExitCode::FAILURE
         }
     }

@@ -7,6 +7,10 @@
 //! that ever signed a checkpoint is appended to `audit-note-keys` beside the issuer keys, so that
 //! `mandate audit verify` can check old checkpoints after the issuer key that signed them has
 //! been rotated out (the private key files are deleted then; the public keys are kept there).
+//!
+//! An installation's log can be archived and a new one started (`mandate audit archive`); each log
+//! has a number, kept in `audit-log-number` beside the issuer keys (absent: log 1), and its own
+//! checkpoint origin ([`log_origin`]), so checkpoints of one log can never pass for another's.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -27,6 +31,8 @@ pub const NOTE_KEYS_FILE: &str = "audit-note-keys";
 /// Name of the file holding the latest checkpoint this installation signed (outside the database,
 /// so that deleting checkpoints from the database cannot hide a rewrite).
 pub const LAST_CHECKPOINT_FILE: &str = "audit-checkpoint";
+/// Name of the file holding the number of the current audit log (absent: log 1).
+pub const LOG_NUMBER_FILE: &str = "audit-log-number";
 /// How long the integrator may fail before audited operations are refused.
 const MAX_UNCHECKPOINTED_MS: i64 = 5_000;
 /// How often the integrator looks for new events.
@@ -70,6 +76,55 @@ pub fn origin_for(issuer: &str) -> String {
         .collect()
 }
 
+/// The checkpoint origin of log `n` of an issuer: [`origin_for`] the issuer for the first log (as
+/// installations made before logs were numbered have it), `ORIGIN/log/N` for later ones. C2SP
+/// tlog-checkpoint: the origin identifies the log, so a new log needs a new one.
+pub fn log_origin(issuer: &str, n: u64) -> String {
+    match n {
+        0 | 1 => origin_for(issuer),
+        n => format!("{}/log/{n}", origin_for(issuer)),
+    }
+}
+
+/// The number of the current audit log, kept in `keys_dir` (1 when the file does not exist).
+pub fn log_number(keys_dir: &Path) -> std::io::Result<u64> {
+    let path = keys_dir.join(LOG_NUMBER_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(t) => t
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "{} does not hold a log number (1, 2, ...): restore it from a backup",
+                        path.display()
+                    ),
+                )
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(1),
+        Err(e) => Err(e),
+    }
+}
+
+/// Records `n` as the current log's number (a temporary file, synced, then renamed).
+pub fn save_log_number(keys_dir: &Path, n: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = keys_dir.join(format!("{LOG_NUMBER_FILE}.tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    writeln!(f, "{n}")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, keys_dir.join(LOG_NUMBER_FILE))?;
+    std::fs::File::open(keys_dir)?.sync_all()
+}
+
 impl AuditLog {
     /// Loads (creating on first use, mode 0600) the installation's HMAC key from `keys_dir`.
     pub fn open(keys_dir: &Path, issuer: &str) -> std::io::Result<AuditLog> {
@@ -100,7 +155,7 @@ impl AuditLog {
             failing_since: std::sync::atomic::AtomicI64::new(0),
             keys_dir: keys_dir.to_path_buf(),
             hmac_key,
-            origin: origin_for(issuer),
+            origin: log_origin(issuer, log_number(keys_dir)?),
             note_keys,
             listed: Mutex::new(listed),
         })
@@ -501,5 +556,22 @@ mod tests {
             origin_for("https://auth.example.com/mandate/"),
             "auth.example.com/mandate"
         );
+    }
+
+    #[test]
+    fn each_log_has_its_own_origin_and_the_first_keeps_the_old_one() {
+        assert_eq!(log_origin("http://127.0.0.1:8700", 1), "127.0.0.1:8700");
+        assert_eq!(
+            log_origin("http://127.0.0.1:8700/", 2),
+            "127.0.0.1:8700/log/2"
+        );
+        let dir = std::env::temp_dir().join(format!("mandate-log-number-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(log_number(&dir).unwrap(), 1);
+        save_log_number(&dir, 3).unwrap();
+        assert_eq!(log_number(&dir).unwrap(), 3);
+        std::fs::write(dir.join(LOG_NUMBER_FILE), "zero").unwrap();
+        assert!(log_number(&dir).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

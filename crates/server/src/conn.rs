@@ -224,23 +224,6 @@ impl AsyncWrite for Watched {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_source_is_admitted_up_to_its_bound_and_again_after_a_release() {
-        let p = PerSource::default();
-        let a = Source::of("10.0.0.1".parse().unwrap());
-        let b = Source::of("10.0.0.2".parse().unwrap());
-        assert!(p.admit(a, 2) && p.admit(a, 2));
-        assert!(!p.admit(a, 2));
-        assert!(p.admit(b, 2));
-        p.release(a);
-        assert!(p.admit(a, 2));
-    }
-}
-
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -306,5 +289,22 @@ async fn connection(
                 closing = Some((Instant::now(), SHUTDOWN_GRACE));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_is_admitted_up_to_its_bound_and_again_after_a_release() {
+        let p = PerSource::default();
+        let a = Source::of("10.0.0.1".parse().unwrap());
+        let b = Source::of("10.0.0.2".parse().unwrap());
+        assert!(p.admit(a, 2) && p.admit(a, 2));
+        assert!(!p.admit(a, 2));
+        assert!(p.admit(b, 2));
+        p.release(a);
+        assert!(p.admit(a, 2));
     }
 }

@@ -496,6 +496,39 @@ impl Store {
         Ok(n.unwrap_or(0).max(0) as u64)
     }
 
+    /// Starts a new audit log in one transaction: every event, party index row, tree node and
+    /// checkpoint of the current log is deleted, the `seq` counter is reset, and `first` is
+    /// stored as the new log's first event (seq 1). Returns its seq.
+    ///
+    /// This is the one exception to the log being append-only, for `mandate audit archive`, which
+    /// calls it only with the server stopped and after the whole log was exported to a file that
+    /// verified; `first` records that log's final size, root and checkpoint, which chains the two.
+    pub async fn audit_start_new_log(&self, first: AuditRecord) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for table in [
+            "audit_events",
+            "audit_parties",
+            "audit_nodes",
+            "audit_checkpoints",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        // AUTOINCREMENT keeps the largest seq ever handed out here; without it the new log's
+        // first event would not be seq 1 (leaf 0).
+        sqlx::query("DELETE FROM sqlite_sequence WHERE name = 'audit_events'")
+            .execute(&mut *tx)
+            .await?;
+        // The parties index starts again with the log.
+        sqlx::query("UPDATE audit_index SET through = 0 WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let seqs = insert_events(&mut tx, &[&first]).await?;
+        tx.commit().await?;
+        Ok(seqs[0])
+    }
+
     /// How many events are stored (the largest seq).
     pub async fn audit_event_count(&self) -> Result<i64, StoreError> {
         let n: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_events")
@@ -1019,6 +1052,44 @@ mod tests {
                 ["evt_1"]
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_new_log_starts_empty_at_seq_1_with_its_first_event() {
+        let store = Store::open_sqlite_memory().await.unwrap();
+        for i in 0..5 {
+            store.audit(rec(i)).await.unwrap();
+        }
+        Integrator::new()
+            .step(&store, 1, |_, _| Ok("n".into()))
+            .await
+            .unwrap();
+        assert_eq!(store.audit_start_new_log(rec(100)).await.unwrap(), 1);
+        assert_eq!(store.audit_event_count().await.unwrap(), 1);
+        assert_eq!(store.audit_tree_size().await.unwrap(), 0);
+        assert!(store.audit_checkpoints().await.unwrap().is_empty());
+        assert_eq!(store.audit_event("1").await.unwrap().unwrap().id, "evt_100");
+        // The new log grows from there and integrates from leaf 0.
+        assert_eq!(store.audit(rec(101)).await.unwrap(), 2);
+        let (size, _) = Integrator::new()
+            .step(&store, 2, |_, _| Ok("n".into()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(size, 2);
+        let q = AuditQuery {
+            party: Some("agent:a1".into()),
+            limit: 100,
+            ..AuditQuery::default()
+        };
+        let found: Vec<String> = store
+            .audit_events(&q)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(found, ["evt_100"]);
     }
 
     #[tokio::test]

@@ -78,12 +78,7 @@ pub(crate) async fn fetch_keys(
     let body = get_json(http, &url, crate::fetch::FETCH_TIMEOUT).await?;
     let meta: Metadata = serde_json::from_slice(&body)
         .map_err(|e| VerifierError::Json("authorization server metadata", e.to_string()))?;
-    if meta.issuer != issuer {
-        return Err(VerifierError::IssuerMismatch {
-            expected: issuer.to_string(),
-            found: meta.issuer,
-        });
-    }
+    crate::metadata::check_issuer(issuer, &meta.issuer)?;
     let body = get_json(http, &meta.jwks_uri, crate::fetch::FETCH_TIMEOUT).await?;
     parse_jwks(&body)
 }

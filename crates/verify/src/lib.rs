@@ -12,6 +12,7 @@ pub mod check;
 pub mod feed;
 mod fetch;
 pub mod jwks;
+pub mod metadata;
 mod replay;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use mandate_core::revocation::{RevocationEntry, RevocationSet};
 
 pub use check::{check, check_mandate, Expectations, Presentation, Refusal};
 pub use mandate_core::verify::VerifiedMandate;
+pub use metadata::{check_issuer, check_same_origin};
 pub use replay::{ReplayCache, DEFAULT_CAPACITY};
 
 /// Shortest interval between two JWKS fetches caused by unknown `kid`s, so that tokens with
@@ -76,6 +78,16 @@ pub enum VerifierError {
         expected: String,
         /// The issuer in the metadata.
         found: String,
+    },
+    /// A metadata endpoint that would receive credentials is not on the issuer's origin.
+    #[error("the authorization server metadata sends {member} to {url:?}, which is not on the origin of issuer {issuer:?}")]
+    EndpointElsewhere {
+        /// The metadata member, e.g. `token_endpoint`.
+        member: String,
+        /// Its value.
+        url: String,
+        /// The issuer.
+        issuer: String,
     },
     /// The feed answered with a cursor behind the one asked for.
     #[error("the revocation feed went backwards (asked since {since}, answered cursor {cursor})")]

@@ -339,6 +339,41 @@ async fn metadata_naming_another_issuer_is_refused_and_the_keys_stay_unchanged()
 }
 
 #[tokio::test]
+async fn metadata_is_accepted_only_for_the_issuer_asked_trailing_slashes_aside() {
+    let (issuer, st) = fake_authority(&[&issuer_key()]).await;
+    let port = issuer.rsplit(':').next().unwrap().to_string();
+    // (the configured issuer, the issuer the metadata names, accepted)
+    let rows = [
+        (format!("{issuer}/"), issuer.clone(), true),
+        (issuer.clone(), format!("{issuer}/"), true),
+        (issuer.clone(), issuer.clone(), true),
+        // The same server under another name is another issuer.
+        (issuer.clone(), format!("http://localhost:{port}"), false),
+        (issuer.clone(), issuer.replace("http:", "https:"), false),
+        (issuer.clone(), format!("{issuer}/tenant"), false),
+    ];
+    for (configured, answered, ok) in rows {
+        st.lock().unwrap().metadata_issuer = Some(answered.clone());
+        let hits = st.lock().unwrap().jwks_hits;
+        let got = verifier(&configured, Duration::from_secs(60))
+            .refresh_jwks()
+            .await;
+        assert_eq!(got.is_ok(), ok, "{configured} / {answered}: {got:?}");
+        if !ok {
+            assert!(
+                matches!(got, Err(VerifierError::IssuerMismatch { .. })),
+                "{got:?}"
+            );
+        }
+        assert_eq!(
+            st.lock().unwrap().jwks_hits - hits,
+            usize::from(ok),
+            "the JWKS is read only for the issuer asked"
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_unreachable_authority_is_an_error_not_a_hang() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("http://{}", listener.local_addr().unwrap());

@@ -5,6 +5,8 @@
 //! Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod fake;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -307,6 +309,29 @@ impl Server {
                 .await
                 .expect("read events")
         })
+    }
+
+    /// Stops the server the way an operator does (SIGTERM: it signs a final checkpoint and
+    /// exits; killed after 10 s) and reaps it. [`Server::start_again`] brings it back.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().expect("try_wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.wait();
+    }
+
+    /// Starts a stopped server again on the same home and port.
+    pub fn start_again(&mut self) {
+        self.child = spawn_serve(self.home.path());
+        self.wait_ready();
     }
 
     /// The server process's id (for `kill -9` from another thread).
