@@ -183,5 +183,22 @@ pub fn check_chain(c: &MandateClaims) -> Result<(), VerifyError> {
     if holder != c.client_id {
         return bad("client_id is not the current actor");
     }
+    // Everyone the chain names is a principal (`user:NAME` / `agent:NAME`, printable by
+    // construction), and appears once: the issuer never makes anything else, so anything else
+    // was not made by it and must not reach a policy, a log or an operator's terminal.
+    let chain = c.chain();
+    let may_act = c.may_act.as_ref().map(|m| m.sub.as_str());
+    if chain
+        .iter()
+        .copied()
+        .chain(may_act)
+        .any(|p| p.parse::<crate::principal::PrincipalName>().is_err())
+    {
+        return bad("a name in the chain is not a principal");
+    }
+    let mut seen = std::collections::HashSet::with_capacity(chain.len());
+    if !chain.iter().all(|p| seen.insert(*p)) {
+        return bad("a principal appears twice in the chain");
+    }
     Ok(())
 }

@@ -186,3 +186,47 @@ fn a_full_replay_cache_refuses_new_proofs() {
         "replay_cache_full"
     );
 }
+
+/// Metadata mix-up (RFC 8414 §3.3): a server answering with another issuer's metadata, or with
+/// metadata that sends credentials to another origin, is refused before anything is fetched or
+/// posted; the honest documents pass.
+#[test]
+fn metadata_naming_another_issuer_or_another_origin_is_refused() {
+    use mandate_verify::{check_issuer, check_same_origin};
+    let asked = "http://127.0.0.1:8700";
+    // (issuer the metadata names, its token endpoint, accepted?)
+    let rows = [
+        (asked, "http://127.0.0.1:8700/oauth2/token", true),
+        (
+            "http://127.0.0.1:8700/",
+            "http://127.0.0.1:8700/oauth2/token",
+            true,
+        ),
+        // An impostor answering with the real issuer's name for a URL it serves.
+        (
+            "http://127.0.0.1:8701",
+            "http://127.0.0.1:8701/oauth2/token",
+            false,
+        ),
+        (
+            "http://localhost:8700",
+            "http://localhost:8700/oauth2/token",
+            false,
+        ),
+        (
+            "https://127.0.0.1:8700",
+            "https://127.0.0.1:8700/oauth2/token",
+            false,
+        ),
+        // The right issuer, but the assertions would go elsewhere.
+        (asked, "http://127.0.0.1:9999/oauth2/token", false),
+        (asked, "http://evil.example/oauth2/token", false),
+        (asked, "https://127.0.0.1:8700/oauth2/token", false),
+        (asked, "/oauth2/token", false),
+    ];
+    for (issuer, token_endpoint, ok) in rows {
+        let got = check_issuer(asked, issuer)
+            .and_then(|_| check_same_origin(asked, "token_endpoint", token_endpoint));
+        assert_eq!(got.is_ok(), ok, "{issuer} {token_endpoint}: {got:?}");
+    }
+}

@@ -385,3 +385,40 @@ async fn an_unreachable_authority_is_an_error_not_a_hang() {
         .unwrap_err();
     assert!(matches!(err, VerifierError::Http { .. }), "{err}");
 }
+
+/// Slow authority: a server that accepts the connection and then never answers (or trickles a
+/// byte at a time) costs the verifier at most its fetch deadline, never a hung refresh.
+#[tokio::test]
+async fn an_authority_that_accepts_and_never_answers_is_an_error_within_the_deadline() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            // Headers of an answer that never finishes, one byte a second.
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                for b in b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{".iter() {
+                    if sock.write_all(&[*b]).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            });
+        }
+    });
+    let v = verifier(&issuer, Duration::from_secs(60));
+    let start = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(20), v.refresh_jwks())
+        .await
+        .expect("the refresh must end by its own deadline")
+        .unwrap_err();
+    assert!(matches!(err, VerifierError::Http { .. }), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+}

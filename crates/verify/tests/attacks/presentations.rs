@@ -77,6 +77,27 @@ pub fn cases() -> Vec<Case> {
             make_proof(&other, METHOD, URL, NOW, "p1", Some(&token)),
             "dpop_wrong_key",
         ),
+        // may_act lets its principal ask the issuer for its own mandate (a pull); the holder's
+        // mandate itself stays bound to the holder's key.
+        with_proof(
+            "the principal may_act names presents the holder's mandate with its own proof",
+            &{
+                let mut c = chain_claims();
+                c.may_act = Some(mandate_core::claims::MayAct {
+                    sub: "agent:reviewer".into(),
+                });
+                mandate(&c)
+            },
+            {
+                let mut c = chain_claims();
+                c.may_act = Some(mandate_core::claims::MayAct {
+                    sub: "agent:reviewer".into(),
+                });
+                let t = mandate(&c);
+                make_proof(&other, METHOD, URL, NOW, "p1", Some(&t))
+            },
+            "dpop_wrong_key",
+        ),
         with_proof(
             "proof without ath",
             &token,

@@ -1,5 +1,6 @@
 //! Attacks on the mandate itself: algorithm confusion, key ids, time, integrity, size and
-//! nesting. Every proof here is honest, so each refusal comes from the token alone.
+//! nesting, control characters and forged attribution in the chain. Every proof here is honest,
+//! so each refusal comes from the token alone.
 
 use super::*;
 
@@ -259,6 +260,52 @@ pub fn cases() -> Vec<Case> {
                     act: None,
                 })
             }),
+            Some("bad_chain"),
+        ),
+        // Control characters: names that would reach a policy, a log or an operator's terminal.
+        dpop_case(
+            "escape sequence in the subject",
+            claims_with(|c| c.sub = "user:alice\u{1b}]0;pwned\u{7}".into()),
+            Some("bad_chain"),
+        ),
+        dpop_case(
+            "escape sequence in an earlier actor",
+            claims_with(|c| {
+                if let Some(a) = c.act.as_mut().and_then(|a| a.act.as_mut()) {
+                    a.sub = "agent:planner\u{1b}[2J".into();
+                }
+            }),
+            Some("bad_chain"),
+        ),
+        dpop_case(
+            "bidi override in the holder's name",
+            claims_with(|c| {
+                c.client_id = "agent:\u{202e}redoc".into();
+                if let Some(a) = c.act.as_mut() {
+                    a.sub = c.client_id.clone();
+                }
+            }),
+            Some("bad_chain"),
+        ),
+        // Asserted attribution: a chain that is not a chain of distinct principals.
+        dpop_case(
+            "a principal twice in the chain",
+            claims_with(|c| {
+                if let Some(a) = c.act.as_mut().and_then(|a| a.act.as_mut()) {
+                    a.sub = "user:alice".into();
+                }
+            }),
+            Some("bad_chain"),
+        ),
+        dpop_case(
+            "a chain naming something that is not a principal",
+            claims_with(|c| c.sub = "admin".into()),
+            Some("bad_chain"),
+        ),
+        // may_act: the principal it names is not a name at all.
+        dpop_case(
+            "may_act naming a non-principal",
+            claims_with(|c| c.may_act = Some(mandate_core::claims::MayAct { sub: "*".into() })),
             Some("bad_chain"),
         ),
     ]);
