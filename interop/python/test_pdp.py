@@ -20,13 +20,17 @@ import jwt
 import pytest
 import requests
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from test_interop import (  # noqa: F401  (`server` is a fixture, used by name)
     HTTP_TIMEOUT,
     Client,
     Issued,
     b64url,
     describe,
+    public_key_form,
     server,
+    unique_name,
 )
 
 PDP_SCOPE = "mandate:pdp"
@@ -103,6 +107,18 @@ def pdp_mandate(client: Client, *, dpop: bool = True, scope: str = PDP_SCOPE) ->
 def pep(server):
     client = server.register("pep", scopes=PDP_SCOPE, audiences=server.issuer)
     return Pep(client, pdp_mandate(client))
+
+
+@pytest.fixture(scope="module")
+def admin(server):
+    """A user with the admin role (its key made here), asking with its mandate:admin mandate:
+    admins may read every policy document, decision points only the decisions."""
+    key = Ed25519PrivateKey.generate()
+    name = unique_name("ops")
+    server.cli_json("user", "create", name, "--public-key", public_key_form(key, "jwk"),
+                    "--role", "admin", "--json")
+    client = Client(server, f"user:{name}", key)
+    return Pep(client, pdp_mandate(client, scope="mandate:admin"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -429,31 +445,42 @@ def test_data_api_decision_equals_the_authzen_verdict(pep, case):
     assert result.get("redact", []) == authzen["context"].get("redact", []), (opa, authzen)
 
 
-def test_data_api_undefined_path_is_200_without_result(pep):
+def test_data_api_undefined_path_is_200_without_result(pep, admin):
+    resp = pep.post("/v1/data/mandate/authz/decision/no_such_member",
+                    {"input": policy_input(READ_ALLOWED)})
+    assert resp.status_code == 200, describe(resp)
+    body = resp.json()
+    assert "result" not in body, f"undefined must have no result member: {body}"
+    assert isinstance(body.get("decision_id"), str) and body["decision_id"], body
     for path in ("/v1/data/mandate/authz/no_such_rule", "/v1/data/no/such/package"):
-        resp = pep.post(path, {"input": policy_input(READ_ALLOWED)})
+        resp = admin.post(path, {"input": policy_input(READ_ALLOWED)})
         assert resp.status_code == 200, describe(resp)
-        body = resp.json()
-        assert "result" not in body, f"undefined must have no result member: {body}"
-        assert isinstance(body.get("decision_id"), str) and body["decision_id"], body
+        assert "result" not in resp.json(), resp.json()
 
 
-def test_data_api_package_query_returns_an_object(pep):
-    body = pep.ok("/v1/data/mandate/lib", {"input": {}})
+def test_data_api_decision_points_read_only_the_decisions(pep):
+    for path in ("/v1/data/mandate/lib", "/v1/data/mandate_config", "/v1/data",
+                 "/v1/data/mandate/authz/wanted_scope"):
+        body = expect_opa_error(pep.post(path, {"input": {}}), 403)
+        assert "data/mandate/authz/decision" in body["message"], body
+
+
+def test_data_api_package_query_returns_an_object(admin):
+    body = admin.ok("/v1/data/mandate/lib", {"input": {}})
     lib = body.get("result")
     assert isinstance(lib, dict), body
     assert lib.get("approvers") == ["role:approver"], body
     assert lib.get("quorum") == 1, body
     assert "delete" in lib.get("destructive_verbs", []), body
     # A data document, and a rule evaluated without input.
-    config = pep.ok("/v1/data/mandate_config", {}).get("result")
+    config = admin.ok("/v1/data/mandate_config", {}).get("result")
     assert isinstance(config, dict) and config.get("quorum") == 1, config
 
 
-def test_data_api_input_reaches_single_rules(pep):
-    body = pep.ok("/v1/data/mandate/authz/wanted_scope", {"input": policy_input(DESTRUCTIVE)})
+def test_data_api_input_reaches_single_rules(admin):
+    body = admin.ok("/v1/data/mandate/authz/wanted_scope", {"input": policy_input(DESTRUCTIVE)})
     assert body.get("result") == "github:delete_repo", body
-    body = pep.ok("/v1/data/mandate/authz/read_only", {"input": policy_input(READ_ALLOWED)})
+    body = admin.ok("/v1/data/mandate/authz/read_only", {"input": policy_input(READ_ALLOWED)})
     assert body.get("result") is True, body
 
 

@@ -264,6 +264,10 @@ pub struct BenchArgs {
     /// (0 signs every request inline, inside the measurement).
     #[arg(long, default_value_t = 6000)]
     pub presign_per_second: usize,
+    /// Measure normal exchanges while the server is abused (idle connections, an unauthenticated
+    /// flood, maximal decision batches from other loopback sources): `--seconds` per phase.
+    #[arg(long)]
+    pub abuse: bool,
 }
 
 #[derive(Debug, Subcommand)]

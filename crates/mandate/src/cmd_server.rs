@@ -293,6 +293,8 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("refusing to serve: {e}"))?;
     let mut limits = cfg.limits.validate()?;
+    // Everything that can refuse the configuration is checked before anything is logged.
+    let policy = decision_point(&cfg.policy, &dir)?;
     limits.max_connections = fit_open_files(limits.max_connections);
     let config = Config {
         issuer: cfg.issuer.trim_end_matches('/').to_string(),
@@ -305,7 +307,6 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
     let revocations = Revocations::load(&store)
         .await
         .context("cannot read revocations")?;
-    let policy = decision_point(&cfg.policy, &dir)?;
     let audit_log = mandate_server::audit::AuditLog::open(&config.keys_dir, &config.issuer)
         .context("cannot open the audit log's key")?;
     let state = Arc::new(AppState::new(

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_abuse;
 mod cli;
 mod client;
 mod cmd_audit;
@@ -72,6 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(a) => cmd_verify::run(&ctx, a).await,
         Command::Policy(c) => cmd_policy::run(&ctx, c),
         Command::Audit(c) => cmd_audit::run(&ctx, c).await,
+        Command::Bench(a) if a.abuse => bench_abuse::run(&ctx, a).await,
         Command::Bench(a) => bench::run(&ctx, a).await,
     }
 }

@@ -529,6 +529,14 @@ impl Store {
         Ok(seqs[0])
     }
 
+    /// The total size of the stored event bodies, in bytes.
+    pub async fn audit_body_bytes(&self) -> Result<i64, StoreError> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT SUM(LENGTH(body)) FROM audit_events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.unwrap_or(0))
+    }
+
     /// How many events are stored (the largest seq).
     pub async fn audit_event_count(&self) -> Result<i64, StoreError> {
         let n: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_events")
