@@ -349,8 +349,8 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
     let pep = Arc::new((r.issuer.clone(), r.pep.clone(), pep_mandate));
     attacks.spawn(batches(pep.clone(), source(7), counts.clone()));
     attacks.spawn(batches(pep, source(7), counts.clone()));
-    // Give the idle connections a moment to be opened.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Give the idle connections time to be opened.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let held_at_start = counts.idle_held.load(Ordering::Relaxed);
     let (abused, abused_failed) = normal_load(&r, &subject, a.seconds).await?;
     let held_at_end = counts.idle_held.load(Ordering::Relaxed);

@@ -83,8 +83,13 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// issuer's private keys and the audit HMAC key. A directory found wider is tightened, with a
 /// warning.
 pub fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir)?;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        return std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir);
+    }
     let mode = std::fs::metadata(dir)?.permissions().mode();
     if mode & 0o077 != 0 {
         tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "the issuer keys directory was open to others; made it owner-only (0700)");

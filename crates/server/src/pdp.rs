@@ -235,9 +235,10 @@ fn decision_event(st: &AppState, c: &Caller, input: &Value, d: &Decision) -> Eve
 }
 
 /// The one event of a batch: the caller, what the first item asserted (and every other principal
-/// the items named), and per item its resource, outcome, decision id and first reason; arguments
-/// only as their HMAC. Its `decision` is `deny` if any item was denied, else `approval` if any
-/// needs one, else `allow`.
+/// the items named), and per item its resource, outcome and decision id, with the first reason
+/// (at most 100 characters) for items not allowed; the items' arguments only as one HMAC over
+/// all of them. Kept this compact so that a maximal batch (64 items) fits one event's bound. Its
+/// `decision` is `deny` if any item was denied, else `approval` if any needs one, else `allow`.
 fn batch_event(st: &AppState, c: &Caller, items: &[(Value, Decision)]) -> Event {
     let key = st.audit_log.hmac_key();
     let mut ev = caller_event(c, "pdp.evaluations");
@@ -249,6 +250,7 @@ fn batch_event(st: &AppState, c: &Caller, items: &[(Value, Decision)]) -> Event 
             ..Asserted::default()
         });
     let mut listed = Vec::with_capacity(items.len());
+    let mut arguments = Vec::with_capacity(items.len());
     for (input, d) in items {
         let subject = input["principal"]["id"].as_str().unwrap_or_default();
         if !subject.is_empty()
@@ -262,19 +264,22 @@ fn batch_event(st: &AppState, c: &Caller, items: &[(Value, Decision)]) -> Event 
             "decision": d.outcome().as_str(),
             "decision_id": d.decision_id,
         });
-        if !subject.is_empty() {
+        if a.principal.as_deref() != Some(subject) && !subject.is_empty() {
             item["subject"] = json!(subject);
         }
-        if let Some(r) = d.error.as_ref().or(d.reasons.first()) {
-            item["reason"] = json!(r.chars().take(200).collect::<String>());
+        if d.outcome() != Outcome::Allow {
+            if let Some(r) = d.error.as_ref().or(d.reasons.first()) {
+                item["reason"] = json!(r.chars().take(100).collect::<String>());
+            }
         }
-        if let Some(args) = input["action"]
-            .get("arguments")
-            .filter(|v| v.as_object().is_some_and(|o| !o.is_empty()))
-        {
-            item["arguments"] = json!(mandate_audit::event::redact_value(key, args));
-        }
+        arguments.push(input["action"].get("arguments").cloned().unwrap_or(Value::Null));
         listed.push(item);
+    }
+    if arguments.iter().any(|v| v.as_object().is_some_and(|o| !o.is_empty())) {
+        ev.details.insert(
+            "arguments_hmac".into(),
+            json!(mandate_audit::event::redact_value(key, &Value::Array(arguments))),
+        );
     }
     let outcomes: Vec<Outcome> = items.iter().map(|(_, d)| d.outcome()).collect();
     let summary = if outcomes.contains(&Outcome::Deny) {
