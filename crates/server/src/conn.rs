@@ -56,6 +56,8 @@ impl PerSource {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long a connection asked to close may take before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Largest request head (request line and headers) read from a connection.
+const MAX_HEAD: usize = 64 * 1024;
 /// Least time between two "connection limit reached" log lines.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -255,7 +257,11 @@ async fn connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .max_headers(100);
+        // Headers: at most 100, in at most 64 KiB (a mandate is at most 16 KiB, a DPoP proof
+        // about 1 KiB), instead of hyper's 400 KiB per connection.
+        .max_headers(100)
+        .max_header_size(MAX_HEAD)
+        .max_buf_size(MAX_HEAD);
     let conn = builder.serve_connection(io, svc);
     let mut conn = std::pin::pin!(conn);
     let mut tick = tokio::time::interval(Duration::from_millis(500));

@@ -138,3 +138,20 @@ fn a_mandate_is_never_issued_over_the_verifiers_size_limit() {
         r.1
     );
 }
+
+#[test]
+fn a_request_head_over_64_kib_is_refused_with_431() {
+    use std::io::{Read, Write};
+    let s = Server::demo();
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    let mut head = b"GET /oauth2/jwks HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..90 {
+        head.extend_from_slice(format!("X-{i}: {}\r\n", "a".repeat(1000)).as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    c.write_all(&head).unwrap();
+    let mut answer = [0u8; 64];
+    let n = c.read(&mut answer).unwrap();
+    let text = String::from_utf8_lossy(&answer[..n]);
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+}
