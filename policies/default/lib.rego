@@ -22,7 +22,9 @@ default_destructive_verbs := [
 
 # Argument-key fragments whose values are redacted from logs and approval requests.
 default_redact_argument_keys := [
-	"password", "secret", "token", "api_key", "apikey", "credential", "private_key",
+	"password", "passwd", "passphrase", "pwd", "secret", "token", "api_key", "apikey",
+	"access_key", "accesskey", "private_key", "privatekey", "credential", "authorization", "cookie",
+	"session",
 ]
 
 # Working hours used by the delegation rule on long-lived mandates.

@@ -101,17 +101,32 @@ pub const MAX_REASON_CHARS: usize = 500;
 /// Most entries a chain (verified or asserted) keeps.
 pub const MAX_CHAIN: usize = 32;
 
-/// Argument key fragments whose values are always recorded as HMACs, at any depth, whatever the
-/// policy says (the default pack's `redact_argument_keys`, as a floor under every policy).
-pub const SECRET_KEY_FRAGMENTS: [&str; 7] = [
+/// Key fragments whose values are always recorded as HMACs, at any depth, whatever the policy
+/// says: a floor under every policy's `redact`. A key matches when, lower-cased and without `_`,
+/// `-`, `.` and spaces, it contains one of them (`API_KEY`, `privateKey`, `x-access-key` all do).
+pub const SECRET_KEY_FRAGMENTS: [&str; 13] = [
     "password",
+    "passwd",
+    "passphrase",
+    "pwd",
     "secret",
     "token",
-    "api_key",
     "apikey",
+    "accesskey",
+    "privatekey",
     "credential",
-    "private_key",
+    "authorization",
+    "cookie",
+    "session",
 ];
+
+/// A key as [`SECRET_KEY_FRAGMENTS`] are matched against it.
+fn normalized_key(k: &str) -> String {
+    k.chars()
+        .filter(|c| !matches!(c, '_' | '-' | '.' | ' '))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
 
 /// Event kinds written by Mandate.
 pub mod kinds {
@@ -279,8 +294,8 @@ pub fn redact_secret_keys(key: &[u8], value: &mut Value, fragments: &[&str]) {
     match value {
         Value::Object(o) => {
             for (k, v) in o.iter_mut() {
-                let lower = k.to_lowercase();
-                if fragments.iter().any(|f| lower.contains(f)) {
+                let name = normalized_key(k);
+                if fragments.iter().any(|f| name.contains(f)) {
                     if !v.as_str().is_some_and(|s| s.starts_with(REDACTED_PREFIX)) {
                         *v = Value::String(redact_value(key, v));
                     }
@@ -685,6 +700,9 @@ mod tests {
             "repo": "x",
             "nested": {"password": "p1", "deeper": [{"API_KEY": "p2"}, {"ok": 1}]},
             "list": [{"client_secret": {"a": 1}}],
+            "headers": {"Authorization": "Bearer a.b.c", "Cookie": "s=1", "x-access-key": "k"},
+            "privateKey": "pk",
+            "pass_word": "pw",
         });
         redact_secret_keys(key, &mut v, &SECRET_KEY_FRAGMENTS);
         assert_eq!(v["repo"], "x");

@@ -138,7 +138,7 @@ impl Unverified<'_> {
             return Err(AssertionError::NotYetValid);
         }
         // A `kid` narrows the search; without one every registered key is tried.
-        let key = keys
+        let mut candidates = keys
             .iter()
             .filter(|k| {
                 self.jws
@@ -147,10 +147,25 @@ impl Unverified<'_> {
                     .as_deref()
                     .is_none_or(|kid| kid == k.thumbprint())
             })
+            .peekable();
+        if candidates.peek().is_none() {
+            // No key to try (an unknown principal, or a kid it does not have): one verification
+            // all the same, so that the answer takes as long as a wrong signature's and timing
+            // does not tell a stranger which principals exist.
+            let _ = self.jws.verify(&uniform_cost_key());
+            return Err(AssertionError::Signature(c.sub.clone()));
+        }
+        let key = candidates
             .find(|k| self.jws.verify(k).is_ok())
             .ok_or_else(|| AssertionError::Signature(c.sub.clone()))?;
         Ok((key, c))
     }
+}
+
+/// A public key no one registers (RFC 8037 A.2's example key), verified against when there is no
+/// key to try.
+fn uniform_cost_key() -> PublicKey {
+    PublicKey::parse("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo").expect("a valid constant key")
 }
 
 /// Makes an assertion for `principal` addressed to `aud`, valid for 60 seconds.

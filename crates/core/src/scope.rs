@@ -58,9 +58,10 @@ impl Scope {
         self.0.split_once(':').map(|(r, _)| r).unwrap_or(&self.0)
     }
 
-    /// Whether this is one of Mandate's own privileges (resource `mandate`).
+    /// Whether this is in Mandate's own namespace (resource `mandate`, in any case: `Mandate:pdp`
+    /// is not an ordinary scope that a verifier comparing without case could take for one).
     pub fn is_reserved(&self) -> bool {
-        self.resource() == RESERVED_RESOURCE
+        self.resource().eq_ignore_ascii_case(RESERVED_RESOURCE)
     }
 
     /// Whether holding `self` covers holding `other`. A reserved scope is covered only by itself.

@@ -76,6 +76,9 @@ impl Api {
         Api {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::builder()
+                // A redirect would re-send an assertion or a proof to wherever it points: the
+                // issuer's endpoints are called where its metadata says, and nowhere else.
+                .redirect(reqwest::redirect::Policy::none())
                 .timeout(std::time::Duration::from_secs(30))
                 .build()
                 .expect("HTTP client builds"),

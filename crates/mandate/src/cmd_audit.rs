@@ -439,6 +439,20 @@ fn describe(ev: &Event, seq: i64) -> String {
     }
     s.push_str("chain\n");
     s.push_str(&chain_tree(ev));
+    if let Some(a) = &ev.asserted {
+        // What the caller said, never verified: kept apart from the chain above.
+        s.push_str(&format!("asserted   by {} (not verified)\n", safe(&a.by)));
+        if let Some(p) = &a.principal {
+            s.push_str(&format!("  principal  {}\n", safe(p)));
+        }
+        if !a.chain.is_empty() {
+            let chain: Vec<String> = a.chain.iter().map(|p| safe(p).into_owned()).collect();
+            s.push_str(&format!("  chain      {}\n", chain.join(" -> ")));
+        }
+        if let Some(j) = &a.jti {
+            s.push_str(&format!("  jti        {}\n", safe(j)));
+        }
+    }
     if !ev.details.is_empty() {
         s.push_str("details\n");
         let w = ev
@@ -552,9 +566,17 @@ async fn export(
         after = first.first().map_or(i64::MAX, |e| e.seq.saturating_sub(1));
     }
     let mut sink: Box<dyn Write> = match output {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        )),
+        Some(p) => Box::new(std::io::BufWriter::new({
+            // An export holds the whole log: owner-only, like the database it comes from.
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(p)
+                .with_context(|| format!("cannot create {}", p.display()))?
+        })),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let header = ExportHeader {

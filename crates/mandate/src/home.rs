@@ -73,6 +73,13 @@ pub struct LimitsConfig {
     pub per_source_burst: u32,
     /// Unauthenticated refusals are written as one audit event per source per this window.
     pub refusal_window: String,
+    /// Time for a request body to arrive once the handler reads it (e.g. "10s").
+    pub body_timeout: String,
+    /// Revocation feed long polls held at once (at most a quarter of `max_connections`); more
+    /// are answered at once.
+    pub max_long_polls: usize,
+    /// See `max_long_polls`.
+    pub max_long_polls_per_source: usize,
 }
 
 impl Default for LimitsConfig {
@@ -88,6 +95,9 @@ impl Default for LimitsConfig {
             per_source_rps: d.per_source_rps,
             per_source_burst: d.per_source_burst,
             refusal_window: secs(d.refusal_window),
+            body_timeout: secs(d.body_timeout),
+            max_long_polls: d.max_long_polls,
+            max_long_polls_per_source: d.max_long_polls_per_source,
         }
     }
 }
@@ -121,6 +131,13 @@ impl LimitsConfig {
             per_source_rps: self.per_source_rps,
             per_source_burst: self.per_source_burst,
             refusal_window: dur("refusal_window", &self.refusal_window, 3600)?,
+            body_timeout: dur("body_timeout", &self.body_timeout, 3600)?,
+            // Waiting polls never take more than a quarter of the connections.
+            max_long_polls: self.max_long_polls.min(self.max_connections / 4).max(1),
+            max_long_polls_per_source: self
+                .max_long_polls_per_source
+                .min(self.max_long_polls)
+                .max(1),
         })
     }
 }

@@ -133,9 +133,40 @@ pub fn input_from_request(req: &Value) -> Result<Value, String> {
     };
     let mut a = Map::new();
     let server = rprops.get("server").cloned().unwrap_or(Value::Null);
-    if let Some(s) = server.as_str() {
-        check_id("resource.properties.server", s)?;
+    match &server {
+        Value::Null => {}
+        Value::String(s) => check_id("resource.properties.server", s)?,
+        _ => return Err("resource.properties.server must be a string".into()),
     }
+    for k in ["annotations", "upstream"] {
+        match rprops.get(k) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(o)) if o.len() <= 32 => {
+                for key in o.keys() {
+                    check_id(&format!("resource.properties.{k} member"), key)?;
+                }
+            }
+            Some(_) => {
+                return Err(format!(
+                    "resource.properties.{k} must be an object of at most 32 members"
+                ))
+            }
+        }
+    }
+    let mandate = match sprops.get("mandate") {
+        None | Some(Value::Null) => Value::Null,
+        Some(Value::Object(m)) => {
+            if let Some(j) = m.get("jti") {
+                check_id(
+                    "subject.properties.mandate.jti",
+                    j.as_str()
+                        .ok_or("subject.properties.mandate.jti must be a string")?,
+                )?;
+            }
+            Value::Object(m.clone())
+        }
+        Some(_) => return Err("subject.properties.mandate must be an object".into()),
+    };
     if let Some(s) = sprops.get("subject").and_then(Value::as_str) {
         check_id("subject.properties.subject", s)?;
     }
@@ -150,7 +181,14 @@ pub fn input_from_request(req: &Value) -> Result<Value, String> {
         }
         "http_route" | "http" => {
             a.insert("kind".into(), json!("http"));
-            let tool = rprops.get("action").and_then(Value::as_str).unwrap_or(rid);
+            let tool = match rprops.get("action") {
+                None | Some(Value::Null) => rid,
+                Some(Value::String(a)) => {
+                    check_id("resource.properties.action", a)?;
+                    a
+                }
+                Some(_) => return Err("resource.properties.action must be a string".into()),
+            };
             a.insert("tool".into(), json!(tool));
             a.insert(
                 "http".into(),
@@ -185,7 +223,7 @@ pub fn input_from_request(req: &Value) -> Result<Value, String> {
         "chain": chain,
         "scopes": scopes,
         "audience": audience,
-        "mandate": sprops.get("mandate").cloned().unwrap_or(Value::Null),
+        "mandate": mandate,
         "action": a,
         "context": context,
     }))

@@ -82,7 +82,20 @@ impl DecisionPoint {
     /// Decides `query` for `input`; never fails (errors deny).
     pub async fn decide(&self, query: Query, input: Value) -> Decision {
         match &self.backend {
-            Backend::Embedded(l) => l.current().decide(query, input),
+            Backend::Embedded(l) => {
+                // Evaluation is CPU work (up to the policy's time limit): it runs on the blocking
+                // pool, never on the async workers that serve every other request.
+                let policy = l.current();
+                let version = policy.version().to_string();
+                tokio::task::spawn_blocking(move || policy.decide(query, input))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Decision::failed(
+                            format!("the policy evaluation task failed: {e}"),
+                            &version,
+                        )
+                    })
+            }
             Backend::Remote {
                 ext,
                 client,

@@ -142,12 +142,6 @@ pub async fn authenticate(
         .map_err(|e| OAuthError::invalid_client(e.to_string()))?;
     let auth_jkt = key.thumbprint();
     let principal = principal.expect("a registered key verified the assertion");
-    // Only a caller that proved it holds the principal's key learns that it is disabled.
-    if principal.row.disabled {
-        return Err(OAuthError::invalid_client(format!(
-            "{name} is disabled: an admin can re-enable it with `mandate agent enable`"
-        )));
-    }
 
     let dpop = match dpop_header {
         None => None,
@@ -192,6 +186,24 @@ pub async fn authenticate(
             format!("dpop:{}:{}", p.jkt, p.claims.jti),
             p.claims.iat + dpop::MAX_AGE + dpop::MAX_FUTURE,
         ));
+    }
+    // A replayed assertion (or proof) was signed by the principal, but whoever sends it again is
+    // not authenticated by it: refused here, before anything is done or recorded in its name.
+    let ids: Vec<&str> = single_use.iter().map(|(j, _)| j.as_str()).collect();
+    if let Some(i) = st
+        .store
+        .first_used_jti(&ids)
+        .await
+        .map_err(|e| OAuthError::server_error("replay check failed", e))?
+    {
+        return Err(replay_error(i));
+    }
+    // Only a caller that proved it holds the principal's key (with a fresh assertion) learns
+    // that the principal is disabled.
+    if principal.row.disabled {
+        return Err(OAuthError::invalid_client(format!(
+            "{name} is disabled: an admin can re-enable it with `mandate agent enable`"
+        )));
     }
     Ok(Client {
         principal,

@@ -23,34 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
-use crate::limits::{Limits, Source};
-
-/// Open connections per source.
-#[derive(Default)]
-struct PerSource(std::sync::Mutex<std::collections::HashMap<Source, usize>>);
-
-impl PerSource {
-    /// Counts a new connection from `source` unless it already holds `max`.
-    fn admit(&self, source: Source, max: usize) -> bool {
-        let mut m = self.0.lock().expect("per-source connection count lock");
-        let n = m.entry(source).or_default();
-        if *n >= max {
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
-    fn release(&self, source: Source) {
-        let mut m = self.0.lock().expect("per-source connection count lock");
-        if let Some(n) = m.get_mut(&source) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&source);
-            }
-        }
-    }
-}
+use crate::limits::{Limits, Slots, Source};
 
 /// How long open connections may take to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -76,7 +49,8 @@ pub async fn serve(
     let mut warned: Option<Instant> = None;
     let mut warned_source: Option<Instant> = None;
     let mut accept_failed: Option<Instant> = None;
-    let per_source = Arc::new(PerSource::default());
+    // The global bound is the semaphore's; these count per source.
+    let per_source = Slots::new(usize::MAX, limits.max_connections_per_source.max(1));
     'accept: loop {
         let permit = match slots.clone().try_acquire_owned() {
             Ok(p) => p,
@@ -111,7 +85,7 @@ pub async fn serve(
             _ = &mut shutdown => break 'accept,
         };
         let source = Source::of(peer.ip());
-        if !per_source.admit(source, limits.max_connections_per_source.max(1)) {
+        let Some(slot) = per_source.try_take(source) else {
             if warned_source.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
                 tracing::warn!(
                     %source,
@@ -122,15 +96,14 @@ pub async fn serve(
             }
             drop(stream);
             continue;
-        }
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let limits = limits.clone();
         let stop = stop_rx.clone();
-        let per_source = per_source.clone();
         tokio::spawn(async move {
             connection(stream, peer, app, &limits, stop).await;
-            per_source.release(source);
+            drop(slot);
             drop(permit);
         });
     }
@@ -295,22 +268,5 @@ async fn connection(
                 closing = Some((Instant::now(), SHUTDOWN_GRACE));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_source_is_admitted_up_to_its_bound_and_again_after_a_release() {
-        let p = PerSource::default();
-        let a = Source::of("10.0.0.1".parse().unwrap());
-        let b = Source::of("10.0.0.2".parse().unwrap());
-        assert!(p.admit(a, 2) && p.admit(a, 2));
-        assert!(!p.admit(a, 2));
-        assert!(p.admit(b, 2));
-        p.release(a);
-        assert!(p.admit(a, 2));
     }
 }

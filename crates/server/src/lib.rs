@@ -9,6 +9,7 @@ mod admin;
 mod api_error;
 pub mod audit;
 mod auth;
+mod body_deadline;
 mod client_auth;
 mod conn;
 mod enroll;
@@ -66,8 +67,8 @@ pub mod paths {
 }
 
 /// Builds the router over shared state. Layers, outermost first: the per-source rate limit (a
-/// request over it costs nothing more), the body size limit, and the request deadline (the
-/// revocation feed's long poll gets its own, longer one).
+/// request over it costs nothing more), the body's deadline, the body size limit, and the
+/// request deadline (the revocation feed's long poll gets its own, longer one).
 pub fn router(state: Arc<AppState>) -> Router {
     let request_timeout = state.cfg.limits.request_timeout;
     let feed_timeout = Duration::from_secs(revocation::MAX_WAIT) + request_timeout;
@@ -88,6 +89,10 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .layer(timeout(feed_timeout)),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_request_with_state(
+            state.cfg.limits.body_timeout,
+            body_deadline::with_deadline,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             ratelimit::limit,

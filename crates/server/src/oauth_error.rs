@@ -66,11 +66,12 @@ impl OAuthError {
     /// the body reader chose (413 for too large). The connection is closed after the answer,
     /// because the unread rest of the body is still on it.
     pub fn body_rejected(status: StatusCode, why: String) -> Self {
-        let mut e = Self::new(
-            status,
-            "invalid_request",
-            format!("{why}; the limit is 64 KiB"),
-        );
+        let why = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!("{why}; the limit is 64 KiB")
+        } else {
+            why
+        };
+        let mut e = Self::new(status, "invalid_request", why);
         e.close = true;
         e
     }

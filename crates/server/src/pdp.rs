@@ -32,7 +32,7 @@ use serde_json::{json, Map, Value};
 use crate::api_error::ApiError;
 use crate::auth::PepCaller;
 use crate::form::Body;
-use crate::limits::{Source, MAX_BATCH_EVALUATIONS};
+use crate::limits::{Source, BATCH_BUDGET, MAX_BATCH_EVALUATIONS};
 use crate::policy_hook;
 use crate::refusals::{audit_refusals, RefusalKind};
 use crate::resource_auth::Caller;
@@ -106,6 +106,15 @@ fn with_request_id(headers: &HeaderMap, body: Value) -> Response {
     r.headers_mut()
         .insert("cache-control", HeaderValue::from_static("no-store"));
     r
+}
+
+/// A place in the decision lane (see `AppState::decision_lane`), waited for at most as long as a
+/// request may take.
+async fn lane(st: &AppState) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+    st.decision_lane
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal("the decision lane is closed", e))
 }
 
 /// Decides one policy input (its context completed by the server).
@@ -195,11 +204,13 @@ fn recorded_action(st: &AppState, input: &Value, d: &Decision) -> Value {
             &d.redact[..]
         };
         redact_arguments(key, &mut args, paths);
-        redact_secret_keys(key, &mut args, &SECRET_KEY_FRAGMENTS);
         summary.insert("arguments".to_string(), args);
     }
-    // Redact paths elsewhere in the action (a path, a header...) apply to what is recorded too.
+    // Secret-looking keys anywhere in what is recorded (arguments, annotations, HTTP facts) are
+    // recorded only as HMACs, whatever the policy says.
     let mut summary = Value::Object(summary);
+    redact_secret_keys(key, &mut summary, &SECRET_KEY_FRAGMENTS);
+    // Redact paths elsewhere in the action (a path, a header...) apply to what is recorded too.
     for path in d.redact.iter().filter_map(|p| p.strip_prefix("/action")) {
         if path.starts_with("/arguments") || path.is_empty() {
             continue;
@@ -272,13 +283,24 @@ fn batch_event(st: &AppState, c: &Caller, items: &[(Value, Decision)]) -> Event 
                 item["reason"] = json!(r.chars().take(100).collect::<String>());
             }
         }
-        arguments.push(input["action"].get("arguments").cloned().unwrap_or(Value::Null));
+        arguments.push(
+            input["action"]
+                .get("arguments")
+                .cloned()
+                .unwrap_or(Value::Null),
+        );
         listed.push(item);
     }
-    if arguments.iter().any(|v| v.as_object().is_some_and(|o| !o.is_empty())) {
+    if arguments
+        .iter()
+        .any(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+    {
         ev.details.insert(
             "arguments_hmac".into(),
-            json!(mandate_audit::event::redact_value(key, &Value::Array(arguments))),
+            json!(mandate_audit::event::redact_value(
+                key,
+                &Value::Array(arguments)
+            )),
         );
     }
     let outcomes: Vec<Outcome> = items.iter().map(|(_, d)| d.outcome()).collect();
@@ -329,7 +351,9 @@ async fn single(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let input = authzen::input_from_request(req).map_err(ApiError::bad_request)?;
+    let lane = lane(st).await?;
     let (input, d) = decide(st, input, peer(ext), &c.claims.client_id).await;
+    drop(lane);
     let answer = match st.audit(&decision_event(st, c, &input, &d)).await {
         Ok(_) => authzen::response(&d),
         Err(_) => authzen::response(&unaudited(&d)),
@@ -388,6 +412,8 @@ async fn evaluations(
     // Each answer is an item error or the index of a decision in `decided`.
     let mut answers: Vec<Result<usize, String>> = vec![];
     let mut decided: Vec<(Value, Decision)> = vec![];
+    let lane = lane(&st).await?;
+    let started = std::time::Instant::now();
     for item in items {
         let Some(item) = item.as_object() else {
             answers.push(Err("each evaluation must be an object".into()));
@@ -401,6 +427,19 @@ async fn evaluations(
             }
         }
         let allowed = match authzen::input_from_request(&Value::Object(merged)) {
+            Ok(input) if started.elapsed() >= BATCH_BUDGET => {
+                // One request gets a bounded share of the decision lane: the rest is denied.
+                let d = Decision::failed(
+                    format!(
+                        "the batch used its {} s of evaluation time before this item: split the batch",
+                        BATCH_BUDGET.as_secs()
+                    ),
+                    &st.policy.version(),
+                );
+                answers.push(Ok(decided.len()));
+                decided.push((input, d));
+                false
+            }
             Ok(input) => {
                 let (input, d) = decide(&st, input, peer(&ext), &c.claims.client_id).await;
                 let allowed = d.outcome() == Outcome::Allow;
@@ -419,6 +458,7 @@ async fn evaluations(
             break;
         }
     }
+    drop(lane);
     let mut ev = batch_event(&st, &c, &decided);
     let malformed = answers.iter().filter(|a| a.is_err()).count();
     if malformed > 0 {
@@ -489,6 +529,18 @@ async fn data_at(
     };
     let input = obj.get("input").cloned();
     let segments: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    // A path names a document: bounded, printable segments (it reaches logs and the audit log).
+    if segments.len() > 32
+        || segments
+            .iter()
+            .any(|p| p.len() > 128 || p.chars().any(char::is_control))
+    {
+        return Ok(opa_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+            "the path must have at most 32 segments of at most 128 characters, without control characters",
+        ));
+    }
     let query = std::iter::once("data")
         .chain(segments.iter().copied())
         .collect::<Vec<_>>()
@@ -525,15 +577,18 @@ async fn data_at(
     let decision_id = new_decision_id();
     let owned: Vec<String> = segments.iter().map(|s| s.to_string()).collect();
     let evaluated = policy.clone();
-    // Evaluation is CPU work bounded by the policy time limit: off the async workers.
+    // Evaluation is CPU work bounded by the policy time limit: off the async workers, in the
+    // decision lane.
+    let lane = lane(&st).await?;
     let out = tokio::task::spawn_blocking(move || {
         let segs: Vec<&str> = owned.iter().map(String::as_str).collect();
         evaluated.eval_path(&segs, input)
     })
     .await
     .map_err(|e| ApiError::internal("policy evaluation task failed", e))?;
+    drop(lane);
     tracing::info!(decision = %decision_id, policy = %policy.version(), pep = %c.claims.client_id,
-        query = %query, ok = out.is_ok(), "data API evaluation");
+        query = ?query, ok = out.is_ok(), "data API evaluation");
     // Audited before it is answered (the input is not recorded: no decision says what in it is
     // secret); if the event cannot be written, no result is given.
     let mut ev = caller_event(c, "pdp.data");

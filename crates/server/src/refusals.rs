@@ -4,8 +4,11 @@
 //! request would let a stranger grow the log at line rate. Such refusals are counted in memory per
 //! source ([`crate::limits::Source`]) and written as **one event per source per window** (the
 //! `refusal_window` limit, 10 s by default) carrying the count, the actions and codes refused, the
-//! principals the requests claimed to be and a few sample reasons. A refusal after authentication
-//! names its caller and is written as its own event, as before.
+//! principals the requests claimed to be and a few sample reasons. A window counts at most
+//! [`MAX_SOURCES`] sources apart; past that, new sources are counted by network (IPv4 /24, IPv6
+//! /48, at most [`MAX_NETWORKS`]) and then all together as `other`, so that many addresses cannot
+//! multiply the events: at most 129 a window, about 1.5 KiB each. A refusal after authentication
+//! names its caller and is written as its own event.
 //!
 //! [`audit_refusals`] is the one layer that makes sure every refused API call is recorded: the
 //! authentication extractors record their own refusals and mark the response [`Audited`];
@@ -23,12 +26,14 @@ use mandate_audit::event::{kinds, Event};
 use crate::limits::Source;
 use crate::state::AppState;
 
-/// Most sources counted apart in one window; the rest are counted together as `other`.
-const MAX_SOURCES: usize = 4096;
+/// Most sources counted apart in one window.
+pub const MAX_SOURCES: usize = 64;
+/// Most networks counted apart in one window once [`MAX_SOURCES`] are; the rest is `other`.
+pub const MAX_NETWORKS: usize = 64;
 /// Distinct actions, codes and claimed principals kept per source and window.
-const MAX_KINDS: usize = 16;
+const MAX_KINDS: usize = 8;
 /// Sample reasons kept per source and window.
-const MAX_SAMPLES: usize = 3;
+const MAX_SAMPLES: usize = 2;
 
 /// One unauthenticated refusal.
 #[derive(Debug, Clone, Copy)]
@@ -69,7 +74,7 @@ impl Tally {
             }
         }
         if self.samples.len() < MAX_SAMPLES && !self.samples.iter().any(|s| s == r.reason) {
-            self.samples.push(r.reason.chars().take(300).collect());
+            self.samples.push(r.reason.chars().take(200).collect());
         }
     }
 }
@@ -93,6 +98,7 @@ pub struct RefusalCounter {
 #[derive(Debug, Default)]
 struct Window {
     sources: HashMap<Option<Source>, Tally>,
+    networks: HashMap<String, Tally>,
     overflow: Tally,
 }
 
@@ -101,11 +107,16 @@ impl RefusalCounter {
     pub fn record(&self, source: Option<Source>, r: Refused<'_>) {
         let now = crate::audit::now_ms();
         let mut w = self.window.lock().expect("refusal counter lock");
-        if w.sources.len() >= MAX_SOURCES && !w.sources.contains_key(&source) {
-            w.overflow.add(&r, now);
+        if w.sources.len() < MAX_SOURCES || w.sources.contains_key(&source) {
+            w.sources.entry(source).or_default().add(&r, now);
             return;
         }
-        w.sources.entry(source).or_default().add(&r, now);
+        let network = source.map_or_else(|| "unknown".to_string(), |s| s.network());
+        if w.networks.len() < MAX_NETWORKS || w.networks.contains_key(&network) {
+            w.networks.entry(network).or_default().add(&r, now);
+            return;
+        }
+        w.overflow.add(&r, now);
     }
 
     /// Ends the window: one event per source counted in it.
@@ -116,6 +127,7 @@ impl RefusalCounter {
             .into_iter()
             .map(|(s, t)| event(s.map(|s| s.to_string()).as_deref().unwrap_or("unknown"), t))
             .collect();
+        out.extend(w.networks.into_iter().map(|(n, t)| event(&n, t)));
         if w.overflow.count > 0 {
             out.push(event("other", w.overflow));
         }
@@ -305,9 +317,9 @@ mod tests {
     }
 
     #[test]
-    fn the_counter_is_bounded_in_sources_kinds_and_samples() {
+    fn the_counter_is_bounded_in_sources_networks_kinds_and_samples() {
         let c = RefusalCounter::default();
-        for i in 0..(MAX_SOURCES as u32 + 100) {
+        for i in 0..256u32 {
             let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
             c.record(Some(Source::of(ip.into())), r("x", None));
         }
@@ -326,13 +338,31 @@ mod tests {
             );
         }
         let evs = c.take();
-        assert_eq!(evs.len(), MAX_SOURCES + 1);
-        let other = evs
+        // 64 sources apart, then the rest of 10.0.0.0/24, and 10.9.9.0/24, by network.
+        assert_eq!(evs.len(), MAX_SOURCES + 2);
+        let net = |n: &str| {
+            evs.iter()
+                .find(|e| e.resource.as_deref() == Some(n))
+                .unwrap_or_else(|| panic!("no event for {n}"))
+        };
+        assert_eq!(net("10.0.0.0/24").details["count"], 256 - 64);
+        let nine = net("10.9.9.0/24");
+        assert_eq!(nine.details["count"], 100);
+        assert!(nine.details["codes"].as_object().unwrap().len() <= MAX_KINDS + 1);
+        assert!(nine.details["claimed_clients"].as_array().unwrap().len() <= MAX_KINDS);
+        assert!(nine.reasons.len() <= MAX_SAMPLES);
+        // Many networks: at most MAX_NETWORKS of them, then `other`; every refusal is counted.
+        let c = RefusalCounter::default();
+        for i in 0..20_000u32 {
+            let ip = std::net::Ipv4Addr::from(0x0b00_0000 + i * 256);
+            c.record(Some(Source::of(ip.into())), r("x", None));
+        }
+        let evs = c.take();
+        assert_eq!(evs.len(), MAX_SOURCES + MAX_NETWORKS + 1);
+        let total: u64 = evs
             .iter()
-            .find(|e| e.resource.as_deref() == Some("other"))
-            .unwrap();
-        assert_eq!(other.details["count"], 200);
-        assert!(other.details["codes"].as_object().unwrap().len() <= MAX_KINDS + 1);
-        assert!(other.reasons.len() <= MAX_SAMPLES);
+            .map(|e| e.details["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(total, 20_000);
     }
 }

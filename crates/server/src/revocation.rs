@@ -16,6 +16,9 @@ use tokio::sync::watch;
 use crate::api_error::ApiError;
 use crate::state::AppState;
 
+/// How long a follower whose long poll could not be held should wait before asking again.
+const SHED_RETRY_MS: u64 = 1000;
+
 /// Longest a feed request is held open waiting for a new entry.
 pub const MAX_WAIT: u64 = 30;
 /// Most entries in one feed answer.
@@ -129,20 +132,38 @@ pub struct FeedQuery {
 /// `GET /revocations/v1?since=N&wait=S`: entries after `since`; with none, waits up to `S`
 /// seconds for one. Public, like the JWKS: a revocation list is meant to be read by anyone who
 /// verifies mandates, and it holds ids and names, never tokens or keys.
+///
+/// A waiting poll holds a connection, so polls that may wait are bounded in total and per source
+/// (`max_long_polls`, `max_long_polls_per_source`). Over either bound the poll is answered at once
+/// with `retry_after_ms`: the view it gives is current, and the follower waits that long before
+/// asking again.
 pub async fn feed(
     State(st): State<Arc<AppState>>,
+    ext: axum::http::Extensions,
     Query(q): Query<FeedQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut changed = st.revocations.subscribe();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(q.wait.min(MAX_WAIT));
+    let mut wait = q.wait.min(MAX_WAIT);
+    let held = match (wait, crate::pdp::peer_source(&ext)) {
+        (0, _) | (_, None) => None,
+        (_, Some(source)) => st.long_polls.try_take(source),
+    };
+    let shed = wait > 0 && held.is_none();
+    if shed {
+        wait = 0;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     loop {
         let rows = st.store.revocations_since(q.since, PAGE).await?;
         if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
             let entries: Vec<RevocationEntry> = rows.iter().filter_map(entry).collect();
             let cursor = entries.last().map_or(q.since, |e| e.seq);
-            return Ok(Json(
-                serde_json::json!({"cursor": cursor, "entries": entries}),
-            ));
+            let mut body = serde_json::json!({"cursor": cursor, "entries": entries});
+            if shed {
+                body["retry_after_ms"] = SHED_RETRY_MS.into();
+            }
+            drop(held);
+            return Ok(Json(body));
         }
         tokio::select! {
             _ = changed.changed() => {}

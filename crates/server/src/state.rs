@@ -90,6 +90,12 @@ pub struct AppState {
     pub refusals: crate::refusals::RefusalCounter,
     /// Per-source request limits.
     pub limiter: crate::ratelimit::SourceLimiter,
+    /// The lane decision-point requests evaluate in: one permit per evaluation or batch, at most
+    /// one fewer than the CPUs (at least one), so that enforcement points asking for decisions
+    /// can never take every core from the token endpoint and the rest (FIFO, so fair among them).
+    pub decision_lane: tokio::sync::Semaphore,
+    /// Revocation feed long polls being held (bounded in total and per source).
+    pub long_polls: std::sync::Arc<crate::limits::Slots>,
 }
 
 impl AppState {
@@ -106,6 +112,15 @@ impl AppState {
             endpoints: Endpoints::new(&cfg.issuer),
             limiter: crate::ratelimit::SourceLimiter::new(&cfg.limits),
             refusals: Default::default(),
+            long_polls: crate::limits::Slots::new(
+                cfg.limits.max_long_polls,
+                cfg.limits.max_long_polls_per_source,
+            ),
+            decision_lane: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get().saturating_sub(1))
+                    .max(1),
+            ),
             cfg,
             store,
             keys,

@@ -81,8 +81,15 @@ pub struct Trail {
     client: Option<String>,
     /// The client the request claimed to be (before authentication).
     claimed: Option<String>,
-    /// The chain of the mandate being delegated from, with the holder-to-be last.
+    /// The chain of the mandate that would be issued, once the caller is known to be entitled to
+    /// ask for it (holder of the subject token, or named by its `may_act`, and the delegate
+    /// registered); empty before that.
     chain: Vec<String>,
+    /// The verified chain of the subject token presented (an exchange): recorded as a detail,
+    /// since presenting a mandate does not make its parties part of the request.
+    subject_chain: Vec<String>,
+    /// The `requested_actor` the request named (its word only, until checked).
+    requested_actor: Option<String>,
     /// The subject token's jti.
     parent_jti: Option<String>,
     /// The delegation policy's decision, once asked.
@@ -141,7 +148,21 @@ impl Trail {
                 ev.details.insert("claimed_client".into(), c.clone().into());
             }
         }
-        ev.chain = self.chain.clone();
+        ev.chain = if self.chain.is_empty() {
+            self.client.iter().cloned().collect()
+        } else {
+            self.chain.clone()
+        };
+        if !self.subject_chain.is_empty() {
+            ev.details.insert(
+                "subject_token".into(),
+                serde_json::json!({"jti": self.parent_jti, "chain": self.subject_chain}),
+            );
+        }
+        if let Some(to) = &self.requested_actor {
+            ev.details
+                .insert("requested_actor".into(), to.clone().into());
+        }
         ev.result = if e.code() == "server_error" {
             "failed".into()
         } else {
@@ -540,14 +561,11 @@ async fn exchange(
     let parent = verify_own(st, form.required("subject_token")?, "subject_token", now)?;
     let parent_jti = Some(parent.claims().jti.clone());
     trail.parent_jti = parent_jti.clone();
-    trail.chain = crate::audit::chain_of(parent.claims());
-    if let Some(to) = form.one("requested_actor")? {
-        if let Ok(name) = to.parse::<PrincipalName>() {
-            trail.chain.push(name.to_string());
-        }
-    } else {
-        trail.chain.push(client.principal.name.to_string());
-    }
+    trail.subject_chain = crate::audit::chain_of(parent.claims());
+    trail.requested_actor = form
+        .one("requested_actor")?
+        .and_then(|to| to.parse::<PrincipalName>().ok())
+        .map(|p| p.to_string());
     let holder = parent.claims().client_id.clone();
     let me = &client.principal;
     if let Some(actor_token) = form.one("actor_token")? {
@@ -578,6 +596,8 @@ async fn exchange(
         // The holder made no request: the pull is decided and recorded as a delegation from
         // whoever named the caller in the subject token's may_act.
         let granted_by = may_act_grantor(st, &parent.claims().jti, me.name.as_str()).await?;
+        trail.chain = trail.subject_chain.clone();
+        trail.chain.push(me.name.to_string());
         let jkt = bound_key(client)?;
         let to = grantee(me, jkt.as_deref());
         return Ok(Minted {
@@ -622,6 +642,8 @@ async fn exchange(
             "requested_actor {target_name} has no active key (its enrollment is pending or its key was revoked)"
         ))
     })?;
+    trail.chain = trail.subject_chain.clone();
+    trail.chain.push(target_name.to_string());
     let g = grantee(&to, Some(&jkt));
     Ok(Minted {
         claims: delegation::exchange(mint, &parent, g, req)?,

@@ -18,6 +18,28 @@ impl Store {
         self.writer.use_jti(jti, expires_at).await
     }
 
+    /// The position in `jtis` of the first one already used, if any (a read: nothing is spent).
+    /// For refusing a replayed request before acting on who signed it; [`Store::use_jti`] and the
+    /// issuance commit remain the authority on single use.
+    pub async fn first_used_jti(&self, jtis: &[&str]) -> Result<Option<usize>, StoreError> {
+        if jtis.is_empty() {
+            return Ok(None);
+        }
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT jti FROM used_jtis WHERE jti IN (");
+        let mut sep = q.separated(", ");
+        for j in jtis {
+            sep.push_bind(*j);
+        }
+        q.push(")");
+        let used: HashSet<String> = q
+            .build_query_scalar::<String>()
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(jtis.iter().position(|j| used.contains(*j)))
+    }
+
     /// Deletes used jtis whose `expires_at` is at or before `now` and returns
     /// how many were deleted.
     pub async fn purge_expired_jtis(&self, now: i64) -> Result<u64, StoreError> {

@@ -44,6 +44,10 @@ pub struct FeedAnswer {
     pub cursor: i64,
     /// Entries newer than the `since` asked for, oldest first.
     pub entries: Vec<RevocationEntry>,
+    /// Set when the authority could not hold this poll open (too many polls wait already): how
+    /// long to wait before the next poll.
+    #[serde(default)]
+    pub retry_after_ms: Option<u64>,
 }
 
 /// Parses a feed answer to a request with `since`.
@@ -145,7 +149,11 @@ pub(crate) async fn follow(inner: Weak<Inner>) {
                 v.apply_feed(&answer.entries);
                 link = Link::Up;
                 backoff = BACKOFF_MIN;
-                pause
+                // An authority that could not hold the poll says when to ask again (capped, so a
+                // hostile answer cannot make the view stale).
+                let asked = Duration::from_millis(answer.retry_after_ms.unwrap_or(0))
+                    .min(v.cfg.max_staleness / 4);
+                pause.max(asked)
             }
             Err(e) => {
                 // Only the first failure of a streak is a warning; the retries are expected.

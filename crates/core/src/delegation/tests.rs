@@ -310,7 +310,14 @@ fn admin_scope_only_for_admins_and_never_delegated() {
         admin: false,
         jkt: None,
     };
-    for s in [ADMIN_SCOPE, PDP_SCOPE, "mandate:*", "mandate:other"] {
+    for s in [
+        ADMIN_SCOPE,
+        PDP_SCOPE,
+        "mandate:*",
+        "mandate:other",
+        "Mandate:pdp",
+        "MANDATE:admin",
+    ] {
         let e = client_credentials(mint("x", 0), g, req(s, &[ISS])).unwrap_err();
         assert_eq!(e.oauth_code(), "invalid_scope", "{s}");
     }

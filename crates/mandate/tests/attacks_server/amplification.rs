@@ -155,3 +155,84 @@ fn a_request_head_over_64_kib_is_refused_with_431() {
     let text = String::from_utf8_lossy(&answer[..n]);
     assert!(text.starts_with("HTTP/1.1 431"), "{text}");
 }
+
+#[test]
+fn an_enforcement_points_costliest_batches_do_not_stall_other_callers() {
+    let s = Server::demo();
+    let (who, m) = pep(&s);
+    // Items whose arguments make every decision expensive (thousands of keys to scan, one of them
+    // secret-looking), as many as a batch holds.
+    let mut args = serde_json::Map::new();
+    for i in 0..4000 {
+        args.insert(format!("k{i:04}"), json!(1));
+    }
+    args.insert("token".into(), json!("t"));
+    let item =
+        json!({"resource": {"type": "mcp_tool", "id": "t", "properties": {"server": "github"}}});
+    let batch = json!({
+        "subject": {"type": "agent", "id": "agent:coder", "properties": {"scopes": ["github:*"]}},
+        "action": {"name": "tools/call", "properties": {"arguments": args}},
+        "evaluations": vec![item; 64],
+    });
+    let senders: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, key, m, batch) = (s.url.clone(), s.key(&who), m.clone(), batch.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let http = reqwest::Client::new();
+                    let mut took = vec![];
+                    for _ in 0..2 {
+                        let target = format!("{url}/access/v1/evaluations");
+                        let proof = mandate_core::dpop::make_proof(
+                            &key,
+                            "POST",
+                            &target,
+                            crate::common::now(),
+                            &crate::common::random_id(),
+                            Some(&m),
+                        );
+                        let t = std::time::Instant::now();
+                        let r = http
+                            .post(&target)
+                            .header("Authorization", format!("DPoP {m}"))
+                            .header("DPoP", proof)
+                            .json(&batch)
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(r.status(), 200);
+                        took.push(t.elapsed());
+                    }
+                    took
+                })
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Meanwhile, a stranger's request is answered promptly.
+    let mut slowest = std::time::Duration::ZERO;
+    for _ in 0..10 {
+        let t = std::time::Instant::now();
+        let (code, _) = s.get("/oauth2/jwks");
+        assert_eq!(code, 200);
+        slowest = slowest.max(t.elapsed());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    for h in senders {
+        for took in h.join().unwrap() {
+            // One batch gets at most its evaluation budget (1 s), plus the wait for its turn.
+            assert!(
+                took < std::time::Duration::from_secs(6),
+                "a batch took {took:?}"
+            );
+        }
+    }
+    assert!(
+        slowest < std::time::Duration::from_secs(1),
+        "JWKS took {slowest:?} meanwhile"
+    );
+}

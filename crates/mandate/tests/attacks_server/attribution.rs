@@ -61,6 +61,14 @@ fn a_decision_points_claims_are_recorded_as_asserted_and_never_as_verified_parti
             "{ev}"
         );
         assert_eq!(ev["asserted"]["jti"], "admins-jti", "{ev}");
+        // `audit show` says what was asserted, and by whom.
+        let id = ev["id"].as_str().unwrap();
+        let shown = s.ok(&["audit", "show", id]);
+        assert!(
+            shown.contains("asserted   by agent:pep (not verified)"),
+            "{shown}"
+        );
+        assert!(shown.contains("user:admin -> agent:coder"), "{shown}");
         std::thread::sleep(std::time::Duration::from_millis(1200));
     }
 }
@@ -90,4 +98,77 @@ fn argument_secrets_are_never_stored_in_the_clear_at_any_depth() {
         assert!(!stored.contains(secret), "{secret} stored in the clear");
     }
     assert!(stored.contains("acme/app"), "ordinary arguments are kept");
+}
+
+#[test]
+fn a_refused_exchange_does_not_make_the_presented_mandates_parties_verified() {
+    let s = Server::demo();
+    s.ok(&["user", "create", "bob"]);
+    let alice = s.own_mandate("user:alice", "github:pulls.write", crate::common::GITHUB);
+    // coder presents alice's mandate, which it does not hold, "delegating" it to bob.
+    for to in ["user:bob", "agent:nobody"] {
+        let (code, body) = s.push("agent:coder", &alice, to, &[]);
+        assert_eq!(code, 400, "{body}");
+    }
+    for party in ["user:bob", "agent:nobody"] {
+        let listed = events_for(&s, &["--party", party]);
+        assert!(
+            listed.is_empty(),
+            "{party} is listed as a party: {listed:?}"
+        );
+    }
+    let refused = events_for(
+        &s,
+        &["--kind", "token.refused", "--principal", "agent:coder"],
+    );
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    for ev in &refused {
+        assert_eq!(ev["chain"], json!(["agent:coder"]), "{ev}");
+        assert_eq!(
+            ev["details"]["subject_token"]["chain"],
+            json!(["user:alice"]),
+            "{ev}"
+        );
+    }
+    // alice's own mandate issuance lists her; the refused attempts do not.
+    let alices = events_for(&s, &["--party", "user:alice", "--kind", "token.refused"]);
+    assert!(alices.is_empty(), "{alices:?}");
+}
+
+#[test]
+fn secrets_outside_the_usual_key_names_and_outside_the_arguments_are_not_stored() {
+    let s = Server::demo();
+    let (who, m) = pep(&s);
+    let request = json!({
+        "subject": {"type": "agent", "id": "agent:coder", "properties": {"scopes": ["github:*"]}},
+        "resource": {"type": "mcp_tool", "id": "call_api", "properties": {
+            "server": "github",
+            "annotations": {"readOnlyHint": true, "api_token": "hunter2-annotation"}}},
+        "action": {"name": "tools/call", "properties": {"arguments": {
+            "authorization": "Bearer hunter2-bearer",
+            "headers": {"Authorization": "Basic hunter2-basic", "Cookie": "sid=hunter2-cookie"},
+            "privateKey": "hunter2-pk",
+            "access_key": "hunter2-ak",
+            "passwd": "hunter2-pw",
+        }}},
+    });
+    let (code, _, body) = s.post_json_dpop("/access/v1/evaluation", &who, &m, &request);
+    assert_eq!(code, 200, "{body}");
+    let stored = s.event_bodies().join("\n");
+    for secret in [
+        "hunter2-annotation",
+        "hunter2-bearer",
+        "hunter2-basic",
+        "hunter2-cookie",
+        "hunter2-pk",
+        "hunter2-ak",
+        "hunter2-pw",
+    ] {
+        assert!(!stored.contains(secret), "{secret} stored in the clear");
+    }
+    // A server that is not a name is refused.
+    let mut bad = request.clone();
+    bad["resource"]["properties"]["server"] = json!({"password": "x"});
+    let (code, _, body) = s.post_json_dpop("/access/v1/evaluation", &who, &m, &bad);
+    assert_eq!(code, 400, "{body}");
 }

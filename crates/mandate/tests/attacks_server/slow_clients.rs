@@ -11,10 +11,13 @@ use crate::common::Server;
 const FAST: &str = r#"
 [limits]
 header_timeout = "2s"
-request_timeout = "3s"
+request_timeout = "20s"
+body_timeout = "2s"
 idle_timeout = "3s"
 max_connections = 64
 max_connections_per_source = 8
+max_long_polls = 3
+max_long_polls_per_source = 2
 "#;
 
 /// How long until the server closes `c` (reading and discarding what it sends), or None if it
@@ -71,7 +74,7 @@ fn connections_that_never_finish_their_headers_are_closed() {
 }
 
 #[test]
-fn a_body_that_trickles_is_cut_off_with_408() {
+fn a_body_that_trickles_is_cut_off_at_its_deadline() {
     let s = Server::start_with(true, FAST);
     let mut c = TcpStream::connect(addr(&s)).unwrap();
     c.write_all(b"POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 5000\r\n\r\ngrant_type=").unwrap();
@@ -92,12 +95,55 @@ fn a_body_that_trickles_is_cut_off_with_408() {
         }
     }
     let text = String::from_utf8_lossy(&answer);
-    assert!(text.starts_with("HTTP/1.1 408"), "answer: {text:?}");
+    assert!(text.starts_with("HTTP/1.1 400"), "answer: {text:?}");
+    assert!(text.contains("did not arrive within"), "answer: {text:?}");
     assert!(
         start.elapsed() < Duration::from_secs(6),
         "{:?}",
         start.elapsed()
     );
+}
+
+#[test]
+fn long_polls_over_their_bound_are_answered_at_once_with_a_retry_delay() {
+    let s = Server::start_with(true, FAST);
+    let url = s.url.clone();
+    let poll = move || {
+        let started = Instant::now();
+        let (status, body, _) = crate::common::feed_get(&url, 999_999, 10);
+        (status, body, started.elapsed())
+    };
+    // This source may hold two waiting polls: the third is answered at once.
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let p = poll.clone();
+            std::thread::spawn(p)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, body, took) = poll();
+    assert_eq!(status, 200, "{body}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(body["retry_after_ms"], 1000, "{body}");
+    for h in held {
+        let (_, body, took) = h.join().unwrap();
+        assert!(
+            took >= Duration::from_secs(9),
+            "a held poll returned after {took:?}"
+        );
+        assert!(body.get("retry_after_ms").is_none(), "{body}");
+    }
+}
+
+#[test]
+fn a_request_framed_two_ways_is_refused() {
+    let s = Server::start_with(true, FAST);
+    let mut c = TcpStream::connect(addr(&s)).unwrap();
+    c.write_all(b"POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n0\r\n\r\n").unwrap();
+    let closed = closed_within(&mut c, Duration::from_secs(5));
+    let (_, answer) = closed.unwrap_or_else(|| panic!("no answer"));
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
 }
 
 #[test]

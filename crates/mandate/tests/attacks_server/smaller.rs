@@ -316,3 +316,61 @@ fn a_refusal_flood_from_one_source_is_rate_limited_and_counted_in_few_events() {
         new.len()
     );
 }
+
+#[test]
+fn a_replayed_client_assertion_authenticates_nobody() {
+    let s = Server::start_with(true, "[limits]\nrefusal_window = \"1s\"\n");
+    let key = s.key("agent:coder");
+    let a = s.assertion(&key, "agent:coder");
+    let form = |a: &str| {
+        vec![
+            ("grant_type".to_string(), "client_credentials".to_string()),
+            ("scope".to_string(), "github:pulls.read".to_string()),
+            ("audience".to_string(), GITHUB.to_string()),
+            (
+                "client_assertion_type".to_string(),
+                ASSERTION_TYPE.to_string(),
+            ),
+            ("client_assertion".to_string(), a.to_string()),
+        ]
+    };
+    let first = form(&a);
+    let first: Vec<(&str, &str)> = first
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (code, _) = s.post_raw("/oauth2/token", &first, Some(&s.proof(&key)));
+    assert_eq!(code, 200);
+    let before = s.db_i64("SELECT COUNT(*) FROM audit_events");
+    for _ in 0..20 {
+        // Replayed, without a DPoP proof: a refusal, but never in coder's name.
+        let (code, text) = s.post_raw("/oauth2/token", &first, None);
+        assert_eq!(code, 401, "{text}");
+        assert!(text.contains("already used"), "{text}");
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let new: Vec<Value> = s.event_bodies()[before as usize..]
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
+    assert!(
+        new.iter().all(|e| e["principal"] != "agent:coder"),
+        "a replay was recorded as coder's: {new:?}"
+    );
+    assert!(new.len() <= 2, "{} events for 20 replays", new.len());
+}
+
+#[test]
+fn a_data_api_path_with_control_characters_is_refused_and_never_logged_raw() {
+    let s = Server::demo();
+    let (who, m) = pep(&s);
+    let path = "/v1/data/mandate/authz/decision/%1b%5b2J%0aFAKE-LOG-LINE";
+    let (code, _, body) = s.post_json_dpop(path, &who, &m, &json!({"input": {}}));
+    assert_eq!(code, 400, "{body}");
+    let log = s.log();
+    assert!(!log.contains('\u{1b}'), "an escape reached the server log");
+    assert!(
+        !log.contains("\nFAKE-LOG-LINE"),
+        "a forged line reached the server log"
+    );
+}
