@@ -244,28 +244,56 @@ impl Event {
         for p in &mut self.chain {
             cut |= truncate_chars(p, 200);
         }
-        while self.canonical().len() > MAX_EVENT_BYTES {
-            let largest = self
-                .details
-                .iter()
-                .filter(|(_, v)| !is_omitted(v))
-                .map(|(k, v)| (k.clone(), canonical_json(v).len()))
-                .max_by_key(|(_, n)| *n);
-            let Some((k, n)) = largest else { break };
-            let v = &self.details[&k];
-            let omitted = serde_json::json!({
-                "omitted": "over the audit event size limit",
-                "bytes": n,
-                "hmac": redact_value(key, v),
-            });
-            self.details.insert(k, omitted);
+        // The mark goes in first, so that what it adds counts below.
+        if cut || self.canonical().len() > MAX_EVENT_BYTES {
             cut = true;
-        }
-        if cut {
             self.details.insert(
                 "bounded".into(),
                 serde_json::json!({ "original_bytes": before }),
             );
+        }
+        // Still too large: the largest `details` values go first (replaced by their size and
+        // HMAC), then the reasons and the chains are shortened, until it fits.
+        while self.canonical().len() > MAX_EVENT_BYTES {
+            let largest = self
+                .details
+                .iter()
+                .filter(|(k, v)| !is_omitted(v) && k.as_str() != "bounded")
+                .map(|(k, v)| (k.clone(), canonical_json(v).len()))
+                .max_by_key(|(_, n)| *n);
+            if let Some((k, n)) = largest.filter(|(_, n)| *n > 64) {
+                let v = &self.details[&k];
+                let omitted = serde_json::json!({
+                    "omitted": "over the audit event size limit",
+                    "bytes": n,
+                    "hmac": redact_value(key, v),
+                });
+                self.details.insert(k, omitted);
+                continue;
+            }
+            if let Some(r) = self
+                .reasons
+                .iter_mut()
+                .max_by_key(|r| r.len())
+                .filter(|r| r.len() > 64)
+            {
+                let half = r.chars().count() / 2;
+                truncate_chars(r, half);
+                continue;
+            }
+            let asserted = self.asserted.as_mut().map(|a| &mut a.chain);
+            let longest = [Some(&mut self.chain), asserted]
+                .into_iter()
+                .flatten()
+                .max_by_key(|c| c.len())
+                .filter(|c| c.len() > 1);
+            match longest {
+                Some(c) => {
+                    let keep = c.len() / 2;
+                    c.truncate(keep);
+                }
+                None => break,
+            }
         }
         cut
     }

@@ -91,3 +91,26 @@ proptest! {
         exercise(&String::from_utf8(t).unwrap());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Free text around a real token: whatever surrounds it, the token never survives scrubbing,
+    /// and the text around it does.
+    #[test]
+    fn a_token_never_survives_scrubbing(which in 0usize..3, before in "\\PC{0,60}", after in "\\PC{0,60}") {
+        let t = &real_tokens()[which];
+        let text = format!("{before} {t} {after}");
+        let clean = jws::scrub_tokens(&text);
+        prop_assert!(!clean.contains(t.as_str()), "{}", clean);
+        prop_assert!(clean.contains("[token removed]"), "{}", clean);
+    }
+
+    #[test]
+    fn scrubbing_arbitrary_text_never_panics_and_keeps_text_without_tokens(input in "\\PC{0,300}") {
+        let out = jws::scrub_tokens(&input);
+        if !out.contains("[token removed]") {
+            prop_assert_eq!(out.as_ref(), input.as_str());
+        }
+    }
+}
