@@ -12,9 +12,12 @@
 //! - 2 key strings: an accepted verifier or signer key re-encodes to the input (key id in lower
 //!   case) and parses back to the same key.
 //! - 3 events: an accepted event's `canonical()` parses back to an equal event and is a fixed
-//!   point (`canonical_json(parse(c)) == c`); the same for any JSON value; `unix_millis`.
+//!   point (`canonical_json(parse(c)) == c`); the same for any JSON value; `unix_millis`; the
+//!   event bounded (`Event::bound`) fits `MAX_EVENT_BYTES`, parses back, and an event that was
+//!   within every bound is left unchanged; verified and asserted parties never overlap.
 //! - 4 redaction: `key \n arguments-json \n pointer \n pointer ...`: no value the policy input
-//!   `{"action": {"arguments": ...}}` holds at a redacted pointer is left unchanged.
+//!   `{"action": {"arguments": ...}}` holds at a redacted pointer is left unchanged; after
+//!   `redact_secret_keys`, no member under a secret-looking key holds anything but an HMAC.
 //! - 5 Merkle proofs: arbitrary sizes, indexes and proofs; for trees of up to 128 leaves, the
 //!   proofs the tree builds verify, and no other proof does (a changed one fails).
 //! - 6 the log verifier: export lines (header, event, checkpoint); see [`log`]. After its first
@@ -28,7 +31,10 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use mandate_audit::checkpoint::{self, Checkpoint, MAX_NOTE_BYTES, MAX_SIGNATURES};
-use mandate_audit::event::{canonical_json, redact_arguments, Event};
+use mandate_audit::event::{
+    canonical_json, redact_arguments, redact_secret_keys, Event, MAX_EVENT_BYTES,
+    REDACTED_PREFIX, SECRET_KEY_FRAGMENTS,
+};
 use mandate_audit::merkle::{self, Hash, MemoryTree};
 use mandate_audit::verify::{self, Columns, Entry, Failure, LogVerifier, Problem, Trust};
 use mandate_fuzz::text;
@@ -188,13 +194,51 @@ fn events(input: &str) {
         assert_eq!(back, e, "the canonical form reads back as the same event");
         let v: Value = serde_json::from_str(&c).expect("canonical JSON is JSON");
         assert_eq!(canonical_json(&v), c, "the canonical form is a fixed point");
-        let _ = e.parties();
+        let verified = e.parties();
+        let asserted = e.asserted_parties();
+        assert!(
+            asserted.iter().all(|p| !verified.contains(p)),
+            "a party is both verified and asserted"
+        );
         let _ = verify::unix_millis(&e.time);
+        let mut bounded = e.clone();
+        let cut = bounded.bound(b"fuzz");
+        let c = bounded.canonical();
+        assert!(c.len() <= MAX_EVENT_BYTES, "a bounded event is {} bytes", c.len());
+        assert_eq!(Event::parse(&c).expect("a bounded event parses"), bounded);
+        if !cut {
+            assert_eq!(bounded, e, "an event within its bounds is unchanged");
+        }
     }
     if let Ok(v) = serde_json::from_str::<Value>(input) {
         let c = canonical_json(&v);
         let again: Value = serde_json::from_str(&c).expect("canonical JSON is JSON");
         assert_eq!(canonical_json(&again), c, "canonical JSON is a fixed point");
+    }
+}
+
+/// Every member whose key looks secret holds an HMAC, at any depth.
+fn assert_no_secret_left(v: &Value) {
+    match v {
+        Value::Object(o) => {
+            for (k, v) in o {
+                let name: String = k
+                    .chars()
+                    .filter(|c| !matches!(c, '_' | '-' | '.' | ' '))
+                    .flat_map(char::to_lowercase)
+                    .collect();
+                if SECRET_KEY_FRAGMENTS.iter().any(|f| name.contains(f)) {
+                    assert!(
+                        v.as_str().is_some_and(|s| s.starts_with(REDACTED_PREFIX)),
+                        "{k} kept {v}"
+                    );
+                } else {
+                    assert_no_secret_left(v);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(assert_no_secret_left),
+        _ => {}
     }
 }
 
@@ -205,6 +249,9 @@ fn redaction(input: &str) {
     let original = serde_json::from_str::<Value>(args_text)
         .unwrap_or_else(|_| Value::String(args_text.to_owned()));
     let paths: Vec<String> = lines.map(str::to_owned).collect();
+    let mut floor = original.clone();
+    redact_secret_keys(key, &mut floor, &SECRET_KEY_FRAGMENTS);
+    assert_no_secret_left(&floor);
     let mut args = original.clone();
     redact_arguments(key, &mut args, &paths);
     if paths.is_empty() {

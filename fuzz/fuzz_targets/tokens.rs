@@ -2,7 +2,9 @@
 //!
 //! Every input is tried as raw text and, when it holds a newline, as `header \n payload` JSON
 //! signed with the trusted key (see `mandate_fuzz::signed`), so the claim checks are reached.
-//! Besides "no panic", it checks that whatever `verify_mandate` accepts is self-consistent.
+//! Besides "no panic", it checks that whatever `verify_mandate` accepts is self-consistent (its
+//! chain names only principals, each once), that every JWS `Jws::decode` accepts is recognised by
+//! `looks_like_compact_jws`, and that `scrub_tokens` leaves no such token in a text.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -21,7 +23,14 @@ fn exercise(token: &str) {
     if let Ok(j) = jws::Jws::decode(token) {
         let _ = j.unverified_claims::<serde_json::Value>();
         let _ = j.verify(&public());
+        assert!(jws::looks_like_compact_jws(token), "a JWS not recognised as one");
+        let wrapped = format!("error: {token} was refused");
+        assert!(
+            !jws::scrub_tokens(&wrapped).contains(token.trim()),
+            "a token survived scrubbing"
+        );
     }
+    let _ = jws::scrub_tokens(token);
     if let Ok(m) = verify_mandate(token, keys(), EXPECT) {
         // Accepted means: issued here, for "a", in its time window, with a consistent chain.
         let c = m.claims();
@@ -32,6 +41,9 @@ fn exercise(token: &str) {
         assert!(check_chain(c).is_ok());
         assert_eq!(m.kid(), public().thumbprint());
         assert_eq!(c.chain().len(), c.mandate.depth as usize + 1);
+        for p in c.chain() {
+            assert!(p.parse::<mandate_core::PrincipalName>().is_ok(), "{p:?} in a chain");
+        }
     }
     if let Ok(u) = assertion::decode(token) {
         if let Ok((_, c)) = u.check(&[public()], &["http://i"], 100) {

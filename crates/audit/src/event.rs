@@ -200,6 +200,30 @@ impl Event {
             .collect()
     }
 
+    /// Whether every bound but the total size already holds (the common case, checked without
+    /// copying anything): reasons, chains and the short fields within their limits.
+    pub fn within_field_bounds(&self) -> bool {
+        let short = |s: &str, max: usize| s.len() <= max || s.chars().count() <= max;
+        self.reasons.len() <= MAX_REASONS
+            && self.reasons.iter().all(|r| short(r, MAX_REASON_CHARS))
+            && [&self.resource, &self.error, &self.jti]
+                .into_iter()
+                .flatten()
+                .all(|s| short(s, 512))
+            && short(&self.principal, 200)
+            && short(&self.action, 100)
+            && self.chain.len() <= MAX_CHAIN
+            && self.chain.iter().all(|p| short(p, 200))
+            && self.asserted.as_ref().is_none_or(|a| {
+                a.chain.len() <= MAX_CHAIN
+                    && a.chain
+                        .iter()
+                        .chain(a.principal.iter())
+                        .chain(a.jti.iter())
+                        .all(|p| short(p, 200))
+            })
+    }
+
     /// Enforces [`MAX_EVENT_BYTES`] and the other bounds: reasons are capped in number and length,
     /// chains in length, and, while the event is still too large, its largest `details` values
     /// are replaced by `{"omitted": ..., "bytes": n, "hmac": ...}` (their HMAC under `key`, so a

@@ -161,8 +161,17 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
                 ];
                 let t = Instant::now();
                 let ok = match signer.post(&http, form, signed).await {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                    Err(_) => false,
+                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                    Ok(r) => {
+                        let status = r.status();
+                        let body = r.text().await.unwrap_or_default();
+                        tracing::warn!(%status, body, "an exchange failed");
+                        false
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "an exchange failed");
+                        false
+                    }
                 };
                 lat.push(t.elapsed());
                 let counter = if ok { &c.done } else { &c.failed };

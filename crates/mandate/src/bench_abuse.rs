@@ -2,8 +2,8 @@
 //! real server (in this process, durable SQLite in a temporary directory, the default limits).
 //!
 //! Two phases of `--seconds` each: first the normal load alone, then the same load while other
-//! loopback sources (127.0.0.2 and up; every 127.x address reaches the server) hold idle
-//! connections (reconnecting when the server closes them), flood the token endpoint with
+//! loopback sources (127.0.0.2 and up; every 127.x address reaches the server) hold 500 idle
+//! connections (ten sources of 50; each reconnects when the server closes it), flood the token endpoint with
 //! unauthenticated requests, and post maximal AuthZEN batches as an enforcement point. The normal
 //! load comes from 127.0.0.1 at a steady rate, below the per-source limit, as a fleet's exchanges
 //! would. Reported per phase: the normal exchanges' latency percentiles, and what the audit log
@@ -341,14 +341,14 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
 
     let counts = Arc::new(AttackCounts::default());
     let mut attacks = tokio::task::JoinSet::new();
-    // 500 idle connections from four sources (under the per-source bound of 128 each).
-    for s in 2..=5u8 {
-        attacks.spawn(hold_idle(r.addr, source(s), 125, counts.clone()));
+    // 500 idle connections from ten sources (under the per-source bound of 64 each).
+    for s in 2..=11u8 {
+        attacks.spawn(hold_idle(r.addr, source(s), 50, counts.clone()));
     }
-    attacks.spawn(flood(r.issuer.clone(), source(6), 8, counts.clone()));
+    attacks.spawn(flood(r.issuer.clone(), source(12), 8, counts.clone()));
     let pep = Arc::new((r.issuer.clone(), r.pep.clone(), pep_mandate));
-    attacks.spawn(batches(pep.clone(), source(7), counts.clone()));
-    attacks.spawn(batches(pep, source(7), counts.clone()));
+    attacks.spawn(batches(pep.clone(), source(13), counts.clone()));
+    attacks.spawn(batches(pep, source(13), counts.clone()));
     // Give the idle connections time to be opened.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let held_at_start = counts.idle_held.load(Ordering::Relaxed);

@@ -319,6 +319,13 @@ impl AppState {
     /// The storage form of an event, bounded to [`event::MAX_EVENT_BYTES`] (every event goes
     /// through here, so no request can add more than that per event it causes).
     pub fn record(&self, e: &Event) -> AuditRecord {
+        // The common case: within every bound, recorded as is, its canonical form computed once.
+        if e.within_field_bounds() {
+            let body = e.canonical();
+            if body.len() <= event::MAX_EVENT_BYTES {
+                return AuditRecord::with_body(e, body);
+            }
+        }
         let mut e = e.clone();
         if e.bound(self.audit_log.hmac_key()) {
             // Not a warning: a caller can cause this at will, and the event itself says so.

@@ -29,12 +29,20 @@ pub struct Client {
 impl Client {
     /// Spends the single-use ids of a request that is being refused after authentication, so a
     /// refused request can never be replayed later (for example after its ceiling was raised).
-    pub async fn spend(&self, st: &AppState) {
-        for (jti, exp) in &self.single_use {
-            if let Err(e) = st.store.use_jti(jti, *exp).await {
-                tracing::warn!(error = %e, "could not spend the jtis of a refused request");
+    /// Returns the position of the first id that had been used before (the request was a
+    /// replay, so it authenticated nobody), if any.
+    pub async fn spend(&self, st: &AppState) -> Option<usize> {
+        let mut replayed = None;
+        for (i, (jti, exp)) in self.single_use.iter().enumerate() {
+            match st.store.use_jti(jti, *exp).await {
+                Ok(false) if replayed.is_none() => replayed = Some(i),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not spend the jtis of a refused request")
+                }
             }
         }
+        replayed
     }
 }
 
@@ -187,20 +195,20 @@ pub async fn authenticate(
             p.claims.iat + dpop::MAX_AGE + dpop::MAX_FUTURE,
         ));
     }
-    // A replayed assertion (or proof) was signed by the principal, but whoever sends it again is
-    // not authenticated by it: refused here, before anything is done or recorded in its name.
-    let ids: Vec<&str> = single_use.iter().map(|(j, _)| j.as_str()).collect();
-    if let Some(i) = st
-        .store
-        .first_used_jti(&ids)
-        .await
-        .map_err(|e| OAuthError::server_error("replay check failed", e))?
-    {
-        return Err(replay_error(i));
-    }
-    // Only a caller that proved it holds the principal's key (with a fresh assertion) learns
-    // that the principal is disabled.
+    // Only a caller that proved it holds the principal's key, with an assertion never used
+    // before, learns that the principal is disabled. (Replays are otherwise caught where the ids
+    // are spent: with the mandate on success, or in `Client::spend` on a refusal, which then
+    // answers as a replay and names nobody.)
     if principal.row.disabled {
+        let ids: Vec<&str> = single_use.iter().map(|(j, _)| j.as_str()).collect();
+        if let Some(i) = st
+            .store
+            .first_used_jti(&ids)
+            .await
+            .map_err(|e| OAuthError::server_error("replay check failed", e))?
+        {
+            return Err(replay_error(i));
+        }
         return Err(OAuthError::invalid_client(format!(
             "{name} is disabled: an admin can re-enable it with `mandate agent enable`"
         )));

@@ -284,7 +284,15 @@ async fn issue(
         Ok(r) => Ok(r),
         Err(e) => {
             if e.code() != "invalid_client" && e.code() != "invalid_dpop_proof" {
-                client.spend(st).await;
+                // A refused request's ids are spent, so it can never be replayed later; if one
+                // had been used before, the request was itself a replay: it authenticated nobody,
+                // and is answered and recorded as one.
+                if let Some(i) = client.spend(st).await {
+                    trail.client = None;
+                    trail.chain.clear();
+                    trail.decision = None;
+                    return Err(client_auth::replay_error(i));
+                }
             }
             Err(e)
         }
@@ -414,6 +422,10 @@ async fn decide_and_issue(
         .await
         .map_err(|e| OAuthError::server_error("recording the mandate failed", e))?;
     if let IssueOutcome::Replayed(i) = outcome {
+        // A replay authenticated nobody: its refusal names no one.
+        trail.client = None;
+        trail.chain.clear();
+        trail.decision = None;
         return Err(client_auth::replay_error(i));
     }
     tracing::info!(jti = %claims.jti, sub = %claims.sub, holder = %claims.client_id,

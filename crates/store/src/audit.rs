@@ -39,6 +39,13 @@ impl AuditRecord {
     /// The storage form of an event: its canonical JSON, and the columns queries use, read from
     /// it the way `audit verify` reads them back.
     pub fn from_event(e: &mandate_audit::event::Event) -> AuditRecord {
+        Self::with_body(e, e.canonical())
+    }
+
+    /// [`AuditRecord::from_event`] for a caller that already computed `body`, the event's
+    /// canonical JSON.
+    pub fn with_body(e: &mandate_audit::event::Event, body: String) -> AuditRecord {
+        debug_assert_eq!(body, e.canonical());
         AuditRecord {
             id: e.id.clone(),
             time_ms: mandate_audit::verify::unix_millis(&e.time).unwrap_or(0),
@@ -47,7 +54,7 @@ impl AuditRecord {
             action: e.action.clone(),
             decision: e.decision.clone(),
             result: e.result.clone(),
-            body: e.canonical(),
+            body,
         }
     }
 }
