@@ -199,34 +199,13 @@ fn archiving_while_the_server_runs_is_refused() {
     assert_eq!(settled(&s)["events"], before["events"]);
 }
 
-/// Runs SQL on a stopped server's database.
-fn sql(s: &Server, statements: &[&str]) {
-    let db = s.home().join("server").join("mandate.db");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .expect("open the server's database");
-        for q in statements {
-            sqlx::query(q).execute(&mut c).await.expect("tamper");
-        }
-        c.close().await.unwrap();
-    });
-}
-
 #[test]
 fn a_tampered_log_is_not_archived_and_stays_as_it_was() {
     let mut s = Server::demo();
     delegate(&s, "github:contents.read");
     settled(&s);
     s.stop();
-    sql(
-        &s,
-        &["UPDATE audit_events SET body = replace(body, 'user:alice', 'user:bob') WHERE kind = 'token.exchanged'"],
+    s.sql(&["UPDATE audit_events SET body = replace(body, 'user:alice', 'user:bob') WHERE kind = 'token.exchanged'"],
     );
     let count = |s: &Server| {
         s.ok_json(&["audit", "query", "--limit", "100000"])

@@ -194,9 +194,7 @@ fn refusals_admin_changes_and_revocations_are_recorded_with_reason_codes() {
 
 /// Makes every insert into the audit log fail (as a full disk or a broken database would).
 fn break_audit_log(s: &Server, broken: bool) {
-    sql(
-        s,
-        &[if broken {
+    s.sql(&[if broken {
             "CREATE TRIGGER audit_broken BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit log unavailable'); END;"
         } else {
             "DROP TRIGGER audit_broken;"
@@ -359,25 +357,6 @@ fn delegate_alice_to_planner_and_verify(s: &Server) {
     verified(s);
 }
 
-/// Runs SQL on a server's database (the server may be running or stopped).
-fn sql(s: &Server, statements: &[&str]) {
-    let db = s.home().join("server").join("mandate.db");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .expect("open the server's database");
-        for q in statements {
-            sqlx::query(q).execute(&mut c).await.expect("tamper");
-        }
-        c.close().await.unwrap();
-    });
-}
-
 #[test]
 fn deleting_the_checkpoints_to_hide_a_rewrite_is_caught_and_the_server_refuses_to_extend_it() {
     let s = Server::demo();
@@ -388,9 +367,7 @@ fn deleting_the_checkpoints_to_hide_a_rewrite_is_caught_and_the_server_refuses_t
         .status()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    sql(
-        &s,
-        &[
+    s.sql(&[
             "DELETE FROM audit_checkpoints",
             "DELETE FROM audit_nodes",
             "UPDATE audit_events SET body = replace(body, 'user:alice', 'user:bob') WHERE kind = 'token.exchanged'",

@@ -10,20 +10,6 @@ use std::time::{Duration, Instant};
 use common::{assert_token, mandate, policy_dir, set_delegation_rules, Server, GITHUB};
 use serde_json::{json, Value};
 
-fn pdp_mandate(s: &Server) -> (String, String) {
-    let name = "agent:pep";
-    s.ok(&[
-        "agent",
-        "create",
-        "pep",
-        "--scopes",
-        "mandate:pdp",
-        "--audiences",
-        &s.url,
-    ]);
-    (name.to_string(), s.own_mandate(name, "mandate:pdp", &s.url))
-}
-
 fn status(s: &Server, who: &str, m: &str) -> Value {
     let (code, body) = s.get_dpop("/policy/v1/status", who, m);
     assert_eq!(code, 200, "{body}");
@@ -105,7 +91,7 @@ fn long_mandates_outside_working_hours_are_refused_and_short_ones_pass() {
 #[test]
 fn a_broken_policy_edit_keeps_the_last_good_policy_and_says_why() {
     let s = Server::demo();
-    let (pep, m) = pdp_mandate(&s);
+    let (pep, m) = s.pep();
     let good = status(&s, &pep, &m)["version"]
         .as_str()
         .unwrap()
@@ -142,7 +128,7 @@ fn a_broken_policy_edit_keeps_the_last_good_policy_and_says_why() {
 #[test]
 fn authzen_and_opa_data_api_answer_with_the_default_pack() {
     let s = Server::demo();
-    let (pep, m) = pdp_mandate(&s);
+    let (pep, m) = s.pep();
     let read = json!({
         "subject": {"type": "agent", "id": "coder", "properties": {"scopes": ["github:read"]}},
         "resource": {"type": "mcp_tool", "id": "list_pull_requests",

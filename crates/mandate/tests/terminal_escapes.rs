@@ -48,17 +48,8 @@ fn assert_inert(args: &[&str], out: &std::process::Output) -> String {
 fn escape_sequences_in_a_pdp_request_are_refused_and_a_log_holding_them_is_shown_escaped() {
     let s = Server::start(false);
     // The enforcement point: a ceiling naming mandate:pdp and the issuer explicitly.
-    s.ok(&[
-        "agent",
-        "create",
-        "pep",
-        "--scopes",
-        "mandate:pdp",
-        "--audiences",
-        &s.url,
-    ]);
-    let pep = "agent:pep";
-    let mandate = s.own_mandate(pep, "mandate:pdp", &s.url);
+    let (pep, mandate) = s.pep();
+    let pep = pep.as_str();
     let tool = format!("x{ATTACK}\u{202e}y");
     let subject = format!("agent:evil{ATTACK}\u{9b}31m\u{202e}");
     let request = json!({

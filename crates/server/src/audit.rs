@@ -109,20 +109,26 @@ pub fn log_number(keys_dir: &Path) -> std::io::Result<u64> {
     }
 }
 
-/// Records `n` as the current log's number (a temporary file, synced, then renamed).
+/// Records `n` as the current log's number.
 pub fn save_log_number(keys_dir: &Path, n: u64) -> std::io::Result<()> {
+    replace_private_file(keys_dir, LOG_NUMBER_FILE, format!("{n}\n").as_bytes())
+}
+
+/// Replaces `dir/name` with `bytes`, owner-only, all or nothing: written to a temporary file,
+/// synced, renamed over the old one, and the directory synced.
+fn replace_private_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = keys_dir.join(format!("{LOG_NUMBER_FILE}.tmp"));
+    let tmp = dir.join(format!("{name}.tmp"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
-    writeln!(f, "{n}")?;
+    f.write_all(bytes)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, keys_dir.join(LOG_NUMBER_FILE))?;
-    std::fs::File::open(keys_dir)?.sync_all()
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 impl AuditLog {
@@ -462,23 +468,9 @@ fn sign(state: &AppState, size: u64, root: &[u8; 32]) -> Result<String, String> 
     note.map_err(|e| e.to_string())
 }
 
-/// Replaces the kept latest checkpoint (written to a temporary file, synced, renamed).
+/// Replaces the kept latest checkpoint.
 fn save_last_checkpoint(keys_dir: &Path, note: &str) -> std::io::Result<()> {
-    let path = keys_dir.join(LAST_CHECKPOINT_FILE);
-    let tmp = keys_dir.join(format!("{LAST_CHECKPOINT_FILE}.tmp"));
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(note.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(keys_dir)?.sync_all()
+    replace_private_file(keys_dir, LAST_CHECKPOINT_FILE, note.as_bytes())
 }
 
 /// The latest checkpoint this installation signed, as kept beside the issuer keys (None before the

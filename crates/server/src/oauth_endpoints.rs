@@ -38,6 +38,24 @@ async fn authenticated(
     Ok((form, client))
 }
 
+/// The response to a call: its answer, or its refusal, recorded (see [`refused`]).
+async fn answer(
+    st: &AppState,
+    ext: &Extensions,
+    call: &Call,
+    action: &str,
+    out: Result<Response, OAuthError>,
+) -> Response {
+    let r = match out {
+        Ok(r) => r,
+        Err(e) => {
+            refused(st, ext, call, action, &e).await;
+            e.into_response()
+        }
+    };
+    no_store(r)
+}
+
 /// Records a refused call: as its caller's event once authenticated, else counted per source.
 async fn refused(st: &AppState, ext: &Extensions, call: &Call, action: &str, e: &OAuthError) {
     match &call.client {
@@ -134,14 +152,8 @@ pub async fn introspect(
         })?;
         Ok::<_, OAuthError>(Json(answer).into_response())
     };
-    let answer = match run.await {
-        Ok(r) => r,
-        Err(e) => {
-            refused(&st, &ext, &call, "token.introspect", &e).await;
-            e.into_response()
-        }
-    };
-    no_store(answer)
+    let out = run.await;
+    answer(&st, &ext, &call, "token.introspect", out).await
 }
 
 /// `POST revocation_endpoint` (RFC 7009). A principal in a mandate's chain (its holder, an actor
@@ -193,12 +205,6 @@ pub async fn revoke(
         tracing::info!(jti = %c.jti, by = me, "mandate revoked");
         Ok::<_, OAuthError>(Json(serde_json::json!({})).into_response())
     };
-    let answer = match run.await {
-        Ok(r) => r,
-        Err(e) => {
-            refused(&st, &ext, &call, "revoke.token", &e).await;
-            e.into_response()
-        }
-    };
-    no_store(answer)
+    let out = run.await;
+    answer(&st, &ext, &call, "revoke.token", out).await
 }

@@ -4,21 +4,6 @@ use serde_json::{json, Value};
 
 use crate::common::{assert_oauth_error, Server, GITHUB};
 
-/// An enforcement point registered with `mandate:pdp` named explicitly, and its mandate.
-pub fn pep(s: &Server) -> (String, String) {
-    s.ok(&[
-        "agent",
-        "create",
-        "pep",
-        "--scopes",
-        "mandate:pdp",
-        "--audiences",
-        &s.url,
-    ]);
-    let m = s.own_mandate("agent:pep", "mandate:pdp", &s.url);
-    ("agent:pep".into(), m)
-}
-
 /// One AuthZEN evaluation of `tool` on the github server for `subject`.
 pub fn evaluation(subject: Value, tool: &str, arguments: Value) -> Value {
     json!({
@@ -48,7 +33,7 @@ fn the_pdp_scope_is_never_implied_by_a_star_ceiling() {
         r.1
     );
     // Named explicitly in a ceiling, it is granted (and the admin holds it by role).
-    pep(&s);
+    s.pep();
     s.own_mandate("user:admin", "mandate:pdp", &s.url);
     // A ceiling cannot grant the admin scope or a wildcard over Mandate's namespace.
     for scopes in ["mandate:admin", "mandate:*"] {
@@ -60,7 +45,7 @@ fn the_pdp_scope_is_never_implied_by_a_star_ceiling() {
 #[test]
 fn a_maximal_decision_batch_adds_one_bounded_event() {
     let s = Server::demo();
-    let (who, m) = pep(&s);
+    let (who, m) = s.pep();
     let chain: Vec<String> = (0..17).map(|i| format!("agent:a{i:03}")).collect();
     let subject = json!({"type": "agent", "id": "agent:a016", "properties": {"chain": chain}});
     let big = "x".repeat(700);
@@ -159,7 +144,7 @@ fn a_request_head_over_64_kib_is_refused_with_431() {
 #[test]
 fn an_enforcement_points_costliest_batches_do_not_stall_other_callers() {
     let s = Server::demo();
-    let (who, m) = pep(&s);
+    let (who, m) = s.pep();
     // Items whose arguments make every decision expensive (thousands of keys to scan, one of them
     // secret-looking), as many as a batch holds.
     let mut args = serde_json::Map::new();

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::amplification::{evaluation, pep};
+use super::amplification::evaluation;
 use crate::common::Server;
 
 fn events_for(s: &Server, args: &[&str]) -> Vec<Value> {
@@ -21,7 +21,7 @@ fn events_for(s: &Server, args: &[&str]) -> Vec<Value> {
 #[test]
 fn a_decision_points_claims_are_recorded_as_asserted_and_never_as_verified_parties() {
     let s = Server::demo();
-    let (who, m) = pep(&s);
+    let (who, m) = s.pep();
     // The enforcement point claims the call was made by admin's delegation with admin's jti.
     let subject = json!({"type": "agent", "id": "agent:coder", "properties": {
         "chain": ["user:admin", "agent:coder"], "mandate": {"jti": "admins-jti"}}});
@@ -76,7 +76,7 @@ fn a_decision_points_claims_are_recorded_as_asserted_and_never_as_verified_parti
 #[test]
 fn argument_secrets_are_never_stored_in_the_clear_at_any_depth() {
     let s = Server::demo();
-    let (who, m) = pep(&s);
+    let (who, m) = s.pep();
     let args = json!({
         "repo": "acme/app",
         "nested": {"password": "hunter2-nested", "deeper": [{"api_key": "hunter2-in-array"}]},
@@ -138,7 +138,7 @@ fn a_refused_exchange_does_not_make_the_presented_mandates_parties_verified() {
 #[test]
 fn secrets_outside_the_usual_key_names_and_outside_the_arguments_are_not_stored() {
     let s = Server::demo();
-    let (who, m) = pep(&s);
+    let (who, m) = s.pep();
     let request = json!({
         "subject": {"type": "agent", "id": "agent:coder", "properties": {"scopes": ["github:*"]}},
         "resource": {"type": "mcp_tool", "id": "call_api", "properties": {

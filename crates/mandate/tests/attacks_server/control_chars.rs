@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::amplification::{evaluation, pep};
+use super::amplification::evaluation;
 use crate::common::{assertion_by, fresh_key, Server};
 use mandate_core::assertion::ASSERTION_TYPE;
 
@@ -12,7 +12,7 @@ const ESCAPES: &str = "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31m\u{202e}";
 #[test]
 fn identifiers_with_control_characters_are_refused_and_never_stored() {
     let s = Server::start_with(true, "[limits]\nrefusal_window = \"1s\"\n");
-    let (who, m) = pep(&s);
+    let (who, m) = s.pep();
     for (field, e) in [
         (
             "tool",

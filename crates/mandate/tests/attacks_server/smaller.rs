@@ -9,7 +9,6 @@ use base64::Engine;
 use mandate_core::assertion::ASSERTION_TYPE;
 use serde_json::{json, Value};
 
-use super::amplification::pep;
 use crate::common::{
     assert_oauth_error, assertion_by, fresh_key, mode, now, random_id, Proof, Server, GITHUB,
 };
@@ -191,7 +190,7 @@ fn strangers_get_the_same_answer_whether_a_principal_exists_or_is_disabled() {
 #[test]
 fn a_decision_point_reads_decisions_not_policy_data_or_paths() {
     let s = Server::demo();
-    let (who, m) = pep(&s);
+    let (who, m) = s.pep();
     for path in [
         "/v1/data/mandate_config",
         "/v1/data",
@@ -363,7 +362,7 @@ fn a_replayed_client_assertion_authenticates_nobody() {
 #[test]
 fn a_data_api_path_with_control_characters_is_refused_and_never_logged_raw() {
     let s = Server::demo();
-    let (who, m) = pep(&s);
+    let (who, m) = s.pep();
     let path = "/v1/data/mandate/authz/decision/%1b%5b2J%0aFAKE-LOG-LINE";
     let (code, _, body) = s.post_json_dpop(path, &who, &m, &json!({"input": {}}));
     assert_eq!(code, 400, "{body}");

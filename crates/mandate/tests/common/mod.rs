@@ -279,36 +279,66 @@ impl Server {
         self.wait_ready();
     }
 
-    /// Runs one SQL query returning a single integer on the server's database (read-only use).
-    pub fn db_i64(&self, query: &str) -> i64 {
+    /// Runs `f` with a connection to the server's database (running or stopped).
+    fn with_db<T>(&self, f: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> T) -> T {
         let db = self.home.path().join("server/mandate.db");
         self.rt.block_on(async {
             use sqlx::Connection;
-            let mut c =
-                sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
-                    .await
-                    .expect("open the database");
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+                .await
+                .expect("open the server's database");
+            let out = f(&mut c).await;
+            c.close().await.expect("close the database");
+            out
+        })
+    }
+
+    /// Runs one SQL query returning a single integer on the server's database.
+    pub fn db_i64(&self, query: &str) -> i64 {
+        self.with_db(async |c| {
             sqlx::query_scalar::<_, i64>(query)
-                .fetch_one(&mut c)
+                .fetch_one(c)
                 .await
                 .unwrap_or_else(|e| panic!("{query}: {e}"))
         })
     }
 
+    /// Runs SQL statements on the server's database (tests that tamper with it).
+    pub fn sql(&self, statements: &[&str]) {
+        self.with_db(async |c| {
+            for q in statements {
+                sqlx::query(q)
+                    .execute(&mut *c)
+                    .await
+                    .unwrap_or_else(|e| panic!("{q}: {e}"));
+            }
+        })
+    }
+
     /// Every audit event body stored so far, in order.
     pub fn event_bodies(&self) -> Vec<String> {
-        let db = self.home.path().join("server/mandate.db");
-        self.rt.block_on(async {
-            use sqlx::Connection;
-            let mut c =
-                sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
-                    .await
-                    .expect("open the database");
+        self.with_db(async |c| {
             sqlx::query_scalar::<_, String>("SELECT body FROM audit_events ORDER BY seq")
-                .fetch_all(&mut c)
+                .fetch_all(c)
                 .await
                 .expect("read events")
         })
+    }
+
+    /// An enforcement point: `agent:pep`, registered with `mandate:pdp` named explicitly and the
+    /// issuer as audience, and its DPoP-bound mandate for the decision point.
+    pub fn pep(&self) -> (String, String) {
+        self.ok(&[
+            "agent",
+            "create",
+            "pep",
+            "--scopes",
+            "mandate:pdp",
+            "--audiences",
+            &self.url,
+        ]);
+        let m = self.own_mandate("agent:pep", "mandate:pdp", &self.url);
+        ("agent:pep".into(), m)
     }
 
     /// Stops the server the way an operator does (SIGTERM: it signs a final checkpoint and
