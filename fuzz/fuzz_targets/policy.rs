@@ -29,7 +29,22 @@ fuzz_target!(|data: &[u8]| {
         }
         1 => {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(input) {
-                let _ = authzen::input_from_request(&v);
+                if let Ok(i) = authzen::input_from_request(&v) {
+                    // What is accepted is bounded, and its names are printable.
+                    let chain = i["chain"].as_array().expect("a chain");
+                    assert!(chain.len() <= authzen::MAX_CHAIN);
+                    for k in ["scopes", "audience"] {
+                        assert!(i[k].as_array().expect("a list").len() <= authzen::MAX_LIST);
+                    }
+                    for name in chain
+                        .iter()
+                        .chain([&i["principal"]["id"], &i["action"]["tool"], &i["action"]["server"]])
+                        .filter_map(serde_json::Value::as_str)
+                    {
+                        assert!(name.len() <= 2 * authzen::MAX_ID + 1, "{name:?}");
+                        assert!(!name.chars().any(char::is_control), "{name:?}");
+                    }
+                }
                 let _ = authzen::decision_from_response(&v, "fuzz");
             }
         }

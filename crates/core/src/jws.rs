@@ -86,8 +86,13 @@ impl<'a> Jws<'a> {
             (Some(h), Some(p), Some(s), None) if !h.is_empty() && !s.is_empty() => (h, p, s),
             _ => return Err(JwsError::Malformed),
         };
+        // RFC 7515 §4: the header is UTF-8 JSON. serde_json does not check the UTF-8 of members
+        // it skips, so the whole text is checked first (found by the `tokens` fuzz target).
+        let header_bytes = b64(h)?;
+        let header_text = std::str::from_utf8(&header_bytes)
+            .map_err(|_| JwsError::BadHeader("not UTF-8".into()))?;
         let header: Header =
-            serde_json::from_slice(&b64(h)?).map_err(|e| JwsError::BadHeader(e.to_string()))?;
+            serde_json::from_str(header_text).map_err(|e| JwsError::BadHeader(e.to_string()))?;
         if header.alg != "EdDSA" && header.alg != "Ed25519" {
             return Err(JwsError::Algorithm(header.alg));
         }
@@ -110,7 +115,10 @@ impl<'a> Jws<'a> {
 
     /// Parses the payload as JSON, without checking the signature (for routing only).
     pub fn unverified_claims<T: for<'de> Deserialize<'de>>(&self) -> Result<T, JwsError> {
-        serde_json::from_slice(&self.payload).map_err(|e| JwsError::BadPayload(e.to_string()))
+        // RFC 7519 §7.2: the claims are UTF-8 JSON (checked whole, as for the header).
+        let text = std::str::from_utf8(&self.payload)
+            .map_err(|_| JwsError::BadPayload("not UTF-8".into()))?;
+        serde_json::from_str(text).map_err(|e| JwsError::BadPayload(e.to_string()))
     }
 
     /// Checks the signature with `key`.
@@ -301,6 +309,34 @@ mod tests {
         let t = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc.hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
         let k = PublicKey::parse("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo").unwrap();
         Jws::decode(t).unwrap().verify(&k).unwrap();
+    }
+
+    #[test]
+    fn a_header_or_payload_that_is_not_utf8_is_refused_even_in_a_skipped_member() {
+        // Found by the `tokens` fuzz target: serde_json skips unknown members without checking
+        // their UTF-8.
+        let header = b"{\"alg\":\"EdDSA\",\"x\":\"\xc4\x34\"}";
+        let t = format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(b"{}"),
+            URL_SAFE_NO_PAD.encode([0u8; 64])
+        );
+        assert_eq!(
+            Jws::decode(&t).unwrap_err(),
+            JwsError::BadHeader("not UTF-8".into())
+        );
+        let ok_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"EdDSA"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(b"{\"x\":\"\xc4\x34\"}");
+        let t = format!(
+            "{ok_header}.{payload}.{}",
+            URL_SAFE_NO_PAD.encode([0u8; 64])
+        );
+        let j = Jws::decode(&t).unwrap();
+        assert!(matches!(
+            j.unverified_claims::<serde_json::Value>(),
+            Err(JwsError::BadPayload(_))
+        ));
     }
 
     #[test]
