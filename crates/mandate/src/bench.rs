@@ -80,9 +80,10 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         keys_dir: dir.join("keys"),
         enrollment_ttl: 900,
         environment: "bench".into(),
-        // Throughput from one loopback source is what is measured: no per-source limit.
+        // Throughput from one loopback source is what is measured: no per-source limits.
         limits: mandate_server::Limits {
             per_source_rps: 0,
+            max_connections_per_source: mandate_server::Limits::default().max_connections,
             ..mandate_server::Limits::default()
         },
         data_api_paths: mandate_server::default_data_api_paths(),

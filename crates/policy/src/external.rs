@@ -79,12 +79,12 @@ impl DecisionPoint {
         }
     }
 
-    /// Decides `query` for `input`; never fails (errors deny).
-    pub async fn decide(&self, query: Query, input: Value) -> Decision {
+    /// [`DecisionPoint::decide`] with the embedded engine's evaluation on the blocking pool,
+    /// never on the async workers that serve every other request: for decisions asked in bulk by
+    /// other enforcement points (AuthZEN, the data API), whose inputs they choose.
+    pub async fn decide_apart(&self, query: Query, input: Value) -> Decision {
         match &self.backend {
             Backend::Embedded(l) => {
-                // Evaluation is CPU work (up to the policy's time limit): it runs on the blocking
-                // pool, never on the async workers that serve every other request.
                 let policy = l.current();
                 let version = policy.version().to_string();
                 tokio::task::spawn_blocking(move || policy.decide(query, input))
@@ -96,6 +96,17 @@ impl DecisionPoint {
                         )
                     })
             }
+            Backend::Remote { .. } => self.decide(query, input).await,
+        }
+    }
+
+    /// Decides `query` for `input`; never fails (errors deny). The embedded engine evaluates on
+    /// the calling thread: for a cheap decision on an input the caller built and bounded (the
+    /// delegation policy at the token endpoint; each evaluation is capped by the policy's time
+    /// limit). Decisions asked in bulk for others go through [`DecisionPoint::decide_apart`].
+    pub async fn decide(&self, query: Query, input: Value) -> Decision {
+        match &self.backend {
+            Backend::Embedded(l) => l.current().decide(query, input),
             Backend::Remote {
                 ext,
                 client,

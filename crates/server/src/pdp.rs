@@ -125,7 +125,7 @@ async fn decide(
     who: &str,
 ) -> (Value, Decision) {
     complete_context(st, &mut input, peer);
-    let d = st.policy.decide(Query::Authz, input.clone()).await;
+    let d = st.policy.decide_apart(Query::Authz, input.clone()).await;
     tracing::info!(decision = %d.decision_id, policy = %d.policy_version, pep = %who,
         outcome = ?d.outcome(), "authzen evaluation");
     (input, d)
