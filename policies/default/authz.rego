@@ -187,21 +187,31 @@ production if count(production_env) > 0
 # written "~0" and "/" is written "~1"; array positions are numbers).
 secret_pattern := concat("|", redact_argument_keys)
 
-# One match over the whole arguments document first: most calls carry no secret-looking key at
-# all (a value that merely looks secret only makes the walk below run).
-secret_scan := regex.match(secret_pattern, lower(json.marshal(input.action.arguments)))
+# Top level: one match over all keys first (most calls carry no secret-looking key at all), then
+# the keys one by one.
+secret_scan := regex.match(secret_pattern, lower(concat("/", object.keys(input.action.arguments))))
 
-# The members of the arguments, level by level, as [path, value], down to six levels (Rego has
-# no recursion, and regorus's VM has no `walk` loop). Only built when the scan above matched.
-args_level1 contains [[k], v] if {
+redact_paths contains path if {
 	secret_scan == true
-	some k, v in input.action.arguments
+	some key in object.keys(input.action.arguments)
+	regex.match(secret_pattern, lower(key))
+	path := pointer([key])
 }
 
-args_level2 contains [array.concat(m[0], [k]), v] if {
-	some m in args_level1
-	is_collection(m[1])
-	some k, v in m[1]
+# Below the top level, only when an argument holds an object or an array, and its JSON text
+# mentions a fragment: the members level by level, as [path, value], down to six levels (Rego has
+# no recursion, and regorus's VM has no `walk` loop).
+nested_scan if {
+	some v in input.action.arguments
+	is_collection(v)
+	regex.match(secret_pattern, lower(json.marshal(input.action.arguments)))
+}
+
+args_level2 contains [[k1, k2], v] if {
+	nested_scan
+	some k1, v1 in input.action.arguments
+	is_collection(v1)
+	some k2, v in v1
 }
 
 args_level3 contains [array.concat(m[0], [k]), v] if {
@@ -228,14 +238,15 @@ args_level6 contains [array.concat(m[0], [k]), v] if {
 	some k, v in m[1]
 }
 
-args_members := ((((args_level1 | args_level2) | args_level3) | args_level4) | args_level5) | args_level6
+args_nested := (((args_level2 | args_level3) | args_level4) | args_level5) | args_level6
 
 is_collection(x) if is_object(x)
 
 is_collection(x) if is_array(x)
 
 redact_paths contains pointer(m[0]) if {
-	some m in args_members
+	nested_scan
+	some m in args_nested
 	key := m[0][count(m[0]) - 1]
 	is_string(key)
 	regex.match(secret_pattern, lower(key))
@@ -243,6 +254,7 @@ redact_paths contains pointer(m[0]) if {
 
 # Fail closed below the sixth level: what nests deeper is redacted whole.
 redact_paths contains pointer(m[0]) if {
+	nested_scan
 	some m in args_level6
 	is_collection(m[1])
 	count(m[1]) > 0

@@ -22,9 +22,8 @@ default_destructive_verbs := [
 
 # Argument-key fragments whose values are redacted from logs and approval requests.
 default_redact_argument_keys := [
-	"password", "passwd", "passphrase", "pwd", "secret", "token", "api_key", "apikey",
-	"access_key", "accesskey", "private_key", "privatekey", "credential", "authorization", "cookie",
-	"session",
+	"password", "secret", "token", "api_key", "apikey", "credential", "private_key",
+	"authorization", "cookie",
 ]
 
 # Working hours used by the delegation rule on long-lived mandates.
