@@ -288,12 +288,16 @@ pub enum RevokeCmd {
     /// Revoke a key by kid: a principal's key (disabled; mandates bound to it refused) or a
     /// retired issuer key (mandates it signed refused).
     Key {
+        /// RFC 7638 thumbprints are base64url and may start with `-`: taken as the value.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         #[arg(long)]
         reason: Option<String>,
     },
     /// Revoke one mandate by jti (or the mandate itself), and every mandate delegated from it.
     Token {
+        /// jtis are base64url and may start with `-`: taken as the value.
+        #[arg(allow_hyphen_values = true)]
         jti: String,
         #[arg(long)]
         reason: Option<String>,
@@ -469,7 +473,8 @@ pub enum AuditCmd {
     /// The redacted form (hmac-sha256:...) of a value under this installation's audit key, to
     /// match a redacted argument.
     Hash {
-        /// The value (a string, as the argument held it).
+        /// The value (a string, as the argument held it; `-5` is a value, not a flag).
+        #[arg(allow_hyphen_values = true)]
         value: String,
         /// VALUE is JSON (a number, an object...): hash it as the redaction hashes such values.
         #[arg(long)]
@@ -477,4 +482,28 @@ pub enum AuditCmd {
         #[command(flatten)]
         source: AuditSource,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoke_takes_kids_and_jtis_that_start_with_a_hyphen_as_values() {
+        let cli = Cli::try_parse_from(["mandate", "revoke", "key", "-FFlWysn6bw2Q"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Revoke(RevokeCmd::Key { kid, .. }) if kid == "-FFlWysn6bw2Q")
+        );
+        let cli =
+            Cli::try_parse_from(["mandate", "revoke", "token", "-x_y", "--reason", "r"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Revoke(RevokeCmd::Token { jti, reason: Some(_) }) if jti == "-x_y")
+        );
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }
