@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use mandate_policy::{Decision, Outcome, Policy, Query};
+use mandate_policy::{Decision, Policy, Query, Verdict};
 use serde_json::{json, Value};
 
 use crate::cli::PolicyCmd;
@@ -118,11 +118,10 @@ fn eval(ctx: &Ctx, input: &Path, query: Option<String>, dir: Option<PathBuf>) ->
         let mut s = String::new();
         match &decision {
             Some(d) => {
-                let outcome = match d.outcome() {
-                    Outcome::Allow => "allow".to_string(),
-                    Outcome::Deny => "deny".to_string(),
-                    Outcome::Approval => {
-                        let a = d.approval.as_ref().expect("approval outcome");
+                let outcome = match d.verdict() {
+                    Verdict::Allow => "allow".to_string(),
+                    Verdict::Deny { .. } => "deny".to_string(),
+                    Verdict::NeedsApproval(a) => {
                         format!(
                             "needs approval by {} of {}",
                             a.quorum,
@@ -132,11 +131,11 @@ fn eval(ctx: &Ctx, input: &Path, query: Option<String>, dir: Option<PathBuf>) ->
                 };
                 s.push_str(&format!("decision  {outcome}\n"));
                 s.push_str(&format!("reasons   {}\n", d.reasons_line()));
-                if let Some(e) = &d.error {
+                if let Some(e) = d.error() {
                     s.push_str(&format!("error     {e}\n"));
                 }
-                if !d.redact.is_empty() {
-                    s.push_str(&format!("redact    {}\n", d.redact.join(" ")));
+                if !d.redact().is_empty() {
+                    s.push_str(&format!("redact    {}\n", d.redact().join(" ")));
                 }
             }
             None => s.push_str(&format!(

@@ -72,9 +72,9 @@ fn main() {
         let d = live.current().decide(Query::Authz, input.clone());
         assert_eq!(
             serde_json::to_value(&r).unwrap()["allow"],
-            serde_json::Value::Bool(d.allow)
+            serde_json::Value::Bool(d.is_allow())
         );
-        assert!(d.error.is_none(), "{d:?}");
+        assert!(d.error().is_none(), "{d:?}");
 
         // Where the time goes (not part of the comparison).
         let mut conv = vec![];

@@ -233,16 +233,16 @@ pub fn input_from_request(req: &Value) -> Result<Value, String> {
 /// context carries the id, version, reasons and any approval.
 pub fn response(d: &Decision) -> Value {
     let mut ctx = json!({
-        "decision_id": d.decision_id,
-        "policy_version": d.policy_version,
-        "reasons": d.reasons,
+        "decision_id": d.decision_id(),
+        "policy_version": d.policy_version(),
+        "reasons": d.reasons(),
         "reason_admin": {"en": d.reasons_line()},
     });
-    if let Some(a) = &d.approval {
+    if let Some(a) = &d.approval() {
         ctx["approval"] = json!(a);
     }
-    if !d.redact.is_empty() {
-        ctx["redact"] = json!(d.redact);
+    if !d.redact().is_empty() {
+        ctx["redact"] = json!(d.redact());
     }
     json!({"decision": d.outcome() == Outcome::Allow, "context": ctx})
 }
@@ -429,7 +429,7 @@ mod tests {
         assert_eq!(r["context"]["reason_admin"]["en"], "deploy needs approval");
         let back = decision_from_response(&r, "authzen");
         assert_eq!(back.outcome(), Outcome::Approval);
-        assert_eq!(back.reasons, ["deploy needs approval"]);
+        assert_eq!(back.reasons(), ["deploy needs approval"]);
         assert_eq!(
             decision_from_response(&json!({"decision": "yes"}), "x").outcome(),
             Outcome::Deny

@@ -66,52 +66,116 @@ impl Outcome {
     }
 }
 
-/// One decision, as returned by the policy plus its identity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What the policy decided. Only this crate's readers build it (from a policy's result, an
+/// external PDP's answer, or a failure), so nothing downstream can turn a deny into an allow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Go ahead.
+    Allow,
+    /// Refused; `error` is set when the policy could not decide (evaluation error, time limit,
+    /// malformed result), in which case the refusal is the fail-closed default.
+    Deny {
+        /// Why the policy could not decide, if that is why.
+        error: Option<String>,
+    },
+    /// Held until humans approve (wins over `allow: true`).
+    NeedsApproval(Approval),
+}
+
+/// One decision: the verdict with its reasons, redactions and identity. Fields are private and
+/// there is no public constructor that can allow: see [`Verdict`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
-    /// Whether the policy allows the action outright.
-    pub allow: bool,
-    /// Set when the action needs human approval; it then overrides `allow`.
-    pub approval: Option<Approval>,
-    /// Why, one sentence each.
-    pub reasons: Vec<String>,
-    /// JSON pointers into the input whose values must not be logged.
-    pub redact: Vec<String>,
-    /// Unique id of this decision (logged, and named in refusals).
-    pub decision_id: String,
-    /// Content hash of the policy that decided (or the external PDP's name).
-    pub policy_version: String,
-    /// Set when the decision is a deny because evaluation failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    verdict: Verdict,
+    reasons: Vec<String>,
+    redact: Vec<String>,
+    decision_id: String,
+    policy_version: String,
 }
 
 impl Decision {
+    /// The verdict.
+    pub fn verdict(&self) -> &Verdict {
+        &self.verdict
+    }
+
     /// The outcome: approval wins over `allow`, and anything else that is not `allow: true` denies.
     pub fn outcome(&self) -> Outcome {
-        if self.approval.is_some() {
-            Outcome::Approval
-        } else if self.allow && self.error.is_none() {
-            Outcome::Allow
-        } else {
-            Outcome::Deny
+        match self.verdict {
+            Verdict::Allow => Outcome::Allow,
+            Verdict::Deny { .. } => Outcome::Deny,
+            Verdict::NeedsApproval(_) => Outcome::Approval,
         }
+    }
+
+    /// True only for an outright allow.
+    pub fn is_allow(&self) -> bool {
+        self.verdict == Verdict::Allow
+    }
+
+    /// Who must approve, when the verdict is [`Verdict::NeedsApproval`].
+    pub fn approval(&self) -> Option<&Approval> {
+        match &self.verdict {
+            Verdict::NeedsApproval(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// Why the policy could not decide, when that is why this is a deny.
+    pub fn error(&self) -> Option<&str> {
+        match &self.verdict {
+            Verdict::Deny { error } => error.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Why, one sentence each.
+    pub fn reasons(&self) -> &[String] {
+        &self.reasons
+    }
+
+    /// JSON pointers into the input whose values must not be logged.
+    pub fn redact(&self) -> &[String] {
+        &self.redact
+    }
+
+    /// Unique id of this decision (logged, and named in refusals).
+    pub fn decision_id(&self) -> &str {
+        &self.decision_id
+    }
+
+    /// Content hash of the policy that decided (or the external PDP's name).
+    pub fn policy_version(&self) -> &str {
+        &self.policy_version
     }
 
     /// A deny that did not come from the policy (evaluation error, timeout, bad result).
     pub fn failed(error: impl Into<String>, policy_version: &str) -> Self {
         let error = error.into();
         Decision {
-            allow: false,
-            approval: None,
             reasons: vec![format!(
                 "denied because the policy could not decide: {error}"
             )],
+            verdict: Verdict::Deny { error: Some(error) },
             redact: vec![],
             decision_id: new_decision_id(),
             policy_version: policy_version.to_string(),
-            error: Some(error),
         }
+    }
+
+    /// This decision turned into a deny with `error` (same id and version, so the refusal names
+    /// the decision that was made): for a caller that cannot act on it, e.g. because its audit
+    /// event could not be written. The only way to change a decision, and it can only deny.
+    pub fn denied_because(&self, error: impl Into<String>) -> Self {
+        let mut d = Decision::failed(error, &self.policy_version);
+        d.decision_id = self.decision_id.clone();
+        d
+    }
+
+    /// The same decision under the id a remote decision point gave it (OPA's `decision_id`).
+    pub(crate) fn with_decision_id(mut self, id: &str) -> Self {
+        self.decision_id = id.to_string();
+        self
     }
 
     /// Reads what `query` evaluated to (`None` = undefined) into a decision; any deviation from
@@ -119,13 +183,15 @@ impl Decision {
     pub fn from_result(query: Query, result: Option<&Value>, policy_version: &str) -> Self {
         match parse(query, result) {
             Ok((allow, approval, reasons, redact)) => Decision {
-                allow,
-                approval,
+                verdict: match approval {
+                    Some(a) => Verdict::NeedsApproval(a),
+                    None if allow => Verdict::Allow,
+                    None => Verdict::Deny { error: None },
+                },
                 reasons,
                 redact,
                 decision_id: new_decision_id(),
                 policy_version: policy_version.to_string(),
-                error: None,
             },
             Err(e) => Decision::failed(e, policy_version),
         }
@@ -138,6 +204,25 @@ impl Decision {
         } else {
             self.reasons.join("; ")
         }
+    }
+}
+
+/// The decision document's shape (`allow`, `approval`, `reasons`, `redact`) plus its identity
+/// and any `error`; `allow` is true only for an outright allow.
+impl Serialize for Decision {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("allow", &self.is_allow())?;
+        m.serialize_entry("approval", &self.approval())?;
+        m.serialize_entry("reasons", &self.reasons)?;
+        m.serialize_entry("redact", &self.redact)?;
+        m.serialize_entry("decision_id", &self.decision_id)?;
+        m.serialize_entry("policy_version", &self.policy_version)?;
+        if let Some(e) = self.error() {
+            m.serialize_entry("error", e)?;
+        }
+        m.end()
     }
 }
 
@@ -272,8 +357,8 @@ mod tests {
     fn a_plain_allow_allows() {
         let d = decide(json!({"allow": true, "reasons": ["read within scope"]}));
         assert_eq!(d.outcome(), Outcome::Allow);
-        assert_eq!(d.reasons, ["read within scope"]);
-        assert_eq!(d.policy_version, "v1");
+        assert_eq!(d.reasons(), ["read within scope"]);
+        assert_eq!(d.policy_version(), "v1");
     }
 
     #[test]
@@ -282,20 +367,20 @@ mod tests {
             json!({"allow": true, "approval": {"approvers": ["user:bob"], "quorum": 2, "reason": "deploy"}}),
         );
         assert_eq!(d.outcome(), Outcome::Approval);
-        assert_eq!(d.approval.unwrap().quorum, 2);
+        assert_eq!(d.approval().unwrap().quorum, 2);
     }
 
     #[test]
     fn approval_quorum_defaults_to_one() {
         let d = decide(json!({"allow": false, "approval": {"approvers": ["role:approver"]}}));
-        assert_eq!(d.approval.unwrap().quorum, 1);
+        assert_eq!(d.approval().unwrap().quorum, 1);
     }
 
     #[test]
     fn undefined_denies_and_says_how_to_fix() {
         let d = Decision::from_result(Query::Delegation, None, "v1");
         assert_eq!(d.outcome(), Outcome::Deny);
-        assert!(d.error.unwrap().contains("default"));
+        assert!(d.error().unwrap().contains("default"));
     }
 
     #[test]
@@ -334,10 +419,34 @@ mod tests {
         ] {
             let d = decide(v.clone());
             assert_eq!(d.outcome(), Outcome::Deny, "{v}");
-            assert!(!d.allow, "{v}");
-            let e = d.error.expect("error");
+            assert!(!d.is_allow(), "{v}");
+            let e = d.error().expect("error");
             assert!(e.contains(needle), "{v}: {e}");
         }
+    }
+
+    #[test]
+    fn allow_false_without_approval_is_a_deny_that_is_not_a_failure() {
+        let d = decide(json!({"allow": false, "reasons": ["no"]}));
+        assert_eq!(d.verdict(), &Verdict::Deny { error: None });
+    }
+
+    #[test]
+    fn a_decision_can_be_turned_only_into_a_deny_keeping_its_id() {
+        let d = decide(json!({"allow": true}));
+        let denied = d.denied_because("the audit log refused the event");
+        assert_eq!(denied.outcome(), Outcome::Deny);
+        assert_eq!(denied.decision_id(), d.decision_id());
+        assert_eq!(denied.error(), Some("the audit log refused the event"));
+    }
+
+    #[test]
+    fn serialized_allow_is_the_verdict_not_the_policys_member() {
+        let d = decide(json!({"allow": true, "approval": {"approvers": ["user:bob"]}}));
+        let v = serde_json::to_value(&d).unwrap();
+        assert_eq!(v["allow"], json!(false));
+        assert_eq!(v["approval"]["quorum"], json!(1));
+        assert!(v.get("error").is_none());
     }
 
     #[test]

@@ -184,11 +184,11 @@ async fn remote(
                 .error_for_status()?
                 .json()
                 .await?;
-            let mut d = Decision::from_result(query, body.get("result"), &version);
-            if let Some(id) = body.get("decision_id").and_then(Value::as_str) {
-                d.decision_id = id.to_string();
-            }
-            Ok(d)
+            let d = Decision::from_result(query, body.get("result"), &version);
+            Ok(match body.get("decision_id").and_then(Value::as_str) {
+                Some(id) => d.with_decision_id(id),
+                None => d,
+            })
         }
         External::AuthZen { url } => {
             let url = format!("{}/access/v1/evaluation", url.trim_end_matches('/'));

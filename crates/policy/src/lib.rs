@@ -20,7 +20,7 @@ mod scan;
 pub mod sources;
 mod vm_safety;
 
-pub use decision::{Approval, Decision, Outcome, Query};
+pub use decision::{Approval, Decision, Outcome, Query, Verdict};
 pub use error::{EvalError, LoadError};
 pub use external::{DecisionPoint, External};
 pub use live::LivePolicy;

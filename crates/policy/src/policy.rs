@@ -603,17 +603,17 @@ test_fails if decision.allow
         let p = policy();
         let d = p.decide(Query::Authz, json!({"action": {"tool": "get"}}));
         assert_eq!(d.outcome(), Outcome::Allow);
-        assert_eq!(d.policy_version, p.version());
+        assert_eq!(d.policy_version(), p.version());
         let d = p.decide(Query::Authz, json!({"action": {"tool": "put"}}));
         assert_eq!(d.outcome(), Outcome::Deny);
-        assert_eq!(d.reasons, ["nothing matched"]);
+        assert_eq!(d.reasons(), ["nothing matched"]);
     }
 
     #[test]
     fn a_missing_decision_rule_denies_and_names_the_package_to_write() {
         let d = policy().decide(Query::Delegation, json!({}));
         assert_eq!(d.outcome(), Outcome::Deny);
-        assert!(d.error.unwrap().contains("package mandate.delegation"));
+        assert!(d.error().unwrap().contains("package mandate.delegation"));
     }
 
     #[test]
@@ -628,7 +628,7 @@ test_fails if decision.allow
         .unwrap();
         let d = p.decide(Query::Authz, json!({"x": true, "y": true}));
         assert_eq!(d.outcome(), Outcome::Deny);
-        assert!(d.error.is_some());
+        assert!(d.error().is_some());
     }
 
     #[test]
@@ -724,7 +724,7 @@ test_fails if decision.allow
             .contains("mandate.authz.decision"));
         let d = p.decide(Query::Authz, json!({"action": {"tool": "x"}}));
         assert_eq!(d.outcome(), Outcome::Deny);
-        assert!(d.error.unwrap().contains("recursion"));
+        assert!(d.error().unwrap().contains("recursion"));
     }
 
     #[test]

@@ -126,19 +126,14 @@ async fn decide(
 ) -> (Value, Decision) {
     complete_context(st, &mut input, peer);
     let d = st.policy.decide_apart(Query::Authz, input.clone()).await;
-    tracing::info!(decision = %d.decision_id, policy = %d.policy_version, pep = %who,
+    tracing::info!(decision = %d.decision_id(), policy = %d.policy_version(), pep = %who,
         outcome = ?d.outcome(), "authzen evaluation");
     (input, d)
 }
 
 /// The deny given instead of `d` when its event could not be written (fail closed).
 fn unaudited(d: &Decision) -> Decision {
-    let mut denied = Decision::failed(
-        "the decision could not be written to the audit log".to_string(),
-        &d.policy_version,
-    );
-    denied.decision_id = d.decision_id.clone();
-    denied
+    d.denied_because("the decision could not be written to the audit log")
 }
 
 /// A decision point event with the verified caller as principal and chain.
@@ -198,10 +193,10 @@ fn recorded_action(st: &AppState, input: &Value, d: &Decision) -> Value {
     if let Some(args) = action.get("arguments") {
         let mut args = args.clone();
         let whole = ["/action/arguments".to_string()];
-        let paths = if d.error.is_some() {
+        let paths = if d.error().is_some() {
             &whole[..]
         } else {
-            &d.redact[..]
+            d.redact()
         };
         redact_arguments(key, &mut args, paths);
         summary.insert("arguments".to_string(), args);
@@ -211,7 +206,7 @@ fn recorded_action(st: &AppState, input: &Value, d: &Decision) -> Value {
     let mut summary = Value::Object(summary);
     redact_secret_keys(key, &mut summary, &SECRET_KEY_FRAGMENTS);
     // Redact paths elsewhere in the action (a path, a header...) apply to what is recorded too.
-    for path in d.redact.iter().filter_map(|p| p.strip_prefix("/action")) {
+    for path in d.redact().iter().filter_map(|p| p.strip_prefix("/action")) {
         if path.starts_with("/arguments") || path.is_empty() {
             continue;
         }
@@ -228,15 +223,15 @@ fn decision_event(st: &AppState, c: &Caller, input: &Value, d: &Decision) -> Eve
     ev.asserted = Some(asserted(c, input));
     ev.resource = resource_of(input);
     ev.decision = Some(d.outcome().as_str().to_string());
-    ev.decision_id = Some(d.decision_id.clone());
-    ev.policy_version = Some(d.policy_version.clone());
-    ev.reasons = d.reasons.clone();
-    if let Some(e) = &d.error {
-        ev.reasons.push(e.clone());
+    ev.decision_id = Some(d.decision_id().to_string());
+    ev.policy_version = Some(d.policy_version().to_string());
+    ev.reasons = d.reasons().to_vec();
+    if let Some(e) = d.error() {
+        ev.reasons.push(e.to_string());
     }
     ev.details
         .insert("action".into(), recorded_action(st, input, d));
-    if let Some(a) = &d.approval {
+    if let Some(a) = &d.approval() {
         ev.details.insert(
             "approval".into(),
             serde_json::to_value(a).unwrap_or(Value::Null),
@@ -273,13 +268,13 @@ fn batch_event(st: &AppState, c: &Caller, items: &[(Value, Decision)]) -> Event 
         let mut item = json!({
             "resource": resource_of(input),
             "decision": d.outcome().as_str(),
-            "decision_id": d.decision_id,
+            "decision_id": d.decision_id(),
         });
         if a.principal.as_deref() != Some(subject) && !subject.is_empty() {
             item["subject"] = json!(subject);
         }
         if d.outcome() != Outcome::Allow {
-            if let Some(r) = d.error.as_ref().or(d.reasons.first()) {
+            if let Some(r) = d.error().or(d.reasons().first().map(String::as_str)) {
                 item["reason"] = json!(r.chars().take(100).collect::<String>());
             }
         }
@@ -313,7 +308,7 @@ fn batch_event(st: &AppState, c: &Caller, items: &[(Value, Decision)]) -> Event 
     };
     ev.asserted = Some(a);
     ev.decision = Some(summary.as_str().to_string());
-    ev.policy_version = items.first().map(|(_, d)| d.policy_version.clone());
+    ev.policy_version = items.first().map(|(_, d)| d.policy_version().to_string());
     ev.resource = Some(format!("{} evaluations", items.len()));
     ev.details.insert("count".into(), items.len().into());
     ev.details

@@ -107,13 +107,13 @@ pub async fn check_delegation(
         Outcome::Allow => Ok(d),
         Outcome::Approval => Err(OAuthError::unauthorized_client(format!(
             "refused by policy: delegation needs approval ({}), which the token endpoint cannot wait for; ask an admin to change the delegation policy [decision {}, policy {}]",
-            d.reasons_line(), d.decision_id, d.policy_version
+            d.reasons_line(), d.decision_id(), d.policy_version()
         ))),
         Outcome::Deny => Err(OAuthError::unauthorized_client(format!(
             "refused by policy: {} [decision {}, policy {}]",
             d.reasons_line(),
-            d.decision_id,
-            d.policy_version
+            d.decision_id(),
+            d.policy_version()
         ))),
     }
 }

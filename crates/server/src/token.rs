@@ -195,8 +195,8 @@ fn action(grant: Option<&str>) -> String {
 
 fn decision_fields(ev: &mut Event, d: &Decision) {
     ev.decision = Some(d.outcome().as_str().to_string());
-    ev.decision_id = Some(d.decision_id.clone());
-    ev.policy_version = Some(d.policy_version.clone());
+    ev.decision_id = Some(d.decision_id().to_string());
+    ev.policy_version = Some(d.policy_version().to_string());
 }
 
 /// The issuance event of a mandate about to be handed out.
@@ -222,7 +222,7 @@ fn issued_event(
     ev.resource = Some(m.audiences.clone());
     ev.jti = Some(c.jti.clone());
     decision_fields(&mut ev, d);
-    ev.reasons = d.reasons.clone();
+    ev.reasons = d.reasons().to_vec();
     let details = &mut ev.details;
     details.insert("scope".into(), c.scope.clone().into());
     details.insert("audiences".into(), c.aud.as_slice().to_vec().into());
@@ -254,7 +254,7 @@ fn issued_event(
             serde_json::json!({
                 "principal": to,
                 "granted_by": caller,
-                "decision_id": d.decision_id,
+                "decision_id": d.decision_id(),
             }),
         );
     }
@@ -430,7 +430,7 @@ async fn decide_and_issue(
     }
     tracing::info!(jti = %claims.jti, sub = %claims.sub, holder = %claims.client_id,
         depth = claims.mandate.depth, grant, mode = minted.mode.as_str(),
-        decision = %decision.decision_id, policy = %decision.policy_version, "mandate issued");
+        decision = %decision.decision_id(), policy = %decision.policy_version(), "mandate issued");
     Ok(response(&token, claims, grant == TOKEN_EXCHANGE))
 }
 
