@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::jws::{self, Jws, JwsError};
 use crate::keys::{PublicKey, SecretKey};
+use crate::refusal::RefusalCode;
 
 /// The `typ` of a DPoP proof.
 pub const DPOP_TYP: &str = "dpop+jwt";
@@ -50,16 +51,16 @@ pub enum DpopError {
 
 impl DpopError {
     /// A stable, machine-readable reason code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> RefusalCode {
         match self {
             DpopError::Jws(_) | DpopError::Typ | DpopError::Jwk(_) | DpopError::Claims(_) => {
-                "dpop_malformed"
+                RefusalCode::DpopMalformed
             }
-            DpopError::Method(_) => "dpop_wrong_method",
-            DpopError::Url(_) => "dpop_wrong_url",
-            DpopError::Stale => "dpop_stale",
-            DpopError::Ath => "dpop_bad_ath",
-            DpopError::KeyMismatch => "dpop_wrong_key",
+            DpopError::Method(_) => RefusalCode::DpopWrongMethod,
+            DpopError::Url(_) => RefusalCode::DpopWrongUrl,
+            DpopError::Stale => RefusalCode::DpopStale,
+            DpopError::Ath => RefusalCode::DpopBadAth,
+            DpopError::KeyMismatch => RefusalCode::DpopWrongKey,
         }
     }
 }

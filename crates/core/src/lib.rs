@@ -14,6 +14,7 @@ pub mod duration;
 pub mod jws;
 pub mod keys;
 pub mod principal;
+pub mod refusal;
 pub mod revocation;
 pub mod scope;
 pub mod verify;
@@ -21,6 +22,7 @@ pub mod verify;
 pub use claims::{Act, Cnf, MandateClaims, MandateInfo};
 pub use keys::{KeyError, PublicKey, SecretKey};
 pub use principal::{PrincipalKind, PrincipalName};
+pub use refusal::RefusalCode;
 pub use scope::{Scope, ScopeSet};
 
 /// Seconds since the Unix epoch: the only notion of time the core knows. Callers pass it in.

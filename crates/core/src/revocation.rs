@@ -68,12 +68,13 @@ pub enum Revoked {
 
 impl Revoked {
     /// A stable, machine-readable reason code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> crate::refusal::RefusalCode {
+        use crate::refusal::RefusalCode;
         match self {
-            Revoked::Token(_) => "revoked",
-            Revoked::Ancestor(_) => "ancestor_revoked",
-            Revoked::Principal(_) => "principal_revoked",
-            Revoked::Key(_) => "key_revoked",
+            Revoked::Token(_) => RefusalCode::Revoked,
+            Revoked::Ancestor(_) => RefusalCode::AncestorRevoked,
+            Revoked::Principal(_) => RefusalCode::PrincipalRevoked,
+            Revoked::Key(_) => RefusalCode::KeyRevoked,
         }
     }
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use crate::claims::{MandateClaims, MANDATE_TYP, MAX_CHAIN_DEPTH};
 use crate::jws::{Jws, JwsError};
 use crate::keys::PublicKey;
+use crate::refusal::RefusalCode;
 
 /// Allowed clock difference between issuer and verifier, in seconds.
 pub const DEFAULT_SKEW: i64 = 30;
@@ -52,20 +53,20 @@ pub enum VerifyError {
 
 impl VerifyError {
     /// A stable, machine-readable reason code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> RefusalCode {
         match self {
-            VerifyError::Jws(JwsError::TooLarge(_)) => "token_too_large",
-            VerifyError::Jws(JwsError::Algorithm(_)) => "alg_not_allowed",
-            VerifyError::Jws(JwsError::Signature) => "bad_signature",
-            VerifyError::Jws(_) => "malformed",
-            VerifyError::Typ(_) => "wrong_typ",
-            VerifyError::MissingKid | VerifyError::UnknownKid => "unknown_kid",
-            VerifyError::Claims(_) => "malformed_claims",
-            VerifyError::Issuer(_) => "wrong_iss",
-            VerifyError::Audience(_) => "wrong_aud",
-            VerifyError::Expired => "expired",
-            VerifyError::NotYetValid => "not_yet_valid",
-            VerifyError::Chain(_) => "bad_chain",
+            VerifyError::Jws(JwsError::TooLarge(_)) => RefusalCode::TokenTooLarge,
+            VerifyError::Jws(JwsError::Algorithm(_)) => RefusalCode::AlgNotAllowed,
+            VerifyError::Jws(JwsError::Signature) => RefusalCode::BadSignature,
+            VerifyError::Jws(_) => RefusalCode::Malformed,
+            VerifyError::Typ(_) => RefusalCode::WrongTyp,
+            VerifyError::MissingKid | VerifyError::UnknownKid => RefusalCode::UnknownKid,
+            VerifyError::Claims(_) => RefusalCode::MalformedClaims,
+            VerifyError::Issuer(_) => RefusalCode::WrongIss,
+            VerifyError::Audience(_) => RefusalCode::WrongAud,
+            VerifyError::Expired => RefusalCode::Expired,
+            VerifyError::NotYetValid => RefusalCode::NotYetValid,
+            VerifyError::Chain(_) => RefusalCode::BadChain,
         }
     }
 }

@@ -53,10 +53,10 @@ fn parse_line(line: &str, default_url: &str) -> Line {
     }
 }
 
-fn verdict(r: Result<mandate_core::verify::VerifiedMandate, Refusal>) -> Value {
+fn verdict(r: Result<mandate_verify::Presented, Refusal>) -> Value {
     match r {
         Ok(v) => {
-            let c = v.claims();
+            let c = v.mandate.claims();
             json!({"valid": true, "jti": c.jti, "sub": c.sub, "client_id": c.client_id,
                    "scope": c.scope, "chain": c.chain()})
         }

@@ -56,6 +56,14 @@ impl ApiError {
     pub fn conflict(d: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", d)
     }
+    /// 503 `temporarily_unavailable`: Mandate's own state refuses for now (fail closed); retry.
+    pub fn unavailable(d: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            d,
+        )
+    }
     /// 500; logged, and the operation is refused.
     pub fn internal(what: &str, e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "{what}");

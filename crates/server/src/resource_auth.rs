@@ -3,11 +3,11 @@
 //! the one the mandate is bound to and whose `ath` is the mandate's hash.
 
 use axum::http::{HeaderMap, Method, Uri};
-use mandate_core::dpop;
-use mandate_core::jws::Jws;
 use mandate_core::verify;
 use mandate_core::MandateClaims;
-use mandate_verify::{Expectations, Presentation, ReplayCache};
+use mandate_verify::{
+    BoxFuture, CheckedProof, Expectations, Presentation, Refusal, RefusalCode, ReplayGuard,
+};
 
 use crate::api_error::ApiError;
 use crate::principals::Loaded;
@@ -53,47 +53,63 @@ pub async fn authenticate_with(
     };
     // The verifier library checks the whole presentation; the proof's single use is then
     // enforced in the database (durable, and shared by every node) instead of in memory.
-    let mut this_request_only = ReplayCache::new(1);
-    let verified = st
+    let unspent = st
         .keys
         .with_keys(|k| {
-            st.revocations.with_set(|r| {
-                mandate_verify::check(&presentation, k, r, &mut this_request_only, expect)
-            })
+            st.revocations
+                .with_set(|r| mandate_verify::check_unspent(&presentation, k, r, expect))
         })
-        .map_err(|r| {
-            ApiError::unauthenticated(format!("mandate refused ({}): {}", r.code, r.message))
-        })?;
-    let claims = verified.into_claims();
-    match &claims.cnf {
-        None if bearer_ok => return loaded(st, claims).await,
-        None => {
-            return Err(ApiError::unauthenticated(
-                "this API takes only DPoP-bound mandates",
-            ))
-        }
-        Some(_) => {}
-    }
-    let proof: dpop::ProofClaims = presentation
-        .dpop
-        .and_then(|p| Jws::decode(p).ok())
-        .and_then(|j| j.unverified_claims().ok())
-        .ok_or_else(|| ApiError::unauthenticated("missing DPoP proof header"))?;
-    let jkt = &claims.cnf.as_ref().expect("checked above").jkt;
-    let fresh = st
-        .store
-        .use_jti(
-            &format!("dpop:{jkt}:{}", proof.jti),
-            proof.iat + dpop::MAX_AGE + dpop::MAX_FUTURE,
-        )
+        .map_err(refused)?;
+    let presented = unspent
+        .spend(&StoreReplay(&st.store), now)
         .await
-        .map_err(|e| ApiError::internal("replay check failed", e))?;
-    if !fresh {
+        .map_err(refused)?;
+    let claims = presented.mandate.into_claims();
+    if claims.cnf.is_none() && !bearer_ok {
         return Err(ApiError::unauthenticated(
-            "DPoP proof was already used: make a fresh proof per request",
+            "this API takes only DPoP-bound mandates",
         ));
     }
     loaded(st, claims).await
+}
+
+/// A refused presentation as an API error: the caller's fault is 401 with the reason; Mandate's
+/// own state (a failed replay store, a full cache) is a 503 to retry.
+fn refused(r: Refusal) -> ApiError {
+    if r.code.is_unavailable() {
+        return ApiError::unavailable(format!("mandate not checked ({}): {}", r.code, r.message));
+    }
+    ApiError::unauthenticated(format!("mandate refused ({}): {}", r.code, r.message))
+}
+
+/// The single use of DPoP proofs, kept in the authority's database: durable, and shared by
+/// every node on the same database.
+pub struct StoreReplay<'a>(pub &'a mandate_store::Store);
+
+impl ReplayGuard for StoreReplay<'_> {
+    fn use_once<'a>(
+        &'a self,
+        proof: &'a CheckedProof,
+        _now: i64,
+    ) -> BoxFuture<'a, Result<(), Refusal>> {
+        Box::pin(async move {
+            let key = format!("dpop:{}:{}", proof.jkt, proof.jti);
+            match self.0.use_jti(&key, proof.remember_until()).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(Refusal::new(
+                    RefusalCode::DpopReplayed,
+                    "DPoP proof was already used: make a fresh proof per request",
+                )),
+                Err(e) => {
+                    tracing::error!(error = %e, "the DPoP replay check failed");
+                    Err(Refusal::new(
+                        RefusalCode::ReplayCheckFailed,
+                        "the DPoP replay check failed; retry later",
+                    ))
+                }
+            }
+        })
+    }
 }
 
 /// The holder as stored now; a deleted or disabled holder is refused.

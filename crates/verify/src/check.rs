@@ -7,9 +7,13 @@
 //! is a [`Refusal`] with a stable code; there is no "soft" outcome, so a caller that forgets to
 //! handle a case still denies.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use mandate_core::dpop::{self, ProofCheck};
 use mandate_core::revocation::RevocationSet;
 use mandate_core::verify::{self, Expect, KeyLookup, VerifiedMandate};
+pub use mandate_core::RefusalCode;
 
 pub use crate::replay::ReplayCache;
 
@@ -29,15 +33,16 @@ pub struct Presentation<'a> {
 /// Why a presentation was refused: a stable machine-readable `code` and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// A stable reason code, e.g. `expired`, `dpop_replayed`, `revocations_stale`.
-    pub code: &'static str,
+    /// The reason, e.g. `expired`, `dpop_replayed`, `revocations_stale`; it knows its HTTP
+    /// status, OAuth and JSON-RPC codes.
+    pub code: RefusalCode,
     /// What went wrong, in words. It never contains the token or a key.
     pub message: String,
 }
 
 impl Refusal {
     /// Builds a refusal.
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: RefusalCode, message: impl Into<String>) -> Self {
         Refusal {
             code,
             message: message.into(),
@@ -73,19 +78,102 @@ enum Scheme {
     Bearer,
 }
 
-/// The identity of a checked DPoP proof, whose single use is still to be enforced.
-#[derive(Debug, Clone)]
-pub(crate) struct ProofUse {
-    pub(crate) jkt: String,
-    pub(crate) jti: String,
-    pub(crate) iat: i64,
+/// A DPoP proof that checked out (signature, `htm`, `htu`, `iat`, `ath`, bound to the mandate's
+/// `cnf.jkt`): what its single use is recorded under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedProof {
+    /// The RFC 7638 thumbprint of the proof's key (the mandate's `cnf.jkt`).
+    pub jkt: String,
+    /// The proof's `jti`.
+    pub jti: String,
+    /// The proof's `iat`.
+    pub iat: i64,
 }
 
-/// A presentation that passed every check except the single use of its proof.
+impl CheckedProof {
+    /// Until when a proof with this `iat` could still be accepted by some verifier (so until
+    /// when its use must be remembered).
+    pub fn remember_until(&self) -> i64 {
+        self.iat
+            .saturating_add(dpop::MAX_AGE)
+            .saturating_add(dpop::MAX_FUTURE)
+    }
+}
+
+/// A presentation that passed every check, with its proof.
 #[derive(Debug)]
-pub(crate) struct Checked {
-    pub(crate) mandate: VerifiedMandate,
-    pub(crate) proof: Option<ProofUse>,
+pub struct Presented {
+    /// The verified mandate.
+    pub mandate: VerifiedMandate,
+    /// The DPoP proof it came with (`None` for a bearer mandate).
+    pub proof: Option<CheckedProof>,
+}
+
+/// A presentation that passed every check except the single use of its proof: spend it with
+/// [`Unspent::spend`] before acting on it.
+#[derive(Debug)]
+#[must_use = "an unspent presentation has not been checked for replay"]
+pub struct Unspent(Presented);
+
+impl Unspent {
+    /// Records the proof as used in `guard` (refusing a replay), then hands over the presentation.
+    pub async fn spend(self, guard: &dyn ReplayGuard, now: i64) -> Result<Presented, Refusal> {
+        if let Some(proof) = &self.0.proof {
+            guard.use_once(proof, now).await?;
+        }
+        Ok(self.0)
+    }
+
+    /// [`Unspent::spend`] with an in-memory cache, without a runtime.
+    pub fn spend_in(self, cache: &mut ReplayCache, now: i64) -> Result<Presented, Refusal> {
+        if let Some(p) = &self.0.proof {
+            cache.use_once(&p.jkt, &p.jti, p.iat, now)?;
+        }
+        Ok(self.0)
+    }
+}
+
+/// A boxed future, as [`ReplayGuard`] returns (object-safe without a macro crate).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where the single use of DPoP proofs is enforced: the in-memory [`MemoryReplay`] of one
+/// process, or a durable store shared by every node (the authority's database).
+pub trait ReplayGuard: Send + Sync {
+    /// Records `proof` as used at `now`; refuses it (`dpop_replayed`) if it was used before, and
+    /// fails closed on any error of its own.
+    fn use_once<'a>(
+        &'a self,
+        proof: &'a CheckedProof,
+        now: i64,
+    ) -> BoxFuture<'a, Result<(), Refusal>>;
+}
+
+/// A process's own replay memory behind a lock.
+#[derive(Debug, Default)]
+pub struct MemoryReplay(std::sync::Mutex<ReplayCache>);
+
+impl MemoryReplay {
+    /// A memory that holds at most `capacity` live proofs.
+    pub fn new(capacity: usize) -> Self {
+        MemoryReplay(std::sync::Mutex::new(ReplayCache::new(capacity)))
+    }
+
+    /// Records a proof as used, synchronously.
+    pub fn use_now(&self, proof: &CheckedProof, now: i64) -> Result<(), Refusal> {
+        // Every critical section leaves the cache consistent, so a poisoned lock is still usable.
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        cache.use_once(&proof.jkt, &proof.jti, proof.iat, now)
+    }
+}
+
+impl ReplayGuard for MemoryReplay {
+    fn use_once<'a>(
+        &'a self,
+        proof: &'a CheckedProof,
+        now: i64,
+    ) -> BoxFuture<'a, Result<(), Refusal>> {
+        Box::pin(std::future::ready(self.use_now(proof, now)))
+    }
 }
 
 /// Checks a presentation completely, recording the proof's `jti` as used only when everything
@@ -96,22 +184,18 @@ pub fn check(
     revoked: &RevocationSet,
     replay: &mut ReplayCache,
     e: Expectations<'_>,
-) -> Result<VerifiedMandate, Refusal> {
-    let checked = check_before_replay(p, keys, revoked, e)?;
-    if let Some(proof) = &checked.proof {
-        replay.use_once(&proof.jkt, &proof.jti, proof.iat, e.now)?;
-    }
-    Ok(checked.mandate)
+) -> Result<Presented, Refusal> {
+    check_unspent(p, keys, revoked, e)?.spend_in(replay, e.now)
 }
 
-/// Every check but the replay cache, so that the [`crate::Verifier`] can run the signature
-/// checks concurrently and lock the cache only for the final, cheap insertion.
-pub(crate) fn check_before_replay(
+/// Every check but the single use of the proof, so that a caller can run the signature checks
+/// concurrently and then spend the proof where it keeps replays ([`Unspent::spend`]).
+pub fn check_unspent(
     p: &Presentation<'_>,
     keys: &impl KeyLookup,
     revoked: &RevocationSet,
     e: Expectations<'_>,
-) -> Result<Checked, Refusal> {
+) -> Result<Unspent, Refusal> {
     let (scheme, token) = parse_authorization(p.authorization)?;
     let expect = Expect {
         issuer: e.issuer,
@@ -125,24 +209,24 @@ pub(crate) fn check_before_replay(
         // token is bound, and accepting it would hide a misissued token or a confused client.
         if scheme == Scheme::Dpop {
             return Err(Refusal::new(
-                "dpop_scheme_for_bearer_token",
+                RefusalCode::DpopSchemeForBearerToken,
                 "this mandate is not DPoP-bound: present it as \"Authorization: Bearer\"",
             ));
         }
-        return Ok(Checked {
+        return Ok(Unspent(Presented {
             mandate,
             proof: None,
-        });
+        }));
     };
     if scheme == Scheme::Bearer {
         return Err(Refusal::new(
-            "bearer_use_of_dpop_bound_token",
+            RefusalCode::BearerUseOfDpopBoundToken,
             "this mandate is DPoP-bound: present it as \"Authorization: DPoP\" with a proof",
         ));
     }
     let proof = p.dpop.ok_or_else(|| {
         Refusal::new(
-            "dpop_missing",
+            RefusalCode::DpopMissing,
             "a DPoP-bound mandate needs a DPoP proof header",
         )
     })?;
@@ -158,19 +242,19 @@ pub(crate) fn check_before_replay(
     .map_err(|err| Refusal::new(err.code(), err.to_string()))?;
     if checked.jkt != cnf.jkt {
         return Err(Refusal::new(
-            "dpop_wrong_key",
+            RefusalCode::DpopWrongKey,
             "the DPoP proof is signed by a key other than the one the mandate is bound to",
         ));
     }
-    let proof = ProofUse {
+    let proof = CheckedProof {
         jkt: checked.jkt,
         jti: checked.claims.jti,
         iat: checked.claims.iat,
     };
-    Ok(Checked {
+    Ok(Unspent(Presented {
         mandate,
         proof: Some(proof),
-    })
+    }))
 }
 
 /// Checks a mandate on its own, without a presentation: signature, claims and revocation. This is
@@ -196,7 +280,7 @@ pub fn check_mandate(
 fn parse_authorization(value: &str) -> Result<(Scheme, &str), Refusal> {
     let malformed = || {
         Refusal::new(
-            "malformed_authorization",
+            RefusalCode::MalformedAuthorization,
             "the Authorization header must be \"DPoP <mandate>\" or \"Bearer <mandate>\"",
         )
     };
@@ -255,7 +339,7 @@ mod tests {
 
     #[test]
     fn refusal_displays_code_then_message() {
-        let r = Refusal::new("expired", "token expired");
+        let r = Refusal::new(RefusalCode::Expired, "token expired");
         assert_eq!(r.to_string(), "expired: token expired");
         let as_error: &dyn std::error::Error = &r;
         assert!(as_error.source().is_none());

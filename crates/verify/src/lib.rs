@@ -22,7 +22,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mandate_core::keys::PublicKey;
 use mandate_core::revocation::{RevocationEntry, RevocationSet};
 
-pub use check::{check, check_mandate, Expectations, Presentation, Refusal};
+pub use check::{
+    check, check_mandate, check_unspent, BoxFuture, CheckedProof, Expectations, MemoryReplay,
+    Presentation, Presented, Refusal, RefusalCode, ReplayGuard, Unspent,
+};
 pub use mandate_core::verify::VerifiedMandate;
 pub use metadata::{check_issuer, check_same_origin};
 pub use replay::{ReplayCache, DEFAULT_CAPACITY};
@@ -112,7 +115,7 @@ pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
     keys: RwLock<HashMap<String, PublicKey>>,
     revoked: RwLock<RevocationSet>,
-    replay: Mutex<ReplayCache>,
+    replay: Arc<dyn ReplayGuard>,
     last_sync: Mutex<Option<Instant>>,
     last_refresh: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -176,27 +179,20 @@ impl Inner {
                 max.as_secs_f64()
             ),
         };
-        Err(Refusal::new("revocations_stale", message))
+        Err(Refusal::new(RefusalCode::RevocationsStale, message))
     }
 
-    /// Runs the pure check at the current time. The signature checks run under read locks only;
-    /// the replay cache is locked just for the final insertion.
-    fn check_now(&self, p: &Presentation<'_>) -> Result<VerifiedMandate, Refusal> {
+    /// Runs the pure checks at `now`, under read locks only; the proof is spent afterwards.
+    fn check_now(&self, p: &Presentation<'_>, now: i64) -> Result<Unspent, Refusal> {
         let e = Expectations {
             issuer: &self.cfg.issuer,
             audience: &self.cfg.audience,
-            now: unix_now(),
+            now,
             skew: self.cfg.skew,
         };
-        let checked = {
-            let keys = read(&self.keys);
-            let revoked = read(&self.revoked);
-            check::check_before_replay(p, &*keys, &revoked, e)?
-        };
-        if let Some(proof) = &checked.proof {
-            lock(&self.replay).use_once(&proof.jkt, &proof.jti, proof.iat, e.now)?;
-        }
-        Ok(checked.mandate)
+        let keys = read(&self.keys);
+        let revoked = read(&self.revoked);
+        check::check_unspent(p, &*keys, &revoked, e)
     }
 
     /// Fetches the keys and replaces the whole set, so that keys the issuer retired stop
@@ -214,15 +210,22 @@ impl Inner {
 
 impl Verifier {
     /// A verifier with no keys and no revocation view yet: it refuses everything until the
-    /// follower's first answer arrives (see [`Verifier::spawn_follower`]).
+    /// follower's first answer arrives (see [`Verifier::spawn_follower`]). DPoP proofs are
+    /// remembered in this process ([`MemoryReplay`]).
     pub fn new(cfg: Config, http: reqwest::Client) -> Self {
+        Self::with_replay(cfg, http, Arc::new(MemoryReplay::default()))
+    }
+
+    /// [`Verifier::new`] with the single use of DPoP proofs enforced by `replay` (for example a
+    /// store shared by every replica).
+    pub fn with_replay(cfg: Config, http: reqwest::Client, replay: Arc<dyn ReplayGuard>) -> Self {
         Verifier {
             inner: Arc::new(Inner {
                 cfg,
                 http,
                 keys: RwLock::new(HashMap::new()),
                 revoked: RwLock::new(RevocationSet::default()),
-                replay: Mutex::new(ReplayCache::default()),
+                replay,
                 last_sync: Mutex::new(None),
                 last_refresh: tokio::sync::Mutex::new(None),
             }),
@@ -254,17 +257,19 @@ impl Verifier {
     /// Refuses everything with `revocations_stale` when the last successful feed answer is
     /// older than `max_staleness` (or there never was one). On `unknown_kid` the JWKS is fetched
     /// again, at most once per [`JWKS_REFRESH_INTERVAL`], and the presentation checked once more.
-    pub async fn verify(&self, p: &Presentation<'_>) -> Result<VerifiedMandate, Refusal> {
+    /// The proof is spent (its single use recorded) only when everything else passed.
+    pub async fn verify(&self, p: &Presentation<'_>) -> Result<Presented, Refusal> {
         self.inner.fresh()?;
-        match self.inner.check_now(p) {
-            Err(r) if r.code == "unknown_kid" => {
+        let unspent = match self.inner.check_now(p, unix_now()) {
+            Err(r) if r.code == RefusalCode::UnknownKid => {
                 self.refresh_for_unknown_kid().await;
                 // The fetch may have taken seconds: the view must still be fresh afterwards.
                 self.inner.fresh()?;
-                self.inner.check_now(p)
+                self.inner.check_now(p, unix_now())?
             }
-            outcome => outcome,
-        }
+            outcome => outcome?,
+        };
+        unspent.spend(&*self.inner.replay, unix_now()).await
     }
 
     /// The revocation feed position the view reflects.

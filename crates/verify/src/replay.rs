@@ -12,7 +12,7 @@ use std::collections::{BinaryHeap, HashSet};
 
 use mandate_core::dpop::{MAX_AGE, MAX_FUTURE};
 
-use crate::check::Refusal;
+use crate::check::{Refusal, RefusalCode};
 
 /// How many live proofs the default cache holds.
 pub const DEFAULT_CAPACITY: usize = 100_000;
@@ -58,7 +58,7 @@ impl ReplayCache {
         let key = (jkt.to_string(), jti.to_string());
         if self.seen.contains(&key) {
             return Err(Refusal::new(
-                "dpop_replayed",
+                RefusalCode::DpopReplayed,
                 "this DPoP proof was already used: make a new proof for every request",
             ));
         }
@@ -68,7 +68,7 @@ impl ReplayCache {
                 "DPoP replay cache is full; refusing proofs until entries expire"
             );
             return Err(Refusal::new(
-                "replay_cache_full",
+                RefusalCode::ReplayCacheFull,
                 "too many recent DPoP proofs to remember; retry in a minute",
             ));
         }

@@ -110,7 +110,7 @@ async fn a_fresh_view_accepts_and_an_old_one_refuses_even_valid_mandates() {
         url: "https://api.example/x",
     };
     v.inner.apply_feed(&[]);
-    assert_eq!(v.verify(&p).await.unwrap().claims().jti, "j1");
+    assert_eq!(v.verify(&p).await.unwrap().mandate.claims().jti, "j1");
     set_last_sync(&v, Duration::from_secs(2));
     assert!(v.verify(&p).await.is_ok(), "2 s old is within 3 s");
     set_last_sync(&v, Duration::from_secs(4));

@@ -93,8 +93,8 @@ fn run(c: &Case) -> Result<String, &'static str> {
         check(&p, &keys(), &set, &mut replay, e).expect("the first presentation passes");
     }
     check(&p, &keys(), &set, &mut replay, e)
-        .map(|m| m.claims().jti.clone())
-        .map_err(|r| r.code)
+        .map(|m| m.mandate.claims().jti.clone())
+        .map_err(|r| r.code.as_str())
 }
 
 #[test]

@@ -171,7 +171,9 @@ async fn present(v: &Verifier, token: &str, jti: &str) -> Result<String, Refusal
         method: METHOD,
         url: URL,
     };
-    v.verify(&pres).await.map(|m| m.claims().jti.clone())
+    v.verify(&pres)
+        .await
+        .map(|m| m.mandate.claims().jti.clone())
 }
 
 fn token_claims(token: &str) -> Value {

@@ -30,7 +30,7 @@ fn run(authorization: &str, dpop: Option<&str>) -> Result<(), &'static str> {
     let mut replay = ReplayCache::default();
     check(&p, &keys(), &set, &mut replay, expectations())
         .map(|_| ())
-        .map_err(|r| r.code)
+        .map_err(|r| r.code.as_str())
 }
 
 /// Replaces the character at `at` (modulo the length) with a different base64url character.
