@@ -102,9 +102,10 @@ pub const MAX_REASON_CHARS: usize = 500;
 pub const MAX_CHAIN: usize = 32;
 
 /// Key fragments whose values are always recorded as HMACs, at any depth, whatever the policy
-/// says: a floor under every policy's `redact`. A key matches when, lower-cased and without `_`,
-/// `-`, `.` and spaces, it contains one of them (`API_KEY`, `privateKey`, `x-access-key` all do).
-pub const SECRET_KEY_FRAGMENTS: [&str; 13] = [
+/// says: a floor under every policy's `redact`. A key matches when, normalized (see
+/// [`normalized_key`]: `API_KEY`, `privateKey`, `x-access-key`, a fullwidth or zero-width-split
+/// `password` all qualify), it contains one of them.
+pub const SECRET_KEY_FRAGMENTS: [&str; 20] = [
     "password",
     "passwd",
     "passphrase",
@@ -114,18 +115,69 @@ pub const SECRET_KEY_FRAGMENTS: [&str; 13] = [
     "apikey",
     "accesskey",
     "privatekey",
+    "signingkey",
+    "sshkey",
     "credential",
     "authorization",
     "cookie",
     "session",
+    "bearer",
+    "jwt",
+    "cvv",
+    "cardnumber",
+    "connectionstring",
 ];
 
-/// A key as [`SECRET_KEY_FRAGMENTS`] are matched against it.
-fn normalized_key(k: &str) -> String {
-    k.chars()
-        .filter(|c| !matches!(c, '_' | '-' | '.' | ' '))
+/// Keys that are credentials when they are the whole (normalized) name, but too short to match
+/// inside longer names (`author`, `spinner`, `monkey` are not secrets).
+pub const SECRET_KEY_NAMES: [&str; 9] = [
+    "auth", "key", "pin", "otp", "pass", "pw", "creds", "dsn", "sig",
+];
+
+/// Whether an object key names a secret ([`SECRET_KEY_FRAGMENTS`], [`SECRET_KEY_NAMES`]).
+pub fn is_secret_key(k: &str) -> bool {
+    let name = normalized_key(k);
+    SECRET_KEY_NAMES.contains(&name.as_str())
+        || SECRET_KEY_FRAGMENTS.iter().any(|f| name.contains(f))
+}
+
+/// A key as the secret names are matched against it: Unicode compatibility form (NFKC, so
+/// fullwidth letters are ASCII), common Cyrillic and Greek look-alikes folded to Latin, lower
+/// case, and only letters and digits kept (so `_`, `-`, `.`, spaces and zero-width characters
+/// do not split a name).
+pub fn normalized_key(k: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    k.nfkc()
         .flat_map(char::to_lowercase)
+        .map(fold_lookalike)
+        .filter(|c| c.is_alphanumeric())
         .collect()
+}
+
+/// Cyrillic and Greek letters that look like Latin ones, as the Latin letter.
+fn fold_lookalike(c: char) -> char {
+    match c {
+        'а' => 'a',
+        'в' => 'b',
+        'с' | 'ϲ' => 'c',
+        'ԁ' => 'd',
+        'е' | 'ε' => 'e',
+        'һ' => 'h',
+        'і' | 'ι' => 'i',
+        'ј' => 'j',
+        'к' | 'κ' => 'k',
+        'м' => 'm',
+        'п' | 'η' => 'n',
+        'о' | 'ο' | 'σ' => 'o',
+        'р' | 'ρ' => 'p',
+        'ѕ' => 's',
+        'т' | 'τ' => 't',
+        'υ' => 'u',
+        'ѡ' | 'ω' => 'w',
+        'х' | 'χ' => 'x',
+        'у' | 'γ' => 'y',
+        other => other,
+    }
 }
 
 /// Event kinds written by Mandate.
@@ -347,7 +399,9 @@ pub fn redact_secret_keys(key: &[u8], value: &mut Value, fragments: &[&str]) {
         Value::Object(o) => {
             for (k, v) in o.iter_mut() {
                 let name = normalized_key(k);
-                if fragments.iter().any(|f| name.contains(f)) {
+                if fragments.iter().any(|f| name.contains(f))
+                    || SECRET_KEY_NAMES.contains(&name.as_str())
+                {
                     if !v.as_str().is_some_and(|s| s.starts_with(REDACTED_PREFIX)) {
                         *v = Value::String(redact_value(key, v));
                     }
@@ -359,6 +413,28 @@ pub fn redact_secret_keys(key: &[u8], value: &mut Value, fragments: &[&str]) {
         Value::Array(a) => {
             for v in a {
                 redact_secret_keys(key, v, fragments);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Replaces, at any depth of `value`, every string (object keys excepted) that `is_secret` says
+/// is a credential by its HMAC under `key`: the floor for secrets under harmless keys (a mandate
+/// under `data`, `Bearer ...` under `x-custom`, a URL with a password).
+pub fn redact_secret_values(key: &[u8], value: &mut Value, is_secret: &dyn Fn(&str) -> bool) {
+    match value {
+        Value::String(s) if !s.starts_with(REDACTED_PREFIX) && is_secret(s) => {
+            *value = Value::String(redact_value(key, value));
+        }
+        Value::Object(o) => {
+            for v in o.values_mut() {
+                redact_secret_values(key, v, is_secret);
+            }
+        }
+        Value::Array(a) => {
+            for v in a {
+                redact_secret_values(key, v, is_secret);
             }
         }
         _ => {}
@@ -791,5 +867,41 @@ mod tests {
             "2026-11-26T01:02:03.456Z"
         );
         assert_eq!(rfc3339_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn secret_keys_match_through_case_separators_compatibility_forms_and_look_alikes() {
+        for k in [
+            "password",
+            "PASS_WORD",
+            "x-api-key",
+            "p\u{0430}ssword",
+            "\u{ff50}\u{ff41}\u{ff53}\u{ff53}\u{ff57}\u{ff4f}\u{ff52}\u{ff44}",
+            "pass\u{200b}word",
+            "auth",
+            "PIN",
+            "ssh_key",
+            "card-number",
+        ] {
+            assert!(is_secret_key(k), "{k}");
+        }
+        for k in ["author", "spinner", "monkey", "keyboard", "repo", "path"] {
+            assert!(!is_secret_key(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn secret_values_are_replaced_wherever_they_are_and_only_they() {
+        let key = b"k";
+        let mut v = json!({"a": ["keep", "SECRET-1"], "b": {"c": "SECRET-2"}, "d": 3});
+        redact_secret_values(key, &mut v, &|s: &str| s.starts_with("SECRET"));
+        assert_eq!(v["a"][0], "keep");
+        assert!(v["a"][1].as_str().unwrap().starts_with(REDACTED_PREFIX));
+        assert!(v["b"]["c"].as_str().unwrap().starts_with(REDACTED_PREFIX));
+        assert_eq!(v["d"], 3);
+        // Idempotent: an HMAC is not redacted again.
+        let once = v.clone();
+        redact_secret_values(key, &mut v, &|_| true);
+        assert_eq!(v["b"]["c"], once["b"]["c"]);
     }
 }

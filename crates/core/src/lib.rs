@@ -17,6 +17,7 @@ pub mod principal;
 pub mod refusal;
 pub mod revocation;
 pub mod scope;
+pub mod secrets;
 pub mod verify;
 
 pub use claims::{Act, Cnf, MandateClaims, MandateInfo};

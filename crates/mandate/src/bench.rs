@@ -84,6 +84,7 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         limits: mandate_server::Limits {
             per_source_rps: 0,
             max_connections_per_source: mandate_server::Limits::default().max_connections,
+            max_connections_per_network: mandate_server::Limits::default().max_connections,
             ..mandate_server::Limits::default()
         },
         data_api_paths: mandate_server::default_data_api_paths(),

@@ -2,8 +2,9 @@
 //! real server (in this process, durable SQLite in a temporary directory, the default limits).
 //!
 //! Two phases of `--seconds` each: first the normal load alone, then the same load while other
-//! loopback sources (127.0.0.2 and up; every 127.x address reaches the server) hold 500 idle
-//! connections (ten sources of 50; each reconnects when the server closes it), flood the token endpoint with
+//! loopback sources (every 127.x address reaches the server) hold 500 idle connections (ten
+//! sources of 50, 127.0.2.2 to 127.0.11.2, each in its own /24 so the per-network bound does not
+//! turn them away; each reconnects when the server closes it), flood the token endpoint with
 //! unauthenticated requests, and post maximal AuthZEN batches as an enforcement point. The normal
 //! load comes from 127.0.0.1 at a steady rate, below the per-source limit, as a fleet's exchanges
 //! would. Reported per phase: the normal exchanges' latency percentiles, and what the audit log
@@ -341,9 +342,11 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
 
     let counts = Arc::new(AttackCounts::default());
     let mut attacks = tokio::task::JoinSet::new();
-    // 500 idle connections from ten sources (under the per-source bound of 64 each).
+    // 500 idle connections from ten sources in ten networks (under the per-source bound of 64
+    // and the per-network bound of 256 each).
     for s in 2..=11u8 {
-        attacks.spawn(hold_idle(r.addr, source(s), 50, counts.clone()));
+        let from = IpAddr::V4(Ipv4Addr::new(127, 0, s, 2));
+        attacks.spawn(hold_idle(r.addr, from, 50, counts.clone()));
     }
     attacks.spawn(flood(r.issuer.clone(), source(12), 8, counts.clone()));
     let pep = Arc::new((r.issuer.clone(), r.pep.clone(), pep_mandate));

@@ -288,7 +288,10 @@ fn emit(lines: &[String]) -> bool {
 /// when `header`).
 fn render(ctx: &Ctx, events: &[StoredEvent], w: &[usize; 8], header: bool) -> Vec<String> {
     if ctx.json {
-        return events.iter().map(|e| event_json(e).to_string()).collect();
+        return events
+            .iter()
+            .map(|e| crate::term::json_text(&event_json(e).to_string()).into_owned())
+            .collect();
     }
     let mut lines = Vec::with_capacity(events.len() + 1);
     if header {

@@ -584,7 +584,10 @@ pub async fn proof(id: &str, tree_size: Option<u64>, src: &AuditSource, ctx: &Ct
         "event": ev["event"], "inclusion_proof": path.iter().map(hex).collect::<Vec<_>>(),
         "checkpoint": cp.note, "verifier_keys": keys,
     });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    println!(
+        "{}",
+        crate::term::json_text(&serde_json::to_string_pretty(&out)?)
+    );
     Ok(())
 }
 

@@ -134,7 +134,7 @@ pub async fn run(ctx: &Ctx, a: VerifyArgs) -> Result<()> {
         }
         let out = check(&v, &parse_line(&line, &default_url), &default_url).await;
         let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{out}")?;
+        writeln!(stdout, "{}", crate::term::json_text(&out.to_string()))?;
         stdout.flush()?;
     }
     Ok(())

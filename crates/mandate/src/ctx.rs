@@ -58,7 +58,8 @@ impl Ctx {
     pub fn print(&self, value: &serde_json::Value, human: impl FnOnce() -> String) {
         use std::io::Write;
         let text = if self.json {
-            serde_json::to_string_pretty(value).expect("JSON serialises")
+            term::json_text(&serde_json::to_string_pretty(value).expect("JSON serialises"))
+                .into_owned()
         } else {
             term::safe_lines(&human()).into_owned()
         };

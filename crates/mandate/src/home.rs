@@ -61,6 +61,8 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// Most connections one source (IPv4 address or IPv6 /64) may hold open.
     pub max_connections_per_source: usize,
+    /// Most connections one network (IPv4 /24 or IPv6 /48) may hold open.
+    pub max_connections_per_network: usize,
     /// Time to send a request's headers, from accept or the previous response (e.g. "10s").
     pub header_timeout: String,
     /// Time to read and answer one request (e.g. "30s").
@@ -89,6 +91,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_connections: d.max_connections,
             max_connections_per_source: d.max_connections_per_source,
+            max_connections_per_network: d.max_connections_per_network,
             header_timeout: secs(d.header_timeout),
             request_timeout: secs(d.request_timeout),
             idle_timeout: secs(d.idle_timeout),
@@ -119,12 +122,19 @@ impl LimitsConfig {
         if !(1..=self.max_connections).contains(&self.max_connections_per_source) {
             bail!("[limits] max_connections_per_source must be between 1 and max_connections");
         }
+        if self.max_connections_per_network == 0 {
+            bail!("[limits] max_connections_per_network must be at least 1");
+        }
         if self.per_source_rps > 1_000_000 || self.per_source_burst > 1_000_000 {
             bail!("[limits] per_source_rps and per_source_burst must be at most 1000000");
         }
         Ok(mandate_server::Limits {
             max_connections: self.max_connections,
             max_connections_per_source: self.max_connections_per_source,
+            // A network holds at least what one source may, at most everything.
+            max_connections_per_network: self
+                .max_connections_per_network
+                .clamp(self.max_connections_per_source, self.max_connections),
             header_timeout: dur("header_timeout", &self.header_timeout, 300)?,
             request_timeout: dur("request_timeout", &self.request_timeout, 3600)?,
             idle_timeout: dur("idle_timeout", &self.idle_timeout, 3600)?,

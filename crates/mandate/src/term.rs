@@ -3,8 +3,8 @@
 //! name, a claimed client id, an AuthZEN subject); printed raw, an ESC/OSC/CSI sequence in one of
 //! them could retitle the window, clear the screen, rewrite what was printed before it or hide
 //! text, and a bidi override could make a line read differently from what it holds. [`safe`] is
-//! the one function every human-readable output of such strings goes through; `--json` output is
-//! left as serde writes it.
+//! the one function every human-readable output of such strings goes through; `--json` output
+//! goes through [`json_text`], which writes the same characters as JSON `\u` escapes.
 
 use std::borrow::Cow;
 
@@ -56,10 +56,53 @@ pub fn safe_lines(text: &str) -> Cow<'_, str> {
     Cow::Owned(text.split('\n').map(safe).collect::<Vec<_>>().join("\n"))
 }
 
+/// JSON text (as serde_json writes it) with every character a terminal could act on that serde
+/// leaves raw (DEL, C1 controls, bidi controls, line and paragraph separators) written as a JSON
+/// `\uXXXX` escape: the same JSON value, safe on a terminal. Such characters can only occur
+/// inside JSON strings, where the escape means the same character.
+pub fn json_text(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape_in_json) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if needs_escape_in_json(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// [`needs_escape`] less what JSON text holds raw by design (newlines and indentation between
+/// tokens; serde_json escapes every other C0 control inside strings).
+fn needs_escape_in_json(c: char) -> bool {
+    c != '\n' && c != ' ' && needs_escape(c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn json_output_escapes_c1_and_bidi_controls_and_stays_the_same_json() {
+        let v = serde_json::json!({"reason": "a\u{9b}31m\u{202e}b\u{2066}\u{1b}", "n": 1});
+        let raw = serde_json::to_string_pretty(&v).unwrap();
+        let safe = json_text(&raw);
+        assert!(
+            !safe.chars().any(|c| c != '\n' && needs_escape(c)),
+            "{safe}"
+        );
+        assert!(
+            safe.contains("\\u009b") && safe.contains("\\u202e"),
+            "{safe}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back, v);
+        assert!(matches!(json_text("{\"a\": 1}"), Cow::Borrowed(_)));
+    }
 
     #[test]
     fn escapes_are_visible_and_clean_text_is_borrowed() {

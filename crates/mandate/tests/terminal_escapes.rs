@@ -111,6 +111,21 @@ fn escape_sequences_in_a_pdp_request_are_refused_and_a_log_holding_them_is_shown
             describe(&args, &out)
         );
     }
+    // `--json` output too (found by the second outside review: C1 and bidi controls, which JSON
+    // does not require escaping, reached the terminal raw): JSON `\u` escapes, same values.
+    for args in [
+        vec!["--json", "audit", "tail"],
+        vec!["--json", "audit", "query"],
+        vec!["--json", "audit", "show", id.as_str()],
+    ] {
+        let out = s.cli(&args);
+        let text = assert_inert(&args, &out);
+        assert!(
+            text.contains("\\u202e") && text.contains("\\u001b"),
+            "the JSON escapes are not visible: {}",
+            describe(&args, &out)
+        );
+    }
     let args = ["audit", "show", id.as_str()];
     let text = assert_inert(&args, &s.cli(&args));
     assert!(

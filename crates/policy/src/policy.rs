@@ -20,6 +20,9 @@ use crate::decision::{Decision, Query};
 use crate::error::{one_line, EvalError, LoadError};
 use crate::sources::{DataFormat, Sources};
 
+/// Longest query `eval_path` hands regorus (which refuses much longer ones).
+const MAX_QUERY_LEN: usize = 512;
+
 /// Default limit on one evaluation; past it the evaluation fails (and the decision denies).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
 
@@ -379,29 +382,48 @@ impl Policy {
         input: Option<Value>,
     ) -> Result<Option<Value>, EvalError> {
         let mut query = String::from("data");
+        let mut used = 0;
         for seg in segments {
             let ident = seg
                 .chars()
                 .next()
                 .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
                 && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if ident {
-                query.push('.');
-                query.push_str(seg);
+            let part = if ident {
+                format!(".{seg}")
             } else if !seg.is_empty() && seg.len() <= 18 && seg.bytes().all(|b| b.is_ascii_digit())
             {
-                query.push_str(&format!("[{seg}]"));
+                format!("[{seg}]")
             } else {
                 let quoted = serde_json::to_string(seg).expect("strings serialise");
-                query.push_str(&format!("[{quoted}]"));
+                format!("[{quoted}]")
+            };
+            // regorus refuses long queries: past this length the rest of the path is walked in
+            // the document the prefix evaluates to (the same value, as a path only selects).
+            if used > 0 && query.len() + part.len() > MAX_QUERY_LEN {
+                break;
             }
+            query.push_str(&part);
+            used += 1;
         }
         if query == "data" {
             return Err(EvalError::BadQuery(
                 "data (the whole document): query a package or a rule, e.g. data.mandate.authz.decision".into(),
             ));
         }
-        self.eval_ref(&query, input)
+        let mut value = self.eval_ref(&query, input)?;
+        for seg in &segments[used..] {
+            value = value.and_then(|v| match v {
+                Value::Object(mut o) => o.remove(*seg),
+                Value::Array(mut a) => seg
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|i| *i < a.len())
+                    .map(|i| a.swap_remove(i)),
+                _ => None,
+            });
+        }
+        Ok(value)
     }
 
     fn eval_ref(&self, query: &str, input: Option<Value>) -> Result<Option<Value>, EvalError> {
@@ -596,6 +618,20 @@ test_fails if decision.allow
 
     fn policy() -> Policy {
         Policy::from_modules(&[("authz.rego", AUTHZ)], None).unwrap()
+    }
+
+    #[test]
+    fn long_paths_within_the_data_api_bounds_are_undefined_not_errors() {
+        let p = policy();
+        let long = "a".repeat(128);
+        for n in [1, 5, 10, 29] {
+            let mut segs = vec!["mandate", "authz", "decision"];
+            segs.extend(std::iter::repeat_n(long.as_str(), n));
+            assert_eq!(p.eval_path(&segs, None).unwrap(), None, "{n} segments");
+        }
+        let quoted = "a b".repeat(40);
+        let segs = ["mandate", "authz", quoted.as_str()];
+        assert_eq!(p.eval_path(&segs, None).unwrap(), None);
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Accepting and serving connections, with the bounds that keep one client from holding the
-//! server: at most `max_connections` open at once (new ones wait in the listen backlog, and the
-//! first wait in every 10 s is logged), at most `max_connections_per_source` from one source
-//! (more are closed on accept, also logged), a deadline for each request's headers (`header_timeout`,
+//! server: at most `max_connections` open at once, at most `max_connections_per_source` from one
+//! source and `max_connections_per_network` from one network (more are closed on accept,
+//! logged). At the global bound the connection that has waited longest for a request's headers,
+//! with no request in progress, is closed to make room for the new one (so connections that
+//! never finish their headers cannot hold every slot until their timeout); when every connection
+//! has a request in progress, new ones wait in the listen backlog (logged once per 10 s); a deadline for each request's headers (`header_timeout`,
 //! from accept or from the previous response, so it is also the keep-alive idle time), a close
 //! for connections that move no byte with no request in progress (`idle_timeout`), and a grace
 //! period at shutdown. HTTP/1.1 only: HTTP/2 is left to a TLS-terminating proxy in front.
@@ -47,27 +50,15 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut warned: Option<Instant> = None;
+    let mut warned_evict: Option<Instant> = None;
+    let mut evicted_since_warn = 0u64;
     let mut warned_source: Option<Instant> = None;
     let mut accept_failed: Option<Instant> = None;
-    // The global bound is the semaphore's; these count per source.
+    // The global bound is the semaphore's; these count per source and per network.
     let per_source = Slots::new(usize::MAX, limits.max_connections_per_source.max(1));
+    let per_network = Slots::new(usize::MAX, limits.max_connections_per_network.max(1));
+    let open = Arc::new(Open::default());
     'accept: loop {
-        let permit = match slots.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                if warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
-                    tracing::warn!(
-                        max_connections = max,
-                        "connection limit reached: new connections wait until one closes (raise [limits] max_connections, or find the client holding them)"
-                    );
-                    warned = Some(Instant::now());
-                }
-                tokio::select! {
-                    p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-                    _ = &mut shutdown => break 'accept,
-                }
-            }
-        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -85,24 +76,76 @@ pub async fn serve(
             _ = &mut shutdown => break 'accept,
         };
         let source = Source::of(peer.ip());
-        let Some(slot) = per_source.try_take(source) else {
-            if warned_source.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
-                tracing::warn!(
-                    %source,
-                    max_connections_per_source = limits.max_connections_per_source,
-                    "a source holds the most connections it may: closing its new connections (raise [limits] max_connections_per_source if it is a proxy)"
-                );
-                warned_source = Some(Instant::now());
+        let held = per_source
+            .try_take(source)
+            .map(|s| (s, per_network.try_take(source.network_source())));
+        let (slot, net_slot) = match held {
+            Some((s, Some(n))) => (s, n),
+            other => {
+                if warned_source.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                    let (what, bound, setting) = match other {
+                        None => (
+                            "source",
+                            limits.max_connections_per_source,
+                            "max_connections_per_source",
+                        ),
+                        Some(_) => (
+                            "network",
+                            limits.max_connections_per_network,
+                            "max_connections_per_network",
+                        ),
+                    };
+                    tracing::warn!(
+                        %source,
+                        network = %source.network(),
+                        bound,
+                        "a {what} holds the most connections it may: closing its new connections (raise [limits] {setting} if it is a proxy)"
+                    );
+                    warned_source = Some(Instant::now());
+                }
+                drop(stream);
+                continue;
             }
-            drop(stream);
-            continue;
+        };
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // Full: make room by closing the connection that has waited longest for its
+                // headers; if every connection is busy with a request, wait for one to end.
+                if open.evict_longest_waiting() {
+                    evicted_since_warn += 1;
+                    if warned_evict.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                        tracing::warn!(
+                            max_connections = max,
+                            closed = evicted_since_warn,
+                            "connection limit reached: closing the connections that waited longest for their request headers to make room (if this persists, a client is holding connections open; see [limits])"
+                        );
+                        warned_evict = Some(Instant::now());
+                        evicted_since_warn = 0;
+                    }
+                } else if warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                    tracing::warn!(
+                        max_connections = max,
+                        "connection limit reached with every connection busy: new connections wait until one closes (raise [limits] max_connections, or find the client holding them)"
+                    );
+                    warned = Some(Instant::now());
+                }
+                tokio::select! {
+                    p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+                    _ = &mut shutdown => break 'accept,
+                }
+            }
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let limits = limits.clone();
         let stop = stop_rx.clone();
+        let open = open.clone();
         tokio::spawn(async move {
-            connection(stream, peer, app, &limits, stop).await;
+            let (id, activity) = open.register();
+            connection(stream, peer, app, &limits, stop, activity).await;
+            open.remove(id);
+            drop(net_slot);
             drop(slot);
             drop(permit);
         });
@@ -114,16 +157,78 @@ pub async fn serve(
     Ok(())
 }
 
-/// What a connection has been doing, for the idle check.
+/// The open connections, so that the accept loop can pick one to close when it is full.
+#[derive(Default)]
+struct Open {
+    next: AtomicU64,
+    conns: std::sync::Mutex<std::collections::HashMap<u64, Arc<Activity>>>,
+}
+
+impl Open {
+    fn register(&self) -> (u64, Arc<Activity>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let a = Arc::new(Activity {
+            start: Instant::now(),
+            last_io_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            waiting_since_ms: AtomicU64::new(0),
+            evicted: std::sync::atomic::AtomicBool::new(false),
+            evict: tokio::sync::Notify::new(),
+        });
+        self.lock().insert(id, a.clone());
+        (id, a)
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Arc<Activity>>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks the connection that has waited longest for a request's headers (no request in
+    /// progress) to close; false when every connection has a request in progress. O(open
+    /// connections), and only when the bound is reached.
+    fn evict_longest_waiting(&self) -> bool {
+        let conns = self.lock();
+        let victim = conns
+            .values()
+            .filter(|a| {
+                a.in_flight.load(Ordering::Relaxed) == 0 && !a.evicted.load(Ordering::Relaxed)
+            })
+            .min_by_key(|a| a.waiting_since());
+        match victim {
+            Some(a) => {
+                a.evicted.store(true, Ordering::Relaxed);
+                a.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// What a connection has been doing, for the idle check and for eviction.
 struct Activity {
     start: Instant,
     /// Milliseconds after `start` of the last byte read or written.
     last_io_ms: AtomicU64,
     /// Requests being handled.
     in_flight: AtomicUsize,
+    /// Milliseconds after `start` when the connection began waiting for its next request's
+    /// headers (0: since accept).
+    waiting_since_ms: AtomicU64,
+    /// Chosen to be closed to make room.
+    evicted: std::sync::atomic::AtomicBool,
+    evict: tokio::sync::Notify,
 }
 
 impl Activity {
+    fn waiting_since(&self) -> Instant {
+        self.start + Duration::from_millis(self.waiting_since_ms.load(Ordering::Relaxed))
+    }
+
     fn touch(&self) {
         let ms = self.start.elapsed().as_millis() as u64;
         self.last_io_ms.store(ms, Ordering::Relaxed);
@@ -151,7 +256,10 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            let ms = self.0.start.elapsed().as_millis() as u64;
+            self.0.waiting_since_ms.store(ms, Ordering::Relaxed);
+        }
         self.0.touch();
     }
 }
@@ -205,12 +313,8 @@ async fn connection(
     app: Router,
     limits: &Limits,
     mut stop: watch::Receiver<bool>,
+    activity: Arc<Activity>,
 ) {
-    let activity = Arc::new(Activity {
-        start: Instant::now(),
-        last_io_ms: AtomicU64::new(0),
-        in_flight: AtomicUsize::new(0),
-    });
     let io = TokioIo::new(Watched {
         inner: stream,
         activity: activity.clone(),
@@ -261,6 +365,15 @@ async fn connection(
                     }
                     None => {}
                 }
+            }
+            _ = activity.evict.notified(), if closing.is_none() => {
+                if activity.in_flight.load(Ordering::Relaxed) == 0 {
+                    tracing::debug!(%peer, "closed to make room: it waited longest for its request headers");
+                    return;
+                }
+                // A request began after the choice: let it finish, then close.
+                conn.as_mut().graceful_shutdown();
+                closing = Some((Instant::now(), CLOSE_GRACE));
             }
             changed = stop.changed(), if closing.is_none() => {
                 let _ = changed;

@@ -22,6 +22,9 @@ pub struct Limits {
     /// Most connections one source may hold open; more are closed as soon as they are accepted,
     /// so that one client cannot take every slot.
     pub max_connections_per_source: usize,
+    /// Most connections one network (an IPv4 /24, an IPv6 /48) may hold open, so that a client
+    /// with a few addresses cannot take every slot either.
+    pub max_connections_per_network: usize,
     /// A connection must finish sending a request's headers within this time of being accepted
     /// or of its previous response (so this is also the keep-alive idle time).
     pub header_timeout: Duration,
@@ -53,6 +56,7 @@ impl Default for Limits {
         Limits {
             max_connections: 1024,
             max_connections_per_source: 64,
+            max_connections_per_network: 256,
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
@@ -92,6 +96,24 @@ impl Source {
 }
 
 impl Source {
+    /// The wider network the source is in (an IPv4 /24, an IPv6 /48) as a source of its own, for
+    /// bounding many sources together.
+    pub fn network_source(&self) -> Source {
+        match self.0 {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                Source(IpAddr::V4([o[0], o[1], o[2], 0].into()))
+            }
+            IpAddr::V6(v6) => {
+                let mut seg = v6.segments();
+                for s in &mut seg[3..] {
+                    *s = 0;
+                }
+                Source(IpAddr::V6(seg.into()))
+            }
+        }
+    }
+
     /// The wider network the source is in (an IPv4 /24, an IPv6 /48), for counting many sources
     /// together.
     pub fn network(&self) -> String {

@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mandate_audit::event::{kinds, Asserted, Event};
+use mandate_core::secrets::scrub_secrets;
 use mandate_policy::decision::new_decision_id;
 use mandate_policy::{authzen, Decision, EvalError, Outcome, Query};
 use serde_json::{json, Map, Value};
@@ -126,7 +127,8 @@ async fn decide(
 ) -> (Value, Decision) {
     complete_context(st, &mut input, peer);
     let d = st.policy.decide_apart(Query::Authz, input.clone()).await;
-    tracing::info!(decision = %d.decision_id(), policy = %d.policy_version(), pep = %who,
+    // Each decision is in the audit log (a batch as one event); per decision, only at debug.
+    tracing::debug!(decision = %d.decision_id(), policy = %d.policy_version(), pep = %who,
         outcome = ?d.outcome(), "authzen evaluation");
     (input, d)
 }
@@ -169,11 +171,13 @@ fn asserted(c: &Caller, input: &Value) -> Asserted {
 
 fn resource_of(input: &Value) -> Option<String> {
     let action = &input["action"];
-    match (action["server"].as_str(), action["tool"].as_str()) {
+    let r = match (action["server"].as_str(), action["tool"].as_str()) {
         (Some(s), Some(t)) => Some(format!("{s}:{t}")),
         (Some(s), None) => Some(s.to_string()),
         _ => action["kind"].as_str().map(str::to_string),
-    }
+    };
+    // An HTTP route can carry a credential in its query (`?api_key=...`).
+    r.map(|r| scrub_secrets(&r).into_owned())
 }
 
 /// The recorded form of the action: its kind, server, tool, method, annotations and HTTP facts,
@@ -181,7 +185,10 @@ fn resource_of(input: &Value) -> Option<String> {
 /// looks secret at any depth, replaced by their HMAC. A failed decision has no redact paths: then
 /// the arguments are recorded only as their HMAC.
 fn recorded_action(st: &AppState, input: &Value, d: &Decision) -> Value {
-    use mandate_audit::event::{redact_arguments, redact_secret_keys, SECRET_KEY_FRAGMENTS};
+    use mandate_audit::event::{
+        redact_arguments, redact_secret_keys, redact_secret_values, SECRET_KEY_FRAGMENTS,
+    };
+    use mandate_core::secrets::looks_like_secret_value;
     let key = st.audit_log.hmac_key();
     let action = &input["action"];
     let mut summary = Map::new();
@@ -205,6 +212,9 @@ fn recorded_action(st: &AppState, input: &Value, d: &Decision) -> Value {
     // recorded only as HMACs, whatever the policy says.
     let mut summary = Value::Object(summary);
     redact_secret_keys(key, &mut summary, &SECRET_KEY_FRAGMENTS);
+    // And values that are credentials by their shape, under whatever key (a mandate under
+    // `data`, `Bearer ...`, a URL with a password or an `api_key` parameter).
+    redact_secret_values(key, &mut summary, &looks_like_secret_value);
     // Redact paths elsewhere in the action (a path, a header...) apply to what is recorded too.
     for path in d.redact().iter().filter_map(|p| p.strip_prefix("/action")) {
         if path.starts_with("/arguments") || path.is_empty() {
@@ -225,9 +235,14 @@ fn decision_event(st: &AppState, c: &Caller, input: &Value, d: &Decision) -> Eve
     ev.decision = Some(d.outcome().as_str().to_string());
     ev.decision_id = Some(d.decision_id().to_string());
     ev.policy_version = Some(d.policy_version().to_string());
-    ev.reasons = d.reasons().to_vec();
+    // Reasons can echo the request (a path, an argument): credentials in them are removed.
+    ev.reasons = d
+        .reasons()
+        .iter()
+        .map(|r| scrub_secrets(r).into_owned())
+        .collect();
     if let Some(e) = d.error() {
-        ev.reasons.push(e.to_string());
+        ev.reasons.push(scrub_secrets(e).into_owned());
     }
     ev.details
         .insert("action".into(), recorded_action(st, input, d));
@@ -275,7 +290,7 @@ fn batch_event(st: &AppState, c: &Caller, items: &[(Value, Decision)]) -> Event 
         }
         if d.outcome() != Outcome::Allow {
             if let Some(r) = d.error().or(d.reasons().first().map(String::as_str)) {
-                item["reason"] = json!(r.chars().take(100).collect::<String>());
+                item["reason"] = json!(scrub_secrets(r).chars().take(100).collect::<String>());
             }
         }
         arguments.push(
@@ -603,7 +618,7 @@ async fn data_at(
             "the evaluation could not be written to the audit log; no result is given",
         ));
     }
-    Ok(match out {
+    let mut r = match out {
         Ok(Some(result)) => {
             Json(json!({"result": result, "decision_id": decision_id})).into_response()
         }
@@ -616,7 +631,10 @@ async fn data_at(
             "internal_error",
             e.to_string(),
         ),
-    })
+    };
+    // The event above is this request's one record, whatever the answer.
+    r.extensions_mut().insert(crate::refusals::Audited);
+    Ok(r)
 }
 
 /// The policy status. Admins see all of it; other decision points see the version and whether a

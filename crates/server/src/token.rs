@@ -49,7 +49,17 @@ pub async fn token(
     match issued {
         Ok(r) => r,
         Err(e) => {
-            tracing::info!(error = e.code(), "token request refused");
+            // A stranger's refusals are counted per source in the audit log; logging each one
+            // would let a flood fill the server's log instead (second outside review).
+            if trail.client.is_some() {
+                tracing::info!(
+                    error = e.code(),
+                    client = trail.client.as_deref().unwrap_or_default(),
+                    "token request refused"
+                );
+            } else {
+                tracing::debug!(error = e.code(), "unauthenticated token request refused");
+            }
             if trail.client.is_some() {
                 // The refusal of an authenticated client is audited before it is answered. A
                 // refusal stays a refusal when the audit log cannot be written (the failure is

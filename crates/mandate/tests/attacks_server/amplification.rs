@@ -221,3 +221,24 @@ fn an_enforcement_points_costliest_batches_do_not_stall_other_callers() {
         "JWKS took {slowest:?} meanwhile"
     );
 }
+
+#[test]
+fn a_long_data_api_path_within_its_bounds_is_answered_with_one_event() {
+    // Found by the second outside review: ten segments of 128 characters (within the documented
+    // 32 x 128) made regorus refuse the query: a 500 echoing it, and two events.
+    let s = Server::demo();
+    let (who, m) = s.pep();
+    let long = "a".repeat(128);
+    let path = format!(
+        "/v1/data/mandate/authz/decision/{}",
+        [long.as_str(); 10].join("/")
+    );
+    let events0 = s.db_i64("SELECT COUNT(*) FROM audit_events");
+    let (code, _, text) = s.post_json_dpop(&path, &who, &m, &json!({"input": {}}));
+    assert_eq!(code, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert!(v.get("result").is_none(), "undefined: {v}");
+    // Wait out the refusal layer and the writer, then count.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(s.db_i64("SELECT COUNT(*) FROM audit_events") - events0, 1);
+}

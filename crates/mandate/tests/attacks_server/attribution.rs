@@ -172,3 +172,52 @@ fn secrets_outside_the_usual_key_names_and_outside_the_arguments_are_not_stored(
     let (code, _, body) = s.post_json_dpop("/access/v1/evaluation", &who, &m, &bad);
     assert_eq!(code, 400, "{body}");
 }
+
+#[test]
+fn credentials_under_harmless_keys_or_look_alike_keys_are_not_stored() {
+    // Found by the second outside review: a whole mandate under `data`, `Bearer ...` under a
+    // custom header, a DSN with a password, a URL with `access_token`, short secret names, and
+    // look-alike spellings of `password` were stored in the clear.
+    let s = Server::demo();
+    let (who, m) = s.pep();
+    let live_mandate = m.clone();
+    let request = json!({
+        "subject": {"type": "agent", "id": "agent:coder", "properties": {"scopes": ["github:*"]}},
+        "resource": {"type": "http_route", "id": "/v1/items?api_key=hunter2-route",
+            "properties": {"server": "github"}},
+        "action": {"name": "GET", "properties": {"arguments": {
+            "data": live_mandate,
+            "X-Custom": "Bearer hunter2-custom",
+            "dsn": "postgres://u:hunter2-dsn@db.example/app",
+            "callback": "https://api.example/cb?access_token=hunter2-url",
+            "auth": "hunter2-auth",
+            "pin": "hunter2-pin",
+            "p\u{0430}ssword": "hunter2-cyrillic",
+            "\u{ff50}\u{ff41}\u{ff53}\u{ff53}\u{ff57}\u{ff4f}\u{ff52}\u{ff44}": "hunter2-fullwidth",
+            "pass\u{200b}word": "hunter2-zero-width",
+            "author": "alice-the-author",
+        }}},
+    });
+    let (code, _, body) = s.post_json_dpop("/access/v1/evaluation", &who, &m, &request);
+    assert_eq!(code, 200, "{body}");
+    let stored = s.event_bodies().join("\n");
+    let sig = live_mandate.rsplit('.').next().unwrap();
+    assert!(!stored.contains(sig), "the mandate stored in the clear");
+    for secret in [
+        "hunter2-route",
+        "hunter2-custom",
+        "hunter2-dsn",
+        "hunter2-url",
+        "hunter2-auth",
+        "hunter2-pin",
+        "hunter2-cyrillic",
+        "hunter2-fullwidth",
+        "hunter2-zero-width",
+    ] {
+        assert!(!stored.contains(secret), "{secret} stored in the clear");
+    }
+    assert!(
+        stored.contains("alice-the-author"),
+        "a key that merely contains `auth` is not a secret"
+    );
+}
