@@ -13,6 +13,7 @@ mod calls;
 pub mod decision;
 pub mod error;
 pub mod external;
+pub mod input;
 pub mod live;
 pub mod policy;
 mod recursion;

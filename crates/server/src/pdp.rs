@@ -86,15 +86,8 @@ fn json_body(body: Body) -> Result<Value, ApiError> {
 /// Fills `input.context` with what only the server may say: its clock and environment, and the
 /// caller's address unless the enforcement point reported its own client's.
 fn complete_context(st: &AppState, input: &mut Value, peer: Option<String>) {
-    let ours = policy_hook::context(st, peer, now());
-    let ctx = input["context"].as_object_mut();
-    if let (Some(ctx), Value::Object(ours)) = (ctx, ours) {
-        for (k, v) in ours {
-            if k == "client_address" && ctx.get(&k).is_some_and(Value::is_string) {
-                continue;
-            }
-            ctx.insert(k, v);
-        }
+    if let Some(ctx) = input["context"].as_object_mut() {
+        policy_hook::context(st, peer, now()).complete(ctx);
     }
 }
 

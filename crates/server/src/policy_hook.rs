@@ -2,29 +2,16 @@
 //! and asking the delegation policy before a mandate is issued.
 
 use mandate_core::claims::MandateClaims;
+use mandate_policy::input::{Action, Context, Delegation, Input, MandateFacts, Principal};
 use mandate_policy::{Decision, Outcome, Query};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::oauth_error::OAuthError;
 use crate::state::AppState;
 
 /// `input.context`: the server's clock, its environment label and the caller's address.
-pub fn context(st: &AppState, client_address: Option<String>, now: i64) -> Value {
-    let time = chrono::DateTime::from_timestamp(now, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default();
-    json!({
-        "time": time,
-        "time_ns": i128::from(now) * 1_000_000_000,
-        "environment": st.cfg.environment,
-        "client_address": client_address,
-    })
-}
-
-/// `input.principal` for `agent:coder`.
-pub fn principal(id: &str) -> Value {
-    let (kind, name) = id.split_once(':').unwrap_or(("agent", id));
-    json!({"id": id, "type": kind, "name": name})
+pub fn context(st: &AppState, client_address: Option<String>, now: i64) -> Context {
+    Context::at(now, &st.cfg.environment, client_address)
 }
 
 /// The chain of a mandate, root first, ending with its holder.
@@ -69,29 +56,31 @@ pub fn delegation_input(st: &AppState, f: &DelegationFacts<'_>) -> Value {
     if f.mode == crate::token::Mode::MayAct {
         chain.push(f.to.to_string());
     }
-    let mut action = json!({
-        "kind": "delegation",
-        "grant_type": f.grant_type,
-        "mode": f.mode.as_str(),
-        "from": f.from,
-        "to": f.to,
-        "ttl_seconds": c.exp - c.iat,
-        "may_act": f.may_act,
-    });
-    if let Some(h) = f.holder {
-        action["holder"] = json!(h);
+    Input {
+        principal: Principal::of(f.caller),
+        subject: c.sub.clone(),
+        chain,
+        scopes: c.scope.split_whitespace().map(str::to_string).collect(),
+        audience: c.aud.as_slice().to_vec(),
+        mandate: Some(MandateFacts {
+            jti: c.jti.clone(),
+            iat: c.iat,
+            exp: c.exp,
+            depth: c.mandate.depth,
+            max_depth: c.mandate.max_depth,
+        }),
+        action: Action::Delegation(Delegation {
+            grant_type: f.grant_type.to_string(),
+            mode: f.mode,
+            from: f.from.to_string(),
+            to: f.to.to_string(),
+            ttl_seconds: c.exp - c.iat,
+            may_act: f.may_act.map(str::to_string),
+            holder: f.holder.map(str::to_string),
+        }),
+        context: context(st, f.client_address.clone(), c.iat),
     }
-    json!({
-        "principal": principal(f.caller),
-        "subject": c.sub,
-        "chain": chain,
-        "scopes": c.scope.split_whitespace().collect::<Vec<_>>(),
-        "audience": c.aud.as_slice(),
-        "mandate": {"jti": c.jti, "iat": c.iat, "exp": c.exp,
-                    "depth": c.mandate.depth, "max_depth": c.mandate.max_depth},
-        "action": action,
-        "context": context(st, f.client_address.clone(), c.iat),
-    })
+    .to_value()
 }
 
 /// Asks the delegation policy; anything but an outright allow refuses the request with the

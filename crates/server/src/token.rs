@@ -107,30 +107,7 @@ pub struct Trail {
 }
 
 /// How a mandate is being issued; the policy input's `action.mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// `client_credentials`: a principal's own mandate.
-    SelfIssued,
-    /// The holder of the subject token delegates to `requested_actor`.
-    Push,
-    /// The caller pulls an exchange of a subject token whose `may_act` names it.
-    Pull,
-    /// Not an issuance: naming a principal in the new mandate's `may_act`, which lets it pull
-    /// later. Decided as a delegation of its own, from the caller to that principal.
-    MayAct,
-}
-
-impl Mode {
-    /// The policy input's name of the mode.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::SelfIssued => "self",
-            Mode::Push => "push",
-            Mode::Pull => "pull",
-            Mode::MayAct => "may_act",
-        }
-    }
-}
+pub use mandate_policy::input::DelegationMode as Mode;
 
 /// A mandate about to be issued, and who and what it comes from.
 struct Minted {
