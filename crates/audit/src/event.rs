@@ -73,6 +73,65 @@ pub struct Event {
     pub asserted: Option<Asserted>,
 }
 
+impl Event {
+    /// A new event at `unix_millis`, its id made from the time and `random` (16 bytes from the
+    /// operating system's generator): result `ok`, everything else empty.
+    pub fn new(
+        kind: &str,
+        principal: &str,
+        action: &str,
+        unix_millis: i64,
+        random: [u8; 16],
+    ) -> Self {
+        Event {
+            id: new_event_id(unix_millis.max(0) as u64, random),
+            time: rfc3339_millis(unix_millis),
+            kind: kind.to_string(),
+            principal: principal.to_string(),
+            action: action.to_string(),
+            result: "ok".to_string(),
+            ..Event::default()
+        }
+    }
+
+    /// Run under this verified chain and mandate.
+    pub fn under(mut self, chain: Vec<String>, jti: Option<String>) -> Self {
+        self.chain = chain;
+        self.jti = jti;
+        self
+    }
+
+    /// About this resource.
+    pub fn on(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
+        self
+    }
+
+    /// Refused, with its reason code and description.
+    pub fn refused(mut self, code: &str, reason: &str) -> Self {
+        self.result = "refused".into();
+        self.error = Some(code.to_string());
+        self.reasons = vec![reason.to_string()];
+        self
+    }
+
+    /// Decided by a policy: the outcome (`allow`, `deny`, `approval`), the decision's id, the
+    /// policy's version and its reasons.
+    pub fn decided(
+        mut self,
+        outcome: &str,
+        decision_id: &str,
+        policy_version: &str,
+        reasons: &[String],
+    ) -> Self {
+        self.decision = Some(outcome.to_string());
+        self.decision_id = Some(decision_id.to_string());
+        self.policy_version = Some(policy_version.to_string());
+        self.reasons = reasons.to_vec();
+        self
+    }
+}
+
 /// Attribution a caller asserted. `by` is the authenticated caller that asserted it; the rest is
 /// its word only.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -903,5 +962,38 @@ mod tests {
         let once = v.clone();
         redact_secret_values(key, &mut v, &|_| true);
         assert_eq!(v["b"]["c"], once["b"]["c"]);
+    }
+
+    #[test]
+    fn the_builder_fills_identity_and_outcome_fields() {
+        let ev = Event::new(
+            "request.refused",
+            "agent:coder",
+            "pdp.data",
+            951_782_400_000,
+            [7; 16],
+        )
+        .under(
+            vec!["user:alice".into(), "agent:coder".into()],
+            Some("j1".into()),
+        )
+        .on("data/mandate")
+        .refused("insufficient_scope", "needs mandate:pdp");
+        assert!(ev.id.starts_with("evt_"), "{}", ev.id);
+        assert_eq!(ev.time, "2000-02-29T00:00:00.000Z");
+        assert_eq!(ev.result, "refused");
+        assert_eq!(ev.error.as_deref(), Some("insufficient_scope"));
+        assert_eq!(ev.reasons, ["needs mandate:pdp"]);
+        assert_eq!(ev.chain.len(), 2);
+        let d = Event::new("policy.decision", "agent:pep", "pdp.evaluation", 0, [1; 16]).decided(
+            "deny",
+            "d-1",
+            "sha256:x",
+            &["no".to_string()],
+        );
+        assert_eq!(d.result, "ok");
+        assert_eq!(d.decision.as_deref(), Some("deny"));
+        assert_eq!(d.decision_id.as_deref(), Some("d-1"));
+        assert_eq!(d.reasons, ["no"]);
     }
 }

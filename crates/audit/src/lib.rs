@@ -12,4 +12,5 @@
 pub mod checkpoint;
 pub mod event;
 pub mod merkle;
+pub mod sink;
 pub mod verify;

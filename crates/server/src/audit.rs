@@ -218,20 +218,11 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// A new event with id and time filled in.
+/// A new event with id and time filled in (now, and randomness from the operating system).
 pub fn new_event(kind: &str, principal: &str, action: &str) -> Event {
-    let ms = now_ms();
     let mut random = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut random);
-    Event {
-        id: event::new_event_id(ms.max(0) as u64, random),
-        time: event::rfc3339_millis(ms),
-        kind: kind.to_string(),
-        principal: principal.to_string(),
-        action: action.to_string(),
-        result: "ok".to_string(),
-        ..Event::default()
-    }
+    Event::new(kind, principal, action, now_ms(), random)
 }
 
 /// The chain of a mandate for the audit log: subject, every actor, and the holder, root first.
@@ -273,9 +264,7 @@ where
     }
 }
 
-/// The audit log could not be written, so the operation was not carried out.
-#[derive(Debug, Clone, Copy)]
-pub struct AuditUnavailable;
+pub use mandate_audit::sink::AuditUnavailable;
 
 /// What the audit log records of an error.
 pub trait AuditableError {
@@ -312,12 +301,9 @@ pub async fn refusal(
         );
         return;
     };
-    let mut ev = new_event(event::kinds::REQUEST_REFUSED, &c.client_id, action);
-    ev.chain = chain_of(c);
-    ev.jti = Some(c.jti.clone());
-    ev.result = "refused".into();
-    ev.error = Some(code.to_string());
-    ev.reasons = vec![reason.to_string()];
+    let ev = new_event(event::kinds::REQUEST_REFUSED, &c.client_id, action)
+        .under(chain_of(c), Some(c.jti.clone()))
+        .refused(code, reason);
     let _ = st.audit(&ev).await;
 }
 
@@ -352,6 +338,20 @@ impl AppState {
             tracing::error!(event = %e.id, kind = %e.kind, error = %err, "audit event could not be written");
         }
         seq
+    }
+}
+
+/// The authority's own log: events appended through the group-commit writer, bounded first.
+impl mandate_audit::sink::AuditSink for AppState {
+    fn append<'a>(
+        &'a self,
+        event: &'a Event,
+    ) -> mandate_audit::sink::BoxFuture<'a, Result<i64, AuditUnavailable>> {
+        Box::pin(async move { self.audit(event).await.map_err(|_| AuditUnavailable) })
+    }
+
+    fn hmac_key(&self) -> &[u8] {
+        self.audit_log.hmac_key()
     }
 }
 

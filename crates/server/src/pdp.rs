@@ -225,15 +225,18 @@ fn decision_event(st: &AppState, c: &Caller, input: &Value, d: &Decision) -> Eve
     let mut ev = caller_event(c, "pdp.evaluation");
     ev.asserted = Some(asserted(c, input));
     ev.resource = resource_of(input);
-    ev.decision = Some(d.outcome().as_str().to_string());
-    ev.decision_id = Some(d.decision_id().to_string());
-    ev.policy_version = Some(d.policy_version().to_string());
     // Reasons can echo the request (a path, an argument): credentials in them are removed.
-    ev.reasons = d
+    let reasons: Vec<String> = d
         .reasons()
         .iter()
         .map(|r| scrub_secrets(r).into_owned())
         .collect();
+    ev = ev.decided(
+        d.outcome().as_str(),
+        d.decision_id(),
+        d.policy_version(),
+        &reasons,
+    );
     if let Some(e) = d.error() {
         ev.reasons.push(scrub_secrets(e).into_owned());
     }

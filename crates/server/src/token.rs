@@ -180,6 +180,7 @@ fn action(grant: Option<&str>) -> String {
     }
 }
 
+/// The decision's identity on a refusal's event (whose reasons are the refusal's).
 fn decision_fields(ev: &mut Event, d: &Decision) {
     ev.decision = Some(d.outcome().as_str().to_string());
     ev.decision_id = Some(d.decision_id().to_string());
@@ -205,11 +206,15 @@ fn issued_event(
         caller,
         &action(Some(&m.grant_type)),
     );
-    ev.chain = crate::audit::chain_of(c);
-    ev.resource = Some(m.audiences.clone());
-    ev.jti = Some(c.jti.clone());
-    decision_fields(&mut ev, d);
-    ev.reasons = d.reasons().to_vec();
+    ev = ev
+        .under(crate::audit::chain_of(c), Some(c.jti.clone()))
+        .on(m.audiences.clone())
+        .decided(
+            d.outcome().as_str(),
+            d.decision_id(),
+            d.policy_version(),
+            d.reasons(),
+        );
     let details = &mut ev.details;
     details.insert("scope".into(), c.scope.clone().into());
     details.insert("audiences".into(), c.aud.as_slice().to_vec().into());
