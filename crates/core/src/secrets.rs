@@ -27,6 +27,34 @@ const SECRET_PARAMS: [&str; 14] = [
     "xamzsignature",
 ];
 
+/// Prefixes of well-known credential formats (as secret scanners know them), with the shortest
+/// length a real credential of that format has, so that a word merely starting like one is not
+/// taken for it.
+const KNOWN_PREFIXES: [(&str, usize); 22] = [
+    ("ghp_", 36),
+    ("gho_", 36),
+    ("ghu_", 36),
+    ("ghs_", 36),
+    ("ghr_", 36),
+    ("github_pat_", 40),
+    ("glpat-", 26),
+    ("xoxb-", 20),
+    ("xoxp-", 20),
+    ("xoxa-", 20),
+    ("xoxr-", 20),
+    ("xoxs-", 20),
+    ("sk-", 32),
+    ("sk_live_", 24),
+    ("rk_live_", 24),
+    ("AKIA", 20),
+    ("ASIA", 20),
+    ("AIza", 39),
+    ("npm_", 40),
+    ("hf_", 34),
+    ("pypi-", 60),
+    ("SG.", 60),
+];
+
 /// `Authorization` schemes whose credentials follow them.
 const SCHEMES: [&str; 5] = ["bearer", "basic", "dpop", "token", "digest"];
 
@@ -44,33 +72,96 @@ pub fn looks_like_secret_value(s: &str) -> bool {
     if t.contains("-----BEGIN") && t.contains("PRIVATE KEY") {
         return true;
     }
+    if t.contains("hooks.slack.com/services/") {
+        return true;
+    }
     t.split_whitespace()
-        .any(|w| url_password(w) || secret_query(w))
+        .any(|w| url_password(w) || secret_query(w) || has_known_credential(w))
+}
+
+/// Whether a word holds a credential of a well-known format ([`KNOWN_PREFIXES`]).
+fn has_known_credential(w: &str) -> bool {
+    w.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'))
+        .any(|tok| {
+            KNOWN_PREFIXES.iter().any(|(p, min)| {
+                tok.len() >= *min
+                    && tok.starts_with(p)
+                    && tok[p.len()..]
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            })
+        })
+}
+
+/// `name=value` where `is_secret_name(name)`: the value's start in `w`. (Not `name:value`:
+/// that is how scopes, principals and resources are written, `secrets:read` among them.)
+fn secret_assignment(w: &str, is_secret_name: &dyn Fn(&str) -> bool) -> Option<usize> {
+    let at = w.find('=')?;
+    let (name, value) = (&w[..at], &w[at + 1..]);
+    let name = name.trim_matches(|c: char| !c.is_alphanumeric());
+    (!name.is_empty() && !value.is_empty() && !value.starts_with("//") && is_secret_name(name))
+        .then_some(at + 1)
 }
 
 /// Free text with every credential-looking word replaced by `[removed]` (JWS runs by
-/// `[token removed]`), for reasons and resources that echo request values.
-pub fn scrub_secrets(text: &str) -> Cow<'_, str> {
+/// `[token removed]`), for reasons and resources that echo request values: the word after an
+/// `Authorization` scheme, URLs with a password or a credential parameter, well-known
+/// credential formats, the value of `name=value` when `is_secret_name(name)`, and the word after
+/// a secret name ending in `:` or `=` (`password: x`).
+pub fn scrub_secrets_with<'a>(
+    text: &'a str,
+    is_secret_name: &dyn Fn(&str) -> bool,
+) -> Cow<'a, str> {
     let text = scrub_tokens(text);
+    let verdict = |w: &str, prev_scheme: bool| -> Option<usize> {
+        if prev_scheme && credential_word(w)
+            || url_password(w)
+            || secret_query(w)
+            || has_known_credential(w)
+        {
+            Some(0)
+        } else {
+            secret_assignment(w, is_secret_name)
+        }
+    };
     let needs = {
         let mut prev_scheme = false;
         text.split(' ').any(|w| {
-            let hit = prev_scheme && credential_word(w) || url_password(w) || secret_query(w);
-            prev_scheme = SCHEMES.iter().any(|x| w.eq_ignore_ascii_case(x));
+            let hit = verdict(w, prev_scheme).is_some();
+            prev_scheme = introduces_credential(w, is_secret_name);
             hit
         })
     };
     if !needs {
         return text;
     }
-    let mut out = Vec::new();
+    let mut out: Vec<String> = Vec::new();
     let mut prev_scheme = false;
     for w in text.split(' ') {
-        let hit = prev_scheme && credential_word(w) || url_password(w) || secret_query(w);
-        prev_scheme = SCHEMES.iter().any(|x| w.eq_ignore_ascii_case(x));
-        out.push(if hit { "[removed]" } else { w });
+        out.push(match verdict(w, prev_scheme) {
+            Some(0) => "[removed]".to_string(),
+            Some(at) => format!("{}[removed]", &w[..at]),
+            None => w.to_string(),
+        });
+        prev_scheme = introduces_credential(w, is_secret_name);
     }
     Cow::Owned(out.join(" "))
+}
+
+/// [`scrub_secrets_with`] recognising no secret names (only credential shapes).
+pub fn scrub_secrets(text: &str) -> Cow<'_, str> {
+    scrub_secrets_with(text, &|_| false)
+}
+
+/// Whether the word after `w` is a credential: `w` is an `Authorization` scheme (`Bearer`), or a
+/// secret name ending in `:` or `=` (`password:`).
+fn introduces_credential(w: &str, is_secret_name: &dyn Fn(&str) -> bool) -> bool {
+    if SCHEMES.iter().any(|x| w.eq_ignore_ascii_case(x)) {
+        return true;
+    }
+    w.strip_suffix([':', '='])
+        .map(|n| n.trim_matches(|c: char| !c.is_alphanumeric()))
+        .is_some_and(|n| !n.is_empty() && is_secret_name(n))
 }
 
 /// A word that can be the credential after a scheme name (not one already removed).
@@ -122,6 +213,11 @@ mod tests {
             "https://api.example/v1/items?api_key=XYZ",
             "/v1/items?page=2&access_token=abc",
             "https://s3.example/o?X-Amz-Signature=abcd",
+            "ghp_0123456789abcdefghijABCDEFGHIJ012345",
+            "key AKIA0123456789ABCDEF in text",
+            "xoxb-1234567890-abcdefghijkl",
+            "sk-proj-0123456789abcdefghij0123456789",
+            "https://hooks.slack.com/services/T000/B000/XXXX",
             "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----",
         ] {
             assert!(looks_like_secret_value(s), "{s}");
@@ -141,6 +237,10 @@ mod tests {
             "a bearer of news",
             "1.2.3",
             "hello world",
+            "ghp_short",
+            "AKIA",
+            "sk-learn",
+            "task-0123456789abcdefghij0123456789",
         ] {
             assert!(!looks_like_secret_value(s), "{s}");
         }
@@ -159,6 +259,29 @@ mod tests {
         assert_eq!(
             scrub_secrets(&format!("token {JWT} here")),
             "token [token removed] here"
+        );
+        let names = |n: &str| n.eq_ignore_ascii_case("password") || n == "AWS_SECRET_ACCESS_KEY";
+        assert_eq!(
+            scrub_secrets_with(
+                "leaked password=hunter2 and AWS_SECRET_ACCESS_KEY=abc ok=1",
+                &names
+            ),
+            "leaked password=[removed] and AWS_SECRET_ACCESS_KEY=[removed] ok=1"
+        );
+        assert_eq!(
+            scrub_secrets_with("the password: hunter2 was sent", &names),
+            "the password: [removed] was sent"
+        );
+        assert_eq!(
+            scrub_secrets_with("needs scope secrets:read on secrets:get", &|n: &str| n
+                .contains("secret")),
+            "needs scope secrets:read on secrets:get",
+            "scopes and resources are not assignments"
+        );
+        assert_eq!(
+            scrub_secrets_with("see https://example.com/x", &|_| true),
+            "see https://example.com/x",
+            "a URL's scheme is not a name"
         );
         assert!(matches!(
             scrub_secrets("nothing to see"),

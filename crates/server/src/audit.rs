@@ -234,6 +234,37 @@ pub fn chain_of(c: &mandate_core::claims::MandateClaims) -> Vec<String> {
     chain
 }
 
+/// `text` with credentials removed: their shapes (`mandate_core::secrets`) and the values of
+/// secret-named assignments (`password=...`, with the audit log's secret key names).
+pub fn scrub_text(text: &str) -> std::borrow::Cow<'_, str> {
+    mandate_core::secrets::scrub_secrets_with(text, &event::is_secret_key)
+}
+
+/// The event with credentials removed from its free text (reasons, resource, a delegation's
+/// `reason`), or `None` when there was nothing to remove (the common case: no copy).
+fn scrub_event_text(e: &Event) -> Option<Event> {
+    use std::borrow::Cow;
+    let dirty = |s: &str| matches!(scrub_text(s), Cow::Owned(_));
+    let detail_reason = e.details.get("reason").and_then(|v| v.as_str());
+    if !e.reasons.iter().any(|r| dirty(r))
+        && !e.resource.as_deref().is_some_and(dirty)
+        && !detail_reason.is_some_and(dirty)
+    {
+        return None;
+    }
+    let mut e = e.clone();
+    for r in &mut e.reasons {
+        *r = scrub_text(r).into_owned();
+    }
+    if let Some(r) = &mut e.resource {
+        *r = scrub_text(r).into_owned();
+    }
+    if let Some(serde_json::Value::String(r)) = e.details.get_mut("reason") {
+        *r = scrub_text(r).into_owned();
+    }
+    Some(e)
+}
+
 /// Runs an administrative change audited: the event is durable before the change is made (so
 /// no change is ever un-audited), and if the change then fails, a second event records that,
 /// naming the first in `details.request_event`. If the first event cannot be written, nothing
@@ -311,6 +342,9 @@ impl AppState {
     /// The storage form of an event, bounded to [`event::MAX_EVENT_BYTES`] (every event goes
     /// through here, so no request can add more than that per event it causes).
     pub fn record(&self, e: &Event) -> AuditRecord {
+        // Free text echoes requests: credentials in it are removed, whoever wrote the event.
+        let scrubbed = scrub_event_text(e);
+        let e = scrubbed.as_ref().unwrap_or(e);
         // The common case: within every bound, recorded as is, its canonical form computed once.
         if e.within_field_bounds() {
             let body = e.canonical();

@@ -1,10 +1,11 @@
 //! Accepting and serving connections, with the bounds that keep one client from holding the
 //! server: at most `max_connections` open at once, at most `max_connections_per_source` from one
 //! source and `max_connections_per_network` from one network (more are closed on accept,
-//! logged). At the global bound the connection that has waited longest for a request's headers,
-//! with no request in progress, is closed to make room for the new one (so connections that
-//! never finish their headers cannot hold every slot until their timeout); when every connection
-//! has a request in progress, new ones wait in the listen backlog (logged once per 10 s); a deadline for each request's headers (`header_timeout`,
+//! logged). At the global bound a connection is closed to make room for the new one: the one that
+//! has waited longest for a request's headers, or else the one whose request body has been
+//! arriving longest (so connections that never finish their headers, or their bodies, cannot
+//! hold every slot until their timeouts); when every connection has a request in progress with
+//! its body read, new ones wait in the listen backlog (logged once per 10 s); a deadline for each request's headers (`header_timeout`,
 //! from accept or from the previous response, so it is also the keep-alive idle time), a close
 //! for connections that move no byte with no request in progress (`idle_timeout`), and a grace
 //! period at shutdown. HTTP/1.1 only: HTTP/2 is left to a TLS-terminating proxy in front.
@@ -118,7 +119,7 @@ pub async fn serve(
                         tracing::warn!(
                             max_connections = max,
                             closed = evicted_since_warn,
-                            "connection limit reached: closing the connections that waited longest for their request headers to make room (if this persists, a client is holding connections open; see [limits])"
+                            "connection limit reached: closing the connections that waited longest for their request headers or bodies to make room (if this persists, a client is holding connections open; see [limits])"
                         );
                         warned_evict = Some(Instant::now());
                         evicted_since_warn = 0;
@@ -172,6 +173,7 @@ impl Open {
             last_io_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             waiting_since_ms: AtomicU64::new(0),
+            body_pending: std::sync::atomic::AtomicBool::new(false),
             evicted: std::sync::atomic::AtomicBool::new(false),
             evict: tokio::sync::Notify::new(),
         });
@@ -187,17 +189,26 @@ impl Open {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Asks the connection that has waited longest for a request's headers (no request in
-    /// progress) to close; false when every connection has a request in progress. O(open
+    /// Asks a connection to close to make room: the one that has waited longest for a request's
+    /// headers (no request in progress), or else the one whose request body has been arriving
+    /// longest; false when every connection is busy with a request whose body was read. O(open
     /// connections), and only when the bound is reached.
     fn evict_longest_waiting(&self) -> bool {
         let conns = self.lock();
         let victim = conns
             .values()
-            .filter(|a| {
-                a.in_flight.load(Ordering::Relaxed) == 0 && !a.evicted.load(Ordering::Relaxed)
+            .filter(|a| !a.evicted.load(Ordering::Relaxed))
+            .filter_map(|a| {
+                if a.in_flight.load(Ordering::Relaxed) == 0 {
+                    Some(((0, a.waiting_since()), a))
+                } else if a.body_pending.load(Ordering::Relaxed) {
+                    Some(((1, a.waiting_since()), a))
+                } else {
+                    None
+                }
             })
-            .min_by_key(|a| a.waiting_since());
+            .min_by_key(|(rank, _)| *rank)
+            .map(|(_, a)| a);
         match victim {
             Some(a) => {
                 a.evicted.store(true, Ordering::Relaxed);
@@ -217,8 +228,10 @@ struct Activity {
     /// Requests being handled.
     in_flight: AtomicUsize,
     /// Milliseconds after `start` when the connection began waiting for its next request's
-    /// headers (0: since accept).
+    /// headers (0: since accept); while a request is in progress, when its headers arrived.
     waiting_since_ms: AtomicU64,
+    /// The request in progress has a body that has not all arrived.
+    body_pending: std::sync::atomic::AtomicBool,
     /// Chosen to be closed to make room.
     evicted: std::sync::atomic::AtomicBool,
     evict: tokio::sync::Notify,
@@ -250,7 +263,56 @@ struct InFlight(Arc<Activity>);
 impl InFlight {
     fn new(a: &Arc<Activity>) -> Self {
         a.in_flight.fetch_add(1, Ordering::Relaxed);
+        let ms = a.start.elapsed().as_millis() as u64;
+        a.waiting_since_ms.store(ms, Ordering::Relaxed);
         InFlight(a.clone())
+    }
+}
+
+/// A request body that tells its connection whether it has all arrived (so that a connection
+/// whose body trickles can be closed to make room).
+struct TrackedBody {
+    inner: Incoming,
+    activity: Arc<Activity>,
+}
+
+impl TrackedBody {
+    fn new(inner: Incoming, activity: Arc<Activity>) -> Self {
+        use hyper::body::Body as _;
+        let pending = !inner.is_end_stream();
+        activity.body_pending.store(pending, Ordering::Relaxed);
+        TrackedBody { inner, activity }
+    }
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = hyper::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(r, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) || self.inner.is_end_stream()
+        {
+            self.activity.body_pending.store(false, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        self.activity.body_pending.store(false, Ordering::Relaxed);
     }
 }
 
@@ -324,8 +386,10 @@ async fn connection(
         req.extensions_mut().insert(ConnectInfo(peer));
         let guard = InFlight::new(&svc_activity);
         let app = app.clone();
+        let body_activity = svc_activity.clone();
         async move {
-            let res = app.oneshot(req.map(axum::body::Body::new)).await;
+            let req = req.map(|b| axum::body::Body::new(TrackedBody::new(b, body_activity)));
+            let res = app.oneshot(req).await;
             drop(guard);
             res
         }
@@ -367,8 +431,10 @@ async fn connection(
                 }
             }
             _ = activity.evict.notified(), if closing.is_none() => {
-                if activity.in_flight.load(Ordering::Relaxed) == 0 {
-                    tracing::debug!(%peer, "closed to make room: it waited longest for its request headers");
+                if activity.in_flight.load(Ordering::Relaxed) == 0
+                    || activity.body_pending.load(Ordering::Relaxed)
+                {
+                    tracing::debug!(%peer, "closed to make room: it waited longest for its request headers or body");
                     return;
                 }
                 // A request began after the choice: let it finish, then close.

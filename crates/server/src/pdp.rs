@@ -19,13 +19,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::audit::scrub_text as scrub_secrets;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mandate_audit::event::{kinds, Asserted, Event};
-use mandate_core::secrets::scrub_secrets;
 use mandate_policy::decision::new_decision_id;
 use mandate_policy::{authzen, Decision, EvalError, Outcome, Query};
 use serde_json::{json, Map, Value};

@@ -221,3 +221,45 @@ fn credentials_under_harmless_keys_or_look_alike_keys_are_not_stored() {
         "a key that merely contains `auth` is not a secret"
     );
 }
+
+#[test]
+fn credentials_written_into_free_text_reasons_are_not_stored() {
+    // Found when the redaction fixes were attacked: a delegation's `--reason` and a revocation's
+    // reason were stored verbatim, whatever credential they quoted.
+    let s = Server::demo();
+    let leaked = "password=Q090Zpw Bearer Q091Zabc https://x/?access_token=Q093Zabc \
+                  postgres://u:Q094Zpw@h/db ghp_Q095Z6789abcdefghijABCDEFGHIJ012345 \
+                  AKIAQ096Z456789ABCDE";
+    let tok = s.ok(&[
+        "delegate",
+        "--as",
+        "user:alice",
+        "--to",
+        "planner",
+        "--aud",
+        crate::common::GITHUB,
+        "--scope",
+        "github:pulls.read",
+        "--reason",
+        &format!("debugging, {leaked}"),
+    ]);
+    let jti = crate::common::jwt_payload(&tok)["jti"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.ok(&[
+        "revoke",
+        "token",
+        &jti,
+        "--reason",
+        &format!("leaked {leaked}"),
+    ]);
+    let stored = s.event_bodies().join("\n");
+    for secret in ["Q090Z", "Q091Z", "Q093Z", "Q094Z", "Q095Z", "Q096Z"] {
+        assert!(!stored.contains(secret), "{secret} stored in the clear");
+    }
+    assert!(
+        stored.contains("debugging"),
+        "the rest of the reason is kept"
+    );
+}
