@@ -1,9 +1,9 @@
 //! Accepting and serving connections, with the bounds that keep one client from holding the
 //! server: at most `max_connections` open at once, at most `max_connections_per_source` from one
 //! source and `max_connections_per_network` from one network (more are closed on accept,
-//! logged). At the global bound a connection is closed to make room for the new one: the one that
-//! has waited longest for a request's headers, or else the one whose request body has been
-//! arriving longest (so connections that never finish their headers, or their bodies, cannot
+//! logged). At the global bound a connection is closed to make room for the new one: of those
+//! waiting for a request's headers or for the rest of its body, the one that has waited longest
+//! (so connections that never finish their headers, or their bodies, cannot
 //! hold every slot until their timeouts); when every connection has a request in progress with
 //! its body read, new ones wait in the listen backlog (logged once per 10 s); a deadline for each request's headers (`header_timeout`,
 //! from accept or from the previous response, so it is also the keep-alive idle time), a close
@@ -189,26 +189,21 @@ impl Open {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Asks a connection to close to make room: the one that has waited longest for a request's
-    /// headers (no request in progress), or else the one whose request body has been arriving
-    /// longest; false when every connection is busy with a request whose body was read. O(open
+    /// Asks a connection to close to make room: of those waiting for a request's headers (no
+    /// request in progress) or for the rest of its body, the one that has waited longest; false
+    /// when every connection is busy with a request whose body was read. O(open
     /// connections), and only when the bound is reached.
     fn evict_longest_waiting(&self) -> bool {
         let conns = self.lock();
         let victim = conns
             .values()
             .filter(|a| !a.evicted.load(Ordering::Relaxed))
-            .filter_map(|a| {
-                if a.in_flight.load(Ordering::Relaxed) == 0 {
-                    Some(((0, a.waiting_since()), a))
-                } else if a.body_pending.load(Ordering::Relaxed) {
-                    Some(((1, a.waiting_since()), a))
-                } else {
-                    None
-                }
+            // Waiting for headers or for the rest of a body, oldest first whichever it is: a
+            // class order would let connections of the other class evict every newcomer.
+            .filter(|a| {
+                a.in_flight.load(Ordering::Relaxed) == 0 || a.body_pending.load(Ordering::Relaxed)
             })
-            .min_by_key(|(rank, _)| *rank)
-            .map(|(_, a)| a);
+            .min_by_key(|a| a.waiting_since());
         match victim {
             Some(a) => {
                 a.evicted.store(true, Ordering::Relaxed);

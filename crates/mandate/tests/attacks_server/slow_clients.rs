@@ -309,6 +309,44 @@ fn at_the_connection_bound_a_request_body_that_never_arrives_makes_room_too() {
 }
 
 #[test]
+fn a_newcomer_is_not_the_one_closed_when_slow_bodies_keep_arriving() {
+    // Found when the fix was attacked again: connections waiting for headers were closed before
+    // any slow body, so a stream of slow bodies closed every newcomer before it could send its
+    // request. The one that has waited longest goes, whatever it waits for.
+    let s = Server::start_with(
+        true,
+        "[limits]\nmax_connections = 4\nmax_connections_per_source = 4\nbody_timeout = \"10s\"\n",
+    );
+    let slow_body = |from: &str| {
+        let mut c = connect_from(from, addr(&s));
+        c.write_all(
+            b"POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\ngrant",
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        c
+    };
+    let mut held: Vec<TcpStream> = (1..=4)
+        .map(|i| slow_body(&format!("127.0.5.{i}")))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut newcomer = connect_from("127.0.9.1", addr(&s));
+    std::thread::sleep(Duration::from_millis(200));
+    held.push(slow_body("127.0.6.1"));
+    held.push(slow_body("127.0.6.2"));
+    newcomer
+        .write_all(b"GET /oauth2/jwks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    newcomer
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut out = vec![];
+    let _ = newcomer.read_to_end(&mut out);
+    let answer = String::from_utf8_lossy(&out);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+}
+
+#[test]
 fn one_network_cannot_hold_every_connection() {
     let s = Server::start_with(
         true,
