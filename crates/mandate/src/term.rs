@@ -31,13 +31,22 @@ fn needs_escape(c: char) -> bool {
 /// (`\u{1b}`, `\u{202e}`); everything else, backslashes included, is unchanged. Borrows when
 /// there is nothing to escape, so clean strings cost nothing.
 pub fn safe(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(needs_escape) {
+    escape_where(s, needs_escape, |c| format!("\\u{{{:x}}}", c as u32))
+}
+
+/// `s` with every character `escape_it` picks written as `written(c)`; borrowed when none is.
+fn escape_where(
+    s: &str,
+    escape_it: impl Fn(char) -> bool,
+    written: impl Fn(char) -> String,
+) -> Cow<'_, str> {
+    if !s.chars().any(&escape_it) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 16);
     for c in s.chars() {
-        if needs_escape(c) {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        if escape_it(c) {
+            out.push_str(&written(c));
         } else {
             out.push(c);
         }
@@ -61,18 +70,9 @@ pub fn safe_lines(text: &str) -> Cow<'_, str> {
 /// `\uXXXX` escape: the same JSON value, safe on a terminal. Such characters can only occur
 /// inside JSON strings, where the escape means the same character.
 pub fn json_text(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(needs_escape_in_json) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        if needs_escape_in_json(c) {
-            out.push_str(&format!("\\u{:04x}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
+    escape_where(text, needs_escape_in_json, |c| {
+        format!("\\u{:04x}", c as u32)
+    })
 }
 
 /// [`needs_escape`] less what JSON text holds raw by design (newlines and indentation between
