@@ -150,4 +150,15 @@ impl MandateClaims {
         }
         v
     }
+
+    /// [`MandateClaims::chain`] ending with the holder (`client_id`) when it is not already the
+    /// last: the chain an action taken with this mandate runs under, as policies and the audit
+    /// log see it.
+    pub fn chain_to_holder(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.chain().into_iter().map(String::from).collect();
+        if v.last() != Some(&self.client_id) {
+            v.push(self.client_id.clone());
+        }
+        v
+    }
 }

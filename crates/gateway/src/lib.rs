@@ -4,8 +4,9 @@
 //!
 //! This crate is built bottom-up, pure parts first: [`jsonrpc`] reads and answers JSON-RPC 2.0
 //! messages strictly and within bounds, and [`mcp`] classifies MCP requests and filters what a
-//! caller may see. The serving edge (upstreams, forwarding, `mandate connect`) sits on them.
+//! caller may see, [`scopes`] says which scope each tool needs. The serving edge (upstreams, forwarding, `mandate connect`) sits on them.
 #![forbid(unsafe_code)]
 
 pub mod jsonrpc;
 pub mod mcp;
+pub mod scopes;

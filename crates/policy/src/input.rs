@@ -31,6 +31,37 @@ pub struct Input {
 }
 
 impl Input {
+    /// The input for `action` taken by `caller` under the mandate `claims` (verified, or about to
+    /// be issued): subject, chain to the holder, scopes, audiences and the mandate's facts from
+    /// the claims.
+    pub fn for_mandate(
+        caller: &str,
+        claims: &mandate_core::MandateClaims,
+        action: Action,
+        context: Context,
+    ) -> Self {
+        Input {
+            principal: Principal::of(caller),
+            subject: claims.sub.clone(),
+            chain: claims.chain_to_holder(),
+            scopes: claims
+                .scope
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+            audience: claims.aud.as_slice().to_vec(),
+            mandate: Some(MandateFacts {
+                jti: claims.jti.clone(),
+                iat: claims.iat,
+                exp: claims.exp,
+                depth: claims.mandate.depth,
+                max_depth: claims.mandate.max_depth,
+            }),
+            action,
+            context,
+        }
+    }
+
     /// The document as the engine takes it.
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).expect("the input document serialises")

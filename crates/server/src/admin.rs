@@ -154,7 +154,7 @@ fn validate(req: CreatePrincipal, now: i64) -> Result<NewPrincipal, ApiError> {
 /// An admin change's event, before the change.
 fn change(who: &Caller, action: &str, resource: &str) -> Event {
     let mut ev = new_event(kinds::ADMIN_CHANGE, &who.claims.client_id, action);
-    ev.chain = crate::audit::chain_of(&who.claims);
+    ev.chain = who.claims.chain_to_holder();
     ev.resource = Some(resource.to_string());
     ev.jti = Some(who.claims.jti.clone());
     ev
@@ -447,7 +447,7 @@ async fn revoke(
         by,
         &format!("revoke.{}", req.kind.chars().take(20).collect::<String>()),
     );
-    ev.chain = crate::audit::chain_of(&who.claims);
+    ev.chain = who.claims.chain_to_holder();
     ev.resource = Some(req.value.chars().take(200).collect());
     ev.jti = Some(who.claims.jti.clone());
     if let Some(r) = &req.reason {

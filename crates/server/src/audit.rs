@@ -225,15 +225,6 @@ pub fn new_event(kind: &str, principal: &str, action: &str) -> Event {
     Event::new(kind, principal, action, now_ms(), random)
 }
 
-/// The chain of a mandate for the audit log: subject, every actor, and the holder, root first.
-pub fn chain_of(c: &mandate_core::claims::MandateClaims) -> Vec<String> {
-    let mut chain: Vec<String> = c.chain().into_iter().map(String::from).collect();
-    if chain.last() != Some(&c.client_id) {
-        chain.push(c.client_id.clone());
-    }
-    chain
-}
-
 /// `text` with credentials removed: their shapes (`mandate_core::secrets`) and the values of
 /// secret-named assignments (`password=...`, with the audit log's secret key names).
 pub fn scrub_text(text: &str) -> std::borrow::Cow<'_, str> {
@@ -333,7 +324,7 @@ pub async fn refusal(
         return;
     };
     let ev = new_event(event::kinds::REQUEST_REFUSED, &c.client_id, action)
-        .under(chain_of(c), Some(c.jti.clone()))
+        .under(c.chain_to_holder(), Some(c.jti.clone()))
         .refused(code, reason);
     let _ = st.audit(&ev).await;
 }

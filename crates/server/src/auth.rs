@@ -63,7 +63,7 @@ async fn authenticate(
             if let Some(slot) = parts.extensions.get::<CallerSlot>() {
                 let _ = slot.0.set(CallerSummary {
                     principal: c.claims.client_id.clone(),
-                    chain: crate::audit::chain_of(&c.claims),
+                    chain: c.claims.chain_to_holder(),
                     jti: c.claims.jti.clone(),
                 });
             }
@@ -80,7 +80,7 @@ async fn authenticate(
 /// Records a refusal of an authenticated caller as its own event.
 async fn refuse(st: &AppState, c: &Caller, kind: &str, action: &str, e: ApiError) -> ApiError {
     let mut ev = crate::audit::new_event(kind, &c.claims.client_id, action);
-    ev.chain = crate::audit::chain_of(&c.claims);
+    ev.chain = c.claims.chain_to_holder();
     ev.jti = Some(c.claims.jti.clone());
     ev.result = "refused".into();
     ev.error = Some(e.code().to_string());

@@ -137,7 +137,7 @@ pub async fn introspect(
                 ev.jti = Some(c.jti.clone());
                 ev.details.insert("active".into(), true.into());
                 ev.details
-                    .insert("token_chain".into(), crate::audit::chain_of(c).into());
+                    .insert("token_chain".into(), c.chain_to_holder().into());
                 j
             }
             Err(reason) => {
@@ -183,7 +183,7 @@ pub async fn revoke(
         }
         let mut ev =
             crate::audit::new_event(mandate_audit::event::kinds::REVOCATION, me, "revoke.token");
-        ev.chain = crate::audit::chain_of(c);
+        ev.chain = c.chain_to_holder();
         ev.resource = Some(c.jti.clone());
         ev.jti = Some(c.jti.clone());
         ev.reasons = vec!["revoked through the revocation endpoint".into()];

@@ -134,7 +134,7 @@ fn unaudited(d: &Decision) -> Decision {
 /// A decision point event with the verified caller as principal and chain.
 fn caller_event(c: &Caller, action: &str) -> Event {
     let mut ev = crate::audit::new_event(kinds::POLICY_DECISION, &c.claims.client_id, action);
-    ev.chain = crate::audit::chain_of(&c.claims);
+    ev.chain = c.claims.chain_to_holder();
     ev.jti = Some(c.claims.jti.clone());
     ev
 }

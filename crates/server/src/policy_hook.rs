@@ -2,7 +2,7 @@
 //! and asking the delegation policy before a mandate is issued.
 
 use mandate_core::claims::MandateClaims;
-use mandate_policy::input::{Action, Context, Delegation, Input, MandateFacts, Principal};
+use mandate_policy::input::{Action, Context, Delegation, Input};
 use mandate_policy::{Decision, Outcome, Query};
 use serde_json::Value;
 
@@ -12,15 +12,6 @@ use crate::state::AppState;
 /// `input.context`: the server's clock, its environment label and the caller's address.
 pub fn context(st: &AppState, client_address: Option<String>, now: i64) -> Context {
     Context::at(now, &st.cfg.environment, client_address)
-}
-
-/// The chain of a mandate, root first, ending with its holder.
-pub fn chain(c: &MandateClaims) -> Vec<String> {
-    let mut v: Vec<String> = c.chain().into_iter().map(str::to_string).collect();
-    if v.last() != Some(&c.client_id) {
-        v.push(c.client_id.clone());
-    }
-    v
 }
 
 /// `input` for the delegation policy: the mandate that would be issued, who asks, from whom to
@@ -52,35 +43,25 @@ pub struct DelegationFacts<'a> {
 /// ends with the principal that could pull, as it would after the pull.
 pub fn delegation_input(st: &AppState, f: &DelegationFacts<'_>) -> Value {
     let c = f.claims;
-    let mut chain = chain(c);
+    let action = Action::Delegation(Delegation {
+        grant_type: f.grant_type.to_string(),
+        mode: f.mode,
+        from: f.from.to_string(),
+        to: f.to.to_string(),
+        ttl_seconds: c.exp - c.iat,
+        may_act: f.may_act.map(str::to_string),
+        holder: f.holder.map(str::to_string),
+    });
+    let mut input = Input::for_mandate(
+        f.caller,
+        c,
+        action,
+        context(st, f.client_address.clone(), c.iat),
+    );
     if f.mode == crate::token::Mode::MayAct {
-        chain.push(f.to.to_string());
+        input.chain.push(f.to.to_string());
     }
-    Input {
-        principal: Principal::of(f.caller),
-        subject: c.sub.clone(),
-        chain,
-        scopes: c.scope.split_whitespace().map(str::to_string).collect(),
-        audience: c.aud.as_slice().to_vec(),
-        mandate: Some(MandateFacts {
-            jti: c.jti.clone(),
-            iat: c.iat,
-            exp: c.exp,
-            depth: c.mandate.depth,
-            max_depth: c.mandate.max_depth,
-        }),
-        action: Action::Delegation(Delegation {
-            grant_type: f.grant_type.to_string(),
-            mode: f.mode,
-            from: f.from.to_string(),
-            to: f.to.to_string(),
-            ttl_seconds: c.exp - c.iat,
-            may_act: f.may_act.map(str::to_string),
-            holder: f.holder.map(str::to_string),
-        }),
-        context: context(st, f.client_address.clone(), c.iat),
-    }
-    .to_value()
+    input.to_value()
 }
 
 /// Asks the delegation policy; anything but an outright allow refuses the request with the

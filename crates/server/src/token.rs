@@ -207,7 +207,7 @@ fn issued_event(
         &action(Some(&m.grant_type)),
     );
     ev = ev
-        .under(crate::audit::chain_of(c), Some(c.jti.clone()))
+        .under(c.chain_to_holder(), Some(c.jti.clone()))
         .on(m.audiences.clone())
         .decided(
             d.outcome().as_str(),
@@ -328,7 +328,7 @@ async fn decide_and_issue(
         exchange(st, form, client, mint, req, now, trail).await?
     };
     let claims = &minted.claims;
-    trail.chain = crate::audit::chain_of(claims);
+    trail.chain = claims.chain_to_holder();
     let may_act = claims.may_act.as_ref().map(|m| m.sub.clone());
     // The delegation policy sees the mandate exactly as it would be issued.
     let facts = policy_hook::DelegationFacts {
@@ -565,7 +565,7 @@ async fn exchange(
     let parent = verify_own(st, form.required("subject_token")?, "subject_token", now)?;
     let parent_jti = Some(parent.claims().jti.clone());
     trail.parent_jti = parent_jti.clone();
-    trail.subject_chain = crate::audit::chain_of(parent.claims());
+    trail.subject_chain = parent.claims().chain_to_holder();
     trail.requested_actor = form
         .one("requested_actor")?
         .and_then(|to| to.parse::<PrincipalName>().ok())
