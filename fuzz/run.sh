@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the fuzz targets one after another, each as a single libFuzzer process, for SECONDS each.
 #
-#   fuzz/run.sh [SECONDS] [TARGET...]        (default: 600 s; tokens dpop keys policy audit)
+#   fuzz/run.sh [SECONDS] [TARGET...]        (default: 600 s; tokens dpop keys policy audit jsonrpc)
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz`); RUSTC_BOOTSTRAP=1 lets the stable toolchain
 # take the nightly-only flags cargo-fuzz passes (-Zsanitizer=address, the sancov passes).
@@ -16,7 +16,7 @@ fuzz_dir=$(cd "$(dirname "$0")" && pwd)
 secs=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(tokens dpop keys policy audit)
+[ ${#targets[@]} -gt 0 ] || targets=(tokens dpop keys policy audit jsonrpc)
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/fuzz-target}
 corpus=${FUZZ_CORPUS:-/work/fuzz-corpus}
