@@ -33,6 +33,20 @@ pub mod jsonrpc {
     pub const UNAVAILABLE: i64 = -32050;
 }
 
+/// `s` within RFC 6749 §5.2's `error_description` characters (%x20-21 / %x23-5B / %x5D-7E), which
+/// RFC 6750 §3 also uses inside `WWW-Authenticate`: quotes become apostrophes, backslashes
+/// slashes, anything else outside the set `?`. Safe inside a quoted-string.
+pub fn error_description_text(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            ' '..='~' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
 /// Why a presentation (an `Authorization` header, a mandate and its DPoP proof) was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -299,6 +313,16 @@ mod tests {
             assert!(matches!(c.http_status(), 400 | 401 | 503), "{c}");
             assert!((-32099..=-32000).contains(&c.jsonrpc_code()), "{c}");
         }
+    }
+
+    #[test]
+    fn descriptions_keep_to_the_rfc_6749_character_set() {
+        let t = error_description_text("scope \"a\\b\" \u{e9}\n");
+        assert_eq!(t, "scope 'a/b' ??");
+        assert!(t.bytes().all(|b| b == 0x20
+            || b == 0x21
+            || (0x23..=0x5b).contains(&b)
+            || (0x5d..=0x7e).contains(&b)));
     }
 
     #[test]

@@ -141,7 +141,7 @@ impl IntoResponse for ApiError {
             let challenge = format!(
                 "DPoP algs=\"EdDSA\", error=\"{}\", error_description=\"{}\"",
                 self.code,
-                self.description.replace(['"', '\\'], "'")
+                mandate_core::refusal::error_description_text(&self.description)
             );
             if let Ok(v) = HeaderValue::from_str(&challenge) {
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, v);

@@ -13,18 +13,7 @@ pub struct OAuthError {
     close: bool,
 }
 
-/// RFC 6749 §5.2: `error_description` holds only %x20-21 / %x23-5B / %x5D-7E. Quotes become
-/// apostrophes, backslashes slashes, anything else outside the set `?`.
-fn rfc6749_text(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '"' => '\'',
-            '\\' => '/',
-            ' '..='~' => c,
-            _ => '?',
-        })
-        .collect()
-}
+use mandate_core::refusal::error_description_text as rfc6749_text;
 
 impl OAuthError {
     fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
@@ -116,20 +105,5 @@ impl IntoResponse for OAuthError {
             );
         }
         r
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn descriptions_keep_to_the_rfc_6749_character_set() {
-        let t = rfc6749_text("scope \"a\\b\" é\n");
-        assert_eq!(t, "scope 'a/b' ??");
-        assert!(t.bytes().all(|b| b == 0x20
-            || b == 0x21
-            || (0x23..=0x5b).contains(&b)
-            || (0x5d..=0x7e).contains(&b)));
     }
 }
