@@ -8,6 +8,7 @@
 #   1. action.kind is not "mcp" or "http"            -> deny
 #   2. the call does not name a server and a tool    -> deny
 #   3. no held scope covers "<server>:<tool>"        -> deny (reason names the scope needed)
+#   3b. an argument rule (mandate_config.argument_rules) refuses the call's arguments -> deny
 #   4. the tool is destructive                       -> hold for approval
 #   5. a write to a production upstream              -> hold for approval
 #   6. a read-only call                              -> allow
@@ -37,6 +38,8 @@ decision := deny(sprintf("action kind %s is not a tool call (expected \"mcp\" or
 	not is_named
 } else := deny(sprintf("needs scope %s (held: %s)", [needed_text, held_text])) if {
 	in_scope == false
+} else := deny(concat("; ", sort(argument_violations))) if {
+	count(argument_violations) > 0
 } else := hold(destructive_reason) if {
 	destructive
 } else := hold(production_reason) if {
@@ -81,6 +84,53 @@ production_environments := v if {
 	v := data.mandate_config.production_environments
 	v != null
 } else := ["production", "prod"]
+
+# ---------------------------------------------------------------------------
+# Argument rules (data.mandate_config.argument_rules): where a principal's calls may point.
+#
+# Each rule: {"principals": ["agent:coder"], "server": "fs", "tools": ["write_file"],
+#             "argument": "path", "prefixes": ["/repo/src"]}
+# A call by one of the principals ("*" for anyone) of one of the tools on the server must have the
+# argument as a string path equal to a prefix or continuing it with "/", with no ".." segment;
+# anything else (missing, not a string, elsewhere, climbing out with "..") is refused.
+# ---------------------------------------------------------------------------
+
+argument_rules := v if {
+	v := data.mandate_config.argument_rules
+	is_array(v)
+} else := []
+
+argument_violations contains msg if {
+	some rule in argument_rules
+	rule_names_this_call(rule)
+	not within_prefixes(object.get(input.action, ["arguments", rule.argument], null), rule.prefixes)
+	msg := sprintf("%s may call %s on %s only with %s under %s", [
+		input.principal.id, tool, server, rule.argument, concat(", ", rule.prefixes),
+	])
+}
+
+rule_names_this_call(rule) if {
+	rule.server == server
+	tool in rule.tools
+	some p in rule.principals
+	p in {"*", input.principal.id}
+}
+
+within_prefixes(value, prefixes) if {
+	is_string(value)
+	not climbs(value)
+	some prefix in prefixes
+	path_under(value, prefix)
+}
+
+climbs(value) if {
+	some segment in split(value, "/")
+	segment == ".."
+}
+
+path_under(value, prefix) if value == trim_suffix(prefix, "/")
+
+path_under(value, prefix) if startswith(value, concat("", [trim_suffix(prefix, "/"), "/"]))
 
 # ---------------------------------------------------------------------------
 # Facts about the call

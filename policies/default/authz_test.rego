@@ -403,3 +403,48 @@ test_unusable_redact_keys_redact_every_argument if {
 	d := authz.decision with input as mcp_call("list_repos", ["github:*"], object.union(read_only, {"arguments": {"password": "x", "repo": "r"}})) with data.mandate_config as {"redact_argument_keys": ["pass("]}
 	d.redact == ["/action/arguments"]
 }
+
+# ---------------------------------------------------------------------------
+# Argument rules: the coder may write only under /repo/src
+# ---------------------------------------------------------------------------
+
+src_only := {"argument_rules": [{
+	"principals": ["agent:coder"], "server": "fs", "tools": ["write_file", "edit_file"],
+	"argument": "path", "prefixes": ["/repo/src"],
+}]}
+
+fs_write(path) := object.union(base_input, {
+	"scopes": ["fs:*"],
+	"action": object.union(base_input.action, {"server": "fs", "tool": "write_file", "arguments": {"path": path}}),
+})
+
+test_argument_rule_allows_a_write_under_the_prefix if {
+	allowed(authz.decision) with input as fs_write("/repo/src/main.rs") with data.mandate_config as src_only
+	allowed(authz.decision) with input as fs_write("/repo/src") with data.mandate_config as src_only
+}
+
+test_argument_rule_refuses_a_write_elsewhere_and_says_where if {
+	d := authz.decision with input as fs_write("/repo/secrets.env") with data.mandate_config as src_only
+	denied(d)
+	contains(d.reasons[0], "agent:coder may call write_file on fs only with path under /repo/src")
+}
+
+test_argument_rule_refuses_look_alike_prefixes_and_climbing_out if {
+	denied(authz.decision) with input as fs_write("/repo/src-old/x") with data.mandate_config as src_only
+	denied(authz.decision) with input as fs_write("/repo/src/../secrets.env") with data.mandate_config as src_only
+	denied(authz.decision) with input as fs_write("src/main.rs") with data.mandate_config as src_only
+}
+
+test_argument_rule_refuses_a_missing_or_non_string_argument if {
+	no_path := object.union(base_input, {"scopes": ["fs:*"], "action": object.union(base_input.action, {"server": "fs", "tool": "write_file", "arguments": {}})})
+	denied(authz.decision) with input as no_path with data.mandate_config as src_only
+	denied(authz.decision) with input as fs_write(["/repo/src/a"]) with data.mandate_config as src_only
+}
+
+test_argument_rule_applies_only_to_the_principals_and_tools_it_names if {
+	reviewer := object.union(fs_write("/etc/passwd"), {"principal": {"id": "agent:reviewer", "type": "agent", "name": "reviewer"}})
+	allowed(authz.decision) with input as reviewer with data.mandate_config as src_only
+	read := object.union(fs_write("/etc/hosts"), {"action": object.union(fs_write("/etc/hosts").action, {"tool": "read_file"})})
+	allowed(authz.decision) with input as read with data.mandate_config as src_only
+}
+
