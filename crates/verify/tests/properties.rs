@@ -5,19 +5,10 @@ mod common;
 
 use common::*;
 use mandate_core::revocation::RevocationSet;
-use mandate_verify::{check, Expectations, Presentation, ReplayCache};
+use mandate_verify::{check, Presentation, ReplayCache};
 use proptest::prelude::*;
 
 const B64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-fn expectations() -> Expectations<'static> {
-    Expectations {
-        issuer: ISSUER,
-        audience: AUD,
-        now: NOW,
-        skew: SKEW,
-    }
-}
 
 fn run(authorization: &str, dpop: Option<&str>) -> Result<(), &'static str> {
     let p = Presentation {

@@ -9,18 +9,9 @@ use std::sync::Mutex;
 use common::*;
 use mandate_core::revocation::RevocationSet;
 use mandate_verify::{
-    check_unspent, BoxFuture, CheckedProof, Expectations, MemoryReplay, Presentation, Refusal,
-    RefusalCode, ReplayGuard,
+    check_unspent, BoxFuture, CheckedProof, MemoryReplay, Presentation, Refusal, RefusalCode,
+    ReplayGuard,
 };
-
-fn expectations() -> Expectations<'static> {
-    Expectations {
-        issuer: ISSUER,
-        audience: AUD,
-        now: NOW,
-        skew: SKEW,
-    }
-}
 
 /// Records what it was asked; answers with `fail` when set.
 #[derive(Default)]

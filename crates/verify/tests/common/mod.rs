@@ -10,6 +10,7 @@ use base64::Engine;
 use mandate_core::claims::{Act, Audience, Cnf, MandateClaims, MandateInfo};
 use mandate_core::jws;
 use mandate_core::keys::{PublicKey, SecretKey};
+use mandate_verify::Expectations;
 
 pub const ISSUER: &str = "https://mandate.example";
 pub const AUD: &str = "https://api.github.com";
@@ -17,6 +18,16 @@ pub const NOW: i64 = 1_750_000_000;
 pub const SKEW: i64 = 30;
 pub const METHOD: &str = "POST";
 pub const URL: &str = "https://gateway.example/mcp";
+
+/// What the verifier expects in these tests: this issuer, this audience, at `NOW`.
+pub fn expectations() -> Expectations<'static> {
+    Expectations {
+        issuer: ISSUER,
+        audience: AUD,
+        now: NOW,
+        skew: SKEW,
+    }
+}
 
 pub fn issuer_key() -> SecretKey {
     SecretKey::from_seed(&[1; 32])
