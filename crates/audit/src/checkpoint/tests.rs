@@ -1,3 +1,7 @@
+//! Checkpoint tests: C2SP signed-note bodies and signatures, key ids and verifier key strings,
+//! pinned to known answers from golang/mod and transparency-dev, and every malformed note
+//! refused with its reason.
+
 use super::*;
 
 fn key(seed: u8) -> SigningKey {
