@@ -19,7 +19,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::audit::scrub_text as scrub_secrets;
+use crate::audit::scrub_text;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -170,7 +170,7 @@ fn resource_of(input: &Value) -> Option<String> {
         _ => action["kind"].as_str().map(str::to_string),
     };
     // An HTTP route can carry a credential in its query (`?api_key=...`).
-    r.map(|r| scrub_secrets(&r).into_owned())
+    r.map(|r| scrub_text(&r).into_owned())
 }
 
 /// The recorded form of the action: its kind, server, tool, method, annotations and HTTP facts,
@@ -225,20 +225,15 @@ fn decision_event(st: &AppState, c: &Caller, input: &Value, d: &Decision) -> Eve
     let mut ev = caller_event(c, "pdp.evaluation");
     ev.asserted = Some(asserted(c, input));
     ev.resource = resource_of(input);
-    // Reasons can echo the request (a path, an argument): credentials in them are removed.
-    let reasons: Vec<String> = d
-        .reasons()
-        .iter()
-        .map(|r| scrub_secrets(r).into_owned())
-        .collect();
+    // (Credentials in the reasons are removed where every event is recorded, AppState::record.)
     ev = ev.decided(
         d.outcome().as_str(),
         d.decision_id(),
         d.policy_version(),
-        &reasons,
+        d.reasons(),
     );
     if let Some(e) = d.error() {
-        ev.reasons.push(scrub_secrets(e).into_owned());
+        ev.reasons.push(e.to_string());
     }
     ev.details
         .insert("action".into(), recorded_action(st, input, d));
@@ -286,7 +281,7 @@ fn batch_event(st: &AppState, c: &Caller, items: &[(Value, Decision)]) -> Event 
         }
         if d.outcome() != Outcome::Allow {
             if let Some(r) = d.error().or(d.reasons().first().map(String::as_str)) {
-                item["reason"] = json!(scrub_secrets(r).chars().take(100).collect::<String>());
+                item["reason"] = json!(scrub_text(r).chars().take(100).collect::<String>());
             }
         }
         arguments.push(
