@@ -13,7 +13,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -173,8 +173,8 @@ impl Open {
             last_io_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             waiting_since_ms: AtomicU64::new(0),
-            body_pending: std::sync::atomic::AtomicBool::new(false),
-            evicted: std::sync::atomic::AtomicBool::new(false),
+            body_pending: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
             evict: tokio::sync::Notify::new(),
         });
         self.lock().insert(id, a.clone());
@@ -226,9 +226,9 @@ struct Activity {
     /// headers (0: since accept); while a request is in progress, when its headers arrived.
     waiting_since_ms: AtomicU64,
     /// The request in progress has a body that has not all arrived.
-    body_pending: std::sync::atomic::AtomicBool,
+    body_pending: AtomicBool,
     /// Chosen to be closed to make room.
-    evicted: std::sync::atomic::AtomicBool,
+    evicted: AtomicBool,
     evict: tokio::sync::Notify,
 }
 
@@ -265,18 +265,25 @@ impl InFlight {
 }
 
 /// A request body that tells its connection whether it has all arrived (so that a connection
-/// whose body trickles can be closed to make room).
+/// whose body trickles can be closed to make room), and its request whether it was read to its
+/// end (`unread`, so that a response sent before then says `Connection: close`).
 struct TrackedBody {
     inner: Incoming,
     activity: Arc<Activity>,
+    unread: Arc<AtomicBool>,
 }
 
 impl TrackedBody {
-    fn new(inner: Incoming, activity: Arc<Activity>) -> Self {
+    fn new(inner: Incoming, activity: Arc<Activity>, unread: Arc<AtomicBool>) -> Self {
         use hyper::body::Body as _;
         let pending = !inner.is_end_stream();
         activity.body_pending.store(pending, Ordering::Relaxed);
-        TrackedBody { inner, activity }
+        unread.store(pending, Ordering::Relaxed);
+        TrackedBody {
+            inner,
+            activity,
+            unread,
+        }
     }
 }
 
@@ -292,6 +299,10 @@ impl hyper::body::Body for TrackedBody {
         if matches!(r, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) || self.inner.is_end_stream()
         {
             self.activity.body_pending.store(false, Ordering::Relaxed);
+        }
+        // A body that failed to arrive stays unread: hyper closes that connection too.
+        if matches!(r, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.unread.store(false, Ordering::Relaxed);
         }
         r
     }
@@ -383,8 +394,22 @@ async fn connection(
         let app = app.clone();
         let body_activity = svc_activity.clone();
         async move {
-            let req = req.map(|b| axum::body::Body::new(TrackedBody::new(b, body_activity)));
-            let res = app.oneshot(req).await;
+            let unread = Arc::new(AtomicBool::new(false));
+            let tracked = unread.clone();
+            let req =
+                req.map(|b| axum::body::Body::new(TrackedBody::new(b, body_activity, tracked)));
+            let mut res = app.oneshot(req).await;
+            // Answered before its body was read (a refusal before the body matters): hyper
+            // closes such a connection after the response rather than wait for the rest, so
+            // say so, or a client reusing it would send its next request into a closing socket.
+            if unread.load(Ordering::Relaxed) {
+                if let Ok(res) = &mut res {
+                    res.headers_mut().insert(
+                        hyper::header::CONNECTION,
+                        hyper::header::HeaderValue::from_static("close"),
+                    );
+                }
+            }
             drop(guard);
             res
         }

@@ -406,3 +406,36 @@ fn the_open_files_soft_limit_is_raised_at_start() {
     let soft: u64 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
     assert!(soft > 256, "soft limit not raised: {line}");
 }
+
+/// A refusal sent before the request's body arrived (the client writes headers and body
+/// separately, as urllib3 does) ends its connection: the response must say so, or a client
+/// reusing the connection sends its next request into a closing socket (a CI flake: "Remote end
+/// closed connection without response").
+#[test]
+fn a_refusal_answered_before_the_body_arrived_says_connection_close() {
+    let s = Server::start(false);
+    let body = br#"{"subject":{"type":"agent","id":"x"},"action":{"name":"read"},"resource":{"type":"r","id":"1"}}"#;
+    for delay_ms in [0u64, 300] {
+        let mut c = TcpStream::connect(addr(&s)).unwrap();
+        c.set_nodelay(true).unwrap();
+        let head = format!(
+            "POST /access/v1/evaluation HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: DPoP not.a.token\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        c.write_all(head.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        // The server may already have closed; the body is then refused by the kernel.
+        let _ = c.write_all(body);
+        let (_, got) = closed_within(&mut c, Duration::from_secs(5))
+            .expect("the connection of a refusal answered before its body was read is closed");
+        let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        assert!(
+            text.starts_with("http/1.1 401"),
+            "delay {delay_ms} ms: {text}"
+        );
+        assert!(
+            text.contains("\r\nconnection: close\r\n"),
+            "delay {delay_ms} ms: a response on a connection about to close says so: {text}"
+        );
+    }
+}
