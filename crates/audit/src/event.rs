@@ -150,6 +150,55 @@ pub struct Asserted {
     pub jti: Option<String>,
 }
 
+/// The recorded form of a policy input's `action`: its kind, server, tool, method, annotations
+/// and HTTP facts, and its arguments with the values at the decision's `redact` paths replaced by
+/// their HMAC (all of them, when the decision `failed` and so has no redact paths). Whatever the
+/// policy says, values under secret-looking keys at any depth, and values that are credentials by
+/// their shape (`is_secret_value`), are recorded only as HMACs; `redact` paths elsewhere in the
+/// action (`/action/http/path`) apply too. The authority's decision point and the gateway record
+/// actions with this one function.
+pub fn recorded_action(
+    key: &[u8],
+    action: &Value,
+    redact: &[String],
+    failed: bool,
+    is_secret_value: &dyn Fn(&str) -> bool,
+) -> Value {
+    let mut summary = Map::new();
+    for k in [
+        "kind",
+        "server",
+        "tool",
+        "method",
+        "mcp_method",
+        "annotations",
+        "http",
+    ] {
+        if let Some(v) = action.get(k) {
+            summary.insert(k.to_string(), v.clone());
+        }
+    }
+    if let Some(args) = action.get("arguments") {
+        let mut args = args.clone();
+        let whole = ["/action/arguments".to_string()];
+        let paths = if failed { &whole[..] } else { redact };
+        redact_arguments(key, &mut args, paths);
+        summary.insert("arguments".to_string(), args);
+    }
+    let mut summary = Value::Object(summary);
+    redact_secret_keys(key, &mut summary, &SECRET_KEY_FRAGMENTS);
+    redact_secret_values(key, &mut summary, is_secret_value);
+    for path in redact.iter().filter_map(|p| p.strip_prefix("/action")) {
+        if path.starts_with("/arguments") || path.is_empty() {
+            continue;
+        }
+        if let Some(target) = summary.pointer_mut(path) {
+            *target = Value::String(redact_value(key, target));
+        }
+    }
+    summary
+}
+
 /// Largest canonical size of one event. [`Event::bound`] enforces it, so that no request can
 /// make the log grow by more than a few of these.
 pub const MAX_EVENT_BYTES: usize = 16 * 1024;
@@ -261,6 +310,9 @@ pub mod kinds {
     pub const ADMIN_REFUSED: &str = "admin.refused";
     /// Another API call was refused (decision point, enrollment, revocation endpoint).
     pub const REQUEST_REFUSED: &str = "request.refused";
+    /// A call through the gateway (an MCP method or an HTTP route): allowed, refused, or failed
+    /// at its upstream.
+    pub const TOOL_CALL: &str = "tool.call";
 }
 
 /// Why an event could not be read back.

@@ -2,13 +2,29 @@
 //! agent, asks the policy about the exact call (server, tool, arguments, annotations, chain),
 //! makes the audit event durable, injects the upstream's own credentials and only then forwards.
 //!
-//! This crate is built bottom-up, pure parts first: [`jsonrpc`] reads and answers JSON-RPC 2.0
-//! messages strictly and within bounds, and [`mcp`] classifies MCP requests and filters what a
-//! caller may see, [`scopes`] says which scope each tool needs, and [`challenge`] words 401/403 answers and
-//! the RFC 9728 metadata. The serving edge (upstreams, forwarding, `mandate connect`) sits on them.
+//! Pure parts: [`jsonrpc`] reads and answers JSON-RPC 2.0 messages strictly and within bounds,
+//! [`mcp`] classifies MCP requests and filters what a caller may see, [`scopes`] says which scope
+//! each tool needs, [`challenge`] words 401/403 answers and the RFC 9728 metadata, [`sse`] reads
+//! and writes event streams, [`config`] checks an upstream's configuration.
+//!
+//! The serving edge sits on them: [`gateway`] (the steps every call goes through, with the
+//! authentication, policy and audit hooks), [`upstream`] and [`stdio`] (upstreams and their
+//! supervised children), [`serve`] (the HTTP routes), [`sessions`] and [`metrics`].
 #![forbid(unsafe_code)]
 
 pub mod challenge;
+pub mod config;
+pub mod gateway;
 pub mod jsonrpc;
 pub mod mcp;
+pub mod metrics;
 pub mod scopes;
+pub mod serve;
+pub mod sessions;
+pub mod sse;
+pub mod stdio;
+pub mod upstream;
+
+pub use config::UpstreamConfig;
+pub use gateway::{Authenticate, Gateway, Presented, Settings};
+pub use upstream::{Origin, Upstream, Upstreams};

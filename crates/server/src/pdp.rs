@@ -173,51 +173,15 @@ fn resource_of(input: &Value) -> Option<String> {
     r.map(|r| scrub_text(&r).into_owned())
 }
 
-/// The recorded form of the action: its kind, server, tool, method, annotations and HTTP facts,
-/// and its arguments with the values at the decision's `redact` paths, and under any key that
-/// looks secret at any depth, replaced by their HMAC. A failed decision has no redact paths: then
-/// the arguments are recorded only as their HMAC.
+/// The recorded form of the action (see [`mandate_audit::event::recorded_action`]).
 fn recorded_action(st: &AppState, input: &Value, d: &Decision) -> Value {
-    use mandate_audit::event::{
-        redact_arguments, redact_secret_keys, redact_secret_values, SECRET_KEY_FRAGMENTS,
-    };
-    use mandate_core::secrets::looks_like_secret_value;
-    let key = st.audit_log.hmac_key();
-    let action = &input["action"];
-    let mut summary = Map::new();
-    for k in ["kind", "server", "tool", "method", "annotations", "http"] {
-        if let Some(v) = action.get(k) {
-            summary.insert(k.to_string(), v.clone());
-        }
-    }
-    if let Some(args) = action.get("arguments") {
-        let mut args = args.clone();
-        let whole = ["/action/arguments".to_string()];
-        let paths = if d.error().is_some() {
-            &whole[..]
-        } else {
-            d.redact()
-        };
-        redact_arguments(key, &mut args, paths);
-        summary.insert("arguments".to_string(), args);
-    }
-    // Secret-looking keys anywhere in what is recorded (arguments, annotations, HTTP facts) are
-    // recorded only as HMACs, whatever the policy says.
-    let mut summary = Value::Object(summary);
-    redact_secret_keys(key, &mut summary, &SECRET_KEY_FRAGMENTS);
-    // And values that are credentials by their shape, under whatever key (a mandate under
-    // `data`, `Bearer ...`, a URL with a password or an `api_key` parameter).
-    redact_secret_values(key, &mut summary, &looks_like_secret_value);
-    // Redact paths elsewhere in the action (a path, a header...) apply to what is recorded too.
-    for path in d.redact().iter().filter_map(|p| p.strip_prefix("/action")) {
-        if path.starts_with("/arguments") || path.is_empty() {
-            continue;
-        }
-        if let Some(target) = summary.pointer_mut(path) {
-            *target = Value::String(mandate_audit::event::redact_value(key, target));
-        }
-    }
-    summary
+    mandate_audit::event::recorded_action(
+        st.audit_log.hmac_key(),
+        &input["action"],
+        d.redact(),
+        d.error().is_some(),
+        &mandate_core::secrets::looks_like_secret_value,
+    )
 }
 
 /// The event of one decision asked by an enforcement point.

@@ -1,0 +1,485 @@
+//! The enforcement point's state and its per-call decision, in the order every call goes through:
+//!
+//! 1. authenticate ([`Authenticate`]: signature, audience, revocation, DPoP with single-use jti),
+//! 2. rate-limit (per agent, [`Gateway::rate_limit`]),
+//! 3. build the policy input (the `policy` crate's typed [`Input`]),
+//! 4. decide (scope first, then the policy, [`Gateway::judge`]),
+//! 5. audit (durable, [`Gateway::record`]; nothing is forwarded when the log cannot be written),
+//! 6. inject the upstream's credentials and forward (`serve`).
+//!
+//! In one process with the authority the hooks are the authority's own (its database as the
+//! replay store and audit log); `mandate gateway --authority URL` plugs in remote ones.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use mandate_audit::event::{kinds, Event};
+use mandate_audit::sink::AuditSink;
+use mandate_core::refusal::jsonrpc as codes;
+use mandate_core::{MandateClaims, ScopeSet};
+use mandate_policy::input::{Action, Context, Input, ToolCall, Upstream as UpstreamFacts};
+use mandate_policy::{Decision, DecisionPoint, Query, Verdict};
+use mandate_verify::Refusal;
+use serde_json::{Map, Value};
+
+use crate::jsonrpc::RpcError;
+use crate::mcp::{Call, ListKind};
+use crate::upstream::{Upstream, Upstreams};
+
+/// A boxed future (object-safe hooks without a macro crate).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// What a request presents, for [`Authenticate`].
+pub struct Presented<'a> {
+    /// The request's headers (`Authorization`, `DPoP`).
+    pub headers: &'a http::HeaderMap,
+    /// Its method.
+    pub method: &'a http::Method,
+    /// The URL the client used (the DPoP proof's `htu`), without query or fragment.
+    pub url: &'a str,
+    /// The audience the mandate must name.
+    pub audience: &'a str,
+    /// The caller's address.
+    pub peer: Option<SocketAddr>,
+}
+
+/// Verifies a request's mandate: signature, audience, expiry, revocation, the DPoP proof and its
+/// single use, and that the holder is still active. Refusals it counts or records itself (a
+/// stranger's refusals must not each become an event).
+pub trait Authenticate: Send + Sync {
+    /// The mandate's claims, or why it is refused.
+    fn authenticate<'a>(
+        &'a self,
+        p: &'a Presented<'a>,
+    ) -> BoxFuture<'a, Result<MandateClaims, Refusal>>;
+}
+
+/// Settings of the enforcement point.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The URL clients reach the gateway at (no trailing slash): `/mcp/NAME` is below it, and it
+    /// is the base of DPoP `htu`s and RFC 9728 resources.
+    pub public_url: String,
+    /// The authorization server clients get mandates from (the issuer).
+    pub authorization_server: String,
+    /// The environment label policies see (`input.context.environment`).
+    pub environment: String,
+    /// Calls per second one agent may make through the gateway (0: no limit).
+    pub per_agent_rps: u32,
+    /// Burst allowance per agent.
+    pub per_agent_burst: u32,
+    /// Largest request body taken, in bytes.
+    pub max_body: usize,
+    /// Largest upstream answer that is read whole (a list to filter), in bytes.
+    pub max_list_body: usize,
+}
+
+impl Settings {
+    /// Defaults for a gateway at `public_url` using `authorization_server`.
+    pub fn new(public_url: &str, authorization_server: &str, environment: &str) -> Self {
+        Settings {
+            public_url: public_url.trim_end_matches('/').to_string(),
+            authorization_server: authorization_server.trim_end_matches('/').to_string(),
+            environment: environment.to_string(),
+            per_agent_rps: 100,
+            per_agent_burst: 200,
+            max_body: 4 * 1024 * 1024,
+            max_list_body: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// The gateway.
+pub struct Gateway {
+    /// The upstreams served.
+    pub upstreams: Upstreams,
+    /// Settings.
+    pub settings: Settings,
+    authn: Arc<dyn Authenticate>,
+    policy: Arc<DecisionPoint>,
+    audit: Arc<dyn AuditSink>,
+    limiter: Option<DefaultKeyedRateLimiter<String>>,
+    clock: DefaultClock,
+    /// The HTTP client for upstreams (no redirects: a redirect would carry injected credentials
+    /// elsewhere).
+    pub http: reqwest::Client,
+    /// Which caller opened which upstream session.
+    pub sessions: crate::sessions::Owners,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
+}
+
+/// What the gateway decided about one request message.
+#[derive(Debug)]
+pub enum Judgement {
+    /// Protocol plumbing (`initialize`, `ping`, notifications): forwarded, not decided.
+    Pass,
+    /// A list: forwarded, its answer filtered to what the caller may use.
+    List(ListKind),
+    /// Allowed by scope and policy.
+    Allowed,
+    /// The mandate does not hold the scope the call needs (403 `insufficient_scope` when the
+    /// request is a single message).
+    NeedsScope {
+        /// The scope needed.
+        scope: String,
+        /// Why, in words.
+        message: String,
+    },
+    /// Refused: the JSON-RPC error to answer with.
+    Refused(RpcError),
+}
+
+/// A judged request message and the event that records it.
+pub struct Judged {
+    /// The decision.
+    pub judgement: Judgement,
+    /// Its audit event (not yet recorded); none for plumbing.
+    pub event: Option<Event>,
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The scope reading a resource of upstream `u` needs (resource URIs are not scope tokens).
+pub fn resources_scope(u: &str) -> String {
+    format!("{u}:resources/read")
+}
+
+/// The scope getting a prompt of upstream `u` needs.
+pub fn prompts_scope(u: &str) -> String {
+    format!("{u}:prompts/get")
+}
+
+impl Gateway {
+    /// A gateway with these hooks.
+    pub fn new(
+        settings: Settings,
+        authn: Arc<dyn Authenticate>,
+        policy: Arc<DecisionPoint>,
+        audit: Arc<dyn AuditSink>,
+    ) -> Self {
+        let limiter = NonZeroU32::new(settings.per_agent_rps).map(|rps| {
+            let burst = NonZeroU32::new(settings.per_agent_burst.max(settings.per_agent_rps))
+                .unwrap_or(rps);
+            RateLimiter::keyed(Quota::per_second(rps).allow_burst(burst))
+        });
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .build()
+            .expect("the HTTP client builds");
+        Gateway {
+            upstreams: Upstreams::default(),
+            settings,
+            authn,
+            policy,
+            audit,
+            limiter,
+            clock: DefaultClock::default(),
+            http,
+            sessions: crate::sessions::Owners::default(),
+            metrics: crate::metrics::Metrics::default(),
+        }
+    }
+
+    /// Step 1: the caller's verified mandate.
+    pub async fn authenticate(&self, p: &Presented<'_>) -> Result<MandateClaims, Refusal> {
+        self.authn.authenticate(p).await
+    }
+
+    /// Step 2: takes one call from the agent's allowance; `Err(seconds)` says when to retry.
+    pub fn rate_limit(&self, principal: &str) -> Result<(), u64> {
+        let Some(l) = &self.limiter else {
+            return Ok(());
+        };
+        l.check_key(&principal.to_string()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.clock.now());
+            wait.as_secs().max(1)
+        })
+    }
+
+    /// Forgets agents whose allowance is full again.
+    pub fn forget_idle_agents(&self) {
+        if let Some(l) = &self.limiter {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+
+    /// Steps 3 and 4 for one request message: scope, then the policy on the exact call. Lists
+    /// and protocol plumbing are not decided (lists are filtered on the way back).
+    pub async fn judge(
+        &self,
+        up: &Upstream,
+        claims: &MandateClaims,
+        method: &str,
+        call: Call,
+        peer: Option<SocketAddr>,
+    ) -> Judged {
+        let holder = claims.client_id.as_str();
+        let held = ScopeSet::parse(&claims.scope).unwrap_or_else(|_| ScopeSet::from_scopes(vec![]));
+        let (tool, arguments, required) = match call {
+            Call::List(kind) => {
+                let ev = self
+                    .event(up, claims, method, None)
+                    .on(format!("{}/{method}", up.name));
+                return Judged {
+                    judgement: Judgement::List(kind),
+                    event: Some(ev),
+                };
+            }
+            Call::Method(_) => {
+                return Judged {
+                    judgement: Judgement::Pass,
+                    event: None,
+                }
+            }
+            Call::Tool { name, arguments } => {
+                let required = up
+                    .checked
+                    .scopes
+                    .required(&name)
+                    .map(|s| s.as_str().to_string());
+                (name, arguments, required.map_err(|e| e.to_string()))
+            }
+            Call::ReadResource { uri } => {
+                let mut a = Map::new();
+                a.insert("uri".into(), Value::String(uri));
+                (method.to_string(), a, Ok(resources_scope(&up.name)))
+            }
+            Call::GetPrompt { name, arguments } => {
+                let mut a = Map::new();
+                a.insert("name".into(), Value::String(name));
+                a.insert("arguments".into(), Value::Object(arguments));
+                (method.to_string(), a, Ok(prompts_scope(&up.name)))
+            }
+        };
+        let resource = format!("{}/{tool}", up.name);
+        let action = Action::Mcp(ToolCall {
+            server: up.name.clone(),
+            tool: tool.clone(),
+            mcp_method: Some(method.to_string()),
+            arguments,
+            annotations: up.annotations(&tool),
+            upstream: UpstreamFacts {
+                environment: up.config.environment.clone(),
+                labels: up
+                    .config
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect(),
+            },
+        });
+        let context = Context::at(
+            now(),
+            &self.settings.environment,
+            peer.map(|p| p.ip().to_string()),
+        );
+        let input = Input::for_mandate(holder, claims, action, context).to_value();
+        // Scope first: a tool outside the mandate's scopes is refused the same way whether or not
+        // the upstream has it, so a hidden tool cannot be told from a missing one.
+        let scope = match required {
+            Ok(s) => s,
+            Err(why) => {
+                let ev = self
+                    .event(up, claims, method, Some(&input))
+                    .on(resource)
+                    .refused("insufficient_scope", &why);
+                return Judged {
+                    judgement: Judgement::Refused(RpcError::new(codes::FORBIDDEN, why)),
+                    event: Some(ev),
+                };
+            }
+        };
+        let covered = mandate_core::Scope::parse(&scope).is_ok_and(|s| held.covers(&s));
+        if !covered {
+            let message = format!(
+                "{tool} on {} needs scope {scope}, which this mandate does not hold: ask for a mandate with it",
+                up.name
+            );
+            let ev = self
+                .event(up, claims, method, Some(&input))
+                .on(resource)
+                .refused("insufficient_scope", &message);
+            return Judged {
+                judgement: Judgement::NeedsScope { scope, message },
+                event: Some(ev),
+            };
+        }
+        let decision = self.policy.decide(Query::Authz, input.clone()).await;
+        let mut ev = self.event(up, claims, method, None).on(resource).decided(
+            decision.outcome().as_str(),
+            decision.decision_id(),
+            decision.policy_version(),
+            decision.reasons(),
+        );
+        ev.details
+            .insert("action".into(), self.recorded_action(&input, &decision));
+        let judgement = match decision.verdict() {
+            Verdict::Allow => Judgement::Allowed,
+            Verdict::Deny { error } => {
+                if let Some(e) = error {
+                    ev.reasons.push(e.clone());
+                }
+                ev.result = "refused".into();
+                ev.error = Some("forbidden".into());
+                Judgement::Refused(refusal(
+                    codes::FORBIDDEN,
+                    "refused by policy",
+                    &decision,
+                    &tool,
+                    &up.name,
+                ))
+            }
+            Verdict::NeedsApproval(a) => {
+                ev.result = "refused".into();
+                ev.error = Some("approval_required".into());
+                ev.details.insert(
+                    "approval".into(),
+                    serde_json::to_value(a).unwrap_or_default(),
+                );
+                Judgement::Refused(refusal(
+                    codes::APPROVAL_REQUIRED,
+                    "needs approval (not yet available): this Mandate release cannot hold calls for approval, so the call was not made",
+                    &decision,
+                    &tool,
+                    &up.name,
+                ))
+            }
+        };
+        Judged {
+            judgement,
+            event: Some(ev),
+        }
+    }
+
+    /// The audit event of a call on `up` under `claims`.
+    fn event(
+        &self,
+        up: &Upstream,
+        claims: &MandateClaims,
+        method: &str,
+        input: Option<&Value>,
+    ) -> Event {
+        let mut random = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut random);
+        let mut ev = Event::new(
+            kinds::TOOL_CALL,
+            &claims.client_id,
+            &format!("mcp.{method}"),
+            now_ms(),
+            random,
+        )
+        .under(claims.chain_to_holder(), Some(claims.jti.clone()));
+        ev.details
+            .insert("upstream".into(), Value::String(up.name.clone()));
+        if let Some(input) = input {
+            // Refused before the policy: the arguments are recorded only as their HMAC.
+            ev.details.insert(
+                "action".into(),
+                mandate_audit::event::recorded_action(
+                    self.audit.hmac_key(),
+                    &input["action"],
+                    &[],
+                    true,
+                    &mandate_core::secrets::looks_like_secret_value,
+                ),
+            );
+        }
+        ev
+    }
+
+    fn recorded_action(&self, input: &Value, d: &Decision) -> Value {
+        mandate_audit::event::recorded_action(
+            self.audit.hmac_key(),
+            &input["action"],
+            d.redact(),
+            d.error().is_some(),
+            &mandate_core::secrets::looks_like_secret_value,
+        )
+    }
+
+    /// Step 5: makes `event` durable; an error means the call must not go ahead.
+    pub async fn record(&self, event: &Event) -> Result<i64, RpcError> {
+        self.audit.append(event).await.map_err(|_| {
+            RpcError::new(
+                codes::UNAVAILABLE,
+                "the audit log cannot be written, so the call was not forwarded; retry later",
+            )
+        })
+    }
+
+    /// Records, best effort, that an allowed call failed at the upstream.
+    pub async fn record_failure(&self, allowed: &Event, why: &str) {
+        let mut ev = allowed.clone();
+        let mut random = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut random);
+        let fresh = Event::new(&ev.kind, &ev.principal, &ev.action, now_ms(), random);
+        ev.id = fresh.id;
+        ev.time = fresh.time;
+        ev.result = "failed".into();
+        ev.error = Some("upstream_failed".into());
+        ev.reasons = vec![why.to_string()];
+        ev.details
+            .insert("call_event".into(), Value::String(allowed.id.clone()));
+        if self.audit.append(&ev).await.is_err() {
+            tracing::error!(event = %allowed.id, "could not record that an allowed call failed at its upstream");
+        }
+    }
+}
+
+/// The JSON-RPC error of a refused call: why (the policy's reasons), which decision, which
+/// policy version. Reasons were written by the policy about the call; the arguments are not
+/// echoed.
+fn refusal(code: i64, what: &str, d: &Decision, tool: &str, upstream: &str) -> RpcError {
+    let reasons = mandate_core::secrets::scrub_secrets_with(
+        &d.reasons_line(),
+        &mandate_audit::event::is_secret_key,
+    )
+    .into_owned();
+    let mut message = format!(
+        "{what}: {tool} on {upstream}: {reasons} (decision {})",
+        d.decision_id()
+    );
+    if let Some(e) = d.error() {
+        message.push_str(&format!("; the policy could not decide: {e}"));
+    }
+    let mut data = serde_json::json!({
+        "decision_id": d.decision_id(),
+        "policy_version": d.policy_version(),
+        "reasons": d.reasons(),
+        "outcome": d.outcome().as_str(),
+    });
+    if let Some(a) = d.approval() {
+        data["approval"] = serde_json::to_value(a).unwrap_or_default();
+    }
+    RpcError::new(code, message).with_data(data)
+}
+
+/// Whether a caller holding `claims`' scopes may see list item `name` of `up`.
+pub fn visible(up: &Upstream, held: &ScopeSet, kind: ListKind, name: &str) -> bool {
+    let covers = |s: &str| mandate_core::Scope::parse(s).is_ok_and(|s| held.covers(&s));
+    match kind {
+        ListKind::Tools => up.checked.scopes.allows(held, name),
+        ListKind::Resources | ListKind::ResourceTemplates => covers(&resources_scope(&up.name)),
+        ListKind::Prompts => covers(&prompts_scope(&up.name)),
+    }
+}

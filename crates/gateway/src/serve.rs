@@ -1,0 +1,827 @@
+//! The gateway over HTTP: MCP Streamable HTTP at `/mcp/NAME`, each upstream's RFC 9728 metadata,
+//! and `/metrics`. Every request goes through [`Gateway`]'s steps in order (authenticate,
+//! rate-limit, judge each message, record, inject, forward); see [`mcp_endpoint`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use mandate_core::refusal::jsonrpc as codes;
+use mandate_core::{MandateClaims, ScopeSet};
+use serde_json::{json, Value};
+
+use crate::challenge::{self, Challenge};
+use crate::gateway::{visible, Gateway, Judgement, Presented};
+use crate::jsonrpc::{self, Body as RpcBody, Message, RpcError};
+use crate::mcp::{self, Call, ListKind};
+use crate::stdio::StdioError;
+use crate::upstream::{Link, Upstream};
+
+/// Request headers passed to an MCP upstream (everything else, `Authorization` and `DPoP` first
+/// of all, stays at the gateway).
+const FORWARDED_REQUEST_HEADERS: [&str; 7] = [
+    "accept",
+    "content-type",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "mcp-method",
+    "mcp-name",
+    "last-event-id",
+];
+/// Response headers passed back from an MCP upstream.
+const FORWARDED_RESPONSE_HEADERS: [&str; 4] = [
+    "content-type",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "cache-control",
+];
+
+/// MCP revisions the gateway knows; an `initialize` asking for one of them is answered with it.
+pub const KNOWN_REVISIONS: [&str; 5] = [
+    "2024-11-05",
+    "2025-03-26",
+    "2025-06-18",
+    "2025-11-25",
+    "2026-07-28",
+];
+
+/// The gateway's routes (merged into the authority's router in one process).
+pub fn routes(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/mcp/{name}", any(mcp_endpoint))
+        .route(
+            "/.well-known/oauth-protected-resource/mcp/{name}",
+            get(resource_metadata),
+        )
+        .route("/metrics", get(metrics))
+        .with_state(gw)
+}
+
+/// `GET /metrics` (Prometheus text).
+async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    let ups: Vec<(String, &'static str, bool, u64)> = gw
+        .upstreams
+        .all()
+        .iter()
+        .map(|u| {
+            let starts = match &u.link {
+                Link::Stdio(s) => s.starts.load(std::sync::atomic::Ordering::Relaxed),
+                Link::Http(_) => 0,
+            };
+            (
+                u.name.clone(),
+                u.checked.transport.kind(),
+                u.is_up(),
+                starts,
+            )
+        })
+        .collect();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        gw.metrics.render(&ups),
+    )
+        .into_response()
+}
+
+/// The resource URL of upstream `name`.
+fn resource_url(gw: &Gateway, name: &str) -> String {
+    format!("{}/mcp/{name}", gw.settings.public_url)
+}
+
+/// RFC 9728 metadata of an MCP upstream.
+async fn resource_metadata(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
+    let Some(up) = gw
+        .upstreams
+        .get(&name)
+        .filter(|u| u.checked.transport.is_mcp())
+    else {
+        return not_found(&name);
+    };
+    let mut scopes = vec![format!("{}:*", up.name)];
+    scopes.extend(up.config.scopes.iter().map(|r| r.scope.clone()));
+    scopes.dedup();
+    Json(challenge::protected_resource_metadata(
+        &resource_url(&gw, &up.name),
+        &gw.settings.authorization_server,
+        &scopes,
+    ))
+    .into_response()
+}
+
+use axum::Json;
+
+fn not_found(name: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": "not_found", "error_description": format!("no upstream called {name:?} is served here (see `mandate upstream list`)")})),
+    )
+        .into_response()
+}
+
+fn challenge_response(c: Challenge) -> Response {
+    let mut r = (
+        StatusCode::from_u16(c.status).unwrap_or(StatusCode::UNAUTHORIZED),
+        Json(c.body),
+    )
+        .into_response();
+    for v in c.www_authenticate {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            r.headers_mut().append(header::WWW_AUTHENTICATE, v);
+        }
+    }
+    r
+}
+
+fn rpc_response(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+/// `/mcp/NAME`: POST carries JSON-RPC messages; GET opens the upstream's server-to-client stream;
+/// DELETE ends a session.
+pub async fn mcp_endpoint(
+    State(gw): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    let started = Instant::now();
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let Some(up) = gw
+        .upstreams
+        .get(&name)
+        .filter(|u| u.checked.transport.is_mcp())
+    else {
+        return not_found(&name);
+    };
+    let (parts, body) = req.into_parts();
+    // 1. Authenticate.
+    let url = resource_url(&gw, &up.name);
+    let presented = Presented {
+        headers: &parts.headers,
+        method: &parts.method,
+        url: &url,
+        audience: &up.checked.audience,
+        peer,
+    };
+    let claims = match gw.authenticate(&presented).await {
+        Ok(c) => c,
+        Err(r) => {
+            gw.metrics
+                .call(&up.name, "unauthenticated", started.elapsed());
+            let rm = challenge::metadata_url(&url);
+            if r.code.is_unavailable() {
+                let mut resp = rpc_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    RpcError::new(
+                        codes::UNAVAILABLE,
+                        format!("mandate not checked ({}): {}", r.code, r.message),
+                    )
+                    .response(&Value::Null),
+                );
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return resp;
+            }
+            return challenge_response(challenge::unauthenticated(Some(r.code), &r.message, &rm));
+        }
+    };
+    // 2. Rate-limit, per agent.
+    if let Err(retry) = gw.rate_limit(&claims.client_id) {
+        gw.metrics.call(&up.name, "rate_limited", started.elapsed());
+        let mut resp = rpc_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            RpcError::new(
+                codes::RATE_LIMITED,
+                format!(
+                    "{} is over its call rate through the gateway; retry in {retry} s",
+                    claims.client_id
+                ),
+            )
+            .response(&Value::Null),
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry));
+        return resp;
+    }
+    // A session belongs to the caller that opened it.
+    let session = parts
+        .headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(s) = &session {
+        if !gw.sessions.owned_by(s, &claims.client_id) {
+            return rpc_response(
+                StatusCode::NOT_FOUND,
+                RpcError::new(codes::INVALID_REQUEST, "unknown MCP session for this caller: send initialize without Mcp-Session-Id to start one")
+                    .response(&Value::Null),
+            );
+        }
+    }
+    match parts.method {
+        Method::POST => {}
+        Method::GET | Method::DELETE => {
+            return match &up.link {
+                Link::Http(u) => {
+                    if parts.method == Method::DELETE {
+                        if let Some(s) = &session {
+                            gw.sessions.forget(s);
+                        }
+                    }
+                    forward_http(
+                        &gw,
+                        &up,
+                        u,
+                        &claims,
+                        &parts.method,
+                        &parts.headers,
+                        Bytes::new(),
+                        None,
+                    )
+                    .await
+                }
+                // A stdio upstream has no stream of its own for callers, and no sessions.
+                Link::Stdio(_) => {
+                    (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")]).into_response()
+                }
+            };
+        }
+        _ => {
+            return (
+                StatusCode::METHOD_NOT_ALLOWED,
+                [(header::ALLOW, "GET, POST, DELETE")],
+            )
+                .into_response()
+        }
+    }
+    let bytes = match axum::body::to_bytes(body, gw.settings.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            gw.metrics.call(&up.name, "invalid", started.elapsed());
+            return rpc_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                RpcError::invalid_request(format!(
+                    "the request body is larger than {} bytes, or did not arrive",
+                    gw.settings.max_body
+                ))
+                .response(&Value::Null),
+            );
+        }
+    };
+    let resp = post(&gw, &up, &claims, &parts.headers, bytes, peer).await;
+    resp.into_response()
+}
+
+/// What one POST amounts to, for metrics.
+struct Answer {
+    response: Response,
+    outcome: &'static str,
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        self.response
+    }
+}
+
+async fn post(
+    gw: &Gateway,
+    up: &Arc<Upstream>,
+    claims: &MandateClaims,
+    headers: &HeaderMap,
+    bytes: Bytes,
+    peer: Option<SocketAddr>,
+) -> Response {
+    let started = Instant::now();
+    let a = post_inner(gw, up, claims, headers, bytes, peer).await;
+    gw.metrics.call(&up.name, a.outcome, started.elapsed());
+    a.response
+}
+
+async fn post_inner(
+    gw: &Gateway,
+    up: &Arc<Upstream>,
+    claims: &MandateClaims,
+    headers: &HeaderMap,
+    bytes: Bytes,
+    peer: Option<SocketAddr>,
+) -> Answer {
+    let invalid = |e: RpcError| Answer {
+        response: rpc_response(StatusCode::BAD_REQUEST, e.response(&Value::Null)),
+        outcome: "invalid",
+    };
+    let (items, batch) = match jsonrpc::parse(&bytes) {
+        Ok(RpcBody::Single(m)) => (vec![Ok(m)], false),
+        Ok(RpcBody::Batch(v)) => (v, true),
+        Err(e) => return invalid(e),
+    };
+    // A batch member that is not a message is answered with its error, and (like any refusal in
+    // a batch) keeps the rest from being forwarded.
+    let malformed: Vec<Option<RpcError>> =
+        items.iter().map(|i| i.as_ref().err().cloned()).collect();
+    let messages: Vec<Message> = items
+        .into_iter()
+        .map(|i| {
+            i.unwrap_or_else(|_| {
+                Message::Notification(jsonrpc::Notification {
+                    method: String::new(),
+                    params: None,
+                })
+            })
+        })
+        .collect();
+    // The 2026-07-28 revision routes on `Mcp-Method` / `Mcp-Name`: they must say what the body
+    // says, or infrastructure routing on headers and the policy deciding on the body would see
+    // two different calls.
+    if let Err(e) = headers_agree(headers, &messages) {
+        return invalid(e);
+    }
+    // 3-4. Judge every request message.
+    let mut judged = Vec::with_capacity(messages.len());
+    for (m, bad) in messages.iter().zip(&malformed) {
+        if let Some(e) = bad {
+            judged.push(Some(crate::gateway::Judged {
+                judgement: Judgement::Refused(e.clone()),
+                event: None,
+            }));
+            continue;
+        }
+        let j = match m {
+            Message::Request(r) => match mcp::classify(r) {
+                Ok(call) => Some(gw.judge(up, claims, &r.method, call, peer).await),
+                Err(e) => Some(crate::gateway::Judged {
+                    judgement: Judgement::Refused(e),
+                    event: None,
+                }),
+            },
+            _ => None,
+        };
+        judged.push(j);
+    }
+    let refused = judged.iter().flatten().any(|j| {
+        matches!(
+            j.judgement,
+            Judgement::Refused(_) | Judgement::NeedsScope { .. }
+        )
+    });
+    // A single call outside the mandate's scopes: 403 insufficient_scope, so the client can step up.
+    if !batch {
+        if let Some(Some(j)) = judged.first_mut() {
+            if let Judgement::NeedsScope { scope, message } = &j.judgement {
+                let (scope, message) = (scope.clone(), message.clone());
+                if let Some(ev) = j.event.take() {
+                    if let Err(e) = gw.record(&ev).await {
+                        return unavailable(e, &messages[0]);
+                    }
+                }
+                let rm = challenge::metadata_url(&resource_url(gw, &up.name));
+                return Answer {
+                    response: challenge_response(challenge::insufficient_scope(
+                        &scope, &message, &rm,
+                    )),
+                    outcome: "scope",
+                };
+            }
+        }
+    }
+    // 5. Record every decided message before anything is forwarded. A batch with any refusal is
+    //    not forwarded at all (its allowed members are recorded as refused with the reason).
+    let mut allowed_events = vec![];
+    for (i, j) in judged.iter_mut().enumerate() {
+        let Some(j) = j else { continue };
+        if refused
+            && matches!(
+                j.judgement,
+                Judgement::Allowed | Judgement::List(_) | Judgement::Pass
+            )
+        {
+            let why = "not forwarded: another message of this batch was refused";
+            if let Some(ev) = j.event.take() {
+                let ev = ev.refused("batch_refused", why);
+                j.event = Some(ev);
+            }
+            j.judgement = Judgement::Refused(RpcError::new(codes::FORBIDDEN, why));
+        }
+        if let Some(ev) = &j.event {
+            if let Err(e) = gw.record(ev).await {
+                return unavailable(e, &messages[i]);
+            }
+            if matches!(j.judgement, Judgement::Allowed) {
+                allowed_events.push(ev.clone());
+            }
+        }
+    }
+    let outcome = outcome_of(&judged);
+    if refused {
+        let answers: Vec<Value> = messages
+            .iter()
+            .zip(&judged)
+            .filter_map(|(m, j)| match (m, j) {
+                (
+                    Message::Notification(_),
+                    Some(crate::gateway::Judged {
+                        judgement: Judgement::Refused(e),
+                        ..
+                    }),
+                ) => Some(e.response(&Value::Null)),
+                (Message::Request(r), Some(j)) => Some(match &j.judgement {
+                    Judgement::Refused(e) => e.response(&r.id),
+                    Judgement::NeedsScope { message, .. } => {
+                        RpcError::new(codes::FORBIDDEN, message.clone()).response(&r.id)
+                    }
+                    _ => RpcError::new(codes::FORBIDDEN, "not forwarded").response(&r.id),
+                }),
+                _ => None,
+            })
+            .collect();
+        let body = if batch {
+            Value::Array(answers)
+        } else {
+            answers.into_iter().next().unwrap_or(Value::Null)
+        };
+        return Answer {
+            response: rpc_response(StatusCode::OK, body),
+            outcome,
+        };
+    }
+    // 6. Inject and forward.
+    let list = match (batch, judged.first()) {
+        (false, Some(Some(j))) => match j.judgement {
+            Judgement::List(k) => Some(k),
+            _ => None,
+        },
+        _ => None,
+    };
+    let response = match &up.link {
+        Link::Http(u) => {
+            let r = forward_http(gw, up, u, claims, &Method::POST, headers, bytes, list).await;
+            if !r.status().is_success() && !allowed_events.is_empty() {
+                for ev in &allowed_events {
+                    gw.record_failure(ev, &format!("the upstream answered {}", r.status()))
+                        .await;
+                }
+            }
+            // The session an initialize opened belongs to this caller.
+            if messages
+                .iter()
+                .any(|m| matches!(m, Message::Request(r) if r.method == "initialize"))
+            {
+                if let Some(s) = r
+                    .headers()
+                    .get("mcp-session-id")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    gw.sessions.record(s, &claims.client_id);
+                }
+            }
+            r
+        }
+        Link::Stdio(_) => forward_stdio(gw, up, claims, &messages, batch, &allowed_events).await,
+    };
+    let outcome = if response.status().is_server_error() {
+        "upstream_error"
+    } else {
+        outcome
+    };
+    Answer { response, outcome }
+}
+
+fn outcome_of(judged: &[Option<crate::gateway::Judged>]) -> &'static str {
+    let mut outcome = "allowed";
+    for j in judged.iter().flatten() {
+        match &j.judgement {
+            Judgement::Refused(e) if e.code == codes::APPROVAL_REQUIRED => return "approval",
+            Judgement::Refused(_) => outcome = "denied",
+            Judgement::NeedsScope { .. } => outcome = "scope",
+            _ => {}
+        }
+    }
+    outcome
+}
+
+fn unavailable(e: RpcError, m: &Message) -> Answer {
+    let id = match m {
+        Message::Request(r) => r.id.clone(),
+        _ => Value::Null,
+    };
+    let mut response = rpc_response(StatusCode::SERVICE_UNAVAILABLE, e.response(&id));
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    Answer {
+        response,
+        outcome: "unavailable",
+    }
+}
+
+/// `Mcp-Method` and `Mcp-Name`, when sent, must match the one request in the body.
+fn headers_agree(headers: &HeaderMap, messages: &[Message]) -> Result<(), RpcError> {
+    let get = |h: &str| {
+        headers
+            .get(h)
+            .map(|v| v.to_str().unwrap_or("\u{fffd}").to_string())
+    };
+    let (method, name) = (get("mcp-method"), get("mcp-name"));
+    if method.is_none() && name.is_none() {
+        return Ok(());
+    }
+    let [Message::Request(r)] = messages else {
+        if let ([Message::Notification(n)], Some(m)) = (messages, &method) {
+            if &n.method == m && name.is_none() {
+                return Ok(());
+            }
+        }
+        return Err(RpcError::invalid_request(
+            "Mcp-Method / Mcp-Name headers go with a body of one message that matches them",
+        ));
+    };
+    if let Some(m) = &method {
+        if m != &r.method {
+            return Err(RpcError::invalid_request(format!(
+                "the Mcp-Method header says {m:?} but the body's method is {:?}",
+                r.method
+            )));
+        }
+    }
+    if let Some(n) = &name {
+        let params = r.params.as_ref();
+        let body_name = ["name", "uri"]
+            .iter()
+            .find_map(|k| params.and_then(|p| p.get(*k)).and_then(Value::as_str));
+        if body_name != Some(n.as_str()) {
+            return Err(RpcError::invalid_request(format!(
+                "the Mcp-Name header says {n:?} but the body names {:?}",
+                body_name.unwrap_or("")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Forwards to an MCP (or HTTP) upstream over HTTP with its injected credentials, streaming the
+/// answer back; a list's answer is read whole (bounded) and filtered.
+#[allow(clippy::too_many_arguments)]
+async fn forward_http(
+    gw: &Gateway,
+    up: &Upstream,
+    url: &url::Url,
+    claims: &MandateClaims,
+    method: &Method,
+    headers: &HeaderMap,
+    body: Bytes,
+    list: Option<ListKind>,
+) -> Response {
+    let creds = match up.headers_for(&claims.sub) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(upstream = %up.name, error = %e, "upstream credentials unavailable");
+            return rpc_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                RpcError::new(codes::UNAVAILABLE, format!("upstream {} is not reachable with credentials for this call; the call was not forwarded", up.name))
+                    .response(&Value::Null),
+            );
+        }
+    };
+    let mut rb = gw.http.request(method.clone(), url.clone());
+    for h in FORWARDED_REQUEST_HEADERS {
+        for v in headers.get_all(h) {
+            rb = rb.header(h, v.clone());
+        }
+    }
+    for (h, v) in creds {
+        rb = rb.header(h, v);
+    }
+    if *method == Method::POST {
+        rb = rb.body(body);
+    }
+    let sent = tokio::time::timeout(up.checked.timeout, rb.send()).await;
+    let resp = match sent {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::warn!(upstream = %up.name, error = %without_url(&e), "upstream request failed");
+            return upstream_error(&up.name, "could not be reached");
+        }
+        Err(_) => {
+            return upstream_error(
+                &up.name,
+                &format!("did not answer within {:?}", up.checked.timeout),
+            )
+        }
+    };
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut out_headers = HeaderMap::new();
+    for h in FORWARDED_RESPONSE_HEADERS {
+        for v in resp.headers().get_all(h) {
+            out_headers.append(h, v.clone());
+        }
+    }
+    let is_sse = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if let (Some(kind), true) = (list, status.is_success()) {
+        let bytes = match read_bounded(resp, gw.settings.max_list_body, up.checked.timeout).await {
+            Ok(b) => b,
+            Err(e) => return upstream_error(&up.name, &e),
+        };
+        let held = ScopeSet::parse(&claims.scope).unwrap_or_else(|_| ScopeSet::from_scopes(vec![]));
+        let filtered = if is_sse {
+            let text = String::from_utf8_lossy(&bytes);
+            let mut events = crate::sse::parse(&text);
+            for e in &mut events {
+                if let Some(d) = &e.data {
+                    if let Ok(mut v) = serde_json::from_str::<Value>(d) {
+                        filter_answer(up, &held, kind, &mut v);
+                        e.data = Some(v.to_string());
+                    }
+                }
+            }
+            Bytes::from(crate::sse::write(&events))
+        } else {
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(mut v) => {
+                    filter_answer(up, &held, kind, &mut v);
+                    Bytes::from(v.to_string())
+                }
+                // Not JSON: nothing can be filtered, so nothing is shown (fail closed).
+                Err(_) => {
+                    return upstream_error(
+                        &up.name,
+                        "answered a list with something that is not JSON",
+                    )
+                }
+            }
+        };
+        out_headers.remove(header::CONTENT_LENGTH);
+        let mut r = Response::new(Body::from(filtered));
+        *r.status_mut() = status;
+        *r.headers_mut() = out_headers;
+        return r;
+    }
+    let mut r = Response::new(Body::from_stream(resp.bytes_stream()));
+    *r.status_mut() = status;
+    *r.headers_mut() = out_headers;
+    r
+}
+
+/// A reqwest error without its URL (which could carry a query the operator considers private).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(u) = e.url() {
+        s = s.replace(u.as_str(), "<upstream>");
+    }
+    s
+}
+
+async fn read_bounded(
+    resp: reqwest::Response,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, String> {
+    use futures_util::StreamExt;
+    let mut stream = resp.bytes_stream();
+    let mut buf = Vec::new();
+    let read = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| format!("stopped answering: {}", without_url(&e)))?;
+            if buf.len() + chunk.len() > max {
+                return Err(format!("answered a list larger than {max} bytes"));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| format!("did not finish answering within {timeout:?}"))??;
+    Ok(Bytes::from(buf))
+}
+
+/// Filters a list answer (a response message, or a batch of them) to what the caller may use,
+/// learning tool annotations on the way.
+fn filter_answer(up: &Upstream, held: &ScopeSet, kind: ListKind, v: &mut Value) {
+    match v {
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|i| filter_answer(up, held, kind, i)),
+        Value::Object(o) => {
+            if let Some(result) = o.get_mut("result") {
+                if kind == ListKind::Tools {
+                    up.learn_tools(result);
+                }
+                mcp::filter_list(kind, result, |name| visible(up, held, kind, name));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn upstream_error(name: &str, what: &str) -> Response {
+    rpc_response(
+        StatusCode::BAD_GATEWAY,
+        RpcError::new(codes::UNAVAILABLE, format!("upstream {name} {what}")).response(&Value::Null),
+    )
+}
+
+/// Relays to a stdio child: `initialize` and `ping` are answered here (the gateway holds the one
+/// session with the child), requests go to the child under the gateway's ids, notifications to
+/// the child except the ones about the caller's own session.
+async fn forward_stdio(
+    gw: &Gateway,
+    up: &Upstream,
+    claims: &MandateClaims,
+    messages: &[Message],
+    batch: bool,
+    allowed_events: &[mandate_audit::event::Event],
+) -> Response {
+    let Link::Stdio(child) = &up.link else {
+        unreachable!("forward_stdio is called for stdio upstreams")
+    };
+    let held = ScopeSet::parse(&claims.scope).unwrap_or_else(|_| ScopeSet::from_scopes(vec![]));
+    let mut answers = vec![];
+    let mut failed = None;
+    for m in messages {
+        match m {
+            Message::Request(r) => {
+                let answer = match r.method.as_str() {
+                    "initialize" => match child.initialize_result().await {
+                        Ok(mut init) => {
+                            let asked = r
+                                .params
+                                .as_ref()
+                                .and_then(|p| p.get("protocolVersion"))
+                                .and_then(Value::as_str);
+                            if let Some(v) = asked.filter(|v| KNOWN_REVISIONS.contains(v)) {
+                                init["protocolVersion"] = Value::String(v.to_string());
+                            }
+                            jsonrpc::result_response(&r.id, init)
+                        }
+                        Err(e) => {
+                            failed = Some(e.to_string());
+                            stdio_error(e).response(&r.id)
+                        }
+                    },
+                    "ping" => jsonrpc::result_response(&r.id, json!({})),
+                    _ => match child
+                        .request(&r.method, r.params.as_ref(), up.checked.timeout)
+                        .await
+                    {
+                        Ok(mut resp) => {
+                            if let Value::Object(o) = &mut resp {
+                                o.insert("id".into(), r.id.clone());
+                            }
+                            if let Ok(Call::List(kind)) = mcp::classify(r) {
+                                filter_answer(up, &held, kind, &mut resp);
+                            }
+                            resp
+                        }
+                        Err(e) => {
+                            failed = Some(e.to_string());
+                            stdio_error(e).response(&r.id)
+                        }
+                    },
+                };
+                answers.push(answer);
+            }
+            Message::Notification(n) => {
+                // The caller's own session's notifications stay here: the child's session is the
+                // gateway's. (Cancellation would name the caller's ids, which the child never saw.)
+                if !matches!(
+                    n.method.as_str(),
+                    "notifications/initialized" | "notifications/cancelled"
+                ) {
+                    child.notify(&n.method, n.params.as_ref()).await;
+                }
+            }
+            // Answers to requests the child made: the gateway relays none, so there are none.
+            Message::Response(_) => {}
+        }
+    }
+    if let Some(why) = &failed {
+        for ev in allowed_events {
+            gw.record_failure(ev, why).await;
+        }
+    }
+    if answers.is_empty() {
+        return StatusCode::ACCEPTED.into_response();
+    }
+    let body = if batch {
+        Value::Array(answers)
+    } else {
+        answers.remove(0)
+    };
+    rpc_response(StatusCode::OK, body)
+}
+
+fn stdio_error(e: StdioError) -> RpcError {
+    RpcError::new(codes::UNAVAILABLE, e.to_string())
+}

@@ -1,0 +1,591 @@
+//! MCP over stdio: a child process the gateway starts, owns and supervises.
+//!
+//! The gateway is the child's one MCP client: it initializes the child once, then relays each
+//! caller's requests under ids of its own (so callers cannot collide or answer each other's
+//! calls) and hands each response back to the caller that asked. The child gets only the
+//! environment its configuration names, runs in a process group of its own (killed as a group on
+//! shutdown, so `npx` wrappers do not leave orphans), and is restarted with exponential backoff
+//! (200 ms doubling to 30 s, back to 200 ms after a minute of good health) when it exits. Calls
+//! made while it restarts wait for it a bounded time, then fail with a clear "restarting" error.
+//!
+//! Bounds: a message line from the child is at most [`MAX_LINE`] bytes (a longer one ends the
+//! child, which is restarted); stderr lines are logged at debug level, cut at 1 KiB.
+
+use std::collections::HashMap;
+use std::process::Stdio as StdStdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Longest JSON-RPC message line accepted from a child.
+pub const MAX_LINE: usize = 8 * 1024 * 1024;
+/// How long a call waits for a (re)starting child before failing.
+pub const READY_WAIT: Duration = Duration::from_secs(10);
+/// How long the child has to answer `initialize`.
+const INIT_TIMEOUT: Duration = Duration::from_secs(60);
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+/// Grace between SIGTERM and SIGKILL on shutdown.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+/// The MCP revision the gateway asks a child for.
+pub const CHILD_PROTOCOL: &str = "2025-06-18";
+
+/// Builds a child's whole environment (name, value), or says why it cannot.
+pub type EnvBuilder = dyn Fn() -> Result<Vec<(String, String)>, String> + Send + Sync;
+
+/// What to start.
+#[derive(Clone)]
+pub struct Launch {
+    /// The upstream's name (for logs).
+    pub name: String,
+    /// The program.
+    pub command: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Builds the child's whole environment at each start (secrets are read then).
+    pub env: Arc<EnvBuilder>,
+}
+
+/// Why a call did not get an answer from the child.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StdioError {
+    /// The child is not running (starting, restarting, or failing to start).
+    #[error("upstream {0} is not running (it is starting or restarting); retry shortly")]
+    NotRunning(String),
+    /// The child exited while the call was in progress.
+    #[error("upstream {0} exited during the call; it is being restarted")]
+    Exited(String),
+    /// No answer in time.
+    #[error("upstream {0} did not answer within {1:?}")]
+    Timeout(String, Duration),
+    /// The gateway is shutting down.
+    #[error("the gateway is shutting down")]
+    Stopped,
+}
+
+/// One running child.
+struct Session {
+    to_child: mpsc::Sender<String>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Value>>>,
+    initialize: Value,
+}
+
+/// A supervised stdio upstream.
+pub struct StdioUpstream {
+    launch: Launch,
+    next_id: AtomicU64,
+    live: watch::Sender<Option<Arc<Session>>>,
+    stopping: AtomicBool,
+    stop: tokio::sync::Notify,
+    /// Times the child was (re)started, for `/metrics`.
+    pub starts: AtomicU64,
+    /// The child's process group, while it runs.
+    pgid: Mutex<Option<i32>>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl StdioUpstream {
+    /// Starts supervising (the first start happens in the background).
+    pub fn start(launch: Launch) -> Arc<Self> {
+        let (live, _) = watch::channel(None);
+        let up = Arc::new(StdioUpstream {
+            launch,
+            next_id: AtomicU64::new(1),
+            live,
+            stopping: AtomicBool::new(false),
+            stop: tokio::sync::Notify::new(),
+            starts: AtomicU64::new(0),
+            pgid: Mutex::new(None),
+            last_error: Mutex::new(None),
+        });
+        tokio::spawn(supervise(up.clone()));
+        up
+    }
+
+    /// Whether the child is up and initialized.
+    pub fn is_running(&self) -> bool {
+        self.live.borrow().is_some()
+    }
+
+    /// Why the last start failed, if it did.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The child's answer to `initialize` (waiting for it to be up).
+    pub async fn initialize_result(&self) -> Result<Value, StdioError> {
+        Ok(self.session(READY_WAIT).await?.initialize.clone())
+    }
+
+    async fn session(&self, wait: Duration) -> Result<Arc<Session>, StdioError> {
+        let mut rx = self.live.subscribe();
+        let deadline = tokio::time::Instant::now() + wait.min(READY_WAIT);
+        loop {
+            if self.stopping.load(Ordering::Relaxed) {
+                return Err(StdioError::Stopped);
+            }
+            if let Some(s) = rx.borrow_and_update().clone() {
+                return Ok(s);
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return Err(StdioError::NotRunning(self.launch.name.clone()));
+            }
+        }
+    }
+
+    /// Sends a request (`method`, `params`) and returns the child's response message, with the
+    /// id it had here (the caller puts its own back).
+    pub async fn request(
+        &self,
+        method: &str,
+        params: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<Value, StdioError> {
+        let start = Instant::now();
+        let s = self.session(timeout).await?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        s.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx);
+        let mut msg = json!({"jsonrpc": "2.0", "id": id, "method": method});
+        if let Some(p) = params {
+            msg["params"] = p.clone();
+        }
+        let name = self.launch.name.clone();
+        if s.to_child.send(msg.to_string()).await.is_err() {
+            s.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+            return Err(StdioError::Exited(name));
+        }
+        let left = timeout.saturating_sub(start.elapsed());
+        match tokio::time::timeout(left, rx).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(_)) => Err(StdioError::Exited(name)),
+            Err(_) => {
+                s.pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+                let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                    "params": {"requestId": id, "reason": "the gateway's timeout for this upstream passed"}});
+                let _ = s.to_child.try_send(cancel.to_string());
+                Err(StdioError::Timeout(name, timeout))
+            }
+        }
+    }
+
+    /// Sends a notification (best effort: dropped while the child restarts).
+    pub async fn notify(&self, method: &str, params: Option<&Value>) {
+        if let Ok(s) = self.session(Duration::ZERO).await {
+            let mut msg = json!({"jsonrpc": "2.0", "method": method});
+            if let Some(p) = params {
+                msg["params"] = p.clone();
+            }
+            let _ = s.to_child.send(msg.to_string()).await;
+        }
+    }
+
+    /// Stops the child (SIGTERM to its process group, SIGKILL after a grace) and supervision.
+    pub async fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.stop.notify_waiters();
+        self.stop.notify_one();
+        let pgid = *self.pgid.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pgid) = pgid {
+            signal_group(pgid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + KILL_GRACE;
+            while Instant::now() < deadline && group_alive(pgid) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    /// The child's process group id, while it runs (tests kill it to check restarts).
+    pub fn process_group(&self) -> Option<i32> {
+        *self.pgid.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for StdioUpstream {
+    fn drop(&mut self) {
+        if let Some(pgid) = *self.pgid.lock().unwrap_or_else(|e| e.into_inner()) {
+            signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+fn signal_group(pgid: i32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), sig);
+}
+
+fn group_alive(pgid: i32) -> bool {
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), None).is_ok()
+}
+
+async fn supervise(up: Arc<StdioUpstream>) {
+    let name = up.launch.name.clone();
+    let mut backoff = BACKOFF_MIN;
+    while !up.stopping.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        match run_once(&up).await {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(upstream = %name, error = %e, "stdio upstream failed");
+                *up.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+            }
+        }
+        if up.stopping.load(Ordering::Relaxed) {
+            break;
+        }
+        if started.elapsed() >= HEALTHY_AFTER {
+            backoff = BACKOFF_MIN;
+        }
+        tracing::warn!(upstream = %name, retry_in_ms = backoff.as_millis() as u64, "stdio upstream stopped; restarting");
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = up.stop.notified() => break,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Starts the child, initializes it, relays until it exits.
+async fn run_once(up: &Arc<StdioUpstream>) -> Result<(), String> {
+    let l = &up.launch;
+    let env = (l.env)()?;
+    let mut cmd = Command::new(&l.command);
+    cmd.args(&l.args)
+        .env_clear()
+        .envs(env)
+        .stdin(StdStdio::piped())
+        .stdout(StdStdio::piped())
+        .stderr(StdStdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child: Child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {:?}: {e}", l.command))?;
+    up.starts.fetch_add(1, Ordering::Relaxed);
+    let pid = child.id().map(|p| p as i32);
+    *up.pgid.lock().unwrap_or_else(|e| e.into_inner()) = pid;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let name = l.name.clone();
+    tokio::spawn(log_stderr(name.clone(), stderr));
+    let (to_child, mut from_gateway) = mpsc::channel::<String>(256);
+    let writer = tokio::spawn(async move {
+        while let Some(line) = from_gateway.recv().await {
+            if stdin.write_all(line.as_bytes()).await.is_err()
+                || stdin.write_all(b"\n").await.is_err()
+                || stdin.flush().await.is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut reader = BufReader::new(stdout);
+    let result = async {
+        // The handshake: initialize, its answer, then `notifications/initialized`.
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": CHILD_PROTOCOL,
+            "capabilities": {},
+            "clientInfo": {"name": "mandate-gateway", "version": env!("CARGO_PKG_VERSION")},
+        }});
+        to_child
+            .send(init.to_string())
+            .await
+            .map_err(|_| "the child closed its input")?;
+        let answer = tokio::time::timeout(INIT_TIMEOUT, async {
+            loop {
+                let Some(msg) = read_message(&mut reader).await? else {
+                    return Err("the child exited before answering initialize".to_string());
+                };
+                if msg.get("id") == Some(&json!(0)) {
+                    return Ok(msg);
+                }
+            }
+        })
+        .await
+        .map_err(|_| format!("no answer to initialize within {INIT_TIMEOUT:?}"))??;
+        let initialize = answer.get("result").cloned().ok_or_else(|| {
+            format!(
+                "the child refused initialize: {}",
+                answer.get("error").cloned().unwrap_or_default()
+            )
+        })?;
+        to_child
+            .send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string())
+            .await
+            .map_err(|_| "the child closed its input")?;
+        let session = Arc::new(Session {
+            to_child: to_child.clone(),
+            pending: Mutex::new(HashMap::new()),
+            initialize,
+        });
+        *up.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        up.live.send_replace(Some(session.clone()));
+        tracing::info!(upstream = %name, pid = pid.unwrap_or(0), "stdio upstream started");
+        let ended = relay(&name, &mut reader, &session).await;
+        up.live.send_replace(None);
+        // Every call still waiting learns the child is gone (its sender is dropped).
+        session
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        ended
+    }
+    .await;
+    up.live.send_replace(None);
+    writer.abort();
+    if let Some(pgid) = pid {
+        signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
+    }
+    let status = child.wait().await.ok();
+    *up.pgid.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    match result {
+        Ok(()) => Err(format!(
+            "the child exited ({})",
+            status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "status unknown".into())
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads the child's messages until it closes stdout: responses go to the caller waiting for
+/// them; requests from the child are refused (the gateway relays no server-to-client requests
+/// from a stdio child: it has no single client to ask); notifications are logged.
+async fn relay(
+    name: &str,
+    reader: &mut BufReader<tokio::process::ChildStdout>,
+    session: &Session,
+) -> Result<(), String> {
+    loop {
+        let Some(msg) = read_message(reader).await? else {
+            return Ok(());
+        };
+        let id = msg.get("id").cloned();
+        let is_response = msg.get("result").is_some() || msg.get("error").is_some();
+        match (id, is_response) {
+            (Some(id), true) => {
+                let waiting = id.as_u64().and_then(|n| {
+                    session
+                        .pending
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&n)
+                });
+                match waiting {
+                    Some(tx) => {
+                        let _ = tx.send(msg);
+                    }
+                    None => {
+                        tracing::debug!(upstream = %name, "a response nobody waits for (late, or for a cancelled call)")
+                    }
+                }
+            }
+            (Some(id), false) => {
+                let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
+                tracing::debug!(upstream = %name, method, "refused a request from a stdio upstream");
+                let refusal = json!({"jsonrpc": "2.0", "id": id, "error": {
+                    "code": mandate_core::refusal::jsonrpc::METHOD_NOT_FOUND,
+                    "message": "the Mandate gateway does not relay requests from a stdio upstream to its callers",
+                }});
+                let _ = session.to_child.send(refusal.to_string()).await;
+            }
+            (None, _) => {
+                let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
+                tracing::debug!(upstream = %name, method, "notification from a stdio upstream (not relayed)");
+            }
+        }
+    }
+}
+
+/// The next JSON message line (blank and non-JSON lines are skipped: some servers print banners).
+async fn read_message<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Option<Value>, String> {
+    loop {
+        let Some(line) = read_line_bounded(reader, MAX_LINE).await? else {
+            return Ok(None);
+        };
+        let text = line.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<Value>(text) {
+            Ok(v) if v.is_object() => return Ok(Some(v)),
+            _ => tracing::debug!(
+                "a line from a stdio upstream that is not a JSON-RPC message was skipped"
+            ),
+        }
+    }
+}
+
+/// One line (without its newline), at most `max` bytes; `None` at end of input.
+pub async fn read_line_bounded<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> Result<Option<Vec<u8>>, String> {
+    let mut line = Vec::new();
+    loop {
+        let buf = reader.fill_buf().await.map_err(|e| e.to_string())?;
+        if buf.is_empty() {
+            return Ok(if line.is_empty() { None } else { Some(line) });
+        }
+        let (take, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (i, true),
+            None => (buf.len(), false),
+        };
+        if line.len() + take > max {
+            return Err(format!(
+                "a message from the child is longer than {max} bytes"
+            ));
+        }
+        line.extend_from_slice(&buf[..take]);
+        reader.consume(take + usize::from(done));
+        if done {
+            return Ok(Some(line));
+        }
+    }
+}
+
+async fn log_stderr(name: String, stderr: tokio::process::ChildStderr) {
+    let mut reader = BufReader::new(stderr);
+    loop {
+        match read_line_bounded(&mut reader, 64 * 1024).await {
+            Ok(Some(line)) => {
+                let text = String::from_utf8_lossy(&line[..line.len().min(1024)]).into_owned();
+                let text = mandate_core::secrets::scrub_secrets_with(&text, &|_| false);
+                tracing::debug!(upstream = %name, "stderr: {text}");
+            }
+            Ok(None) => return,
+            Err(_) => continue,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_are_bounded_and_the_last_line_needs_no_newline() {
+        let mut r = BufReader::new(&b"abc\ndef"[..]);
+        assert_eq!(
+            read_line_bounded(&mut r, 10).await.unwrap(),
+            Some(b"abc".to_vec())
+        );
+        assert_eq!(
+            read_line_bounded(&mut r, 10).await.unwrap(),
+            Some(b"def".to_vec())
+        );
+        assert_eq!(read_line_bounded(&mut r, 10).await.unwrap(), None);
+        let mut long = BufReader::new(&b"0123456789abc\n"[..]);
+        assert!(read_line_bounded(&mut long, 10).await.is_err());
+    }
+
+    fn sh(script: &str) -> Launch {
+        Launch {
+            name: "t".into(),
+            command: "sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: Arc::new(|| Ok(vec![("PATH".into(), "/usr/bin:/bin".into())])),
+        }
+    }
+
+    /// A one-line MCP server in shell: answers initialize, then echoes each request's id.
+    const ECHO: &str = r#"while read -r line; do
+      id=$(printf '%s' "$line" | sed -n 's/.*"id":\([0-9]*\).*/\1/p')
+      case "$line" in
+        *'"method":"initialize"'*) printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"echo","version":"1"}}}\n' "$id";;
+        *'"method":"notifications/'*) ;;
+        *'"method":"exit"'*) exit 3;;
+        *) printf '{"jsonrpc":"2.0","id":%s,"result":{"env":"%s"}}\n' "$id" "${SECRET:-unset}";;
+      esac
+    done"#;
+
+    #[tokio::test]
+    async fn calls_are_relayed_with_ids_of_the_gateways_own() {
+        let up = StdioUpstream::start(sh(ECHO));
+        let init = up.initialize_result().await.unwrap();
+        assert_eq!(init["serverInfo"]["name"], "echo");
+        let a = up
+            .request("tools/list", None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let b = up
+            .request("tools/list", None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_ne!(a["id"], b["id"]);
+        // Only the configured environment: the test process's own variables are not passed.
+        assert_eq!(a["result"]["env"], "unset");
+        up.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_child_that_exits_is_restarted_and_the_next_call_works() {
+        let up = StdioUpstream::start(sh(ECHO));
+        up.initialize_result().await.unwrap();
+        let e = up
+            .request("exit", None, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StdioError::Exited(_)), "{e:?}");
+        let again = up
+            .request("tools/list", None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(again.get("result").is_some());
+        assert!(up.starts.load(Ordering::Relaxed) >= 2);
+        up.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_child_that_never_answers_times_out() {
+        let up = StdioUpstream::start(sh(
+            r#"read -r line; printf '{"jsonrpc":"2.0","id":0,"result":{}}\n'; sleep 100"#,
+        ));
+        up.initialize_result().await.unwrap();
+        let e = up
+            .request("tools/list", None, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StdioError::Timeout(..)), "{e:?}");
+        up.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_program_that_does_not_exist_says_so() {
+        let up = StdioUpstream::start(Launch {
+            command: "/nonexistent/mcp-server".into(),
+            ..sh("")
+        });
+        let e = up
+            .request("tools/list", None, Duration::from_millis(500))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StdioError::NotRunning(_)));
+        assert!(up.last_error().unwrap().contains("cannot start"));
+        up.shutdown().await;
+    }
+}
