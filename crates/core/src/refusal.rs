@@ -115,11 +115,13 @@ pub enum RefusalCode {
     RevocationsStale,
     /// The holder no longer exists or is disabled.
     PrincipalInactive,
+    /// The holder could not be looked up (Mandate's store failed); retry later.
+    LookupFailed,
 }
 
 impl RefusalCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [RefusalCode; 32] = [
+    pub const ALL: [RefusalCode; 33] = [
         RefusalCode::MissingAuthorization,
         RefusalCode::MalformedAuthorization,
         RefusalCode::DpopSchemeForBearerToken,
@@ -152,6 +154,7 @@ impl RefusalCode {
         RefusalCode::KeyRevoked,
         RefusalCode::RevocationsStale,
         RefusalCode::PrincipalInactive,
+        RefusalCode::LookupFailed,
     ];
 
     /// The stable string form.
@@ -190,6 +193,7 @@ impl RefusalCode {
             KeyRevoked => "key_revoked",
             RevocationsStale => "revocations_stale",
             PrincipalInactive => "principal_inactive",
+            LookupFailed => "lookup_failed",
         }
     }
 
@@ -223,6 +227,7 @@ impl RefusalCode {
             RefusalCode::RevocationsStale
                 | RefusalCode::ReplayCacheFull
                 | RefusalCode::ReplayCheckFailed
+                | RefusalCode::LookupFailed
         )
     }
 

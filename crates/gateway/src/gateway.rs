@@ -272,6 +272,9 @@ impl Gateway {
             }
         };
         let resource = format!("{}/{tool}", up.name);
+        if method == "tools/call" {
+            self.learn_tools(up).await;
+        }
         let action = Action::Mcp(ToolCall {
             server: up.name.clone(),
             tool: tool.clone(),
@@ -368,6 +371,42 @@ impl Gateway {
         Judged {
             judgement,
             event: Some(ev),
+        }
+    }
+
+    /// Asks a stdio upstream for its tools when what it said is missing or old, so that the
+    /// policy sees each tool's annotations even when the caller never listed them. (An HTTP
+    /// upstream's annotations are learned from the `tools/list` answers that pass through; the
+    /// default policy's name rules apply either way.) A failure leaves the annotations empty.
+    async fn learn_tools(&self, up: &Upstream) {
+        let crate::upstream::Link::Stdio(child) = &up.link else {
+            return;
+        };
+        if !up.tools_stale() {
+            return;
+        }
+        let mut cursor: Option<Value> = None;
+        for _ in 0..16 {
+            let params = cursor.take().map(|c| serde_json::json!({ "cursor": c }));
+            match child
+                .request("tools/list", params.as_ref(), up.checked.timeout)
+                .await
+            {
+                Ok(resp) => {
+                    let Some(result) = resp.get("result") else {
+                        return;
+                    };
+                    up.learn_tools(result);
+                    match result.get("nextCursor") {
+                        Some(c) if !c.is_null() => cursor = Some(c.clone()),
+                        _ => return,
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(upstream = %up.name, error = %e, "could not list the upstream's tools");
+                    return;
+                }
+            }
         }
     }
 

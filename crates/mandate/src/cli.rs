@@ -52,6 +52,9 @@ pub enum Command {
     Audit(AuditCmd),
     /// Measure token exchange throughput over HTTP on loopback.
     Bench(BenchArgs),
+    /// The demo MCP server (stdio) that `mandate up --demo` serves as the upstream `demo`.
+    #[command(name = "demo-mcp", hide = true)]
+    DemoMcp,
 }
 
 #[derive(Debug, Subcommand)]

@@ -139,6 +139,12 @@ pub async fn init(ctx: &Ctx, a: InitArgs) -> Result<serde_json::Value> {
         environment: "development".into(),
         policy: PolicyConfig::default(),
         limits: Default::default(),
+        gateway: Default::default(),
+        upstream: if a.demo {
+            demo_upstreams()?
+        } else {
+            Default::default()
+        },
     };
     let dir = home.server_dir();
     crate::policy_pack::install(&resolve(&dir, &cfg.policy.dir))?;
@@ -154,13 +160,13 @@ pub async fn init(ctx: &Ctx, a: InitArgs) -> Result<serde_json::Value> {
             ("user:alice", "*", "*"),
             (
                 "agent:planner",
-                "github:* ci:*",
-                "https://api.github.com https://ci.example.com",
+                "github:* ci:* demo:*",
+                "https://api.github.com https://ci.example.com mcp:demo",
             ),
             (
                 "agent:coder",
-                "github:pulls.* github:contents.*",
-                "https://api.github.com",
+                "github:pulls.* github:contents.* demo:list_notes demo:read_note",
+                "https://api.github.com mcp:demo",
             ),
         ] {
             bootstrap_principal(home, &store, name, None, scopes, auds, now).await?;
@@ -328,8 +334,67 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
             listener.local_addr()?
         );
     }
-    mandate_server::serve(listener, state, shutdown_signal()).await?;
+    let gateway = start_gateway(&cfg, &state)?;
+    mandate_server::serve_with(listener, state, Some(gateway), shutdown_signal()).await?;
     Ok(())
+}
+
+/// The gateway in this process: the authority's own hooks, and the upstreams `server.toml`
+/// declares (each checked; one that does not check out stops the start with its reason).
+fn start_gateway(
+    cfg: &crate::home::ServerConfig,
+    state: &Arc<AppState>,
+) -> Result<Arc<mandate_gateway::Gateway>> {
+    let issuer = cfg.issuer.trim_end_matches('/');
+    let g = &cfg.gateway;
+    let public_url = g.public_url.as_deref().unwrap_or(issuer);
+    url::Url::parse(public_url)
+        .with_context(|| format!("[gateway] public_url {public_url:?} is not a URL"))?;
+    let mut settings = mandate_gateway::Settings::new(public_url, issuer, &cfg.environment);
+    settings.per_agent_rps = g.per_agent_rps;
+    settings.per_agent_burst = g.per_agent_burst.max(g.per_agent_rps);
+    if !(1024..=64 * 1024 * 1024).contains(&g.max_body) {
+        bail!("[gateway] max_body must be between 1024 and 67108864 bytes");
+    }
+    settings.max_body = g.max_body;
+    // Every upstream is checked before any child is started.
+    for (name, up) in &cfg.upstream {
+        up.validate(name)
+            .map_err(|e| anyhow::anyhow!("server.toml [upstream.{name}]: {e}"))?;
+    }
+    let gw = Arc::new(mandate_gateway::Gateway::new(
+        settings,
+        Arc::new(mandate_server::gateway_hooks::AuthorityAuth(state.clone())),
+        state.policy.clone(),
+        state.clone(),
+    ));
+    for (name, up) in &cfg.upstream {
+        let started =
+            mandate_gateway::Upstream::start(name, up.clone(), mandate_gateway::Origin::Config)
+                .map_err(|e| anyhow::anyhow!("server.toml [upstream.{name}]: {e}"))?;
+        tracing::info!(upstream = %name, transport = started.checked.transport.kind(), audience = %started.checked.audience, "serving upstream at /mcp/{name}");
+        gw.upstreams.put(started);
+    }
+    let idle = gw.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            idle.forget_idle_agents();
+        }
+    });
+    Ok(gw)
+}
+
+/// `up --demo`'s upstream: this binary's own demo MCP server over stdio.
+fn demo_upstreams() -> Result<std::collections::BTreeMap<String, mandate_gateway::UpstreamConfig>> {
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let demo = mandate_gateway::UpstreamConfig {
+        stdio: vec![exe.display().to_string(), "demo-mcp".into()],
+        pass_env: Some(vec![]),
+        ..Default::default()
+    };
+    Ok([("demo".to_string(), demo)].into_iter().collect())
 }
 
 /// File descriptors kept free for the database, policy files, logs and outgoing connections.

@@ -51,6 +51,39 @@ pub struct ServerConfig {
     /// Bounds on connections, sources and requests (docs/security.md).
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The gateway served beside the authority (docs/gateway.md).
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+    /// Upstreams the gateway serves at `/mcp/NAME` (docs/gateway.md).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub upstream: std::collections::BTreeMap<String, mandate_gateway::UpstreamConfig>,
+}
+
+/// `[gateway]` in `server.toml`; every field is optional.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// The URL agents reach the gateway at (default: the issuer URL, since `mandate serve` serves
+    /// both on one listener). DPoP proofs name URLs below it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// Calls per second one agent may make through the gateway (0 turns the limit off).
+    pub per_agent_rps: u32,
+    /// Burst allowance per agent.
+    pub per_agent_burst: u32,
+    /// Largest request body, in bytes (a tool call's arguments).
+    pub max_body: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            public_url: None,
+            per_agent_rps: 100,
+            per_agent_burst: 200,
+            max_body: 4 * 1024 * 1024,
+        }
+    }
 }
 
 /// `[limits]` in `server.toml`; every field is optional and defaults to what `mandate up` uses.

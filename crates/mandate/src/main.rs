@@ -15,6 +15,7 @@ mod cmd_server;
 mod cmd_tokens;
 mod cmd_verify;
 mod ctx;
+mod demo_mcp;
 mod home;
 mod policy_pack;
 mod term;
@@ -25,6 +26,16 @@ use crate::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The demo MCP server speaks on stdout: no runtime, no logs there.
+    if matches!(cli.command, Command::DemoMcp) {
+        return match demo_mcp::run() {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     // The benchmark measures the server, not the terminal: it logs warnings only by default.
     let default_level = if matches!(cli.command, Command::Bench(_)) {
         "warn"
@@ -75,5 +86,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(c) => cmd_audit::run(&ctx, c).await,
         Command::Bench(a) if a.abuse => bench_abuse::run(&ctx, a).await,
         Command::Bench(a) => bench::run(&ctx, a).await,
+        Command::DemoMcp => unreachable!("served before the runtime starts"),
     }
 }

@@ -14,6 +14,7 @@ mod client_auth;
 mod conn;
 mod enroll;
 mod form;
+pub mod gateway_hooks;
 pub mod issuer;
 pub mod limits;
 mod metadata;
@@ -70,6 +71,13 @@ pub mod paths {
 /// request over it costs nothing more), the body's deadline, the body size limit, and the
 /// request deadline (the revocation feed's long poll gets its own, longer one).
 pub fn router(state: Arc<AppState>) -> Router {
+    router_with(state, None)
+}
+
+/// The router, with the gateway's routes when one runs in this process. They share the
+/// per-source rate limit and the body deadline; their body limit, timeouts and authentication
+/// are the gateway's own (a tool call may carry a large file and take a minute).
+pub fn router_with(state: Arc<AppState>, gateway: Option<Router>) -> Router {
     let request_timeout = state.cfg.limits.request_timeout;
     let feed_timeout = Duration::from_secs(revocation::MAX_WAIT) + request_timeout;
     let timeout = |d| TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, d);
@@ -89,15 +97,16 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .layer(timeout(feed_timeout)),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state.clone())
+        .merge(gateway.unwrap_or_default())
         .layer(axum::middleware::map_request_with_state(
             state.cfg.limits.body_timeout,
             body_deadline::with_deadline,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state,
             ratelimit::limit,
         ))
-        .with_state(state)
 }
 
 /// Serves on a bound listener until `shutdown` completes, with background housekeeping
@@ -109,6 +118,18 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, state, None, shutdown).await
+}
+
+/// [`serve`], with a gateway in the same process: its routes are served on the same listener,
+/// and its upstreams are stopped (stdio children killed with their process groups) after the
+/// last connection has drained.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    gateway: Option<Arc<mandate_gateway::Gateway>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let tasks = [
         tokio::spawn(housekeeping(state.clone())),
         tokio::spawn(revocation::follow_database(state.clone())),
@@ -116,13 +137,17 @@ pub async fn serve(
         tokio::spawn(ratelimit::forget_idle_sources(state.clone())),
     ];
     let integrator = tokio::spawn(audit::integrate(state.clone()));
+    let gateway_routes = gateway.clone().map(mandate_gateway::serve::routes);
     let res = conn::serve(
         listener,
-        router(state.clone()),
+        router_with(state.clone(), gateway_routes),
         state.cfg.limits.clone(),
         shutdown,
     )
     .await;
+    if let Some(gw) = &gateway {
+        gw.upstreams.shutdown().await;
+    }
     for t in tasks {
         t.abort();
     }

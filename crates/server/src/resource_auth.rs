@@ -33,17 +33,47 @@ pub async fn authenticate_with(
     now: i64,
     bearer_ok: bool,
 ) -> Result<Caller, ApiError> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let authorization = header("authorization").ok_or_else(|| {
-        ApiError::unauthenticated("send Authorization: DPoP <mandate> and a DPoP proof")
-    })?;
+    if headers.get("authorization").is_none() {
+        return Err(ApiError::unauthenticated(
+            "send Authorization: DPoP <mandate> and a DPoP proof",
+        ));
+    }
     let path = uri.path_and_query().map(|p| p.path()).unwrap_or("/");
     let url = format!("{}{}", st.cfg.issuer, path);
+    let claims = verify_presentation(st, method.as_str(), &url, headers, audience, now)
+        .await
+        .map_err(refused)?;
+    if claims.cnf.is_none() && !bearer_ok {
+        return Err(ApiError::unauthenticated(
+            "this API takes only DPoP-bound mandates",
+        ));
+    }
+    loaded(st, claims).await
+}
+
+/// Checks a whole presentation (the `Authorization` header, the mandate for `audience`, its DPoP
+/// proof for `method` and `url`) and spends the proof in the database. The one check every API
+/// of the authority and the in-process gateway authenticate with.
+pub async fn verify_presentation(
+    st: &AppState,
+    method: &str,
+    url: &str,
+    headers: &HeaderMap,
+    audience: &str,
+    now: i64,
+) -> Result<MandateClaims, Refusal> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let authorization = header("authorization").ok_or_else(|| {
+        Refusal::new(
+            RefusalCode::MissingAuthorization,
+            "send Authorization: DPoP <mandate> and a DPoP proof",
+        )
+    })?;
     let presentation = Presentation {
         authorization,
         dpop: header("dpop"),
-        method: method.as_str(),
-        url: &url,
+        method,
+        url,
     };
     let expect = Expectations {
         issuer: &st.cfg.issuer,
@@ -53,24 +83,12 @@ pub async fn authenticate_with(
     };
     // The verifier library checks the whole presentation; the proof's single use is then
     // enforced in the database (durable, and shared by every node) instead of in memory.
-    let unspent = st
-        .keys
-        .with_keys(|k| {
-            st.revocations
-                .with_set(|r| mandate_verify::check_unspent(&presentation, k, r, expect))
-        })
-        .map_err(refused)?;
-    let presented = unspent
-        .spend(&StoreReplay(&st.store), now)
-        .await
-        .map_err(refused)?;
-    let claims = presented.mandate.into_claims();
-    if claims.cnf.is_none() && !bearer_ok {
-        return Err(ApiError::unauthenticated(
-            "this API takes only DPoP-bound mandates",
-        ));
-    }
-    loaded(st, claims).await
+    let unspent = st.keys.with_keys(|k| {
+        st.revocations
+            .with_set(|r| mandate_verify::check_unspent(&presentation, k, r, expect))
+    })?;
+    let presented = unspent.spend(&StoreReplay(&st.store), now).await?;
+    Ok(presented.mandate.into_claims())
 }
 
 /// A refused presentation as an API error: the caller's fault is 401 with the reason; Mandate's
