@@ -195,6 +195,7 @@ class Server:
                 f"`mandate init` failed (exit {init.returncode})\n"
                 f"stdout: {init.stdout}\nstderr: {init.stderr}"
             )
+        self.configure()
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [str(self.binary), "serve"],
@@ -225,6 +226,9 @@ class Server:
             f"`mandate serve` did not answer 200 on {self.metadata_url} within {READY_TIMEOUT}s "
             f"(last: {last})\n{self.log_tail()}"
         )
+
+    def configure(self) -> None:
+        """Between `mandate init` and `mandate serve`: subclasses edit the configuration here."""
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -1,0 +1,135 @@
+//! The gateway served by `mandate up --demo` (the real binary, its demo upstream over stdio):
+//! filtering, an allowed and a refused call, the refusal's wording, the audit event, and the
+//! endpoints MCP clients discover it by. The suites with npm and PyPI servers and the official
+//! MCP SDK are in interop/python/test_gateway.py.
+
+mod common;
+
+use common::Server;
+use serde_json::{json, Value};
+
+const DEMO: &str = "/mcp/demo";
+
+fn call(tool: &str, args: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": args}})
+}
+
+#[test]
+fn the_demo_upstream_lists_only_what_the_coder_may_call_and_runs_a_read() {
+    let s = Server::demo();
+    let m = s.own_mandate("agent:coder", "demo:list_notes demo:read_note", "mcp:demo");
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let (status, _, body) = s.post_json_dpop(DEMO, "agent:coder", &m, &list);
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = v["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["list_notes", "read_note"]);
+    let (status, _, body) = s.post_json_dpop(
+        DEMO,
+        "agent:coder",
+        &m,
+        &call("read_note", json!({"name": "welcome"})),
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains("demo notes"), "{body}");
+}
+
+#[test]
+fn a_destructive_call_is_refused_as_needing_approval_and_recorded() {
+    let s = Server::demo();
+    let m = s.own_mandate("agent:planner", "demo:*", "mcp:demo");
+    let (status, _, body) = s.post_json_dpop(
+        DEMO,
+        "agent:planner",
+        &m,
+        &call("delete_note", json!({"name": "todo"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], -32004, "{body}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("needs approval (not yet available)"),
+        "{message}"
+    );
+    let decision = v["error"]["data"]["decision_id"].as_str().unwrap();
+    assert!(message.contains(decision));
+    // Not carried out: the note is still listed.
+    let (_, _, listed) =
+        s.post_json_dpop(DEMO, "agent:planner", &m, &call("list_notes", json!({})));
+    assert!(listed.contains("todo"), "{listed}");
+    // Recorded with the decision, before anything would have been forwarded.
+    let events = s.event_bodies();
+    let ev: Value = events
+        .iter()
+        .map(|b| serde_json::from_str::<Value>(b).unwrap())
+        .find(|e| e["kind"] == "tool.call" && e["resource"] == "demo/delete_note")
+        .expect("the refused call is an audit event");
+    assert_eq!(ev["decision"], "approval");
+    assert_eq!(ev["decision_id"], decision);
+    assert_eq!(ev["chain"], json!(["agent:planner"]));
+}
+
+#[test]
+fn an_unauthenticated_call_gets_401_naming_the_resource_metadata() {
+    let s = Server::demo();
+    let (status, headers, _) = s.post_json_plain(
+        DEMO,
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+    );
+    assert_eq!(status, 401);
+    let challenge: Vec<&str> = headers
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    let metadata = format!("{}/.well-known/oauth-protected-resource/mcp/demo", s.url);
+    assert!(
+        challenge
+            .iter()
+            .any(|c| c.contains(&format!("resource_metadata=\"{metadata}\""))),
+        "{challenge:?}"
+    );
+    let (status, body) = s.get("/.well-known/oauth-protected-resource/mcp/demo");
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["resource"], format!("{}{DEMO}", s.url));
+    assert_eq!(v["authorization_servers"], json!([s.url]));
+}
+
+#[test]
+fn a_mandate_for_another_audience_is_refused() {
+    let s = Server::demo();
+    let m = s.own_mandate("agent:coder", "github:pulls.read", "https://api.github.com");
+    let (status, headers, _) = s.post_json_dpop(
+        DEMO,
+        "agent:coder",
+        &m,
+        &call("read_note", json!({"name": "welcome"})),
+    );
+    assert_eq!(status, 401);
+    let challenge = headers.get("www-authenticate").unwrap().to_str().unwrap();
+    assert!(challenge.contains("invalid_token"), "{challenge}");
+}
+
+#[test]
+fn metrics_count_calls_and_show_the_upstream_up() {
+    let s = Server::demo();
+    let m = s.own_mandate("agent:coder", "demo:list_notes", "mcp:demo");
+    s.post_json_dpop(DEMO, "agent:coder", &m, &call("list_notes", json!({})));
+    let (status, text) = s.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("mandate_gateway_calls_total{upstream=\"demo\",outcome=\"allowed\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mandate_gateway_upstream_up{upstream=\"demo\",transport=\"stdio\"} 1"),
+        "{text}"
+    );
+}

@@ -1,0 +1,422 @@
+"""The gateway end to end: real MCP servers from npm and PyPI behind `mandate serve`, driven by the
+official Python MCP SDK client (and raw HTTP where the wire itself is the point).
+
+Upstreams (declared in server.toml before the server starts):
+- `demo`: the binary's own demo server (`mandate demo-mcp`, stdio);
+- `everything`: @modelcontextprotocol/server-everything over stdio;
+- `files`: @modelcontextprotocol/server-filesystem over stdio, rooted in a temporary directory;
+- `web`: server-everything over Streamable HTTP (its own process);
+- `keyed` / `keyed-stdio`: fixture_mcp.py (the Python SDK's MCPServer) over HTTP and stdio, given
+  a secret header / variable that it checks by hash and never returns.
+"""
+import asyncio
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx2
+import pytest
+import requests
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from test_interop import Server, free_port, run_server
+from test_pdp import resource_proof
+
+HERE = Path(__file__).resolve().parent
+NODE_MODULES = HERE.parent / "node" / "node_modules" / "@modelcontextprotocol"
+EVERYTHING = NODE_MODULES / "server-everything" / "dist" / "index.js"
+FILESYSTEM = NODE_MODULES / "server-filesystem" / "dist" / "index.js"
+FIXTURE = HERE / "fixture_mcp.py"
+SECRET = "upstream-secret-" + uuid.uuid4().hex
+SECRET_SHA = hashlib.sha256(SECRET.encode()).hexdigest()
+
+
+def wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}")
+        try:
+            requests.get(f"http://127.0.0.1:{port}/mcp", timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.2)
+    pytest.fail(f"{what} did not listen on {port}")
+
+
+class GatewayServer(Server):
+    """`mandate serve` with upstreams declared in server.toml."""
+
+    def configure(self) -> None:
+        self.files_root = self.home / "files-root"
+        (self.files_root / "src").mkdir(parents=True)
+        (self.files_root / "src" / "main.txt").write_text("hello from the repo\n")
+        secret_file = self.home / "upstream-key"
+        secret_file.write_text(SECRET + "\n")
+        os.chmod(secret_file, 0o600)
+        self.web_port, self.keyed_port = free_port(), free_port()
+        env = dict(os.environ, PORT=str(self.web_port))
+        self.web = subprocess.Popen(["node", str(EVERYTHING), "streamableHttp"], env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)
+        fixture_env = dict(os.environ, FIXTURE_EXPECTED_SHA256=SECRET_SHA)
+        self.keyed = subprocess.Popen([sys.executable, str(FIXTURE), "http", str(self.keyed_port)],
+                                      env=fixture_env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_port(self.web_port, self.web, "server-everything (streamableHttp)")
+        wait_port(self.keyed_port, self.keyed, "fixture_mcp.py http")
+        path = lambda p: json.dumps(str(p))
+        toml = f"""
+[upstream.demo]
+stdio = [{path(self.binary)}, "demo-mcp"]
+pass_env = []
+
+[upstream.everything]
+stdio = ["node", {path(EVERYTHING)}, "stdio"]
+pass_env = ["PATH", "HOME"]
+
+[upstream.files]
+stdio = ["node", {path(FILESYSTEM)}, {path(self.files_root)}]
+pass_env = ["PATH", "HOME"]
+
+[upstream.web]
+url = "http://127.0.0.1:{self.web_port}/mcp"
+
+[upstream.keyed]
+url = "http://127.0.0.1:{self.keyed_port}/mcp"
+secret_header = {{ X-Upstream-Key = "@{secret_file}" }}
+
+[upstream.keyed-stdio]
+stdio = [{path(sys.executable)}, {path(FIXTURE)}, "stdio"]
+pass_env = ["PATH", "HOME"]
+env = {{ FIXTURE_EXPECTED_SHA256 = "{SECRET_SHA}" }}
+secret_env = {{ FIXTURE_KEY = "@{secret_file}" }}
+"""
+        with open(self.home / "server" / "server.toml", "a") as f:
+            f.write(toml)
+        # The README's argument rule: the coder may write only under <root>/src.
+        data_path = self.home / "server" / "policies" / "data.json"
+        data = json.loads(data_path.read_text())
+        data["mandate_config"]["argument_rules"] = [{
+            "principals": ["*"], "server": "files", "tools": ["write_file", "edit_file"],
+            "argument": "path", "prefixes": [str(self.files_root / "src")],
+        }]
+        data_path.write_text(json.dumps(data))
+
+    def stop(self) -> None:
+        super().stop()
+        for p in (getattr(self, "web", None), getattr(self, "keyed", None)):
+            if p is not None and p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def gw():
+    yield from run_server(GatewayServer, "mandate-gateway-")
+
+
+def mcp_url(server, name: str) -> str:
+    return f"{server.base_url}/mcp/{name}"
+
+
+class Agent:
+    """An agent with a mandate for one upstream, calling it through the gateway."""
+
+    def __init__(self, server, upstream: str, scopes: str, prefix: str = "gw"):
+        self.server = server
+        self.upstream = upstream
+        self.client = server.register(prefix, scopes=scopes, audiences=f"mcp:{upstream}")
+        self.issued = self.client.token(scope=scopes, audience=f"mcp:{upstream}")
+        self.token = self.issued.access_token
+        self.name = self.client.name
+
+    def headers(self, method: str, url: str) -> dict:
+        return {"Authorization": f"DPoP {self.token}",
+                "DPoP": resource_proof(self.client, method, url, self.token)}
+
+    def post(self, body, upstream=None, extra=None) -> requests.Response:
+        url = mcp_url(self.server, upstream or self.upstream)
+        headers = self.headers("POST", url)
+        headers["Accept"] = "application/json, text/event-stream"
+        headers.update(extra or {})
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        return requests.post(url, data=data, timeout=30,
+                             headers=dict(headers, **{"Content-Type": "application/json"}))
+
+    @asynccontextmanager
+    async def session(self):
+        agent = self
+
+        class DPoP(httpx2.Auth):
+            def auth_flow(self, request):
+                url = str(request.url).split("?")[0]
+                request.headers.update(agent.headers(request.method, url))
+                yield request
+
+        async with httpx2.AsyncClient(auth=DPoP(), timeout=60) as http:
+            async with streamable_http_client(mcp_url(self.server, self.upstream),
+                                              http_client=http) as streams:
+                async with ClientSession(streams[0], streams[1]) as s:
+                    await s.initialize()
+                    yield s
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def text_of(result) -> str:
+    return "".join(getattr(c, "text", "") for c in result.content)
+
+
+# -- filtering, allowed and refused calls --------------------------------------------------------
+
+def test_tools_list_shows_only_the_tools_the_mandate_covers(gw):
+    agent = Agent(gw, "everything", "everything:echo everything:get-sum")
+
+    async def go():
+        async with agent.session() as s:
+            return sorted(t.name for t in (await s.list_tools()).tools)
+    assert run(go()) == ["echo", "get-sum"]
+
+
+def test_an_allowed_call_reaches_the_stdio_upstream_and_answers(gw):
+    agent = Agent(gw, "everything", "everything:echo")
+
+    async def go():
+        async with agent.session() as s:
+            return await s.call_tool("echo", {"message": "through the gateway"})
+    result = run(go())
+    assert "through the gateway" in text_of(result) and not result.is_error
+
+
+def test_a_call_outside_scope_is_403_insufficient_scope_and_never_reaches_the_upstream(gw):
+    reader = Agent(gw, "demo", "demo:read_note demo:list_notes")
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "delete_note", "arguments": {"name": "todo"}}}
+    resp = reader.post(call)
+    assert resp.status_code == 403, resp.text
+    challenges = resp.headers.get("WWW-Authenticate", "")
+    assert 'error="insufficient_scope"' in challenges and 'scope="demo:delete_note"' in challenges
+    assert "resource_metadata=" in challenges
+    # A tool that does not exist is refused in exactly the same way (hidden = missing).
+    missing = reader.post(dict(call, params={"name": "no_such_tool", "arguments": {}}))
+    assert missing.status_code == 403 and 'scope="demo:no_such_tool"' in missing.headers["WWW-Authenticate"]
+    # The note is still there: the call never reached the upstream.
+    listed = reader.post({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                          "params": {"name": "list_notes", "arguments": {}}})
+    assert "todo" in listed.json()["result"]["content"][0]["text"], listed.text
+
+
+def test_a_destructive_call_needs_approval_which_is_not_yet_available(gw):
+    planner = Agent(gw, "demo", "demo:*")
+    resp = planner.post({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                         "params": {"name": "delete_note", "arguments": {"name": "todo"}}})
+    assert resp.status_code == 200, resp.text
+    err = resp.json()["error"]
+    assert err["code"] == -32004, err
+    assert "needs approval (not yet available)" in err["message"]
+    assert err["data"]["decision_id"] in err["message"]
+    assert "destructive" in err["message"] and err["data"]["approval"]["approvers"]
+    listed = planner.post({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+                           "params": {"name": "list_notes", "arguments": {}}})
+    assert "todo" in listed.json()["result"]["content"][0]["text"]
+
+
+def test_an_argument_rule_refuses_a_write_outside_its_path(gw):
+    coder = Agent(gw, "files", "files:write_file files:read_text_file files:read_file", "coder")
+    inside = str(gw.files_root / "src" / "new.txt")
+    outside = str(gw.files_root / "outside.txt")
+    sneaky = str(gw.files_root / "src" / ".." / "escape.txt")
+
+    async def go():
+        async with coder.session() as s:
+            ok = await s.call_tool("write_file", {"path": inside, "content": "written"})
+            errors = []
+            for path in (outside, sneaky):
+                try:
+                    r = await s.call_tool("write_file", {"path": path, "content": "nope"})
+                    errors.append(("answered", text_of(r)))
+                except Exception as e:  # the SDK raises on a JSON-RPC error
+                    errors.append(("refused", str(e)))
+            return ok, errors
+    ok, errors = run(go())
+    assert not ok.is_error, text_of(ok)
+    assert (gw.files_root / "src" / "new.txt").read_text() == "written"
+    for kind, message in errors:
+        assert kind == "refused" and "only with path under" in message, (kind, message)
+    assert not (gw.files_root / "outside.txt").exists()
+    assert not (gw.files_root / "escape.txt").exists()
+
+
+# -- the wire ---------------------------------------------------------------------------------------
+
+def test_a_missing_mandate_gets_401_with_resource_metadata(gw):
+    url = mcp_url(gw, "demo")
+    resp = requests.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, timeout=10)
+    assert resp.status_code == 401
+    rm = f"{gw.base_url}/.well-known/oauth-protected-resource/mcp/demo"
+    assert f'resource_metadata="{rm}"' in resp.headers["WWW-Authenticate"]
+    meta = requests.get(rm, timeout=10).json()
+    assert meta["resource"] == url and meta["authorization_servers"] == [gw.issuer]
+
+
+def test_malformed_json_rpc_gets_the_json_rpc_error(gw):
+    agent = Agent(gw, "demo", "demo:list_notes")
+    cases = [(b"{", -32700), (b'{"jsonrpc": "2.0"}', -32600), (b"[]", -32600),
+             (b'{"jsonrpc": "1.0", "id": 1, "method": "ping"}', -32600)]
+    for body, code in cases:
+        resp = agent.post(body)
+        assert resp.status_code == 400, (body, resp.text)
+        assert resp.json()["error"]["code"] == code, (body, resp.text)
+    bad_params = agent.post({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": 5}})
+    assert bad_params.json()["error"]["code"] == -32602
+
+
+def test_a_batch_and_notifications_are_handled(gw):
+    agent = Agent(gw, "demo", "demo:list_notes demo:read_note")
+    resp = agent.post([
+        {"jsonrpc": "2.0", "id": "a", "method": "ping"},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": "b", "method": "tools/call",
+         "params": {"name": "read_note", "arguments": {"name": "welcome"}}},
+    ])
+    answers = {a["id"]: a for a in resp.json()}
+    assert set(answers) == {"a", "b"} and "result" in answers["b"], resp.text
+    only_notification = agent.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    assert only_notification.status_code == 202
+
+
+def test_stateless_mcp_headers_must_agree_with_the_body(gw):
+    agent = Agent(gw, "demo", "demo:list_notes demo:read_note")
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "read_note", "arguments": {"name": "welcome"}}}
+    agreed = agent.post(call, extra={"Mcp-Method": "tools/call", "Mcp-Name": "read_note",
+                                     "MCP-Protocol-Version": "2026-07-28"})
+    assert agreed.status_code == 200 and "result" in agreed.json(), agreed.text
+    lying = agent.post(call, extra={"Mcp-Method": "tools/call", "Mcp-Name": "list_notes"})
+    assert lying.status_code == 400 and lying.json()["error"]["code"] == -32600
+
+
+def test_each_protocol_revision_initializes(gw):
+    agent = Agent(gw, "demo", "demo:list_notes")
+    for version in ("2025-06-18", "2025-11-25", "2026-07-28"):
+        resp = agent.post({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": version, "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}},
+            extra={"MCP-Protocol-Version": version})
+        assert resp.json()["result"]["protocolVersion"] == version, resp.text
+
+
+# -- Streamable HTTP upstreams, sessions and credentials ---------------------------------------------
+
+def test_a_streamable_http_upstream_is_filtered_and_called(gw):
+    agent = Agent(gw, "web", "web:echo")
+
+    async def go():
+        async with agent.session() as s:
+            names = sorted(t.name for t in (await s.list_tools()).tools)
+            echoed = await s.call_tool("echo", {"message": "over http"})
+            return names, echoed
+    names, echoed = run(go())
+    assert names == ["echo"]
+    assert "over http" in text_of(echoed)
+
+
+def test_a_session_belongs_to_the_agent_that_opened_it(gw):
+    alice = Agent(gw, "web", "web:echo")
+    mallory = Agent(gw, "web", "web:echo")
+    init = alice.post({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    session = init.headers.get("Mcp-Session-Id")
+    assert session, init.headers
+    stolen = mallory.post({"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+                          extra={"Mcp-Session-Id": session})
+    assert stolen.status_code == 404, stolen.text
+
+
+def test_injected_credentials_reach_the_upstream_and_never_the_agent(gw):
+    seen = []
+    for upstream, expect in (("keyed", "header:match"), ("keyed-stdio", "env:match")):
+        agent = Agent(gw, upstream, f"{upstream}:key_check {upstream}:env_names")
+
+        async def go():
+            async with agent.session() as s:
+                checked = await s.call_tool("key_check", {})
+                names = await s.call_tool("env_names", {})
+                return text_of(checked), text_of(names)
+        checked, names = run(go())
+        assert expect in checked, checked
+        seen += [checked, names]
+    # A stdio child sees only what its configuration names.
+    assert "FIXTURE_KEY" in names and "MANDATE_HOME" not in names, names
+    # The secret is in no answer, nor in the server's log or the audit log.
+    assert not any(SECRET in t for t in seen)
+    assert SECRET not in gw.log_path.read_text(errors="replace")
+    export = gw.run_cli("audit", "export").stdout
+    assert '"tool.call"' in export and SECRET not in export
+
+
+# -- revocation, restarts, audit ------------------------------------------------------------------
+
+def test_a_revoked_agent_is_refused_within_a_second_on_an_open_session(gw):
+    agent = Agent(gw, "demo", "demo:list_notes")
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "list_notes", "arguments": {}}}
+    assert agent.post(call).status_code == 200
+    gw.run_cli("revoke", "agent", agent.name.split(":", 1)[1], "--json")
+    revoked_at = time.monotonic()
+    while True:
+        resp = agent.post(call)
+        if resp.status_code == 401:
+            break
+        assert time.monotonic() - revoked_at < 1.0, "still served a second after revocation"
+        time.sleep(0.05)
+    assert "principal_revoked" in resp.text or "revoked" in resp.headers.get("WWW-Authenticate", "")
+
+
+def test_a_crashed_stdio_upstream_is_restarted_and_the_next_call_works(gw):
+    agent = Agent(gw, "keyed-stdio", "keyed-stdio:crash keyed-stdio:key_check")
+    crashed = agent.post({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                          "params": {"name": "crash", "arguments": {}}})
+    assert crashed.json()["error"]["code"] == -32050, crashed.text
+    deadline = time.monotonic() + 20
+    while True:
+        resp = agent.post({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                           "params": {"name": "key_check", "arguments": {}}})
+        if "result" in resp.json():
+            break
+        assert time.monotonic() < deadline, resp.text
+        time.sleep(0.2)
+    metrics = requests.get(f"{gw.base_url}/metrics", timeout=10).text
+    starts = re.search(r'mandate_gateway_upstream_starts_total\{upstream="keyed-stdio"\} (\d+)', metrics)
+    assert starts and int(starts.group(1)) >= 2, metrics
+
+
+def test_every_call_is_an_audit_event_with_its_chain_and_the_log_verifies(gw):
+    agent = Agent(gw, "demo", "demo:read_note demo:list_notes")
+    agent.post({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "read_note", "arguments": {"name": "welcome"}}})
+    agent.post({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                "params": {"name": "delete_note", "arguments": {"name": "welcome", "password": "hunter2"}}})
+    time.sleep(1.2)  # the checkpoint signer runs every half second
+    events = [r["event"] for r in gw.cli_json("audit", "query", "--principal", agent.name, "--json")]
+    calls = [e for e in events if e["kind"] == "tool.call"]
+    by_tool = {e["resource"]: e for e in calls}
+    allowed, refused = by_tool["demo/read_note"], by_tool["demo/delete_note"]
+    assert allowed["decision"] == "allow" and allowed["result"] == "ok" and allowed["chain"] == [agent.name]
+    assert allowed["details"]["action"]["arguments"] == {"name": "welcome"}
+    assert refused["result"] == "refused" and refused["error"] == "insufficient_scope"
+    assert "hunter2" not in json.dumps(calls)
+    verify = gw.run_cli("audit", "verify", check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
