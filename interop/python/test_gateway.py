@@ -107,7 +107,7 @@ secret_env = {{ FIXTURE_KEY = "@{secret_file}" }}
         data_path = self.home / "server" / "policies" / "data.json"
         data = json.loads(data_path.read_text())
         data["mandate_config"]["argument_rules"] = [{
-            "principals": ["*"], "server": "files", "tools": ["write_file", "edit_file"],
+            "principals": ["*"], "server": "files", "tools": ["create_directory", "write_file", "edit_file"],
             "argument": "path", "prefixes": [str(self.files_root / "src")],
         }]
         data_path.write_text(json.dumps(data))
@@ -234,29 +234,38 @@ def test_a_destructive_call_needs_approval_which_is_not_yet_available(gw):
 
 
 def test_an_argument_rule_refuses_a_write_outside_its_path(gw):
-    coder = Agent(gw, "files", "files:write_file files:read_text_file files:read_file", "coder")
-    inside = str(gw.files_root / "src" / "new.txt")
-    outside = str(gw.files_root / "outside.txt")
-    sneaky = str(gw.files_root / "src" / ".." / "escape.txt")
+    # server-filesystem annotates write_file as destructive (the default policy holds it for
+    # approval); create_directory writes without destroying, so the argument rule decides it.
+    coder = Agent(gw, "files", "files:create_directory files:write_file", "coder")
+    inside = str(gw.files_root / "src" / "made")
+    outside = str(gw.files_root / "outside")
+    sneaky = str(gw.files_root / "src" / ".." / "escape")
 
     async def go():
         async with coder.session() as s:
-            ok = await s.call_tool("write_file", {"path": inside, "content": "written"})
+            ok = await s.call_tool("create_directory", {"path": inside})
             errors = []
             for path in (outside, sneaky):
                 try:
-                    r = await s.call_tool("write_file", {"path": path, "content": "nope"})
+                    r = await s.call_tool("create_directory", {"path": path})
                     errors.append(("answered", text_of(r)))
                 except Exception as e:  # the SDK raises on a JSON-RPC error
                     errors.append(("refused", str(e)))
-            return ok, errors
-    ok, errors = run(go())
+            try:
+                await s.call_tool("write_file", {"path": inside + "/f.txt", "content": "x"})
+                held = "answered"
+            except Exception as e:
+                held = str(e)
+            return ok, errors, held
+    ok, errors, held = run(go())
     assert not ok.is_error, text_of(ok)
-    assert (gw.files_root / "src" / "new.txt").read_text() == "written"
+    assert (gw.files_root / "src" / "made").is_dir()
     for kind, message in errors:
         assert kind == "refused" and "only with path under" in message, (kind, message)
-    assert not (gw.files_root / "outside.txt").exists()
-    assert not (gw.files_root / "escape.txt").exists()
+    assert not (gw.files_root / "outside").exists()
+    assert not (gw.files_root / "escape").exists()
+    assert "needs approval (not yet available)" in held, held
+    assert not (gw.files_root / "src" / "made" / "f.txt").exists()
 
 
 # -- the wire ---------------------------------------------------------------------------------------

@@ -156,6 +156,26 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Client requests forwarded without a decision: the session's own plumbing (MCP 2025-06-18 to
+/// 2026-07-28).
+pub const PASSED_METHODS: [&str; 7] = [
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "tasks/get",
+    "tasks/result",
+    "tasks/list",
+    "tasks/cancel",
+];
+
+/// Client notifications forwarded; any other notification is refused.
+pub const PASSED_NOTIFICATIONS: [&str; 4] = [
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+];
+
 /// The scope reading a resource of upstream `u` needs (resource URIs are not scope tokens).
 pub fn resources_scope(u: &str) -> String {
     format!("{u}:resources/read")
@@ -215,6 +235,19 @@ impl Gateway {
         })
     }
 
+    /// Takes `n` more calls (the rest of a batch) from the agent's allowance.
+    pub fn rate_limit_more(&self, principal: &str, n: usize) -> Result<(), u64> {
+        let (Some(l), Some(n)) = (&self.limiter, NonZeroU32::new(n as u32)) else {
+            return Ok(());
+        };
+        match l.check_key_n(&principal.to_string(), n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(not_until.wait_time_from(self.clock.now()).as_secs().max(1)),
+            // More than the burst at once: never allowed; the batch must be smaller.
+            Err(_) => Err(60),
+        }
+    }
+
     /// Forgets agents whose allowance is full again.
     pub fn forget_idle_agents(&self) {
         if let Some(l) = &self.limiter {
@@ -230,6 +263,7 @@ impl Gateway {
         up: &Upstream,
         claims: &MandateClaims,
         method: &str,
+        params: Option<&Value>,
         call: Call,
         peer: Option<SocketAddr>,
     ) -> Judged {
@@ -245,12 +279,7 @@ impl Gateway {
                     event: Some(ev),
                 };
             }
-            Call::Method(_) => {
-                return Judged {
-                    judgement: Judgement::Pass,
-                    event: None,
-                }
-            }
+            Call::Method(m) => return self.judge_method(up, claims, &m, params, &held),
             Call::Tool { name, arguments } => {
                 let required = up
                     .checked
@@ -370,6 +399,71 @@ impl Gateway {
         };
         Judged {
             judgement,
+            event: Some(ev),
+        }
+    }
+
+    /// A method that runs no tool: protocol plumbing passes; subscribing to resources and
+    /// completing a prompt's or a resource's arguments need the scope that reading them needs; any
+    /// other method is refused as unknown (fail closed: a method the gateway does not know might
+    /// be one an upstream would act on without the policy having seen it).
+    fn judge_method(
+        &self,
+        up: &Upstream,
+        claims: &MandateClaims,
+        method: &str,
+        params: Option<&Value>,
+        held: &ScopeSet,
+    ) -> Judged {
+        let covers = |s: &str| mandate_core::Scope::parse(s).is_ok_and(|s| held.covers(&s));
+        let needs = match method {
+            m if PASSED_METHODS.contains(&m) => {
+                return Judged {
+                    judgement: Judgement::Pass,
+                    event: None,
+                }
+            }
+            "resources/subscribe" | "resources/unsubscribe" => resources_scope(&up.name),
+            "completion/complete" => {
+                match params
+                    .and_then(|p| p.pointer("/ref/type"))
+                    .and_then(Value::as_str)
+                {
+                    Some("ref/prompt") => prompts_scope(&up.name),
+                    _ => resources_scope(&up.name),
+                }
+            }
+            _ => {
+                let why = format!("Method not found: {method} (the gateway forwards only the MCP methods it knows)");
+                let ev = self
+                    .event(up, claims, method, None)
+                    .on(format!("{}/{method}", up.name))
+                    .refused("method_not_found", &why);
+                return Judged {
+                    judgement: Judgement::Refused(RpcError::new(codes::METHOD_NOT_FOUND, why)),
+                    event: Some(ev),
+                };
+            }
+        };
+        if covers(&needs) {
+            return Judged {
+                judgement: Judgement::Pass,
+                event: None,
+            };
+        }
+        let message = format!(
+            "{method} on {} needs scope {needs}, which this mandate does not hold",
+            up.name
+        );
+        let ev = self
+            .event(up, claims, method, None)
+            .on(format!("{}/{method}", up.name))
+            .refused("insufficient_scope", &message);
+        Judged {
+            judgement: Judgement::NeedsScope {
+                scope: needs,
+                message,
+            },
             event: Some(ev),
         }
     }

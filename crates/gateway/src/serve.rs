@@ -338,6 +338,23 @@ async fn post_inner(
             })
         })
         .collect();
+    // Every message of a batch is a call against the agent's rate (one was taken already).
+    if messages.len() > 1 {
+        if let Err(retry) = gw.rate_limit_more(&claims.client_id, messages.len() - 1) {
+            let mut response = rpc_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                RpcError::new(codes::RATE_LIMITED, format!("{} is over its call rate through the gateway (a batch counts each message); retry in {retry} s", claims.client_id))
+                    .response(&Value::Null),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry));
+            return Answer {
+                response,
+                outcome: "rate_limited",
+            };
+        }
+    }
     // The 2026-07-28 revision routes on `Mcp-Method` / `Mcp-Name`: they must say what the body
     // says, or infrastructure routing on headers and the policy deciding on the body would see
     // two different calls.
@@ -356,12 +373,24 @@ async fn post_inner(
         }
         let j = match m {
             Message::Request(r) => match mcp::classify(r) {
-                Ok(call) => Some(gw.judge(up, claims, &r.method, call, peer).await),
+                Ok(call) => Some(
+                    gw.judge(up, claims, &r.method, r.params.as_ref(), call, peer)
+                        .await,
+                ),
                 Err(e) => Some(crate::gateway::Judged {
                     judgement: Judgement::Refused(e),
                     event: None,
                 }),
             },
+            Message::Notification(n)
+                if !crate::gateway::PASSED_NOTIFICATIONS.contains(&n.method.as_str()) =>
+            {
+                let why = format!("unknown notification {:?}: not forwarded", n.method);
+                Some(crate::gateway::Judged {
+                    judgement: Judgement::Refused(RpcError::new(codes::METHOD_NOT_FOUND, why)),
+                    event: None,
+                })
+            }
             _ => None,
         };
         judged.push(j);
@@ -447,8 +476,14 @@ async fn post_inner(
         } else {
             answers.into_iter().next().unwrap_or(Value::Null)
         };
+        // A refused lone notification has no request to answer: the HTTP status says it.
+        let status = if !batch && !matches!(messages.first(), Some(Message::Request(_))) {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        };
         return Answer {
-            response: rpc_response(StatusCode::OK, body),
+            response: rpc_response(status, body),
             outcome,
         };
     }

@@ -31,7 +31,8 @@ impl Owners {
         {
             order.push_back(session.to_string());
         }
-        while map.len() > MAX_SESSIONS {
+        // The order queue is bounded too: sessions ended with `forget` leave their ids in it.
+        while map.len() > MAX_SESSIONS || order.len() > MAX_SESSIONS {
             match order.pop_front() {
                 Some(old) => {
                     map.remove(&old);

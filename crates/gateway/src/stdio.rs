@@ -381,8 +381,26 @@ async fn relay(
     session: &Session,
 ) -> Result<(), String> {
     loop {
-        let Some(msg) = read_message(reader).await? else {
-            return Ok(());
+        let msg = match read_any(reader).await? {
+            None => return Ok(()),
+            Some(Read::Message(m)) => m,
+            Some(Read::TooLong(id)) => {
+                tracing::warn!(upstream = %name, "the upstream answered with a message longer than {MAX_LINE} bytes; dropped");
+                let waiting = id.and_then(|n| {
+                    session
+                        .pending
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&n)
+                });
+                if let (Some(tx), Some(n)) = (waiting, id) {
+                    let _ = tx.send(json!({"jsonrpc": "2.0", "id": n, "error": {
+                        "code": mandate_core::refusal::jsonrpc::UNAVAILABLE,
+                        "message": format!("upstream {name} answered with more than {MAX_LINE} bytes; the answer was dropped"),
+                    }}));
+                }
+                continue;
+            }
         };
         let id = msg.get("id").cloned();
         let is_response = msg.get("result").is_some() || msg.get("error").is_some();
@@ -421,18 +439,40 @@ async fn relay(
     }
 }
 
+/// What the child wrote: a message, or a line too long to take (drained, so the child keeps
+/// running; the id found at either end of it, if any, says whose call it answered).
+enum Read {
+    Message(Value),
+    TooLong(Option<u64>),
+}
+
 /// The next JSON message line (blank and non-JSON lines are skipped: some servers print banners).
 async fn read_message<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Option<Value>, String> {
     loop {
-        let Some(line) = read_line_bounded(reader, MAX_LINE).await? else {
-            return Ok(None);
+        match read_any(reader).await? {
+            None => return Ok(None),
+            Some(Read::Message(v)) => return Ok(Some(v)),
+            Some(Read::TooLong(_)) => continue,
+        }
+    }
+}
+
+async fn read_any<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Option<Read>, String> {
+    loop {
+        let line = match read_line_bounded(reader, MAX_LINE).await {
+            Ok(Some(line)) => line,
+            Ok(None) => return Ok(None),
+            Err(LineError::TooLong { head, tail }) => {
+                return Ok(Some(Read::TooLong(id_of(&head, &tail))))
+            }
+            Err(LineError::Io(e)) => return Err(e),
         };
         let text = line.trim_ascii();
         if text.is_empty() {
             continue;
         }
         match serde_json::from_slice::<Value>(text) {
-            Ok(v) if v.is_object() => return Ok(Some(v)),
+            Ok(v) if v.is_object() => return Ok(Some(Read::Message(v))),
             _ => tracing::debug!(
                 "a line from a stdio upstream that is not a JSON-RPC message was skipped"
             ),
@@ -440,32 +480,103 @@ async fn read_message<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Option<
     }
 }
 
-/// One line (without its newline), at most `max` bytes; `None` at end of input.
+/// Bytes kept from each end of a line too long to take, to find whose answer it was.
+const KEEP: usize = 256;
+
+/// Why a line was not read.
+#[derive(Debug)]
+pub enum LineError {
+    /// Reading failed.
+    Io(String),
+    /// Longer than the bound: it was read to its end and dropped; its first and last bytes.
+    TooLong {
+        /// The first bytes.
+        head: Vec<u8>,
+        /// The last bytes.
+        tail: Vec<u8>,
+    },
+}
+
+/// One line (without its newline), at most `max` bytes; `None` at end of input. A longer line
+/// is consumed to its end (so the stream stays in step) and reported with its ends.
 pub async fn read_line_bounded<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     max: usize,
-) -> Result<Option<Vec<u8>>, String> {
+) -> Result<Option<Vec<u8>>, LineError> {
     let mut line = Vec::new();
+    let mut over: Option<(Vec<u8>, Vec<u8>)> = None;
     loop {
-        let buf = reader.fill_buf().await.map_err(|e| e.to_string())?;
+        let buf = reader
+            .fill_buf()
+            .await
+            .map_err(|e| LineError::Io(e.to_string()))?;
         if buf.is_empty() {
+            if let Some((head, tail)) = over {
+                return Err(LineError::TooLong { head, tail });
+            }
             return Ok(if line.is_empty() { None } else { Some(line) });
         }
         let (take, done) = match buf.iter().position(|b| *b == b'\n') {
             Some(i) => (i, true),
             None => (buf.len(), false),
         };
-        if line.len() + take > max {
-            return Err(format!(
-                "a message from the child is longer than {max} bytes"
-            ));
+        match &mut over {
+            None if line.len() + take > max => {
+                line.extend_from_slice(&buf[..take]);
+                let head = line[..KEEP.min(line.len())].to_vec();
+                let tail = line[line.len().saturating_sub(KEEP)..].to_vec();
+                line = Vec::new();
+                over = Some((head, tail));
+            }
+            None => line.extend_from_slice(&buf[..take]),
+            Some((_, tail)) => {
+                tail.extend_from_slice(&buf[..take]);
+                let cut = tail.len().saturating_sub(KEEP);
+                tail.drain(..cut);
+            }
         }
-        line.extend_from_slice(&buf[..take]);
         reader.consume(take + usize::from(done));
         if done {
+            if let Some((head, tail)) = over {
+                return Err(LineError::TooLong { head, tail });
+            }
             return Ok(Some(line));
         }
     }
+}
+
+/// The gateway's numeric id of a message from its first or last bytes, only where it is surely
+/// the top-level member: at the start (`{"id":12,` or `{"jsonrpc":"2.0","id":12,`) or as the
+/// last member (`,"id":12}`). An `"id"` inside a result (which a tool could forge) is never taken.
+fn id_of(head: &[u8], tail: &[u8]) -> Option<u64> {
+    let head = String::from_utf8_lossy(head);
+    let mut h = head.trim_start().strip_prefix('{')?.trim_start();
+    if let Some(rest) = h.strip_prefix("\"jsonrpc\"") {
+        let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+        let rest = rest.strip_prefix("\"2.0\"")?.trim_start();
+        h = rest.strip_prefix(',')?.trim_start();
+    }
+    let from_head = h.strip_prefix("\"id\"").and_then(|r| {
+        let r = r.trim_start().strip_prefix(':')?.trim_start();
+        let digits: String = r.chars().take_while(char::is_ascii_digit).collect();
+        let after = r[digits.len()..].trim_start();
+        (!digits.is_empty() && (after.starts_with(',') || after.starts_with('}'))).then_some(digits)
+    });
+    let from_tail = || {
+        let tail = String::from_utf8_lossy(tail);
+        let t = tail.trim_end().strip_suffix('}')?.trim_end();
+        let digits: String = t.chars().rev().take_while(char::is_ascii_digit).collect();
+        let digits: String = digits.chars().rev().collect();
+        let before = t[..t.len() - digits.len()]
+            .trim_end()
+            .strip_suffix(':')?
+            .trim_end();
+        (!digits.is_empty()
+            && before.ends_with("\"id\"")
+            && before[..before.len() - 4].trim_end().ends_with(','))
+        .then_some(digits)
+    };
+    from_head.or_else(from_tail)?.parse().ok()
 }
 
 async fn log_stderr(name: String, stderr: tokio::process::ChildStderr) {
@@ -477,8 +588,8 @@ async fn log_stderr(name: String, stderr: tokio::process::ChildStderr) {
                 let text = mandate_core::secrets::scrub_secrets_with(&text, &|_| false);
                 tracing::debug!(upstream = %name, "stderr: {text}");
             }
-            Ok(None) => return,
-            Err(_) => continue,
+            Ok(None) | Err(LineError::Io(_)) => return,
+            Err(LineError::TooLong { .. }) => continue,
         }
     }
 }
@@ -499,8 +610,35 @@ mod tests {
             Some(b"def".to_vec())
         );
         assert_eq!(read_line_bounded(&mut r, 10).await.unwrap(), None);
-        let mut long = BufReader::new(&b"0123456789abc\n"[..]);
-        assert!(read_line_bounded(&mut long, 10).await.is_err());
+        let mut long = BufReader::new(&b"{\"id\":42,\"x\":\"0123456789abc\"}\nnext\n"[..]);
+        match read_line_bounded(&mut long, 10).await {
+            Err(LineError::TooLong { head, tail }) => assert_eq!(id_of(&head, &tail), Some(42)),
+            other => panic!("{other:?}"),
+        }
+        // The long line was drained: the stream is still in step.
+        assert_eq!(
+            read_line_bounded(&mut long, 10).await.unwrap(),
+            Some(b"next".to_vec())
+        );
+    }
+
+    #[test]
+    fn the_id_is_taken_only_where_it_is_surely_the_top_level_member() {
+        assert_eq!(
+            id_of(br#"{"jsonrpc":"2.0","id": 7,"result""#, b"x"),
+            Some(7)
+        );
+        assert_eq!(id_of(br#"{"id":3,"jsonrpc""#, b"x"), Some(3));
+        assert_eq!(
+            id_of(br#"{"result":{"#, br#"...","jsonrpc":"2.0","id":19}"#),
+            Some(19)
+        );
+        // A tool's output cannot name another caller's call.
+        assert_eq!(
+            id_of(br#"{"result":{"id":5,"x""#, br#"...","id":6}}"#),
+            None
+        );
+        assert_eq!(id_of(br#"{"id":12345678901234567890123,"#, b"x"), None);
     }
 
     fn sh(script: &str) -> Launch {
@@ -519,6 +657,7 @@ mod tests {
         *'"method":"initialize"'*) printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"echo","version":"1"}}}\n' "$id";;
         *'"method":"notifications/'*) ;;
         *'"method":"exit"'*) exit 3;;
+        *'"method":"big"'*) printf '{"jsonrpc":"2.0","id":%s,"result":{"x":"' "$id"; head -c 9000000 /dev/zero | tr '\0' a; printf '"}}\n';;
         *) printf '{"jsonrpc":"2.0","id":%s,"result":{"env":"%s"}}\n' "$id" "${SECRET:-unset}";;
       esac
     done"#;
@@ -557,6 +696,28 @@ mod tests {
             .unwrap();
         assert!(again.get("result").is_some());
         assert!(up.starts.load(Ordering::Relaxed) >= 2);
+        up.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_bound_fails_only_its_call_and_the_child_keeps_running() {
+        let up = StdioUpstream::start(sh(ECHO));
+        up.initialize_result().await.unwrap();
+        let big = up
+            .request("big", None, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(big["error"]["code"], -32050, "{big}");
+        let next = up
+            .request("tools/list", None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(next.get("result").is_some());
+        assert_eq!(
+            up.starts.load(Ordering::Relaxed),
+            1,
+            "the child was not restarted"
+        );
         up.shutdown().await;
     }
 

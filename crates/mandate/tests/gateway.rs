@@ -133,3 +133,58 @@ fn metrics_count_calls_and_show_the_upstream_up() {
         "{text}"
     );
 }
+
+#[test]
+fn a_method_or_notification_the_gateway_does_not_know_is_refused_and_not_forwarded() {
+    let s = Server::demo();
+    let m = s.own_mandate("agent:coder", "demo:list_notes demo:read_note", "mcp:demo");
+    // A near miss of tools/call: refused as unknown, recorded.
+    let near = json!({"jsonrpc": "2.0", "id": 1, "method": "Tools/Call", "params": {"name": "delete_note", "arguments": {"name": "todo"}}});
+    let (status, _, body) = s.post_json_dpop(DEMO, "agent:coder", &m, &near);
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], -32601, "{body}");
+    assert!(s
+        .event_bodies()
+        .iter()
+        .any(|e| e.contains("\"mcp.Tools/Call\"") && e.contains("method_not_found")));
+    // A notification that is not one of the client's: 400, not relayed.
+    let note = json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "delete_note", "arguments": {"name": "todo"}}});
+    let (status, _, body) = s.post_json_dpop(DEMO, "agent:coder", &m, &note);
+    assert_eq!(status, 400, "{body}");
+    let (_, _, listed) = s.post_json_dpop(DEMO, "agent:coder", &m, &call("list_notes", json!({})));
+    assert!(listed.contains("todo"), "{listed}");
+}
+
+#[test]
+fn each_message_of_a_batch_counts_against_the_agents_rate() {
+    let s = Server::start_with(true, "[gateway]\nper_agent_rps = 5\nper_agent_burst = 5\n");
+    let m = s.own_mandate("agent:coder", "demo:list_notes", "mcp:demo");
+    let batch: Vec<Value> = (0..8)
+        .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "list_notes"}}))
+        .collect();
+    let (status, headers, body) = s.post_json_dpop(DEMO, "agent:coder", &m, &Value::Array(batch));
+    assert_eq!(status, 429, "{body}");
+    assert!(headers.get("retry-after").is_some());
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], -32029);
+}
+
+#[test]
+fn two_dpop_headers_are_refused() {
+    let s = Server::demo();
+    let m = s.own_mandate("agent:coder", "demo:list_notes", "mcp:demo");
+    let url = format!("{}{DEMO}", s.url);
+    let key = s.key("agent:coder");
+    let proof = |jti: &str| {
+        mandate_core::dpop::make_proof(&key, "POST", &url, common::now(), jti, Some(&m))
+    };
+    let headers = [
+        ("Authorization", format!("DPoP {m}")),
+        ("DPoP", proof(&common::random_id())),
+        ("DPoP", "garbage".to_string()),
+    ];
+    let (status, body) = s.post_json_with_headers(DEMO, &headers, &call("list_notes", json!({})));
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("exactly one DPoP header"), "{body}");
+}

@@ -62,6 +62,20 @@ pub async fn verify_presentation(
     audience: &str,
     now: i64,
 ) -> Result<MandateClaims, Refusal> {
+    // RFC 9449 §4.3: one DPoP header; and one Authorization header, or which one was checked
+    // would depend on the reader.
+    if headers.get_all("dpop").iter().count() > 1 {
+        return Err(Refusal::new(
+            RefusalCode::DpopMalformed,
+            "send exactly one DPoP header (RFC 9449 section 4.3)",
+        ));
+    }
+    if headers.get_all("authorization").iter().count() > 1 {
+        return Err(Refusal::new(
+            RefusalCode::MalformedAuthorization,
+            "send exactly one Authorization header",
+        ));
+    }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let authorization = header("authorization").ok_or_else(|| {
         Refusal::new(

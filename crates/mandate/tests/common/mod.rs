@@ -863,6 +863,26 @@ pub fn assertion_by(key: &SecretKey, principal: &str, aud: &str) -> String {
 }
 
 impl Server {
+    /// POSTs JSON to `path` with exactly these headers (repeated names sent as repeated headers):
+    /// status and body text.
+    pub fn post_json_with_headers(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &Value,
+    ) -> (u16, String) {
+        let url = format!("{}{path}", self.url);
+        self.rt.block_on(async {
+            let mut req = self.http.post(&url).json(body);
+            for (k, v) in headers {
+                req = req.header(*k, v.as_str());
+            }
+            let r = req.send().await.expect("server reachable");
+            let status = r.status().as_u16();
+            (status, r.text().await.expect("body"))
+        })
+    }
+
     /// POSTs JSON to `path` with `Authorization: DPoP <mandate>` and a fresh proof signed by
     /// `principal`'s key: status, headers and body text.
     pub fn post_json_dpop(
