@@ -429,3 +429,42 @@ def test_every_call_is_an_audit_event_with_its_chain_and_the_log_verifies(gw):
     assert "hunter2" not in json.dumps(calls)
     verify = gw.run_cli("audit", "verify", check=False)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+# -- mandate connect ---------------------------------------------------------------------------------
+
+def test_mandate_connect_serves_an_stdio_client_and_renews_its_mandate_past_a_lifetime(gw):
+    from mcp import StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    name = "connect-" + uuid.uuid4().hex[:8]
+    gw.run_cli("agent", "create", name, "--scopes", "demo:list_notes demo:read_note",
+               "--audiences", "mcp:demo", "--json")
+    ttl = 20
+    params = StdioServerParameters(
+        command=str(gw.binary),
+        args=["connect", "--as", name, "--server", "demo", "--scope", "demo:list_notes demo:read_note",
+              "--ttl", f"{ttl}s"],
+        env={"MANDATE_HOME": str(gw.home), "PATH": os.environ["PATH"]})
+
+    async def go():
+        async with stdio_client(params) as (r, w):
+            async with ClientSession(r, w) as s:
+                await s.initialize()
+                tools = sorted(t.name for t in (await s.list_tools()).tools)
+                first = text_of(await s.call_tool("read_note", {"name": "welcome"}))
+                try:
+                    await s.call_tool("delete_note", {"name": "todo"})
+                    refused = "answered"
+                except Exception as e:
+                    refused = str(e)
+                await asyncio.sleep(ttl + 2)  # past the first mandate's lifetime
+                second = text_of(await s.call_tool("read_note", {"name": "welcome"}))
+                return tools, first, refused, second
+    tools, first, refused, second = run(go())
+    assert tools == ["list_notes", "read_note"]
+    assert "demo notes" in first and "demo notes" in second
+    assert "needs scope demo:delete_note" in refused, refused
+    issued = [r["event"] for r in gw.cli_json("audit", "query", "--principal", f"agent:{name}", "--json")
+              if r["event"]["kind"] == "token.issued"]
+    assert len(issued) >= 2, f"one mandate per lifetime: {len(issued)} issued"

@@ -52,6 +52,11 @@ pub enum Command {
     Audit(AuditCmd),
     /// Measure token exchange throughput over HTTP on loopback.
     Bench(BenchArgs),
+    /// A stdio MCP server for MCP clients: relays to the gateway as an agent, with its own
+    /// mandates and DPoP proofs (`--print-config` prints the client configuration). Here
+    /// `--server NAME` names the upstream (as SPEC.md says); the Mandate server is the one in
+    /// MANDATE_HOME/config.toml or MANDATE_SERVER, or `--gateway URL`.
+    Connect(ConnectArgs),
     /// The demo MCP server (stdio) that `mandate up --demo` serves as the upstream `demo`.
     #[command(name = "demo-mcp", hide = true)]
     DemoMcp,
@@ -220,6 +225,32 @@ pub enum TokenCmd {
     },
     /// Verify a mandate against the server's JWKS and print its delegation chain ("-" reads stdin).
     Inspect { token: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The agent to act as (its key must be in MANDATE_HOME/keys).
+    #[arg(long = "as")]
+    pub as_: Option<String>,
+    /// The upstream to connect to (served at /mcp/NAME): the global `--server` given on the
+    /// command line, moved here by `main` (see `cli::connect_server`).
+    #[arg(skip)]
+    pub server: Option<String>,
+    /// The scopes to ask for (default: NAME:*).
+    #[arg(long, allow_hyphen_values = true)]
+    pub scope: Option<String>,
+    /// The audience to ask for (default: mcp:NAME).
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// The gateway's URL (default: the Mandate server, which serves the gateway too).
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// Lifetime of each mandate asked for (e.g. 10m); it is renewed before it ends.
+    #[arg(long)]
+    pub ttl: Option<String>,
+    /// Print the configuration snippet for an MCP client instead: claude, cursor or vscode.
+    #[arg(long, value_name = "CLIENT")]
+    pub print_config: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -508,5 +539,23 @@ mod tests {
     fn the_command_line_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+}
+
+/// `mandate connect --server NAME`: the global `--server` (normally the Mandate server's URL)
+/// names the upstream for `connect`, as SPEC.md's command line does. When it was given on the
+/// command line it moves into the connect arguments, and the Mandate server comes from
+/// MANDATE_SERVER or config.toml as usual; a value from MANDATE_SERVER keeps its usual meaning.
+pub fn connect_server(cli: &mut Cli, matches: &clap::ArgMatches) {
+    let Command::Connect(a) = &mut cli.command else {
+        return;
+    };
+    let from_command_line = matches
+        .subcommand_matches("connect")
+        .and_then(|m| m.value_source("server"))
+        == Some(clap::parser::ValueSource::CommandLine);
+    if from_command_line {
+        a.server = cli.server.take();
+        cli.server = std::env::var("MANDATE_SERVER").ok();
     }
 }

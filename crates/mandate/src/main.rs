@@ -9,6 +9,7 @@ mod client;
 mod cmd_audit;
 mod cmd_audit_archive;
 mod cmd_audit_verify;
+mod cmd_connect;
 mod cmd_policy;
 mod cmd_principals;
 mod cmd_server;
@@ -20,12 +21,13 @@ mod home;
 mod policy_pack;
 mod term;
 
-use clap::Parser;
-
 use crate::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli =
+        <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    cli::connect_server(&mut cli, &matches);
     // The demo MCP server speaks on stdout: no runtime, no logs there.
     if matches!(cli.command, Command::DemoMcp) {
         return match demo_mcp::run() {
@@ -86,6 +88,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(c) => cmd_audit::run(&ctx, c).await,
         Command::Bench(a) if a.abuse => bench_abuse::run(&ctx, a).await,
         Command::Bench(a) => bench::run(&ctx, a).await,
+        Command::Connect(a) => cmd_connect::run(&ctx, a).await,
         Command::DemoMcp => unreachable!("served before the runtime starts"),
     }
 }

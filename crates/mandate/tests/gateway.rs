@@ -188,3 +188,36 @@ fn two_dpop_headers_are_refused() {
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("exactly one DPoP header"), "{body}");
 }
+
+#[test]
+fn connect_prints_the_client_configuration_that_launches_it() {
+    let s = Server::demo();
+    for (client, root) in [
+        ("claude", "mcpServers"),
+        ("cursor", "mcpServers"),
+        ("vscode", "servers"),
+    ] {
+        let v = s.ok_json(&[
+            "connect",
+            "--print-config",
+            client,
+            "--as",
+            "coder",
+            "--server",
+            "demo",
+        ]);
+        let entry = &v[root]["mandate-demo"];
+        assert!(
+            entry["command"].as_str().unwrap().ends_with("mandate"),
+            "{v}"
+        );
+        assert_eq!(
+            entry["args"],
+            json!(["connect", "--as", "coder", "--server", "demo"])
+        );
+        assert_eq!(entry["env"]["MANDATE_HOME"], s.home().display().to_string());
+    }
+    let out = s.cli(&["connect", "--print-config", "emacs"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give claude, cursor or vscode"));
+}
