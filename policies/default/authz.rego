@@ -153,8 +153,12 @@ tool := input.action.tool
 
 tool_lower := lower(tool)
 
-# The scope a call needs: "<server>:<tool>" (e.g. "github:delete_repo").
-wanted_scope := concat(":", [server, tool])
+# The scope a call needs: the one the gateway says (an upstream can map tools to other scopes),
+# else "<server>:<tool>" (e.g. "github:delete_repo").
+wanted_scope := input.action.scope if {
+	is_string(input.action.scope)
+	input.action.scope != ""
+} else := concat(":", [server, tool])
 
 # Read-only calls are also covered by "<server>:read".
 read_scope := concat(":", [server, "read"])

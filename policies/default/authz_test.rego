@@ -448,3 +448,12 @@ test_argument_rule_applies_only_to_the_principals_and_tools_it_names if {
 	allowed(authz.decision) with input as read with data.mandate_config as src_only
 }
 
+
+# An upstream that maps tools to another scope: the gateway says which in action.scope, and that
+# is the scope the policy checks (the default "<server>:<tool>" only when none is said).
+test_the_scope_the_gateway_requires_is_the_one_checked if {
+	mapped := {"scope": "github:repos.write"}
+	allowed(authz.decision) with input as mcp_call("create_issue", ["github:repos.write"], mapped)
+	denied(authz.decision) with input as mcp_call("create_issue", ["github:create_issue"], mapped)
+	allowed(authz.decision) with input as mcp_call("create_issue", ["github:create_issue"], {})
+}

@@ -302,9 +302,10 @@ impl Gateway {
         };
         let resource = format!("{}/{tool}", up.name);
         if method == "tools/call" {
-            self.learn_tools(up).await;
+            self.refresh_tools(up).await;
         }
         let action = Action::Mcp(ToolCall {
+            scope: required.as_ref().ok().cloned(),
             server: up.name.clone(),
             tool: tool.clone(),
             mcp_method: Some(method.to_string()),
@@ -472,7 +473,7 @@ impl Gateway {
     /// policy sees each tool's annotations even when the caller never listed them. (An HTTP
     /// upstream's annotations are learned from the `tools/list` answers that pass through; the
     /// default policy's name rules apply either way.) A failure leaves the annotations empty.
-    async fn learn_tools(&self, up: &Upstream) {
+    pub async fn refresh_tools(&self, up: &Upstream) {
         let crate::upstream::Link::Stdio(child) = &up.link else {
             return;
         };

@@ -52,6 +52,9 @@ pub enum Command {
     Audit(AuditCmd),
     /// Measure token exchange throughput over HTTP on loopback.
     Bench(BenchArgs),
+    /// Manage the gateway's upstreams (live: no restart; each change is audited).
+    #[command(subcommand)]
+    Upstream(UpstreamCmd),
     /// A stdio MCP server for MCP clients: relays to the gateway as an agent, with its own
     /// mandates and DPoP proofs (`--print-config` prints the client configuration). Here
     /// `--server NAME` names the upstream (as SPEC.md says); the Mandate server is the one in
@@ -225,6 +228,65 @@ pub enum TokenCmd {
     },
     /// Verify a mandate against the server's JWKS and print its delegation chain ("-" reads stdin).
     Inspect { token: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpstreamCmd {
+    /// Add an upstream: an MCP server over Streamable HTTP (--url), over stdio (--stdio -- CMD
+    /// ARGS...), or an HTTP API (--http). Served at /mcp/NAME for audience mcp:NAME.
+    Add(Box<UpstreamAddArgs>),
+    /// List the upstreams (from server.toml and added here).
+    List,
+    /// Show an upstream: its configuration, the tools it offers and who may call each.
+    Show {
+        /// The upstream.
+        name: String,
+    },
+    /// Remove an upstream added with `upstream add` (a stdio child is stopped).
+    Remove {
+        /// The upstream.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UpstreamAddArgs {
+    /// Its name: lower-case letters, digits, '-' and '_'.
+    pub name: String,
+    /// MCP over Streamable HTTP: the server's URL.
+    #[arg(long, conflicts_with_all = ["stdio", "http"])]
+    pub url: Option<String>,
+    /// A plain HTTP API: its base URL.
+    #[arg(long, conflicts_with_all = ["stdio"])]
+    pub http: Option<String>,
+    /// MCP over stdio: the command and its arguments, after `--`.
+    #[arg(long, num_args = 0, requires = "command")]
+    pub stdio: bool,
+    /// The command (after `--`).
+    #[arg(last = true, id = "command")]
+    pub command: Vec<String>,
+    /// A secret environment variable for a stdio upstream: VAR=@FILE or VAR=env:NAME (repeatable).
+    #[arg(long = "secret-env", value_name = "VAR=SOURCE")]
+    pub secret_env: Vec<String>,
+    /// A secret header for an HTTP upstream: HEADER=@FILE or HEADER=env:NAME (repeatable).
+    #[arg(long = "secret-header", value_name = "HEADER=SOURCE")]
+    pub secret_header: Vec<String>,
+    /// A plain environment value for a stdio upstream: VAR=VALUE (repeatable).
+    #[arg(long = "env", value_name = "VAR=VALUE")]
+    pub env: Vec<String>,
+    /// A variable of the gateway's environment passed to a stdio upstream (repeatable; default
+    /// PATH HOME LANG TZ).
+    #[arg(long = "pass-env", value_name = "NAME")]
+    pub pass_env: Vec<String>,
+    /// Tools mapped to a scope other than NAME:TOOL: GLOB=SCOPE (repeatable, first match wins).
+    #[arg(long = "scope-rule", value_name = "GLOB=SCOPE")]
+    pub scope_rule: Vec<String>,
+    /// The audience mandates must name (default mcp:NAME).
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// One call's limit (default 60s).
+    #[arg(long)]
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -518,6 +580,24 @@ pub enum AuditCmd {
     },
 }
 
+/// `mandate connect --server NAME`: the global `--server` (normally the Mandate server's URL)
+/// names the upstream for `connect`, as SPEC.md's command line does. When it was given on the
+/// command line it moves into the connect arguments, and the Mandate server comes from
+/// MANDATE_SERVER or config.toml as usual; a value from MANDATE_SERVER keeps its usual meaning.
+pub fn connect_server(cli: &mut Cli, matches: &clap::ArgMatches) {
+    let Command::Connect(a) = &mut cli.command else {
+        return;
+    };
+    let from_command_line = matches
+        .subcommand_matches("connect")
+        .and_then(|m| m.value_source("server"))
+        == Some(clap::parser::ValueSource::CommandLine);
+    if from_command_line {
+        a.server = cli.server.take();
+        cli.server = std::env::var("MANDATE_SERVER").ok();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,23 +619,5 @@ mod tests {
     fn the_command_line_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
-    }
-}
-
-/// `mandate connect --server NAME`: the global `--server` (normally the Mandate server's URL)
-/// names the upstream for `connect`, as SPEC.md's command line does. When it was given on the
-/// command line it moves into the connect arguments, and the Mandate server comes from
-/// MANDATE_SERVER or config.toml as usual; a value from MANDATE_SERVER keeps its usual meaning.
-pub fn connect_server(cli: &mut Cli, matches: &clap::ArgMatches) {
-    let Command::Connect(a) = &mut cli.command else {
-        return;
-    };
-    let from_command_line = matches
-        .subcommand_matches("connect")
-        .and_then(|m| m.value_source("server"))
-        == Some(clap::parser::ValueSource::CommandLine);
-    if from_command_line {
-        a.server = cli.server.take();
-        cli.server = std::env::var("MANDATE_SERVER").ok();
     }
 }

@@ -335,6 +335,10 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
         );
     }
     let gateway = start_gateway(&cfg, &state)?;
+    let _ = state.gateway.set(Arc::downgrade(&gateway));
+    mandate_server::admin_upstreams::start_stored(&state, &gateway)
+        .await
+        .context("cannot read the upstreams added with `mandate upstream add`")?;
     mandate_server::serve_with(listener, state, Some(gateway), shutdown_signal()).await?;
     Ok(())
 }

@@ -14,6 +14,7 @@ mod cmd_policy;
 mod cmd_principals;
 mod cmd_server;
 mod cmd_tokens;
+mod cmd_upstream;
 mod cmd_verify;
 mod ctx;
 mod demo_mcp;
@@ -89,6 +90,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) if a.abuse => bench_abuse::run(&ctx, a).await,
         Command::Bench(a) => bench::run(&ctx, a).await,
         Command::Connect(a) => cmd_connect::run(&ctx, a).await,
+        Command::Upstream(c) => cmd_upstream::run(&ctx, c).await,
         Command::DemoMcp => unreachable!("served before the runtime starts"),
     }
 }

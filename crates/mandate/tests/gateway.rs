@@ -221,3 +221,80 @@ fn connect_prints_the_client_configuration_that_launches_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("give claude, cursor or vscode"));
 }
+
+#[test]
+fn an_upstream_added_live_is_served_at_once_audited_and_kept_across_a_restart() {
+    let mut s = Server::demo();
+    let exe = common::bin();
+    // `--json` before `--`: what follows `--` is the upstream's command.
+    let added: Value = serde_json::from_str(&s.ok(&[
+        "upstream",
+        "add",
+        "notes",
+        "--json",
+        "--scope-rule",
+        "read_*=notes:read",
+        "--stdio",
+        "--",
+        exe,
+        "demo-mcp",
+    ]))
+    .unwrap();
+    assert_eq!(added["audience"], "mcp:notes");
+    s.ok(&[
+        "agent",
+        "create",
+        "reader",
+        "--scopes",
+        "notes:read",
+        "--audiences",
+        "mcp:notes",
+    ]);
+    // The mapped scope is the one the gateway and the default policy check.
+    let m = s.own_mandate("agent:reader", "notes:read", "mcp:notes");
+    let read = call("read_note", json!({"name": "welcome"}));
+    let (status, _, body) = s.post_json_dpop("/mcp/notes", "agent:reader", &m, &read);
+    assert_eq!(status, 200);
+    assert!(body.contains("demo notes"), "{body}");
+    let shown = s.ok_json(&["upstream", "show", "notes"]);
+    let read_tool = shown["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "read_note")
+        .unwrap()
+        .clone();
+    assert_eq!(read_tool["scope"], "notes:read");
+    assert!(
+        read_tool["callers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("agent:reader")),
+        "{shown}"
+    );
+    // server.toml's upstreams are changed there, not here.
+    let out = s.cli(&["upstream", "remove", "demo"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("declared in server.toml"));
+    s.restart();
+    let listed = s.ok_json(&["upstream", "list"]);
+    let names: Vec<&str> = listed["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["demo", "notes"]);
+    s.ok(&["upstream", "remove", "notes"]);
+    let m = s.own_mandate("agent:reader", "notes:read", "mcp:notes");
+    let (status, _, _) = s.post_json_dpop("/mcp/notes", "agent:reader", &m, &read);
+    assert_eq!(status, 404, "a removed upstream is not served");
+    let events = s.event_bodies();
+    for action in ["upstream.add", "upstream.remove"] {
+        assert!(
+            events
+                .iter()
+                .any(|e| e.contains(&format!("\"action\":\"{action}\""))),
+            "{action} not audited"
+        );
+    }
+}

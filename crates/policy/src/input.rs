@@ -129,6 +129,10 @@ pub struct ToolCall {
     /// MCP only: the JSON-RPC method, e.g. `tools/call`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mcp_method: Option<String>,
+    /// The scope the enforcement point requires for this call (`server:tool` unless the
+    /// upstream maps the tool to another scope), when it says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// The tool's arguments.
     pub arguments: Map<String, Value>,
     /// MCP only: the tool's annotations as the upstream advertised them (hints, not guarantees).
@@ -325,6 +329,7 @@ mod tests {
     #[test]
     fn tool_calls_carry_kind_server_tool_and_http_facts() {
         let call = ToolCall {
+            scope: None,
             server: "github".into(),
             tool: "delete_repo".into(),
             mcp_method: Some("tools/call".into()),
@@ -438,6 +443,7 @@ mod tests {
     #[test]
     fn every_kind_of_input_matches_the_published_schema() {
         let call = ToolCall {
+            scope: None,
             server: "github".into(),
             tool: "merge_pr".into(),
             mcp_method: Some("tools/call".into()),

@@ -50,6 +50,7 @@ pub fn routes(st: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/principals/{name}/enrollments", post(enroll))
         .route("/keys/rotate", post(rotate))
         .route("/revocations", post(revoke))
+        .merge(crate::admin_upstreams::routes())
         .layer(axum::middleware::from_fn_with_state(
             (st, refused),
             audit_refusals,
@@ -152,7 +153,7 @@ fn validate(req: CreatePrincipal, now: i64) -> Result<NewPrincipal, ApiError> {
 }
 
 /// An admin change's event, before the change.
-fn change(who: &Caller, action: &str, resource: &str) -> Event {
+pub(crate) fn change(who: &Caller, action: &str, resource: &str) -> Event {
     let mut ev = new_event(kinds::ADMIN_CHANGE, &who.claims.client_id, action);
     ev.chain = who.claims.chain_to_holder();
     ev.resource = Some(resource.to_string());

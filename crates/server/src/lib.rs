@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+pub mod admin_upstreams;
 mod api_error;
 pub mod audit;
 mod auth;

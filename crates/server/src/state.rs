@@ -96,6 +96,9 @@ pub struct AppState {
     pub decision_lane: tokio::sync::Semaphore,
     /// Revocation feed long polls being held (bounded in total and per source).
     pub long_polls: std::sync::Arc<crate::limits::Slots>,
+    /// The gateway served in this process, for the admin API's upstream changes (weak: the
+    /// gateway holds this state as its audit sink).
+    pub gateway: std::sync::OnceLock<std::sync::Weak<mandate_gateway::Gateway>>,
 }
 
 impl AppState {
@@ -129,6 +132,7 @@ impl AppState {
             revocations,
             policy,
             audit_log,
+            gateway: std::sync::OnceLock::new(),
         }
     }
 }

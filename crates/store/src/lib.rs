@@ -18,6 +18,7 @@ mod mandates;
 mod principals;
 mod revocations;
 mod store;
+mod upstreams;
 mod writer;
 
 pub use audit::{
@@ -31,4 +32,5 @@ pub use mandates::MandateRecord;
 pub use principals::{NewKey, NewPrincipal, Principal, PrincipalKey};
 pub use revocations::Revocation;
 pub use store::Store;
+pub use upstreams::StoredUpstream;
 pub use writer::IssueOutcome;
