@@ -350,6 +350,10 @@ pub enum KeysCmd {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// What to measure: `exchange` (token exchanges, the default) or `gateway` (MCP calls
+    /// straight to a fast upstream and through the gateway, in the same run).
+    #[arg(value_parser = ["exchange", "gateway"])]
+    pub target: Option<String>,
     /// How long to measure, in seconds.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,

@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_abuse;
+mod bench_gateway;
 mod cli;
 mod client;
 mod cmd_audit;
@@ -87,6 +88,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(a) => cmd_verify::run(&ctx, a).await,
         Command::Policy(c) => cmd_policy::run(&ctx, c),
         Command::Audit(c) => cmd_audit::run(&ctx, c).await,
+        Command::Bench(a) if a.target.as_deref() == Some("gateway") => {
+            bench_gateway::run(&ctx, a).await
+        }
         Command::Bench(a) if a.abuse => bench_abuse::run(&ctx, a).await,
         Command::Bench(a) => bench::run(&ctx, a).await,
         Command::Connect(a) => cmd_connect::run(&ctx, a).await,
