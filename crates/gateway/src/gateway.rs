@@ -267,7 +267,6 @@ impl Gateway {
         call: Call,
         peer: Option<SocketAddr>,
     ) -> Judged {
-        let holder = claims.client_id.as_str();
         let held = ScopeSet::parse(&claims.scope).unwrap_or_else(|_| ScopeSet::from_scopes(vec![]));
         let (tool, arguments, required) = match call {
             Call::List(kind) => {
@@ -300,7 +299,6 @@ impl Gateway {
                 (method.to_string(), a, Ok(prompts_scope(&up.name)))
             }
         };
-        let resource = format!("{}/{tool}", up.name);
         if method == "tools/call" {
             self.refresh_tools(up).await;
         }
@@ -311,16 +309,89 @@ impl Gateway {
             mcp_method: Some(method.to_string()),
             arguments,
             annotations: up.annotations(&tool),
-            upstream: UpstreamFacts {
-                environment: up.config.environment.clone(),
-                labels: up
-                    .config
-                    .labels
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                    .collect(),
+            upstream: upstream_facts(up),
+        });
+        self.decide_call(
+            up,
+            claims,
+            &format!("mcp.{method}"),
+            &tool,
+            required,
+            action,
+            peer,
+            &held,
+        )
+        .await
+    }
+
+    /// Steps 3 and 4 for an HTTP API request that a route maps to the action `tool`: the same
+    /// scope check, policy query and event as an MCP tool call, with `action.kind = "http"` and
+    /// the method and path. `arguments` are the query parameters, then the JSON body's members.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn judge_http(
+        &self,
+        up: &Upstream,
+        claims: &MandateClaims,
+        method: &str,
+        path: &str,
+        tool: &str,
+        arguments: Map<String, Value>,
+        peer: Option<SocketAddr>,
+    ) -> Judged {
+        let held = ScopeSet::parse(&claims.scope).unwrap_or_else(|_| ScopeSet::from_scopes(vec![]));
+        let required = up
+            .checked
+            .scopes
+            .required(tool)
+            .map(|s| s.as_str().to_string())
+            .map_err(|e| e.to_string());
+        let mut annotations = Map::new();
+        if matches!(method, "GET" | "HEAD" | "OPTIONS") {
+            annotations.insert("readOnlyHint".into(), Value::Bool(true));
+        }
+        let action = Action::Http(mandate_policy::input::HttpCall {
+            call: ToolCall {
+                scope: required.as_ref().ok().cloned(),
+                server: up.name.clone(),
+                tool: tool.to_string(),
+                mcp_method: None,
+                arguments,
+                annotations,
+                upstream: upstream_facts(up),
+            },
+            http: mandate_policy::input::HttpRequest {
+                method: method.to_string(),
+                path: path.to_string(),
             },
         });
+        self.decide_call(
+            up,
+            claims,
+            &format!("http.{method}"),
+            tool,
+            required,
+            action,
+            peer,
+            &held,
+        )
+        .await
+    }
+
+    /// Scope, then policy, for one call; the event that records it.
+    #[allow(clippy::too_many_arguments)]
+    async fn decide_call(
+        &self,
+        up: &Upstream,
+        claims: &MandateClaims,
+        label: &str,
+        tool: &str,
+        required: Result<String, String>,
+        action: Action,
+        peer: Option<SocketAddr>,
+        held: &ScopeSet,
+    ) -> Judged {
+        let holder = claims.client_id.as_str();
+        let resource = format!("{}/{tool}", up.name);
         let context = Context::at(
             now(),
             &self.settings.environment,
@@ -333,7 +404,7 @@ impl Gateway {
             Ok(s) => s,
             Err(why) => {
                 let ev = self
-                    .event(up, claims, method, Some(&input))
+                    .event_as(up, claims, label, Some(&input))
                     .on(resource)
                     .refused("insufficient_scope", &why);
                 return Judged {
@@ -349,7 +420,7 @@ impl Gateway {
                 up.name
             );
             let ev = self
-                .event(up, claims, method, Some(&input))
+                .event_as(up, claims, label, Some(&input))
                 .on(resource)
                 .refused("insufficient_scope", &message);
             return Judged {
@@ -358,7 +429,7 @@ impl Gateway {
             };
         }
         let decision = self.policy.decide(Query::Authz, input.clone()).await;
-        let mut ev = self.event(up, claims, method, None).on(resource).decided(
+        let mut ev = self.event_as(up, claims, label, None).on(resource).decided(
             decision.outcome().as_str(),
             decision.decision_id(),
             decision.policy_version(),
@@ -378,7 +449,7 @@ impl Gateway {
                     codes::FORBIDDEN,
                     "refused by policy",
                     &decision,
-                    &tool,
+                    tool,
                     &up.name,
                 ))
             }
@@ -393,7 +464,7 @@ impl Gateway {
                     codes::APPROVAL_REQUIRED,
                     "needs approval (not yet available): this Mandate release cannot hold calls for approval, so the call was not made",
                     &decision,
-                    &tool,
+                    tool,
                     &up.name,
                 ))
             }
@@ -513,16 +584,21 @@ impl Gateway {
         method: &str,
         input: Option<&Value>,
     ) -> Event {
+        self.event_as(up, claims, &format!("mcp.{method}"), input)
+    }
+
+    /// The audit event of a call on `up` under `claims`, recorded as the action `label`.
+    fn event_as(
+        &self,
+        up: &Upstream,
+        claims: &MandateClaims,
+        label: &str,
+        input: Option<&Value>,
+    ) -> Event {
         let mut random = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut random);
-        let mut ev = Event::new(
-            kinds::TOOL_CALL,
-            &claims.client_id,
-            &format!("mcp.{method}"),
-            now_ms(),
-            random,
-        )
-        .under(claims.chain_to_holder(), Some(claims.jti.clone()));
+        let mut ev = Event::new(kinds::TOOL_CALL, &claims.client_id, label, now_ms(), random)
+            .under(claims.chain_to_holder(), Some(claims.jti.clone()));
         ev.details
             .insert("upstream".into(), Value::String(up.name.clone()));
         if let Some(input) = input {
@@ -606,6 +682,19 @@ fn refusal(code: i64, what: &str, d: &Decision, tool: &str, upstream: &str) -> R
         data["approval"] = serde_json::to_value(a).unwrap_or_default();
     }
     RpcError::new(code, message).with_data(data)
+}
+
+/// The upstream facts policies see (`action.upstream`).
+fn upstream_facts(up: &Upstream) -> UpstreamFacts {
+    UpstreamFacts {
+        environment: up.config.environment.clone(),
+        labels: up
+            .config
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    }
 }
 
 /// Whether a caller holding `claims`' scopes may see list item `name` of `up`.

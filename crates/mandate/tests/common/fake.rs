@@ -12,6 +12,8 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub body: String,
+    /// Header names (lower-case) and values, in order.
+    pub headers: Vec<(String, String)>,
 }
 
 /// What the fake answers: HTTP status and a JSON body.
@@ -64,12 +66,14 @@ fn read_request(sock: &TcpStream) -> Option<Request> {
     let method = parts.next()?.to_string();
     let path = parts.next()?.to_string();
     let mut length = 0usize;
+    let mut headers = vec![];
     loop {
         let mut h = String::new();
         if r.read_line(&mut h).ok()? == 0 || h == "\r\n" || h == "\n" {
             break;
         }
         if let Some((name, value)) = h.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
             if name.trim().eq_ignore_ascii_case("content-length") {
                 length = value.trim().parse().unwrap_or(0);
             }
@@ -81,6 +85,7 @@ fn read_request(sock: &TcpStream) -> Option<Request> {
         method,
         path,
         body: String::from_utf8_lossy(&body).into_owned(),
+        headers,
     })
 }
 

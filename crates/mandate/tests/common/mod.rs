@@ -895,6 +895,18 @@ impl Server {
         self.dpop_request(reqwest::Method::POST, path, principal, mandate, Some(body))
     }
 
+    /// Any method, without a body, with `Authorization: DPoP <mandate>` and a fresh proof.
+    pub fn dpop_call(
+        &self,
+        method: &str,
+        path: &str,
+        principal: &str,
+        mandate: &str,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        self.dpop_request(m, path, principal, mandate, None)
+    }
+
     /// GET with `Authorization: DPoP <mandate>` and a fresh proof: status and body text.
     pub fn get_dpop(&self, path: &str, principal: &str, mandate: &str) -> (u16, String) {
         let (status, _, body) =
