@@ -61,6 +61,10 @@ pub fn routes(gw: Arc<Gateway>) -> Router {
             "/.well-known/oauth-protected-resource/mcp/{name}",
             get(resource_metadata),
         )
+        .route(
+            "/.well-known/oauth-protected-resource/http/{name}",
+            get(http_resource_metadata),
+        )
         .route("/metrics", get(metrics))
         .with_state(gw)
 }
