@@ -368,7 +368,9 @@ fn start_gateway(
     }
     let gw = Arc::new(mandate_gateway::Gateway::new(
         settings,
-        Arc::new(mandate_server::gateway_hooks::AuthorityAuth(state.clone())),
+        Arc::new(mandate_server::gateway_hooks::AuthorityAuth::new(
+            state.clone(),
+        )),
         state.policy.clone(),
         state.clone(),
     ));

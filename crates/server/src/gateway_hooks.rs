@@ -15,8 +15,30 @@ use crate::state::{now, AppState};
 /// The action refused gateway requests are counted under.
 pub const GATEWAY_ACTION: &str = "gateway.request";
 
-/// Authenticates gateway callers with the authority's state.
-pub struct AuthorityAuth(pub Arc<AppState>);
+/// Most DPoP proofs the in-process gateway remembers at once: a proof is kept for its 60 s
+/// window (plus skew), so this holds about 7,000 calls a second; over it, calls are refused
+/// (`replay_cache_full`), never let through.
+pub const GATEWAY_REPLAY_CAPACITY: usize = 500_000;
+
+/// Authenticates gateway callers with the authority's state. A proof's single use is kept in
+/// this process's memory (bounded, refusing when full): a DPoP proof names the gateway's own
+/// URL, so no other endpoint accepts it, and the gateway is one process with the authority on
+/// SQLite. (Several gateway nodes behind one URL will share a replay store, with the
+/// PostgreSQL deployment.)
+pub struct AuthorityAuth {
+    st: Arc<AppState>,
+    replay: mandate_verify::MemoryReplay,
+}
+
+impl AuthorityAuth {
+    /// The hooks over `st`.
+    pub fn new(st: Arc<AppState>) -> Self {
+        AuthorityAuth {
+            st,
+            replay: mandate_verify::MemoryReplay::new(GATEWAY_REPLAY_CAPACITY),
+        }
+    }
+}
 
 impl Authenticate for AuthorityAuth {
     fn authenticate<'a>(
@@ -24,8 +46,8 @@ impl Authenticate for AuthorityAuth {
         p: &'a Presented<'a>,
     ) -> BoxFuture<'a, Result<MandateClaims, Refusal>> {
         Box::pin(async move {
-            let st = &self.0;
-            let r = check(st, p).await;
+            let st = &self.st;
+            let r = check(st, p, &self.replay).await;
             if let Err(e) = &r {
                 let source = p.peer.map(|a| crate::limits::Source::of(a.ip()));
                 let code = e.code.oauth_code().unwrap_or("invalid_token");
@@ -36,7 +58,11 @@ impl Authenticate for AuthorityAuth {
     }
 }
 
-async fn check(st: &AppState, p: &Presented<'_>) -> Result<MandateClaims, Refusal> {
+async fn check(
+    st: &AppState,
+    p: &Presented<'_>,
+    replay: &mandate_verify::MemoryReplay,
+) -> Result<MandateClaims, Refusal> {
     let claims = crate::resource_auth::verify_presentation(
         st,
         p.method.as_str(),
@@ -44,6 +70,7 @@ async fn check(st: &AppState, p: &Presented<'_>) -> Result<MandateClaims, Refusa
         p.headers,
         p.audience,
         now(),
+        replay,
     )
     .await?;
     // The holder must still exist and be enabled (read through the 1 s principal cache).

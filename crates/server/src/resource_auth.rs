@@ -40,9 +40,17 @@ pub async fn authenticate_with(
     }
     let path = uri.path_and_query().map(|p| p.path()).unwrap_or("/");
     let url = format!("{}{}", st.cfg.issuer, path);
-    let claims = verify_presentation(st, method.as_str(), &url, headers, audience, now)
-        .await
-        .map_err(refused)?;
+    let claims = verify_presentation(
+        st,
+        method.as_str(),
+        &url,
+        headers,
+        audience,
+        now,
+        &StoreReplay(&st.store),
+    )
+    .await
+    .map_err(refused)?;
     if claims.cnf.is_none() && !bearer_ok {
         return Err(ApiError::unauthenticated(
             "this API takes only DPoP-bound mandates",
@@ -61,6 +69,7 @@ pub async fn verify_presentation(
     headers: &HeaderMap,
     audience: &str,
     now: i64,
+    replay: &dyn ReplayGuard,
 ) -> Result<MandateClaims, Refusal> {
     // RFC 9449 §4.3: one DPoP header; and one Authorization header, or which one was checked
     // would depend on the reader.
@@ -95,13 +104,37 @@ pub async fn verify_presentation(
         now,
         skew: verify::DEFAULT_SKEW,
     };
-    // The verifier library checks the whole presentation; the proof's single use is then
-    // enforced in the database (durable, and shared by every node) instead of in memory.
-    let unspent = st.keys.with_keys(|k| {
-        st.revocations
-            .with_set(|r| mandate_verify::check_unspent(&presentation, k, r, expect))
+    // The verifier library checks the whole presentation, with this issuer's verified mandates
+    // answered from the cache (audience, time and revocation checked again on every use); the
+    // proof's single use is then enforced by `replay`.
+    let unspent = mandate_verify::check_unspent_with(&presentation, expect, |token, e| {
+        let key = crate::verified_cache::key(token);
+        if let Some(v) = st.verified.get(&key, now) {
+            if !v
+                .claims()
+                .aud
+                .as_slice()
+                .iter()
+                .any(|a| Some(a.as_str()) == e.audience)
+            {
+                return Err(Refusal::new(
+                    RefusalCode::WrongAud,
+                    format!("the mandate is not for {}", e.audience.unwrap_or("")),
+                ));
+            }
+            st.revocations
+                .check(&v)
+                .map_err(|r| Refusal::new(r.code(), r.to_string()))?;
+            return Ok(v);
+        }
+        let v = st.keys.with_keys(|k| {
+            st.revocations
+                .with_set(|r| mandate_verify::check_mandate(token, k, r, e))
+        })?;
+        st.verified.put(key, v.clone());
+        Ok(v)
     })?;
-    let presented = unspent.spend(&StoreReplay(&st.store), now).await?;
+    let presented = unspent.spend(replay, now).await?;
     Ok(presented.mandate.into_claims())
 }
 

@@ -196,6 +196,19 @@ pub fn check_unspent(
     revoked: &RevocationSet,
     e: Expectations<'_>,
 ) -> Result<Unspent, Refusal> {
+    check_unspent_with(p, e, |token, expect| {
+        check_mandate(token, keys, revoked, expect)
+    })
+}
+
+/// [`check_unspent`], with the mandate checked by `mandate_check` (signature, claims against
+/// `expect`, revocation): a caller that keeps verified mandates (the authority's cache) answers
+/// from it, checking the audience, time and revocation again on every use.
+pub fn check_unspent_with(
+    p: &Presentation<'_>,
+    e: Expectations<'_>,
+    mandate_check: impl FnOnce(&str, Expect<'_>) -> Result<VerifiedMandate, Refusal>,
+) -> Result<Unspent, Refusal> {
     let (scheme, token) = parse_authorization(p.authorization)?;
     let expect = Expect {
         issuer: e.issuer,
@@ -203,7 +216,7 @@ pub fn check_unspent(
         now: e.now,
         skew: e.skew,
     };
-    let mandate = check_mandate(token, keys, revoked, expect)?;
+    let mandate = mandate_check(token, expect)?;
     let Some(cnf) = mandate.claims().cnf.as_ref() else {
         // A bearer mandate sent as DPoP is refused rather than tolerated: the client believes its
         // token is bound, and accepting it would hide a misissued token or a confused client.

@@ -23,8 +23,8 @@ use mandate_core::keys::PublicKey;
 use mandate_core::revocation::{RevocationEntry, RevocationSet};
 
 pub use check::{
-    check, check_mandate, check_unspent, BoxFuture, CheckedProof, Expectations, MemoryReplay,
-    Presentation, Presented, Refusal, RefusalCode, ReplayGuard, Unspent,
+    check, check_mandate, check_unspent, check_unspent_with, BoxFuture, CheckedProof, Expectations,
+    MemoryReplay, Presentation, Presented, Refusal, RefusalCode, ReplayGuard, Unspent,
 };
 pub use mandate_core::verify::VerifiedMandate;
 pub use metadata::{check_issuer, check_same_origin};
