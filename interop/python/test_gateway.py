@@ -79,14 +79,17 @@ class GatewayServer(Server):
 [upstream.demo]
 stdio = [{path(self.binary)}, "demo-mcp"]
 pass_env = []
+sandbox = "off"
 
 [upstream.everything]
 stdio = ["node", {path(EVERYTHING)}, "stdio"]
 pass_env = ["PATH", "HOME"]
+sandbox = "off"
 
 [upstream.files]
 stdio = ["node", {path(FILESYSTEM)}, {path(self.files_root)}]
 pass_env = ["PATH", "HOME"]
+sandbox = "off"
 
 [upstream.web]
 url = "http://127.0.0.1:{self.web_port}/mcp"
@@ -98,6 +101,7 @@ secret_header = {{ X-Upstream-Key = "@{secret_file}" }}
 [upstream.keyed-stdio]
 stdio = [{path(sys.executable)}, {path(FIXTURE)}, "stdio"]
 pass_env = ["PATH", "HOME"]
+sandbox = "off"
 env = {{ FIXTURE_EXPECTED_SHA256 = "{SECRET_SHA}" }}
 secret_env = {{ FIXTURE_KEY = "@{secret_file}" }}
 """
@@ -340,6 +344,13 @@ def test_a_streamable_http_upstream_is_filtered_and_called(gw):
     names, echoed = run(go())
     assert names == ["echo"]
     assert "over http" in text_of(echoed)
+
+
+def test_a_batch_with_a_list_is_refused_for_an_http_upstream_whose_answers_pass_through(gw):
+    agent = Agent(gw, "web", "web:echo")
+    resp = agent.post([{"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                       {"jsonrpc": "2.0", "id": 2, "method": "ping"}])
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == -32600, resp.text
 
 
 def test_a_session_belongs_to_the_agent_that_opened_it(gw):

@@ -6,6 +6,7 @@
 //! ```toml
 //! [upstream.files]
 //! stdio = ["npx", "-y", "@modelcontextprotocol/server-filesystem", "/srv/repo"]
+//! sandbox = "off"                     # required until stdio sandboxing exists (SPEC "Isolation")
 //! pass_env = ["PATH", "HOME"]
 //! secret_env = { GITHUB_TOKEN = "@/etc/mandate/github-token" }
 //! scopes = [{ tools = "read_*", scope = "files:read" }]
@@ -84,6 +85,11 @@ pub struct UpstreamConfig {
     /// Free-form labels policies see.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// stdio: `"off"` runs the child without a sandbox. stdio upstreams run sandboxed by default
+    /// (SPEC "Isolation"), and this release cannot sandbox yet, so a stdio upstream starts only
+    /// with an explicit `sandbox = "off"` (audited with the upstream, shown by `upstream list`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -166,6 +172,11 @@ impl SecretSource {
             return Ok(SecretSource::File(path.into()));
         }
         if let Some(name) = s.strip_prefix("env:") {
+            if name.starts_with("MANDATE_") {
+                return Err(ConfigError(format!(
+                    "secret source env:{name} is the gateway's own setting and is never sent to an upstream"
+                )));
+            }
             if !valid_env_name(name) {
                 return Err(ConfigError(format!(
                     "secret source env:{name:?} is not an environment variable name (letters, digits, _)"
@@ -329,6 +340,22 @@ impl UpstreamConfig {
                 "`secret_header` and `subject_header` are for HTTP upstreams; a stdio upstream takes `secret_env`".into(),
             ));
         }
+        match (&self.sandbox, stdio) {
+            (Some(v), _) if v != "off" => {
+                return Err(err(format!(
+                    "sandbox = {v:?}: this release cannot sandbox stdio upstreams yet; the only setting is \"off\""
+                )))
+            }
+            (Some(_), false) => {
+                return Err(err("`sandbox` is for stdio upstreams".into()));
+            }
+            (None, true) => {
+                return Err(err(
+                    "stdio upstreams run sandboxed by default, and this release cannot sandbox yet: to run this one unsandboxed (with the gateway's rights), set sandbox = \"off\" (`mandate upstream add --sandbox off`)".into(),
+                ));
+            }
+            _ => {}
+        }
         if self.subject_header_required && self.subject_header.is_empty() {
             return Err(err(
                 "`subject_header_required` needs `subject_header` entries".into(),
@@ -477,8 +504,24 @@ mod tests {
     fn stdio(cmd: &[&str]) -> UpstreamConfig {
         UpstreamConfig {
             stdio: cmd.iter().map(|s| s.to_string()).collect(),
+            sandbox: Some("off".into()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_stdio_upstream_needs_sandbox_off_until_sandboxing_exists() {
+        let mut c = stdio(&["x"]);
+        c.sandbox = None;
+        assert!(c.validate("a").unwrap_err().0.contains("sandbox = \"off\""));
+        c.sandbox = Some("strict".into());
+        assert!(c.validate("a").is_err());
+        let http = UpstreamConfig {
+            url: Some("http://127.0.0.1:1/mcp".into()),
+            sandbox: Some("off".into()),
+            ..Default::default()
+        };
+        assert!(http.validate("a").is_err());
     }
 
     #[test]
@@ -505,6 +548,9 @@ mod tests {
         assert!(c.validate("a").unwrap_err().0.contains("never inline"));
         c.secret_env.insert("TOKEN".into(), "env:GH_TOKEN".into());
         assert!(c.validate("a").is_ok());
+        c.secret_env
+            .insert("TOKEN".into(), "env:MANDATE_HOME".into());
+        assert!(c.validate("a").unwrap_err().0.contains("never sent"));
     }
 
     #[test]

@@ -24,15 +24,15 @@ use crate::stdio::StdioError;
 use crate::upstream::{Link, Upstream};
 
 /// Request headers passed to an MCP upstream (everything else, `Authorization` and `DPoP` first
-/// of all, stays at the gateway).
-const FORWARDED_REQUEST_HEADERS: [&str; 7] = [
+/// of all, stays at the gateway). `Last-Event-ID` is not: resuming a stream would replay answers
+/// (a list's whole result) without the gateway's filtering.
+const FORWARDED_REQUEST_HEADERS: [&str; 6] = [
     "accept",
     "content-type",
     "mcp-session-id",
     "mcp-protocol-version",
     "mcp-method",
     "mcp-name",
-    "last-event-id",
 ];
 /// Response headers passed back from an MCP upstream.
 const FORWARDED_RESPONSE_HEADERS: [&str; 4] = [
@@ -247,7 +247,7 @@ pub async fn mcp_endpoint(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     if let Some(s) = &session {
-        if !gw.sessions.owned_by(s, &claims.client_id) {
+        if !gw.sessions.owned_by(s, &session_owner(&claims)) {
             return rpc_response(
                 StatusCode::NOT_FOUND,
                 RpcError::new(codes::INVALID_REQUEST, "unknown MCP session for this caller: send initialize without Mcp-Session-Id to start one")
@@ -307,6 +307,12 @@ pub async fn mcp_endpoint(
     };
     let resp = post(&gw, &up, &claims, &parts.headers, bytes, peer).await;
     resp.into_response()
+}
+
+/// Who a session belongs to: the holder acting for the subject (credentials are chosen per
+/// subject, so a session opened for alice is not reused for bob, even by the same agent).
+fn session_owner(claims: &MandateClaims) -> String {
+    format!("{} for {}", claims.client_id, claims.sub)
 }
 
 /// What one POST amounts to, for metrics.
@@ -528,6 +534,21 @@ async fn post_inner(
             outcome,
         };
     }
+    // A batch's answers from an HTTP upstream are passed through as they come; a list among
+    // them could not be filtered, so such a batch is refused (send lists one per request).
+    if batch
+        && matches!(up.link, Link::Http(_))
+        && judged
+            .iter()
+            .flatten()
+            .any(|j| matches!(j.judgement, Judgement::List(_)))
+    {
+        let e = RpcError::invalid_request("send list requests (tools/list, resources/list, prompts/list) one per request through the gateway, not in a batch");
+        return Answer {
+            response: rpc_response(StatusCode::BAD_REQUEST, e.response(&Value::Null)),
+            outcome: "invalid",
+        };
+    }
     // 6. Inject and forward.
     let list = match (batch, judged.first()) {
         (false, Some(Some(j))) => match j.judgement {
@@ -555,7 +576,7 @@ async fn post_inner(
                     .get("mcp-session-id")
                     .and_then(|v| v.to_str().ok())
                 {
-                    gw.sessions.record(s, &claims.client_id);
+                    gw.sessions.record(s, &session_owner(claims));
                 }
             }
             r
@@ -714,11 +735,18 @@ async fn forward_http(
             let text = String::from_utf8_lossy(&bytes);
             let mut events = crate::sse::parse(&text);
             for e in &mut events {
-                if let Some(d) = &e.data {
-                    if let Ok(mut v) = serde_json::from_str::<Value>(d) {
-                        filter_answer(up, &held, kind, &mut v);
-                        e.data = Some(v.to_string());
-                    }
+                // Every message of a list's stream is filtered; one that cannot be read cannot
+                // be filtered, so nothing is shown (fail closed). Events without data (priming)
+                // carry nothing.
+                if let Some(d) = e.data.as_deref().filter(|d| !d.is_empty()) {
+                    let Ok(mut v) = serde_json::from_str::<Value>(d) else {
+                        return upstream_error(
+                            &up.name,
+                            "answered a list with an event that is not JSON",
+                        );
+                    };
+                    filter_answer(up, &held, kind, &mut v);
+                    e.data = Some(v.to_string());
                 }
             }
             Bytes::from(crate::sse::write(&events))
@@ -918,8 +946,10 @@ pub fn route_action<'a>(up: &'a Upstream, method: &str, path: &str) -> Option<&'
 /// backslash, no percent-encoded `.`, `/` or `\`.
 pub fn plain_path(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
+    // `;` (path parameters: `..;` is `..` to some servers) and `%25` (double encoding) too.
     if lower.contains('\\')
-        || ["%2e", "%2f", "%5c", "%00"]
+        || lower.contains(';')
+        || ["%2e", "%2f", "%5c", "%00", "%25"]
             .iter()
             .any(|e| lower.contains(e))
     {
@@ -1036,14 +1066,34 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
         )
             .into_response();
     };
+    // The arguments the policy sees must be the ones the upstream reads: a query key given
+    // twice, or given in both the query and the body, could be read either way, so it is refused.
     let mut arguments = serde_json::Map::new();
+    let mut twice = None;
     if let Some(q) = parts.uri.query() {
         for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
-            arguments.insert(k.into_owned(), Value::String(v.into_owned()));
+            if arguments
+                .insert(k.to_string(), Value::String(v.into_owned()))
+                .is_some()
+            {
+                twice = Some(k.into_owned());
+            }
         }
     }
     if let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(&bytes) {
-        arguments.extend(o);
+        for (k, v) in o {
+            if arguments.insert(k.clone(), v).is_some() {
+                twice = Some(k);
+            }
+        }
+    }
+    if let Some(k) = twice {
+        gw.metrics.call(&up.name, "invalid", started.elapsed());
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_request", "error_description": format!("argument {k:?} is given more than once (query and body together): give each once")})),
+        )
+            .into_response();
     }
     let mut judged = gw
         .judge_http(&up, &claims, &method, &below, &action, arguments, peer)
@@ -1082,7 +1132,14 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
             }
             return (StatusCode::FORBIDDEN, Json(body)).into_response();
         }
-        Judgement::Pass | Judgement::List(_) => {}
+        // Not reachable for a routed call; refused rather than forwarded if it ever is.
+        Judgement::Pass | Judgement::List(_) => {
+            return (
+                StatusCode::FORBIDDEN,
+                Json(json!({"error": "forbidden", "error_description": "not decided, so not forwarded"})),
+            )
+                .into_response();
+        }
     }
     // Inject and forward.
     let creds = match up.headers_for(&claims.sub) {
@@ -1190,6 +1247,8 @@ mod tests {
             "/a%2Fb",
             "/a\\b",
             "/a/%5c",
+            "/public/..;/admin",
+            "/a/%252e%252e",
         ] {
             assert!(!plain_path(bad), "{bad}");
         }

@@ -233,7 +233,8 @@ pub enum TokenCmd {
 #[derive(Debug, Subcommand)]
 pub enum UpstreamCmd {
     /// Add an upstream: an MCP server over Streamable HTTP (--url), over stdio (--stdio -- CMD
-    /// ARGS...), or an HTTP API (--http). Served at /mcp/NAME for audience mcp:NAME.
+    /// ARGS...; needs --sandbox off for now), or an HTTP API (--http, with --route). MCP is
+    /// served at /mcp/NAME for audience mcp:NAME, an HTTP API at /http/NAME/... for http:NAME.
     Add(Box<UpstreamAddArgs>),
     /// List the upstreams (from server.toml and added here).
     List,
@@ -287,6 +288,13 @@ pub struct UpstreamAddArgs {
     /// One call's limit (default 60s).
     #[arg(long)]
     pub timeout: Option<String>,
+    /// An HTTP API route: 'METHOD PATH=ACTION' (`*` one segment, `**` any rest; repeatable).
+    #[arg(long = "route", value_name = "METHOD PATH=ACTION")]
+    pub route: Vec<String>,
+    /// stdio: `off` runs the child unsandboxed (required until stdio sandboxing exists; audited
+    /// with the upstream and shown by `upstream list`).
+    #[arg(long, value_parser = ["off"])]
+    pub sandbox: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -304,7 +312,8 @@ pub struct ConnectArgs {
     /// The audience to ask for (default: mcp:NAME).
     #[arg(long)]
     pub audience: Option<String>,
-    /// The gateway's URL (default: the Mandate server, which serves the gateway too).
+    /// The gateway's URL (default: the Mandate server, which serves the gateway too); mandates
+    /// still come from the Mandate server.
     #[arg(long)]
     pub gateway: Option<String>,
     /// Lifetime of each mandate asked for (e.g. 10m); it is renewed before it ends.

@@ -378,7 +378,10 @@ fn start_gateway(
         let started =
             mandate_gateway::Upstream::start(name, up.clone(), mandate_gateway::Origin::Config)
                 .map_err(|e| anyhow::anyhow!("server.toml [upstream.{name}]: {e}"))?;
-        tracing::info!(upstream = %name, transport = started.checked.transport.kind(), audience = %started.checked.audience, "serving upstream at /mcp/{name}");
+        tracing::info!(upstream = %name, transport = started.checked.transport.kind(), audience = %started.checked.audience, "serving upstream {name}");
+        if started.config.sandbox.as_deref() == Some("off") {
+            tracing::warn!(upstream = %name, "stdio upstream runs unsandboxed (sandbox = \"off\"), with the gateway's rights");
+        }
         gw.upstreams.put(started);
     }
     let idle = gw.clone();
@@ -398,6 +401,8 @@ fn demo_upstreams() -> Result<std::collections::BTreeMap<String, mandate_gateway
     let demo = mandate_gateway::UpstreamConfig {
         stdio: vec![exe.display().to_string(), "demo-mcp".into()],
         pass_env: Some(vec![]),
+        // This binary's own fixture, run unsandboxed (stdio sandboxing does not exist yet).
+        sandbox: Some("off".into()),
         ..Default::default()
     };
     Ok([("demo".to_string(), demo)].into_iter().collect())

@@ -24,10 +24,10 @@ pub async fn run(ctx: &Ctx, c: UpstreamCmd) -> Result<()> {
                 .await?;
             ctx.print(&v, || {
                 format!(
-                    "Added upstream {} ({}), served at /mcp/{} for audience {}",
+                    "Added upstream {} ({}), served at {} for audience {}",
                     safe(v["name"].as_str().unwrap_or("")),
                     safe(v["transport"].as_str().unwrap_or("")),
-                    safe(v["name"].as_str().unwrap_or("")),
+                    safe(v["path"].as_str().unwrap_or("")),
                     safe(v["audience"].as_str().unwrap_or(""))
                 )
             });
@@ -37,10 +37,11 @@ pub async fn run(ctx: &Ctx, c: UpstreamCmd) -> Result<()> {
                 .admin(&admin, reqwest::Method::GET, "/upstreams", None)
                 .await?;
             ctx.print(&v, || {
-                let mut s = String::from("NAME                 TRANSPORT  ORIGIN  UP   AUDIENCE");
+                let mut s =
+                    String::from("NAME                 TRANSPORT  ORIGIN  UP   SANDBOX  AUDIENCE");
                 for u in v["upstreams"].as_array().into_iter().flatten() {
                     s.push_str(&format!(
-                        "\n{:<20} {:<10} {:<7} {:<4} {}",
+                        "\n{:<20} {:<10} {:<7} {:<4} {:<8} {}",
                         safe(u["name"].as_str().unwrap_or("")),
                         safe(u["transport"].as_str().unwrap_or("")),
                         safe(u["origin"].as_str().unwrap_or("")),
@@ -49,6 +50,7 @@ pub async fn run(ctx: &Ctx, c: UpstreamCmd) -> Result<()> {
                         } else {
                             "no"
                         },
+                        safe(u["sandbox"].as_str().unwrap_or("")),
                         safe(u["audience"].as_str().unwrap_or(""))
                     ));
                 }
@@ -121,6 +123,21 @@ fn config_of(a: UpstreamAddArgs) -> Result<UpstreamConfig> {
     };
     if !a.pass_env.is_empty() {
         c.pass_env = Some(a.pass_env);
+    }
+    c.sandbox = a.sandbox;
+    for r in &a.route {
+        let (lhs, action) = r
+            .split_once('=')
+            .with_context(|| format!("--route {r:?}: write 'METHOD PATH=ACTION'"))?;
+        let (method, path) = lhs
+            .trim()
+            .split_once(' ')
+            .with_context(|| format!("--route {r:?}: write 'METHOD PATH=ACTION'"))?;
+        c.routes.push(mandate_gateway::config::RouteConfig {
+            method: method.trim().to_string(),
+            path: path.trim().to_string(),
+            action: action.trim().to_string(),
+        });
     }
     for (tools, scope) in pairs("--scope-rule", &a.scope_rule)? {
         c.scopes

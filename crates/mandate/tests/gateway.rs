@@ -226,6 +226,12 @@ fn connect_prints_the_client_configuration_that_launches_it() {
 fn an_upstream_added_live_is_served_at_once_audited_and_kept_across_a_restart() {
     let mut s = Server::demo();
     let exe = common::bin();
+    // stdio upstreams need an explicit sandbox = off until sandboxing exists.
+    let out = s.cli(&[
+        "upstream", "add", "unboxed", "--stdio", "--", exe, "demo-mcp",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sandbox = \"off\""));
     // `--json` before `--`: what follows `--` is the upstream's command.
     let added: Value = serde_json::from_str(&s.ok(&[
         "upstream",
@@ -234,6 +240,8 @@ fn an_upstream_added_live_is_served_at_once_audited_and_kept_across_a_restart() 
         "--json",
         "--scope-rule",
         "read_*=notes:read",
+        "--sandbox",
+        "off",
         "--stdio",
         "--",
         exe,
@@ -365,6 +373,9 @@ fn an_http_api_is_served_by_its_routes_with_the_same_scope_policy_and_injected_c
     // path no route matches; serve::plain_path's tests cover what arrives unnormalised).
     let (status, _) = get("agent:reader", &reader, "/http/api/items/%2e%2e");
     assert!(matches!(status, 400 | 404), "{status}");
+    // An argument given twice could be read either way: refused.
+    let (status, body) = get("agent:reader", &reader, "/http/api/items/7?path=a&path=b");
+    assert_eq!(status, 400, "{body}");
     // Out of scope: 403 insufficient_scope naming the scope.
     let (status, _, body) = s.dpop_call("DELETE", "/http/api/items/7", "agent:reader", &reader);
     assert_eq!(status, 403, "{body}");

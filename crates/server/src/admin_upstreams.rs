@@ -52,6 +52,8 @@ fn summary(u: &Upstream) -> Value {
         "audience": u.checked.audience,
         "origin": u.origin,
         "up": u.is_up(),
+        "sandbox": u.config.sandbox.clone().unwrap_or_else(|| if u.checked.transport.kind() == "stdio" { "on".into() } else { "n/a".into() }),
+        "path": if u.checked.transport.is_mcp() { format!("/mcp/{}", u.name) } else { format!("/http/{}/...", u.name) },
         "config": u.config,
     })
 }
@@ -212,7 +214,10 @@ pub async fn start_stored(
             .and_then(|c| Upstream::start(&s.name, c, Origin::Admin).map_err(|e| e.0));
         match started {
             Ok(up) => {
-                tracing::info!(upstream = %s.name, transport = up.checked.transport.kind(), "serving upstream at /mcp/{}", s.name);
+                tracing::info!(upstream = %s.name, transport = up.checked.transport.kind(), "serving upstream {}", s.name);
+                if up.config.sandbox.as_deref() == Some("off") {
+                    tracing::warn!(upstream = %s.name, "stdio upstream runs unsandboxed (sandbox = \"off\"), with the gateway's rights");
+                }
                 gw.upstreams.put(up);
             }
             Err(e) => {

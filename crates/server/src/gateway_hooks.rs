@@ -75,7 +75,17 @@ async fn check(
     .await?;
     // The holder must still exist and be enabled (read through the 1 s principal cache).
     match crate::client_auth::load(st, &claims.client_id).await {
-        Ok(Some(l)) if !l.row.disabled => Ok(claims),
+        // A bearer mandate only while its holder is still registered with bearer allowed.
+        Ok(Some(l)) if !l.row.disabled && (claims.cnf.is_some() || l.row.allow_bearer) => {
+            Ok(claims)
+        }
+        Ok(Some(l)) if !l.row.disabled => Err(Refusal::new(
+            RefusalCode::DpopMissing,
+            format!(
+                "{} may no longer use bearer mandates: get a DPoP-bound one",
+                claims.client_id
+            ),
+        )),
         Ok(_) => Err(Refusal::new(
             RefusalCode::PrincipalInactive,
             format!("{} is disabled or no longer exists", claims.client_id),
