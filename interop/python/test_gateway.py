@@ -405,6 +405,27 @@ def test_a_revoked_agent_is_refused_within_a_second_on_an_open_session(gw):
     assert "principal_revoked" in resp.text or "revoked" in resp.headers.get("WWW-Authenticate", "")
 
 
+def test_an_open_stream_of_a_revoked_agent_is_closed_within_a_second(gw):
+    agent = Agent(gw, "web", "web:echo")
+    init = agent.post({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    session = init.headers["Mcp-Session-Id"]
+    agent.post({"jsonrpc": "2.0", "method": "notifications/initialized"},
+               extra={"Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-06-18"})
+    url = mcp_url(gw, "web")
+    headers = dict(agent.headers("GET", url), **{"Accept": "text/event-stream",
+                   "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-06-18"})
+    stream = requests.get(url, headers=headers, stream=True, timeout=(5, 10))
+    assert stream.status_code == 200, stream.text
+    assert stream.headers["Content-Type"].startswith("text/event-stream")
+    gw.run_cli("revoke", "agent", agent.name.split(":", 1)[1], "--json")
+    revoked_at = time.monotonic()
+    for _ in stream.iter_content(chunk_size=None):
+        assert time.monotonic() - revoked_at < 5, "the stream kept running after revocation"
+    closed_after = time.monotonic() - revoked_at
+    assert closed_after < 1.5, f"closed {closed_after:.2f}s after revocation"
+
+
 def test_a_crashed_stdio_upstream_is_restarted_and_the_next_call_works(gw):
     agent = Agent(gw, "keyed-stdio", "keyed-stdio:crash keyed-stdio:key_check")
     crashed = agent.post({"jsonrpc": "2.0", "id": 1, "method": "tools/call",

@@ -55,6 +55,10 @@ pub trait Authenticate: Send + Sync {
         &'a self,
         p: &'a Presented<'a>,
     ) -> BoxFuture<'a, Result<MandateClaims, Refusal>>;
+
+    /// Whether a mandate that was accepted is still good now (not expired, nothing in its chain
+    /// revoked): checked while a stream it opened stays open.
+    fn still_valid(&self, claims: &MandateClaims, now: i64) -> bool;
 }
 
 /// Settings of the enforcement point.
@@ -215,6 +219,25 @@ impl Gateway {
     /// Step 1: the caller's verified mandate.
     pub async fn authenticate(&self, p: &Presented<'_>) -> Result<MandateClaims, Refusal> {
         self.authn.authenticate(p).await
+    }
+
+    /// Ends when `claims` stop being good (checked every 250 ms): a stream opened under a mandate
+    /// is closed within a second of its revocation or expiry.
+    pub fn until_invalid(
+        self: &Arc<Self>,
+        claims: MandateClaims,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let gw = self.clone();
+        async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                if !gw.authn.still_valid(&claims, now()) {
+                    tracing::info!(principal = %claims.client_id, jti = %claims.jti, "stream closed: its mandate was revoked or expired");
+                    return;
+                }
+            }
+        }
     }
 
     /// Step 2: takes one call from the agent's allowance; `Err(seconds)` says when to retry.
@@ -416,6 +439,9 @@ impl Gateway {
                 .event_as(up, claims, label, Some(&input))
                 .on(resource)
                 .refused("insufficient_scope", &message);
+            // The refusal names its rule and the event that records it (there is no policy
+            // decision: the scope check comes first).
+            let message = format!("{message} (rule: scope; audit event {})", ev.id);
             return Judged {
                 judgement: Judgement::NeedsScope { scope, message },
                 event: Some(ev),
@@ -504,8 +530,11 @@ impl Gateway {
                     .event(up, claims, method, None)
                     .on(format!("{}/{method}", up.name))
                     .refused("method_not_found", &why);
+                let data = serde_json::json!({"rule": "known_methods", "event_id": ev.id});
                 return Judged {
-                    judgement: Judgement::Refused(RpcError::new(codes::METHOD_NOT_FOUND, why)),
+                    judgement: Judgement::Refused(
+                        RpcError::new(codes::METHOD_NOT_FOUND, why).with_data(data),
+                    ),
                     event: Some(ev),
                 };
             }
@@ -524,6 +553,7 @@ impl Gateway {
             .event(up, claims, method, None)
             .on(format!("{}/{method}", up.name))
             .refused("insufficient_scope", &message);
+        let message = format!("{message} (rule: scope; audit event {})", ev.id);
         Judged {
             judgement: Judgement::NeedsScope {
                 scope: needs,

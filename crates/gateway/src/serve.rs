@@ -265,7 +265,7 @@ pub async fn mcp_endpoint(
                             gw.sessions.forget(s);
                         }
                     }
-                    forward_http(
+                    let r = forward_http(
                         &gw,
                         &up,
                         u,
@@ -275,7 +275,8 @@ pub async fn mcp_endpoint(
                         Bytes::new(),
                         None,
                     )
-                    .await
+                    .await;
+                    watch_stream(&gw, &claims, r)
                 }
                 // A stdio upstream has no stream of its own for callers, and no sessions.
                 Link::Stdio(_) => {
@@ -309,6 +310,25 @@ pub async fn mcp_endpoint(
     resp.into_response()
 }
 
+/// An SSE answer stays open only while its mandate is good: it ends within a second of the
+/// mandate's revocation or expiry. (Other answers are whole and need no watch.)
+fn watch_stream(gw: &Arc<Gateway>, claims: &MandateClaims, r: Response) -> Response {
+    use futures_util::StreamExt;
+    let is_sse = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !is_sse {
+        return r;
+    }
+    let (parts, body) = r.into_parts();
+    let stream = body
+        .into_data_stream()
+        .take_until(Box::pin(gw.until_invalid(claims.clone())));
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
 /// Who a session belongs to: the holder acting for the subject (credentials are chosen per
 /// subject, so a session opened for alice is not reused for bob, even by the same agent).
 fn session_owner(claims: &MandateClaims) -> String {
@@ -328,7 +348,7 @@ impl IntoResponse for Answer {
 }
 
 async fn post(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     up: &Arc<Upstream>,
     claims: &MandateClaims,
     headers: &HeaderMap,
@@ -342,7 +362,7 @@ async fn post(
 }
 
 async fn post_inner(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     up: &Arc<Upstream>,
     claims: &MandateClaims,
     headers: &HeaderMap,
@@ -560,6 +580,7 @@ async fn post_inner(
     let response = match &up.link {
         Link::Http(u) => {
             let r = forward_http(gw, up, u, claims, &Method::POST, headers, bytes, list).await;
+            let r = watch_stream(gw, claims, r);
             if !r.status().is_success() && !allowed_events.is_empty() {
                 for ev in &allowed_events {
                     gw.record_failure(ev, &format!("the upstream answered {}", r.status()))

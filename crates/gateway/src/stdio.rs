@@ -50,6 +50,9 @@ pub struct Launch {
     pub args: Vec<String>,
     /// Builds the child's whole environment at each start (secrets are read then).
     pub env: Arc<EnvBuilder>,
+    /// The names of the variables in that environment whose values are secrets: removed from
+    /// anything the child writes to stderr before it is logged.
+    pub secret_names: Vec<String>,
 }
 
 /// Why a call did not get an answer from the child.
@@ -270,6 +273,11 @@ async fn supervise(up: Arc<StdioUpstream>) {
 async fn run_once(up: &Arc<StdioUpstream>) -> Result<(), String> {
     let l = &up.launch;
     let env = (l.env)()?;
+    let env_secrets: Vec<String> = env
+        .iter()
+        .filter(|(k, _)| l.secret_names.contains(k))
+        .map(|(_, v)| v.clone())
+        .collect();
     let mut cmd = Command::new(&l.command);
     cmd.args(&l.args)
         .env_clear()
@@ -289,7 +297,8 @@ async fn run_once(up: &Arc<StdioUpstream>) -> Result<(), String> {
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let name = l.name.clone();
-    tokio::spawn(log_stderr(name.clone(), stderr));
+    let secrets: Vec<String> = env_secrets.into_iter().filter(|v| v.len() >= 4).collect();
+    tokio::spawn(log_stderr(name.clone(), stderr, secrets));
     let (to_child, mut from_gateway) = mpsc::channel::<String>(256);
     let writer = tokio::spawn(async move {
         while let Some(line) = from_gateway.recv().await {
@@ -579,13 +588,20 @@ fn id_of(head: &[u8], tail: &[u8]) -> Option<u64> {
     from_head.or_else(from_tail)?.parse().ok()
 }
 
-async fn log_stderr(name: String, stderr: tokio::process::ChildStderr) {
+async fn log_stderr(name: String, stderr: tokio::process::ChildStderr, secrets: Vec<String>) {
     let mut reader = BufReader::new(stderr);
     loop {
         match read_line_bounded(&mut reader, 64 * 1024).await {
             Ok(Some(line)) => {
                 let text = String::from_utf8_lossy(&line[..line.len().min(1024)]).into_owned();
-                let text = mandate_core::secrets::scrub_secrets_with(&text, &|_| false);
+                let mut text =
+                    mandate_core::secrets::scrub_secrets_with(&text, &|_| false).into_owned();
+                // The upstream's own secrets, whatever their shape.
+                for v in &secrets {
+                    if text.contains(v.as_str()) {
+                        text = text.replace(v.as_str(), "[secret]");
+                    }
+                }
                 tracing::debug!(upstream = %name, "stderr: {text}");
             }
             Ok(None) | Err(LineError::Io(_)) => return,
@@ -647,6 +663,7 @@ mod tests {
             command: "sh".into(),
             args: vec!["-c".into(), script.into()],
             env: Arc::new(|| Ok(vec![("PATH".into(), "/usr/bin:/bin".into())])),
+            secret_names: vec![],
         }
     }
 

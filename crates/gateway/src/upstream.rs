@@ -70,6 +70,7 @@ impl Upstream {
                     command: command.clone(),
                     args: args.clone(),
                     env: Arc::new(env),
+                    secret_names: checked.secret_env.iter().map(|(k, _)| k.clone()).collect(),
                 }))
             }
         };

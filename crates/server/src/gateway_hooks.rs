@@ -56,6 +56,14 @@ impl Authenticate for AuthorityAuth {
             r
         })
     }
+
+    fn still_valid(&self, claims: &MandateClaims, now: i64) -> bool {
+        claims.exp > now
+            && self
+                .st
+                .revocations
+                .with_set(|r| r.check(claims, None).is_ok())
+    }
 }
 
 async fn check(
