@@ -94,6 +94,9 @@ sandbox = "off"
 [upstream.web]
 url = "http://127.0.0.1:{self.web_port}/mcp"
 
+[upstream.web2]
+url = "http://127.0.0.1:{self.web_port}/mcp"
+
 [upstream.keyed]
 url = "http://127.0.0.1:{self.keyed_port}/mcp"
 secret_header = {{ X-Upstream-Key = "@{secret_file}" }}
@@ -351,6 +354,22 @@ def test_a_batch_with_a_list_is_refused_for_an_http_upstream_whose_answers_pass_
     resp = agent.post([{"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
                        {"jsonrpc": "2.0", "id": 2, "method": "ping"}])
     assert resp.status_code == 400 and resp.json()["error"]["code"] == -32600, resp.text
+
+
+def test_a_call_before_any_list_is_decided_with_the_annotations_the_gateway_learns(gw):
+    # Nobody listed web2's tools: the gateway asks the upstream itself (a session of its own),
+    # so the policy sees echo's annotations (readOnlyHint) on the very first call.
+    agent = Agent(gw, "web2", "web2:echo")
+
+    async def go():
+        async with agent.session() as s:
+            return await s.call_tool("echo", {"message": "first"})
+    assert "first" in text_of(run(go()))
+    time.sleep(1.2)
+    events = [r["event"] for r in gw.cli_json("audit", "query", "--principal", agent.name, "--json")]
+    call = next(e for e in events if e.get("resource") == "web2/echo")
+    assert call["details"]["action"]["annotations"].get("readOnlyHint") is True, call
+    assert "read-only" in " ".join(call.get("reasons", [])), call
 
 
 def test_a_session_belongs_to_the_agent_that_opened_it(gw):

@@ -90,6 +90,15 @@ impl Upstream {
         t.1.get(tool).cloned().unwrap_or_default()
     }
 
+    /// Whether the upstream's tools were ever learned.
+    pub fn tools_known(&self) -> bool {
+        self.tools
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .is_some()
+    }
+
     /// Whether what the upstream said about its tools is missing or old.
     pub fn tools_stale(&self) -> bool {
         let t = self.tools.read().unwrap_or_else(|e| e.into_inner());
