@@ -265,6 +265,44 @@ pub struct Checked {
 }
 
 impl UpstreamConfig {
+    /// The secret files this configuration reads (`@FILE` sources), for a caller that must keep
+    /// them out of places no upstream may read from (the server's own directory).
+    pub fn secret_files(&self) -> Vec<std::path::PathBuf> {
+        let mut all: Vec<&String> = self
+            .secret_env
+            .values()
+            .chain(self.secret_header.values())
+            .collect();
+        for t in self.subject_header.values() {
+            all.extend(t.values());
+        }
+        all.iter()
+            .filter_map(|v| v.strip_prefix('@'))
+            .map(std::path::PathBuf::from)
+            .collect()
+    }
+
+    /// Refuses secret files inside `dir` (the server's own directory: issuer keys, the audit
+    /// log's HMAC key, the database), so no upstream is configured to receive them.
+    pub fn check_secret_files_outside(
+        &self,
+        name: &str,
+        dir: &std::path::Path,
+    ) -> Result<(), ConfigError> {
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        for f in self.secret_files() {
+            let abs = f.canonicalize().unwrap_or(f.clone());
+            if abs.starts_with(&dir) {
+                return Err(ConfigError(format!(
+                    "upstream {name}: secret file {} is inside the server's own directory {} (issuer keys, audit keys, the database); never send those to an upstream",
+                    f.display(),
+                    dir.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the configuration of upstream `name`.
     pub fn validate(&self, name: &str) -> Result<Checked, ConfigError> {
         let err = |m: String| ConfigError(format!("upstream {name}: {m}"));
@@ -294,6 +332,13 @@ impl UpstreamConfig {
             if !parsed.username().is_empty() || parsed.password().is_some() {
                 return Err(err(format!(
                     "{what} must not carry credentials; put them in `secret_header`"
+                )));
+            }
+            // A query could carry a key (`?api_key=...`), and the URL is stored, shown and
+            // recorded in the admin change's event: keys go in `secret_header`.
+            if parsed.query().is_some() || parsed.fragment().is_some() {
+                return Err(err(format!(
+                    "{what} must not have a query or fragment (a key there would be stored and shown); put credentials in `secret_header`"
                 )));
             }
             Ok(parsed)
@@ -572,7 +617,12 @@ mod tests {
 
     #[test]
     fn urls_with_credentials_or_other_schemes_are_refused() {
-        for u in ["ftp://x/mcp", "https://user:pw@x/mcp", "not a url"] {
+        for u in [
+            "ftp://x/mcp",
+            "https://user:pw@x/mcp",
+            "not a url",
+            "https://x/mcp?api_key=k",
+        ] {
             let c = UpstreamConfig {
                 url: Some(u.into()),
                 ..Default::default()

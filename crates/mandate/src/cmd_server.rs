@@ -334,7 +334,7 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
             listener.local_addr()?
         );
     }
-    let gateway = start_gateway(&cfg, &state)?;
+    let gateway = start_gateway(&cfg, &state, &dir)?;
     let _ = state.gateway.set(Arc::downgrade(&gateway));
     mandate_server::admin_upstreams::start_stored(&state, &gateway)
         .await
@@ -348,6 +348,7 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
 fn start_gateway(
     cfg: &crate::home::ServerConfig,
     state: &Arc<AppState>,
+    server_dir: &std::path::Path,
 ) -> Result<Arc<mandate_gateway::Gateway>> {
     let issuer = cfg.issuer.trim_end_matches('/');
     let g = &cfg.gateway;
@@ -364,6 +365,8 @@ fn start_gateway(
     // Every upstream is checked before any child is started.
     for (name, up) in &cfg.upstream {
         up.validate(name)
+            .map_err(|e| anyhow::anyhow!("server.toml [upstream.{name}]: {e}"))?;
+        up.check_secret_files_outside(name, server_dir)
             .map_err(|e| anyhow::anyhow!("server.toml [upstream.{name}]: {e}"))?;
     }
     let gw = Arc::new(mandate_gateway::Gateway::new(

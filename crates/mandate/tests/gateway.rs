@@ -226,6 +226,24 @@ fn connect_prints_the_client_configuration_that_launches_it() {
 fn an_upstream_added_live_is_served_at_once_audited_and_kept_across_a_restart() {
     let mut s = Server::demo();
     let exe = common::bin();
+    // The server's own files are never a secret source.
+    let hmac = s.home().join("server/issuer-keys/audit-hmac.key");
+    let header = format!("X-Key=@{}", hmac.display());
+    let out = s.cli(&[
+        "upstream",
+        "add",
+        "leak",
+        "--url",
+        "http://127.0.0.1:9/mcp",
+        "--secret-header",
+        &header,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("server's own directory"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // stdio upstreams need an explicit sandbox = off until sandboxing exists.
     let out = s.cli(&[
         "upstream", "add", "unboxed", "--stdio", "--", exe, "demo-mcp",

@@ -69,6 +69,12 @@ async fn add(
     req.config
         .validate(&req.name)
         .map_err(|e| ApiError::bad_request(e.0))?;
+    // The server's own directory (issuer keys, audit keys, the database) is never a secret source.
+    if let Some(server_dir) = st.cfg.keys_dir.parent() {
+        req.config
+            .check_secret_files_outside(&req.name, server_dir)
+            .map_err(|e| ApiError::bad_request(e.0))?;
+    }
     if let Some(existing) = gw.upstreams.get(&req.name) {
         return Err(ApiError::conflict(match existing.origin {
             Origin::Config => format!(
