@@ -12,5 +12,6 @@
 pub mod checkpoint;
 pub mod event;
 pub mod merkle;
+pub mod redact;
 pub mod sink;
 pub mod verify;

@@ -283,7 +283,7 @@ impl Gateway {
         call: Call,
         peer: Option<SocketAddr>,
     ) -> Judged {
-        let held = ScopeSet::parse(&claims.scope).unwrap_or_else(|_| ScopeSet::from_scopes(vec![]));
+        let held = held_scopes(claims);
         let (tool, arguments, required) = match call {
             Call::List(kind) => {
                 let ev = self
@@ -296,12 +296,8 @@ impl Gateway {
             }
             Call::Method(m) => return self.judge_method(up, claims, &m, params, &held),
             Call::Tool { name, arguments } => {
-                let required = up
-                    .checked
-                    .scopes
-                    .required(&name)
-                    .map(|s| s.as_str().to_string());
-                (name, arguments, required.map_err(|e| e.to_string()))
+                let required = required_scope(up, &name);
+                (name, arguments, required)
             }
             Call::ReadResource { uri } => {
                 let mut a = Map::new();
@@ -367,13 +363,8 @@ impl Gateway {
         arguments: Map<String, Value>,
         peer: Option<SocketAddr>,
     ) -> Judged {
-        let held = ScopeSet::parse(&claims.scope).unwrap_or_else(|_| ScopeSet::from_scopes(vec![]));
-        let required = up
-            .checked
-            .scopes
-            .required(tool)
-            .map(|s| s.as_str().to_string())
-            .map_err(|e| e.to_string());
+        let held = held_scopes(claims);
+        let required = required_scope(up, tool);
         let mut annotations = Map::new();
         if matches!(method, "GET" | "HEAD" | "OPTIONS") {
             annotations.insert("readOnlyHint".into(), Value::Bool(true));
@@ -896,6 +887,20 @@ fn upstream_facts(up: &Upstream) -> UpstreamFacts {
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect(),
     }
+}
+
+/// The scopes a verified mandate holds (none when they do not parse: fail closed).
+pub fn held_scopes(claims: &MandateClaims) -> ScopeSet {
+    ScopeSet::parse(&claims.scope).unwrap_or_else(|_| ScopeSet::from_scopes(vec![]))
+}
+
+/// The scope `tool` of `up` needs, or why nobody can call it.
+fn required_scope(up: &Upstream, tool: &str) -> Result<String, String> {
+    up.checked
+        .scopes
+        .required(tool)
+        .map(|s| s.as_str().to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// Whether a caller holding `claims`' scopes may see list item `name` of `up`.

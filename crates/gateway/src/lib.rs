@@ -9,12 +9,13 @@
 //!
 //! The serving edge sits on them: [`gateway`] (the steps every call goes through, with the
 //! authentication, policy and audit hooks), [`upstream`] and [`stdio`] (upstreams and their
-//! supervised children), [`serve`] (the HTTP routes), [`sessions`] and [`metrics`].
+//! supervised children), [`serve`] (the MCP routes), [`http_api`] (HTTP API routes), [`sessions`] and [`metrics`].
 #![forbid(unsafe_code)]
 
 pub mod challenge;
 pub mod config;
 pub mod gateway;
+pub mod http_api;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod metrics;

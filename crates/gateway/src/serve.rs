@@ -1,5 +1,5 @@
 //! The gateway over HTTP: MCP Streamable HTTP at `/mcp/NAME`, each upstream's RFC 9728 metadata,
-//! and `/metrics`. Every request goes through [`Gateway`]'s steps in order (authenticate,
+//! and `/metrics` (plain HTTP APIs at `/http/NAME/...` are [`crate::http_api`]). Every request goes through [`Gateway`]'s steps in order (authenticate,
 //! rate-limit, judge each message, record, inject, forward); see [`mcp_endpoint`].
 
 use std::net::SocketAddr;
@@ -55,15 +55,15 @@ pub const KNOWN_REVISIONS: [&str; 5] = [
 pub fn routes(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/mcp/{name}", any(mcp_endpoint))
-        .route("/http/{name}", any(http_endpoint))
-        .route("/http/{name}/{*rest}", any(http_endpoint))
+        .route("/http/{name}", any(crate::http_api::http_endpoint))
+        .route("/http/{name}/{*rest}", any(crate::http_api::http_endpoint))
         .route(
             "/.well-known/oauth-protected-resource/mcp/{name}",
             get(resource_metadata),
         )
         .route(
             "/.well-known/oauth-protected-resource/http/{name}",
-            get(http_resource_metadata),
+            get(crate::http_api::http_resource_metadata),
         )
         .route("/metrics", get(metrics))
         .with_state(gw)
@@ -109,34 +109,16 @@ async fn resource_metadata(State(gw): State<Arc<Gateway>>, Path(name): Path<Stri
     else {
         return not_found(&name);
     };
-    let mut scopes = vec![format!("{}:*", up.name)];
-    scopes.extend(up.config.scopes.iter().map(|r| r.scope.clone()));
-    scopes.dedup();
-    Json(challenge::protected_resource_metadata(
-        &resource_url(&gw, &up.name),
-        &gw.settings.authorization_server,
-        &scopes,
-    ))
-    .into_response()
+    metadata_response(&gw, &up, &resource_url(&gw, &up.name))
 }
 
-/// RFC 9728 metadata of an HTTP API upstream.
-async fn http_resource_metadata(
-    State(gw): State<Arc<Gateway>>,
-    Path(name): Path<String>,
-) -> Response {
-    let Some(up) = gw
-        .upstreams
-        .get(&name)
-        .filter(|u| !u.checked.transport.is_mcp())
-    else {
-        return not_found(&name);
-    };
+/// The RFC 9728 metadata document of `up` served at `resource`.
+pub(crate) fn metadata_response(gw: &Gateway, up: &Upstream, resource: &str) -> Response {
     let mut scopes = vec![format!("{}:*", up.name)];
     scopes.extend(up.config.scopes.iter().map(|r| r.scope.clone()));
     scopes.dedup();
     Json(challenge::protected_resource_metadata(
-        &format!("{}/http/{}", gw.settings.public_url, up.name),
+        resource,
         &gw.settings.authorization_server,
         &scopes,
     ))
@@ -145,7 +127,7 @@ async fn http_resource_metadata(
 
 use axum::Json;
 
-fn not_found(name: &str) -> Response {
+pub(crate) fn not_found(name: &str) -> Response {
     (
         StatusCode::NOT_FOUND,
         Json(json!({"error": "not_found", "error_description": format!("no upstream called {name:?} is served here (see `mandate upstream list`)")})),
@@ -153,7 +135,7 @@ fn not_found(name: &str) -> Response {
         .into_response()
 }
 
-fn challenge_response(c: Challenge) -> Response {
+pub(crate) fn challenge_response(c: Challenge) -> Response {
     let mut r = (
         StatusCode::from_u16(c.status).unwrap_or(StatusCode::UNAUTHORIZED),
         Json(c.body),
@@ -167,7 +149,19 @@ fn challenge_response(c: Challenge) -> Response {
     r
 }
 
-fn rpc_response(status: StatusCode, body: Value) -> Response {
+/// `429` with `Retry-After` and a `-32029` error: `principal` is over its rate.
+fn rate_limited(principal: &str, retry: u64, note: &str) -> Response {
+    let e = RpcError::new(
+        codes::RATE_LIMITED,
+        format!("{principal} is over its call rate through the gateway{note}; retry in {retry} s"),
+    );
+    let mut r = rpc_response(StatusCode::TOO_MANY_REQUESTS, e.response(&Value::Null));
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry));
+    r
+}
+
+pub(crate) fn rpc_response(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
 
@@ -225,20 +219,7 @@ pub async fn mcp_endpoint(
     // 2. Rate-limit, per agent.
     if let Err(retry) = gw.rate_limit(&claims.client_id) {
         gw.metrics.call(&up.name, "rate_limited", started.elapsed());
-        let mut resp = rpc_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            RpcError::new(
-                codes::RATE_LIMITED,
-                format!(
-                    "{} is over its call rate through the gateway; retry in {retry} s",
-                    claims.client_id
-                ),
-            )
-            .response(&Value::Null),
-        );
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(retry));
-        return resp;
+        return rate_limited(&claims.client_id, retry, "");
     }
     // A session belongs to the caller that opened it.
     let session = parts
@@ -396,16 +377,8 @@ async fn post_inner(
     // Every message of a batch is a call against the agent's rate (one was taken already).
     if messages.len() > 1 {
         if let Err(retry) = gw.rate_limit_more(&claims.client_id, messages.len() - 1) {
-            let mut response = rpc_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                RpcError::new(codes::RATE_LIMITED, format!("{} is over its call rate through the gateway (a batch counts each message); retry in {retry} s", claims.client_id))
-                    .response(&Value::Null),
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry));
             return Answer {
-                response,
+                response: rate_limited(&claims.client_id, retry, " (a batch counts each message)"),
                 outcome: "rate_limited",
             };
         }
@@ -751,7 +724,7 @@ async fn forward_http(
             Ok(b) => b,
             Err(e) => return upstream_error(&up.name, &e),
         };
-        let held = ScopeSet::parse(&claims.scope).unwrap_or_else(|_| ScopeSet::from_scopes(vec![]));
+        let held = crate::gateway::held_scopes(claims);
         let filtered = if is_sse {
             let text = String::from_utf8_lossy(&bytes);
             let mut events = crate::sse::parse(&text);
@@ -799,7 +772,7 @@ async fn forward_http(
 }
 
 /// A reqwest error without its URL (which could carry a query the operator considers private).
-fn without_url(e: &reqwest::Error) -> String {
+pub(crate) fn without_url(e: &reqwest::Error) -> String {
     let mut s = e.to_string();
     if let Some(u) = e.url() {
         s = s.replace(u.as_str(), "<upstream>");
@@ -850,7 +823,7 @@ fn filter_answer(up: &Upstream, held: &ScopeSet, kind: ListKind, v: &mut Value) 
     }
 }
 
-fn upstream_error(name: &str, what: &str) -> Response {
+pub(crate) fn upstream_error(name: &str, what: &str) -> Response {
     rpc_response(
         StatusCode::BAD_GATEWAY,
         RpcError::new(codes::UNAVAILABLE, format!("upstream {name} {what}")).response(&Value::Null),
@@ -871,7 +844,7 @@ async fn forward_stdio(
     let Link::Stdio(child) = &up.link else {
         unreachable!("forward_stdio is called for stdio upstreams")
     };
-    let held = ScopeSet::parse(&claims.scope).unwrap_or_else(|_| ScopeSet::from_scopes(vec![]));
+    let held = crate::gateway::held_scopes(claims);
     let mut answers = vec![];
     let mut failed = None;
     for m in messages {
@@ -949,329 +922,4 @@ async fn forward_stdio(
 
 fn stdio_error(e: StdioError) -> RpcError {
     RpcError::new(codes::UNAVAILABLE, e.to_string())
-}
-
-/// The route of `up` that `method` and `path` (below `/http/NAME`) match: its action.
-pub fn route_action<'a>(up: &'a Upstream, method: &str, path: &str) -> Option<&'a str> {
-    up.checked
-        .routes
-        .iter()
-        .find(|r| {
-            (r.method == "*" || r.method.eq_ignore_ascii_case(method))
-                && path_matches(&r.path, path)
-        })
-        .map(|r| r.action.as_str())
-}
-
-/// Whether `path` names itself only: no `.`/`..`/empty segments (a trailing `/` aside), no
-/// backslash, no percent-encoded `.`, `/` or `\`.
-pub fn plain_path(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    // `;` (path parameters: `..;` is `..` to some servers) and `%25` (double encoding) too.
-    if lower.contains('\\')
-        || lower.contains(';')
-        || ["%2e", "%2f", "%5c", "%00", "%25"]
-            .iter()
-            .any(|e| lower.contains(e))
-    {
-        return false;
-    }
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let last = segs.len() - 1;
-    segs.iter()
-        .enumerate()
-        .all(|(i, s)| !matches!(*s, "." | "..") && (!s.is_empty() || i == last))
-}
-
-/// `*` matches one path segment, `**` (last) any rest, anything else itself.
-pub fn path_matches(pattern: &str, path: &str) -> bool {
-    let pat: Vec<&str> = pattern.trim_start_matches('/').split('/').collect();
-    let got: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    for (i, p) in pat.iter().enumerate() {
-        if *p == "**" && i == pat.len() - 1 {
-            return got.len() >= i;
-        }
-        match got.get(i) {
-            Some(g) if *p == "*" && !g.is_empty() => {}
-            Some(g) if p == g => {}
-            _ => return false,
-        }
-    }
-    got.len() == pat.len()
-}
-
-/// Request headers passed to an HTTP API upstream (never `Authorization`, `DPoP` or cookies).
-const FORWARDED_API_HEADERS: [&str; 4] =
-    ["accept", "content-type", "accept-encoding", "if-none-match"];
-
-/// `/http/NAME/...`: a plain HTTP API behind the same steps as an MCP call. The route the
-/// method and path match names the action the policy decides (no route: refused, fail closed);
-/// the arguments it sees are the query parameters, then the members of a JSON object body.
-pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
-    let started = Instant::now();
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
-    let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_string();
-    let rest = path.strip_prefix("/http/").unwrap_or("");
-    let (name, below) = match rest.split_once('/') {
-        Some((n, b)) => (n.to_string(), format!("/{b}")),
-        None => (rest.to_string(), "/".to_string()),
-    };
-    let Some(up) = gw
-        .upstreams
-        .get(&name)
-        .filter(|u| !u.checked.transport.is_mcp())
-    else {
-        return not_found(&name);
-    };
-    let Link::Http(base) = &up.link else {
-        return not_found(&name);
-    };
-    let url = format!("{}{}", gw.settings.public_url, path);
-    let presented = Presented {
-        headers: &parts.headers,
-        method: &parts.method,
-        url: &url,
-        audience: &up.checked.audience,
-        peer,
-    };
-    let rm = challenge::metadata_url(&format!("{}/http/{}", gw.settings.public_url, up.name));
-    let claims = match gw.authenticate(&presented).await {
-        Ok(c) => c,
-        Err(r) => {
-            gw.metrics
-                .call(&up.name, "unauthenticated", started.elapsed());
-            return challenge_response(challenge::unauthenticated(Some(r.code), &r.message, &rm));
-        }
-    };
-    if let Err(retry) = gw.rate_limit(&claims.client_id) {
-        gw.metrics.call(&up.name, "rate_limited", started.elapsed());
-        let mut resp = (
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(json!({"error": "rate_limited", "error_description": format!("{} is over its call rate through the gateway; retry in {retry} s", claims.client_id)})),
-        )
-            .into_response();
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(retry));
-        return resp;
-    }
-    let bytes = match axum::body::to_bytes(body, gw.settings.max_body).await {
-        Ok(b) => b,
-        Err(_) => {
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Json(json!({"error": "invalid_request", "error_description": format!("the body is larger than {} bytes, or did not arrive", gw.settings.max_body)})),
-            )
-                .into_response()
-        }
-    };
-    let method = parts.method.as_str().to_string();
-    // A path that could mean another one at the upstream (`..`, `.`, an empty segment, or their
-    // encodings) is refused: routes are decided on the path the upstream will serve.
-    if !plain_path(&below) {
-        gw.metrics.call(&up.name, "invalid", started.elapsed());
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "invalid_request", "error_description": "the path has '.', '..' or empty segments, or encoded '.', '/' or '\\': send the plain path"})),
-        )
-            .into_response();
-    }
-    let Some(action) = route_action(&up, &method, &below).map(str::to_string) else {
-        gw.metrics.call(&up.name, "denied", started.elapsed());
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": "not_found", "error_description": format!("no route of {} matches {method} {below}: only the routes its configuration maps to actions are served", up.name)})),
-        )
-            .into_response();
-    };
-    // The arguments the policy sees must be the ones the upstream reads: a query key given
-    // twice, or given in both the query and the body, could be read either way, so it is refused.
-    let mut arguments = serde_json::Map::new();
-    let mut twice = None;
-    if let Some(q) = parts.uri.query() {
-        for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
-            if arguments
-                .insert(k.to_string(), Value::String(v.into_owned()))
-                .is_some()
-            {
-                twice = Some(k.into_owned());
-            }
-        }
-    }
-    if let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(&bytes) {
-        for (k, v) in o {
-            if arguments.insert(k.clone(), v).is_some() {
-                twice = Some(k);
-            }
-        }
-    }
-    if let Some(k) = twice {
-        gw.metrics.call(&up.name, "invalid", started.elapsed());
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "invalid_request", "error_description": format!("argument {k:?} is given more than once (query and body together): give each once")})),
-        )
-            .into_response();
-    }
-    let mut judged = gw
-        .judge_http(&up, &claims, &method, &below, &action, arguments, peer)
-        .await;
-    if let Some(ev) = &judged.event {
-        if gw.record(ev).await.is_err() {
-            gw.metrics.call(&up.name, "unavailable", started.elapsed());
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": "temporarily_unavailable", "error_description": "the audit log cannot be written, so the call was not forwarded; retry later"})),
-            )
-                .into_response();
-        }
-        tracing::info!(upstream = %up.name, principal = %ev.principal, resource = ev.resource.as_deref().unwrap_or(""),
-            result = %ev.result, decision_id = ev.decision_id.as_deref().unwrap_or(""), event = %ev.id, "gateway call");
-    }
-    match std::mem::replace(&mut judged.judgement, Judgement::Pass) {
-        Judgement::Allowed => {}
-        Judgement::NeedsScope { scope, message } => {
-            gw.metrics.call(&up.name, "scope", started.elapsed());
-            return challenge_response(challenge::insufficient_scope(&scope, &message, &rm));
-        }
-        Judgement::Refused(e) => {
-            let approval = e.code == codes::APPROVAL_REQUIRED;
-            gw.metrics.call(
-                &up.name,
-                if approval { "approval" } else { "denied" },
-                started.elapsed(),
-            );
-            let mut body = json!({
-                "error": if approval { "approval_required" } else { "forbidden" },
-                "error_description": mandate_core::refusal::error_description_text(&e.message),
-            });
-            if let Some(d) = e.data {
-                body["decision"] = d;
-            }
-            return (StatusCode::FORBIDDEN, Json(body)).into_response();
-        }
-        // Not reachable for a routed call; refused rather than forwarded if it ever is.
-        Judgement::Pass | Judgement::List(_) => {
-            return (
-                StatusCode::FORBIDDEN,
-                Json(json!({"error": "forbidden", "error_description": "not decided, so not forwarded"})),
-            )
-                .into_response();
-        }
-    }
-    // Inject and forward.
-    let creds = match up.headers_for(&claims.sub) {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::error!(upstream = %up.name, error = %e, "upstream credentials unavailable");
-            return upstream_error(&up.name, "is not reachable with credentials for this call");
-        }
-    };
-    let mut target = base.clone();
-    {
-        let base_path = base.path().trim_end_matches('/').to_string();
-        target.set_path(&format!("{base_path}{below}"));
-        target.set_query(parts.uri.query());
-    }
-    let mut rb = gw.http.request(parts.method.clone(), target);
-    for h in FORWARDED_API_HEADERS {
-        for v in parts.headers.get_all(h) {
-            rb = rb.header(h, v.clone());
-        }
-    }
-    for (h, v) in creds {
-        rb = rb.header(h, v);
-    }
-    let resp = match tokio::time::timeout(up.checked.timeout, rb.body(bytes).send()).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            tracing::warn!(upstream = %up.name, error = %without_url(&e), "upstream request failed");
-            if let Some(ev) = &judged.event {
-                gw.record_failure(ev, "the upstream could not be reached")
-                    .await;
-            }
-            gw.metrics
-                .call(&up.name, "upstream_error", started.elapsed());
-            return upstream_error(&up.name, "could not be reached");
-        }
-        Err(_) => {
-            if let Some(ev) = &judged.event {
-                gw.record_failure(ev, "the upstream did not answer in time")
-                    .await;
-            }
-            gw.metrics
-                .call(&up.name, "upstream_error", started.elapsed());
-            return upstream_error(
-                &up.name,
-                &format!("did not answer within {:?}", up.checked.timeout),
-            );
-        }
-    };
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    if status.is_server_error() {
-        if let Some(ev) = &judged.event {
-            gw.record_failure(ev, &format!("the upstream answered {status}"))
-                .await;
-        }
-    }
-    let mut out = HeaderMap::new();
-    for h in ["content-type", "cache-control", "etag", "content-encoding"] {
-        for v in resp.headers().get_all(h) {
-            out.append(h, v.clone());
-        }
-    }
-    gw.metrics.call(
-        &up.name,
-        if status.is_server_error() {
-            "upstream_error"
-        } else {
-            "allowed"
-        },
-        started.elapsed(),
-    );
-    let mut r = Response::new(Body::from_stream(resp.bytes_stream()));
-    *r.status_mut() = status;
-    *r.headers_mut() = out;
-    r
-}
-
-#[cfg(test)]
-mod tests {
-    use super::path_matches;
-
-    #[test]
-    fn route_patterns_match_segments_and_rests() {
-        assert!(path_matches("/repos/*/pulls", "/repos/mandate/pulls"));
-        assert!(!path_matches("/repos/*/pulls", "/repos/mandate/pulls/1"));
-        assert!(!path_matches("/repos/*/pulls", "/repos//pulls"));
-        assert!(path_matches("/files/**", "/files/a/b/c"));
-        assert!(path_matches("/files/**", "/files"));
-        assert!(!path_matches("/files/**", "/other/a"));
-        assert!(path_matches("/", "/"));
-        assert!(!path_matches("/a", "/a/"));
-    }
-
-    #[test]
-    fn only_plain_paths_are_routed() {
-        use super::plain_path;
-        for good in ["/", "/repos/a/pulls", "/a/b/", "/v1/items%20x"] {
-            assert!(plain_path(good), "{good}");
-        }
-        for bad in [
-            "/files/../etc",
-            "/./a",
-            "/a//b",
-            "/a/%2e%2e/b",
-            "/a%2Fb",
-            "/a\\b",
-            "/a/%5c",
-            "/public/..;/admin",
-            "/a/%252e%252e",
-        ] {
-            assert!(!plain_path(bad), "{bad}");
-        }
-    }
 }
