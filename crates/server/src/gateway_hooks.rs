@@ -1,7 +1,8 @@
 //! The gateway's hooks when it runs in the authority's process: it authenticates with the
-//! authority's own check (revocation view, the database as the DPoP replay store, the holder
-//! still active), and appends events to the authority's audit log (`AppState` is an
-//! `AuditSink`). Refusals of strangers are counted per source like every other API's.
+//! authority's own check (the revocation view, the verified-mandate cache, the holder still
+//! active; DPoP proofs spent in a bounded memory of its own), and appends events to the
+//! authority's audit log (`AppState` is an `AuditSink`). Refusals are counted per source like
+//! every other API's strangers.
 
 use std::sync::Arc;
 
