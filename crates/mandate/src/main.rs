@@ -25,6 +25,10 @@ mod term;
 
 use crate::cli::{Cli, Command};
 
+/// The allocator: per-thread free lists instead of glibc's arenas (measured in BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
     let mut cli =

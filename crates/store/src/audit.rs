@@ -176,6 +176,9 @@ pub fn unhex(s: &str) -> Option<Hash> {
     Some(out)
 }
 
+/// Most events one INSERT statement takes (8 variables a row; SQLite allows 32,766 a statement).
+pub(crate) const EVENTS_PER_STATEMENT: usize = 2000;
+
 /// Inserts events (one multi-row statement) inside the writer's transaction and returns their
 /// seqs. Parties are indexed later by the integrator, off the request path. AUTOINCREMENT gives one statement's rows consecutive seqs.
 pub(crate) async fn insert_events(
@@ -186,8 +189,7 @@ pub(crate) async fn insert_events(
         return Ok(vec![]);
     }
     let mut seqs = Vec::with_capacity(records.len());
-    // 8 variables a row; SQLite allows 32766 per statement.
-    for chunk in records.chunks(2000) {
+    for chunk in records.chunks(EVENTS_PER_STATEMENT) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO audit_events (id, time_ms, kind, principal, action, decision, result, body) ",
         );

@@ -115,6 +115,10 @@ fn single_connection_pool() -> SqlitePoolOptions {
         .min_connections(1)
         .idle_timeout(None)
         .max_lifetime(None)
+        // The connection is the writer's alone and never idle for long: a ping before every
+        // batch would be one more round trip to SQLite's thread per commit (a broken
+        // connection still fails the batch, closed).
+        .test_before_acquire(false)
 }
 
 #[cfg(test)]
