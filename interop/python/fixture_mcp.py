@@ -3,7 +3,9 @@
 `python fixture_mcp.py stdio` or `python fixture_mcp.py http PORT`. Its tools tell the tests what
 reached the upstream without ever echoing a secret: `key_check` compares the SHA-256 of the
 `X-Upstream-Key` header and of the `FIXTURE_KEY` variable with `FIXTURE_EXPECTED_SHA256`;
-`env_names` lists the names (never the values) of its environment; `crash` exits the process.
+`env_names` lists the names (never the values) of its environment; `crash` exits the process;
+`forwarded_mandate` verifies the mandate the gateway forwards (`Authorization: Bearer`) with PyJWT
+against the authority's JWKS (`FIXTURE_ISSUER`) and returns its claims and the token's SHA-256.
 """
 import hashlib
 import os
@@ -39,6 +41,29 @@ def env_names() -> str:
 def echo(text: str) -> str:
     """Returns its argument."""
     return text
+
+
+@server.tool()
+def forwarded_mandate(ctx: Context) -> str:
+    """The forwarded mandate's verified claims (a JSON object), or `none` when none came."""
+    import json
+
+    import jwt
+    import requests
+
+    headers = ctx.headers or {}
+    auth = headers.get("authorization") if hasattr(headers, "get") else None
+    if not auth:
+        return "none"
+    scheme, _, token = auth.partition(" ")
+    issuer = os.environ["FIXTURE_ISSUER"]
+    meta = requests.get(f"{issuer}/.well-known/oauth-authorization-server", timeout=10).json()
+    key = jwt.PyJWKClient(meta["jwks_uri"]).get_signing_key_from_jwt(token)
+    claims = jwt.decode(token, key.key, algorithms=["EdDSA"], issuer=issuer,
+                        options={"verify_aud": False, "require": ["exp", "iat", "jti"]})
+    header = jwt.get_unverified_header(token)
+    return json.dumps({"scheme": scheme, "typ": header.get("typ"), "claims": claims,
+                       "sha256": hashlib.sha256(token.encode()).hexdigest()})
 
 
 @server.tool()

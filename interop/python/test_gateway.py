@@ -68,7 +68,8 @@ class GatewayServer(Server):
         self.web = subprocess.Popen(["node", str(EVERYTHING), "streamableHttp"], env=env,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     start_new_session=True)
-        fixture_env = dict(os.environ, FIXTURE_EXPECTED_SHA256=SECRET_SHA)
+        fixture_env = dict(os.environ, FIXTURE_EXPECTED_SHA256=SECRET_SHA,
+                           FIXTURE_ISSUER=f"http://127.0.0.1:{self.port}")
         self.keyed = subprocess.Popen([sys.executable, str(FIXTURE), "http", str(self.keyed_port)],
                                       env=fixture_env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, start_new_session=True)
@@ -100,6 +101,10 @@ url = "http://127.0.0.1:{self.web_port}/mcp"
 [upstream.keyed]
 url = "http://127.0.0.1:{self.keyed_port}/mcp"
 secret_header = {{ X-Upstream-Key = "@{secret_file}" }}
+
+[upstream.aware]
+url = "http://127.0.0.1:{self.keyed_port}/mcp"
+forward_mandate = true
 
 [upstream.keyed-stdio]
 stdio = [{path(sys.executable)}, {path(FIXTURE)}, "stdio"]
@@ -404,6 +409,39 @@ def test_injected_credentials_reach_the_upstream_and_never_the_agent(gw):
     assert SECRET not in gw.log_path.read_text(errors="replace")
     export = gw.run_cli("audit", "export").stdout
     assert '"tool.call"' in export and SECRET not in export
+
+
+def test_a_mandate_aware_upstream_gets_a_minted_mandate_for_the_call_never_the_agents_own(gw):
+    agent = Agent(gw, "aware", "aware:forwarded_mandate aware:echo")
+
+    async def go():
+        async with agent.session() as s:
+            return text_of(await s.call_tool("forwarded_mandate", {}))
+    got = json.loads(run(go()))
+    claims = got["claims"]
+    own = json.loads(gw.run_cli("token", "inspect", agent.token, "--json").stdout)
+    own = own.get("claims", own)
+    # Verified by PyJWT against the authority's JWKS; bearer, for the upstream alone, the call's
+    # scope only, at most a minute, the chain and every ancestor kept.
+    assert got["scheme"] == "Bearer" and got["typ"] == "at+jwt"
+    assert got["sha256"] != hashlib.sha256(agent.token.encode()).hexdigest()
+    assert claims["aud"] in (f"http://127.0.0.1:{gw.keyed_port}", [f"http://127.0.0.1:{gw.keyed_port}"])
+    assert claims["scope"] == "aware:forwarded_mandate"
+    assert claims["sub"] == own["sub"] and claims["client_id"] == own["client_id"]
+    assert claims["mandate"]["parents"][-1] == own["jti"]
+    assert claims["mandate"]["max_depth"] == claims["mandate"]["depth"]
+    assert 0 < claims["exp"] - claims["iat"] <= 60 and "cnf" not in claims
+    # The call's audit event names the forwarded mandate by its jti.
+    events = [json.loads(l) for l in gw.run_cli("audit", "export").stdout.splitlines() if l.strip()]
+    bodies = [e.get("event", e) for e in events]
+    assert any(b.get("details", {}).get("forwarded_mandate") == claims["jti"] for b in bodies), bodies[-3:]
+    # An upstream that did not ask for one gets no Authorization at all.
+    plain = Agent(gw, "keyed", "keyed:forwarded_mandate")
+
+    async def go_plain():
+        async with plain.session() as s:
+            return text_of(await s.call_tool("forwarded_mandate", {}))
+    assert run(go_plain()) == "none"
 
 
 # -- revocation, restarts, audit ------------------------------------------------------------------

@@ -469,5 +469,8 @@ pub fn exchange(
     })
 }
 
+mod forward;
+pub use forward::{for_upstream_call, FORWARD_TTL};
+
 #[cfg(test)]
 mod tests;

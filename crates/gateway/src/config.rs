@@ -90,6 +90,16 @@ pub struct UpstreamConfig {
     /// with an explicit `sandbox = "off"` (audited with the upstream, shown by `upstream list`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
+    /// HTTP: send, with each request, a mandate the issuer mints for it (`Authorization: Bearer`:
+    /// the caller's chain, the call's scope, at most 60 s, audience `forward_audience`), so a
+    /// Mandate-aware upstream can check the whole chain itself. The caller's own mandate is never
+    /// forwarded.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub forward_mandate: bool,
+    /// The audience of forwarded mandates (default: the upstream URL's origin). Never the
+    /// gateway's own audience for the upstream, so a forwarded mandate is no good at the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_audience: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -262,6 +272,8 @@ pub struct Checked {
     pub timeout: Duration,
     /// HTTP API routes, in order.
     pub routes: Vec<RouteConfig>,
+    /// The audience of the mandate minted for each forwarded request, when one is forwarded.
+    pub forward_audience: Option<String>,
 }
 
 impl UpstreamConfig {
@@ -504,7 +516,11 @@ impl UpstreamConfig {
         if audience.is_empty() || audience.chars().any(char::is_whitespace) {
             return Err(err(format!("audience {audience:?} must be one word")));
         }
+        let forward_audience = self
+            .forward_audience(&transport, &audience, &secret_header, &subject_header)
+            .map_err(|e| err(e.0))?;
         Ok(Checked {
+            forward_audience,
             transport,
             audience,
             scopes: ToolScopes::new(name, rules),
@@ -515,6 +531,59 @@ impl UpstreamConfig {
             timeout,
             routes: self.routes.clone(),
         })
+    }
+}
+
+impl UpstreamConfig {
+    /// The audience forwarded mandates name, when mandates are forwarded.
+    fn forward_audience(
+        &self,
+        transport: &Transport,
+        audience: &str,
+        secret_header: &[(http::HeaderName, SecretSource)],
+        subject_header: &BTreeMap<String, Vec<(http::HeaderName, SecretSource)>>,
+    ) -> Result<Option<String>, ConfigError> {
+        let url = match transport {
+            Transport::McpHttp(u) | Transport::Http(u) => u,
+            Transport::Stdio { .. } if self.forward_mandate || self.forward_audience.is_some() => {
+                return Err(ConfigError(
+                    "`forward_mandate` is for HTTP upstreams (a stdio child has no request headers to carry it)".into(),
+                ))
+            }
+            Transport::Stdio { .. } => return Ok(None),
+        };
+        if !self.forward_mandate {
+            if self.forward_audience.is_some() {
+                return Err(ConfigError(
+                    "`forward_audience` needs `forward_mandate = true`".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        let sets_authorization = secret_header
+            .iter()
+            .chain(subject_header.values().flatten())
+            .any(|(h, _)| h == http::header::AUTHORIZATION);
+        if sets_authorization {
+            return Err(ConfigError(
+                "the forwarded mandate is sent as `Authorization: Bearer`, so `secret_header`/`subject_header` cannot also set Authorization: use another header for the upstream's own key".into(),
+            ));
+        }
+        let forward = self
+            .forward_audience
+            .clone()
+            .unwrap_or_else(|| url.origin().ascii_serialization());
+        if forward.is_empty() || forward.chars().any(char::is_whitespace) || forward == "*" {
+            return Err(ConfigError(format!(
+                "forward_audience {forward:?} must be one word naming the upstream"
+            )));
+        }
+        if forward == audience {
+            return Err(ConfigError(format!(
+                "forward_audience {forward} is the audience callers present at the gateway: a forwarded mandate must not be good there; name the upstream itself"
+            )));
+        }
+        Ok(Some(forward))
     }
 }
 
@@ -552,6 +621,47 @@ mod tests {
             sandbox: Some("off".into()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn forwarded_mandates_name_the_upstreams_origin_and_never_the_gateways_audience() {
+        let mut c = UpstreamConfig {
+            url: Some("http://10.0.0.5:9000/mcp".into()),
+            forward_mandate: true,
+            ..Default::default()
+        };
+        let checked = c.validate("files").unwrap();
+        assert_eq!(
+            checked.forward_audience.as_deref(),
+            Some("http://10.0.0.5:9000")
+        );
+        c.forward_audience = Some("mcp:files".into());
+        assert!(c
+            .validate("files")
+            .unwrap_err()
+            .0
+            .contains("must not be good there"));
+        c.forward_audience = Some("https://files.internal".into());
+        assert_eq!(
+            c.validate("files").unwrap().forward_audience.as_deref(),
+            Some("https://files.internal")
+        );
+        c.secret_header
+            .insert("Authorization".into(), "env:FILES_KEY".into());
+        assert!(c.validate("files").unwrap_err().0.contains("Authorization"));
+        let mut s = stdio(&["x"]);
+        s.forward_mandate = true;
+        assert!(s.validate("x").unwrap_err().0.contains("HTTP upstreams"));
+        let off = UpstreamConfig {
+            url: Some("http://h/mcp".into()),
+            forward_audience: Some("a".into()),
+            ..Default::default()
+        };
+        assert!(off
+            .validate("f")
+            .unwrap_err()
+            .0
+            .contains("forward_mandate = true"));
     }
 
     #[test]

@@ -61,6 +61,15 @@ pub trait Authenticate: Send + Sync {
     fn still_valid(&self, claims: &MandateClaims, now: i64) -> bool;
 }
 
+/// Signs the mandates forwarded to Mandate-aware upstreams (`forward_mandate`): the issuer's
+/// current key, in one process with the authority.
+pub trait Minter: Send + Sync {
+    /// The issuer URL forwarded mandates name.
+    fn issuer(&self) -> &str;
+    /// `claims` signed as a compact JWS (`typ: at+jwt`).
+    fn sign(&self, claims: &MandateClaims) -> String;
+}
+
 /// Settings of the enforcement point.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -105,6 +114,7 @@ pub struct Gateway {
     authn: Arc<dyn Authenticate>,
     policy: Arc<DecisionPoint>,
     audit: Arc<dyn AuditSink>,
+    minter: Option<Arc<dyn Minter>>,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
     clock: DefaultClock,
     /// The HTTP client for upstreams (no redirects: a redirect would carry injected credentials
@@ -124,7 +134,10 @@ pub enum Judgement {
     /// A list: forwarded, its answer filtered to what the caller may use.
     List(ListKind),
     /// Allowed by scope and policy.
-    Allowed,
+    Allowed {
+        /// The scope the call needed (what a forwarded mandate carries).
+        scope: String,
+    },
     /// The mandate does not hold the scope the call needs (403 `insufficient_scope` when the
     /// request is a single message).
     NeedsScope {
@@ -143,6 +156,14 @@ pub struct Judged {
     pub judgement: Judgement,
     /// Its audit event (not yet recorded); none for plumbing.
     pub event: Option<Event>,
+}
+
+/// A fresh `jti` (128 random bits, base64url), as the authority's token endpoint makes them.
+fn new_jti() -> String {
+    use base64::Engine;
+    let mut b = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
 /// Unix seconds now.
@@ -208,12 +229,71 @@ impl Gateway {
             authn,
             policy,
             audit,
+            minter: None,
             limiter,
             clock: DefaultClock::default(),
             http,
             sessions: crate::sessions::Owners::default(),
             metrics: crate::metrics::Metrics::default(),
         }
+    }
+
+    /// With `minter` signing the mandates forwarded to upstreams that ask for them (without
+    /// one, such upstreams' calls are refused, never forwarded without their mandate).
+    pub fn with_minter(mut self, minter: Arc<dyn Minter>) -> Self {
+        self.minter = Some(minter);
+        self
+    }
+
+    /// The mandate to send with one request to `up` made under `claims` for calls needing
+    /// `scopes` (none: a request that runs no tool, which carries the caller's scopes): `None`
+    /// when `up` takes none, its `jti` and the `Authorization` value otherwise. An error means
+    /// the request must not be forwarded.
+    pub fn forwarded_mandate(
+        &self,
+        up: &Upstream,
+        claims: &MandateClaims,
+        scopes: &[&str],
+    ) -> Result<Option<(String, http::HeaderValue)>, RpcError> {
+        let Some(audience) = &up.checked.forward_audience else {
+            return Ok(None);
+        };
+        let unavailable = |why: String| {
+            tracing::error!(upstream = %up.name, jti = %claims.jti, error = %why, "no mandate to forward");
+            RpcError::new(
+                codes::UNAVAILABLE,
+                format!(
+                    "upstream {} takes a mandate minted for each call and none could be made; the call was not forwarded",
+                    up.name
+                ),
+            )
+        };
+        let minter = self
+            .minter
+            .as_ref()
+            .ok_or_else(|| unavailable("this gateway cannot mint mandates".into()))?;
+        let scope = if scopes.is_empty() {
+            let held = held_scopes(claims);
+            ScopeSet::from_scopes(held.iter().filter(|s| !s.is_reserved()).cloned().collect())
+        } else {
+            ScopeSet::parse(&scopes.join(" ")).map_err(|e| unavailable(e.to_string()))?
+        };
+        let jti = new_jti();
+        let forwarded = mandate_core::delegation::for_upstream_call(
+            mandate_core::delegation::Mint {
+                issuer: minter.issuer(),
+                jti: &jti,
+                now: now(),
+            },
+            claims,
+            audience,
+            &scope,
+        )
+        .map_err(|e| unavailable(e.to_string()))?;
+        let mut value = http::HeaderValue::from_str(&format!("Bearer {}", minter.sign(&forwarded)))
+            .map_err(|_| unavailable("the signed mandate is not a header value".into()))?;
+        value.set_sensitive(true);
+        Ok(Some((jti, value)))
     }
 
     /// Step 1: the caller's verified mandate.
@@ -461,7 +541,7 @@ impl Gateway {
         ev.details
             .insert("action".into(), self.recorded_action(&input, &decision));
         let judgement = match decision.verdict() {
-            Verdict::Allow => Judgement::Allowed,
+            Verdict::Allow => Judgement::Allowed { scope },
             Verdict::Deny { error } => {
                 if let Some(e) = error {
                     ev.reasons.push(e.clone());

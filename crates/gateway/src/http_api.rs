@@ -207,6 +207,28 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
     let mut judged = gw
         .judge_http(&up, &claims, &method, &below, &action, arguments, peer)
         .await;
+    // An upstream that checks chains itself gets a mandate minted for this call (its jti in the
+    // event), made before the event is recorded.
+    let mut forwarded = None;
+    if let Judgement::Allowed { scope } = &judged.judgement {
+        match gw.forwarded_mandate(&up, &claims, &[scope.as_str()]) {
+            Ok(f) => forwarded = f,
+            Err(e) => {
+                gw.metrics.call(&up.name, "unavailable", started.elapsed());
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(
+                        json!({"error": "temporarily_unavailable", "error_description": e.message}),
+                    ),
+                )
+                    .into_response();
+            }
+        }
+    }
+    if let (Some((jti, _)), Some(ev)) = (&forwarded, judged.event.as_mut()) {
+        ev.details
+            .insert("forwarded_mandate".into(), Value::String(jti.clone()));
+    }
     if let Some(ev) = &judged.event {
         if gw.record(ev).await.is_err() {
             gw.metrics.call(&up.name, "unavailable", started.elapsed());
@@ -220,7 +242,7 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
             result = %ev.result, decision_id = ev.decision_id.as_deref().unwrap_or(""), event = %ev.id, "gateway call");
     }
     match std::mem::replace(&mut judged.judgement, Judgement::Pass) {
-        Judgement::Allowed => {}
+        Judgement::Allowed { .. } => {}
         Judgement::NeedsScope { scope, message } => {
             gw.metrics.call(&up.name, "scope", started.elapsed());
             return challenge_response(challenge::insufficient_scope(&scope, &message, &rm));
@@ -272,6 +294,9 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
     }
     for (h, v) in creds {
         rb = rb.header(h, v);
+    }
+    if let Some((_, v)) = forwarded {
+        rb = rb.header(http::header::AUTHORIZATION, v);
     }
     let resp = match tokio::time::timeout(up.checked.timeout, rb.body(bytes).send()).await {
         Ok(Ok(r)) => r,

@@ -246,6 +246,15 @@ pub async fn mcp_endpoint(
                             gw.sessions.forget(s);
                         }
                     }
+                    let forwarded = match gw.forwarded_mandate(&up, &claims, &[]) {
+                        Ok(f) => f.map(|(_, v)| v),
+                        Err(e) => {
+                            return rpc_response(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                e.response(&Value::Null),
+                            )
+                        }
+                    };
                     let r = forward_http(
                         &gw,
                         &up,
@@ -255,6 +264,7 @@ pub async fn mcp_endpoint(
                         &parts.headers,
                         Bytes::new(),
                         None,
+                        forwarded,
                     )
                     .await;
                     watch_stream(&gw, &claims, r)
@@ -449,6 +459,31 @@ async fn post_inner(
             }
         }
     }
+    // 5a. An upstream that checks chains itself gets a mandate minted for this request; its jti
+    //     is in the events, so the upstream's records and ours meet.
+    let forwarded = match (refused, &up.link) {
+        (false, Link::Http(_)) => {
+            let scopes: Vec<&str> = judged
+                .iter()
+                .flatten()
+                .filter_map(|j| match &j.judgement {
+                    Judgement::Allowed { scope } => Some(scope.as_str()),
+                    _ => None,
+                })
+                .collect();
+            match gw.forwarded_mandate(up, claims, &scopes) {
+                Ok(f) => f,
+                Err(e) => return unavailable(e, &messages[0]),
+            }
+        }
+        _ => None,
+    };
+    if let Some((jti, _)) = &forwarded {
+        for ev in judged.iter_mut().flatten().filter_map(|j| j.event.as_mut()) {
+            ev.details
+                .insert("forwarded_mandate".into(), Value::String(jti.clone()));
+        }
+    }
     // 5. Record every decided message before anything is forwarded. A batch with any refusal is
     //    not forwarded at all (its allowed members are recorded as refused with the reason).
     let mut allowed_events = vec![];
@@ -457,7 +492,7 @@ async fn post_inner(
         if refused
             && matches!(
                 j.judgement,
-                Judgement::Allowed | Judgement::List(_) | Judgement::Pass
+                Judgement::Allowed { .. } | Judgement::List(_) | Judgement::Pass
             )
         {
             let why = "not forwarded: another message of this batch was refused";
@@ -483,7 +518,7 @@ async fn post_inner(
                 event = %ev.id,
                 "gateway call"
             );
-            if matches!(j.judgement, Judgement::Allowed) {
+            if matches!(j.judgement, Judgement::Allowed { .. }) {
                 allowed_events.push(ev.clone());
             }
         }
@@ -552,7 +587,19 @@ async fn post_inner(
     };
     let response = match &up.link {
         Link::Http(u) => {
-            let r = forward_http(gw, up, u, claims, &Method::POST, headers, bytes, list).await;
+            let forwarded = forwarded.map(|(_, v)| v);
+            let r = forward_http(
+                gw,
+                up,
+                u,
+                claims,
+                &Method::POST,
+                headers,
+                bytes,
+                list,
+                forwarded,
+            )
+            .await;
             let r = watch_stream(gw, claims, r);
             if !r.status().is_success() && !allowed_events.is_empty() {
                 for ev in &allowed_events {
@@ -669,6 +716,7 @@ async fn forward_http(
     headers: &HeaderMap,
     body: Bytes,
     list: Option<ListKind>,
+    forwarded: Option<HeaderValue>,
 ) -> Response {
     let creds = match up.headers_for(&claims.sub) {
         Ok(h) => h,
@@ -689,6 +737,9 @@ async fn forward_http(
     }
     for (h, v) in creds {
         rb = rb.header(h, v);
+    }
+    if let Some(v) = forwarded {
+        rb = rb.header(header::AUTHORIZATION, v);
     }
     if *method == Method::POST {
         rb = rb.body(body);

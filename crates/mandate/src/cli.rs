@@ -295,6 +295,13 @@ pub struct UpstreamAddArgs {
     /// with the upstream and shown by `upstream list`).
     #[arg(long, value_parser = ["off"])]
     pub sandbox: Option<String>,
+    /// HTTP: send each request a mandate minted for it (`Authorization: Bearer`; the caller's
+    /// chain, the call's scope, at most 60 s), for an upstream that checks chains itself.
+    #[arg(long)]
+    pub forward_mandate: bool,
+    /// The audience of forwarded mandates (default: the upstream URL's origin).
+    #[arg(long, value_name = "AUDIENCE", requires = "forward_mandate")]
+    pub forward_audience: Option<String>,
 }
 
 #[derive(Debug, Args)]

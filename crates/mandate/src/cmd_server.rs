@@ -369,14 +369,19 @@ fn start_gateway(
         up.check_secret_files_outside(name, server_dir)
             .map_err(|e| anyhow::anyhow!("server.toml [upstream.{name}]: {e}"))?;
     }
-    let gw = Arc::new(mandate_gateway::Gateway::new(
-        settings,
-        Arc::new(mandate_server::gateway_hooks::AuthorityAuth::new(
+    let gw = Arc::new(
+        mandate_gateway::Gateway::new(
+            settings,
+            Arc::new(mandate_server::gateway_hooks::AuthorityAuth::new(
+                state.clone(),
+            )),
+            state.policy.clone(),
             state.clone(),
-        )),
-        state.policy.clone(),
-        state.clone(),
-    ));
+        )
+        .with_minter(Arc::new(mandate_server::gateway_hooks::AuthorityMinter(
+            state.clone(),
+        ))),
+    );
     for (name, up) in &cfg.upstream {
         let started =
             mandate_gateway::Upstream::start(name, up.clone(), mandate_gateway::Origin::Config)

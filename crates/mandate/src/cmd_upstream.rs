@@ -125,6 +125,8 @@ fn config_of(a: UpstreamAddArgs) -> Result<UpstreamConfig> {
         c.pass_env = Some(a.pass_env);
     }
     c.sandbox = a.sandbox;
+    c.forward_mandate = a.forward_mandate;
+    c.forward_audience = a.forward_audience;
     for r in &a.route {
         let (lhs, action) = r
             .split_once('=')

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use mandate_core::MandateClaims;
 use mandate_gateway::gateway::BoxFuture;
+use mandate_gateway::gateway::Minter;
 use mandate_gateway::{Authenticate, Presented};
 use mandate_verify::{Refusal, RefusalCode};
 
@@ -103,5 +104,19 @@ async fn check(
             RefusalCode::LookupFailed,
             "the holder could not be looked up; retry later",
         )),
+    }
+}
+
+/// Signs the mandates the in-process gateway forwards to Mandate-aware upstreams, with the
+/// issuer's current key (they verify with the published JWKS like any mandate).
+pub struct AuthorityMinter(pub Arc<AppState>);
+
+impl Minter for AuthorityMinter {
+    fn issuer(&self) -> &str {
+        &self.0.cfg.issuer
+    }
+
+    fn sign(&self, claims: &MandateClaims) -> String {
+        self.0.keys.sign(claims).0
     }
 }
