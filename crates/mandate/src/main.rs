@@ -19,6 +19,7 @@ mod cmd_upstream;
 mod cmd_verify;
 mod ctx;
 mod demo_mcp;
+mod held;
 mod home;
 mod policy_pack;
 mod term;
