@@ -44,6 +44,22 @@ use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 
 pub use limits::Limits;
+
+/// Serves `app` with the authority's connection bounds and graceful shutdown (connections drain,
+/// up to 10 s), for an enforcement point run on its own (`mandate gateway`), with the body
+/// deadline of `limits` on every request.
+pub async fn serve_edge(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app.layer(axum::middleware::map_request_with_state(
+        limits.body_timeout,
+        body_deadline::with_deadline,
+    ));
+    conn::serve(listener, app, limits, shutdown).await
+}
 pub use mandate_core::delegation::{AUDIT_SCOPE, PDP_SCOPE};
 pub use state::{default_data_api_paths, now, AppState, Config, Endpoints};
 
