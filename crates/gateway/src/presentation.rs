@@ -5,9 +5,7 @@
 use mandate_verify::{Refusal, RefusalCode};
 
 /// The `Authorization` value and the `DPoP` proof, if any.
-pub fn authorization_and_proof(
-    headers: &http::HeaderMap,
-) -> Result<(&str, Option<&str>), Refusal> {
+pub fn authorization_and_proof(headers: &http::HeaderMap) -> Result<(&str, Option<&str>), Refusal> {
     if headers.get_all("dpop").iter().count() > 1 {
         return Err(Refusal::new(
             RefusalCode::DpopMalformed,

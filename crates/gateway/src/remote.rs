@@ -70,8 +70,7 @@ impl Authenticate for RemoteAuth {
         p: &'a Presented<'a>,
     ) -> BoxFuture<'a, Result<MandateClaims, Refusal>> {
         Box::pin(async move {
-            let (authorization, dpop) =
-                crate::presentation::authorization_and_proof(p.headers)?;
+            let (authorization, dpop) = crate::presentation::authorization_and_proof(p.headers)?;
             let presentation = Presentation {
                 authorization,
                 dpop,
@@ -184,8 +183,8 @@ impl RemoteAudit {
                 e
             })
             .collect();
-        let body = serde_json::to_value(&bounded)
-            .map_err(|e| RemoteError::Malformed(e.to_string()))?;
+        let body =
+            serde_json::to_value(&bounded).map_err(|e| RemoteError::Malformed(e.to_string()))?;
         let answer = send(
             &self.http,
             &*self.own,

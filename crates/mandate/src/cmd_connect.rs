@@ -24,8 +24,8 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::cli::ConnectArgs;
 use crate::client::{random_id, unix_now};
-use crate::held::HeldMandate;
 use crate::ctx::Ctx;
+use crate::held::HeldMandate;
 
 /// Longest message line taken from the client.
 const MAX_LINE: usize = 8 * 1024 * 1024;

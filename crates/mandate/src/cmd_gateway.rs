@@ -82,7 +82,6 @@ pub async fn run(ctx: &Ctx, a: GatewayArgs) -> Result<()> {
         bail!("[gateway] max_body must be between 1024 and 67108864 bytes");
     }
     let mut limits = file.limits.validate()?;
-    limits.max_connections = crate::cmd_server::fit_open_files(limits.max_connections);
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
         .with_context(|| format!("cannot listen on {}", a.listen))?;
@@ -190,6 +189,7 @@ pub async fn run(ctx: &Ctx, a: GatewayArgs) -> Result<()> {
             async move { healthz(fresh) }
         }),
     );
+    limits.max_connections = crate::cmd_server::fit_open_files(limits.max_connections);
     tracing::info!(addr = %listener.local_addr()?, authority = %issuer, principal = %principal, public_url = %public_url, "mandate gateway serving");
     if !ctx.json {
         println!(
@@ -197,13 +197,9 @@ pub async fn run(ctx: &Ctx, a: GatewayArgs) -> Result<()> {
             file.upstream.len()
         );
     }
-    let served = mandate_server::serve_edge(
-        listener,
-        app,
-        limits,
-        crate::cmd_server::shutdown_signal(),
-    )
-    .await;
+    let served =
+        mandate_server::serve_edge(listener, app, limits, crate::cmd_server::shutdown_signal())
+            .await;
     gw.upstreams.shutdown().await;
     forget.abort();
     served?;
@@ -244,8 +240,8 @@ fn read_config(ctx: &Ctx, given: Option<&Path>) -> Result<(GatewayFile, PathBuf)
     if len > MAX_CONFIG {
         bail!("{} is larger than {MAX_CONFIG} bytes", path.display());
     }
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let file: GatewayFile = toml::from_str(&text).map_err(|e| {
         anyhow::anyhow!(
             "{} is not a gateway configuration: {}",
@@ -345,8 +341,9 @@ fn decision_point(ctx: &Ctx, given: Option<&Path>) -> Result<Arc<DecisionPoint>>
     };
     let live = match &dir {
         Some(dir) => {
-            let live = LivePolicy::load(dir, timeout)
-                .map_err(|e| anyhow::anyhow!("the policy in {} does not load: {e}", dir.display()))?;
+            let live = LivePolicy::load(dir, timeout).map_err(|e| {
+                anyhow::anyhow!("the policy in {} does not load: {e}", dir.display())
+            })?;
             let live = Arc::new(live);
             tokio::spawn(
                 live.clone()

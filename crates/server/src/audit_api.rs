@@ -273,7 +273,13 @@ mod tests {
     fn an_appended_event_names_the_gateway_as_verified_and_keeps_its_word_as_asserted() {
         let sent: Event = serde_json::from_value(call("tool.call", "mcp.tools/call")).unwrap();
         let sent_id = sent.id.clone();
-        let fresh = Event::new("tool.call", "agent:gateway", "mcp.tools/call", 2_000, [9; 16]);
+        let fresh = Event::new(
+            "tool.call",
+            "agent:gateway",
+            "mcp.tools/call",
+            2_000,
+            [9; 16],
+        );
         let ev = as_appended(&gateway_claims(), sent, &fresh);
         assert_eq!(ev.principal, "agent:gateway");
         assert_eq!(ev.chain, ["agent:gateway"]);

@@ -203,8 +203,14 @@ async fn verify_for_checks_the_audience_named_and_still_valid_follows_revocation
         value: "agent:fetcher".into(),
         revoked_at: unix_now(),
     }]);
-    assert!(!v.still_valid(&claims, unix_now()), "its holder was revoked");
+    assert!(
+        !v.still_valid(&claims, unix_now()),
+        "its holder was revoked"
+    );
     let fresh = verifier(Duration::from_secs(3));
     set_last_sync(&fresh, Duration::from_secs(4));
-    assert!(!fresh.still_valid(&claims, unix_now()), "a stale view says no");
+    assert!(
+        !fresh.still_valid(&claims, unix_now()),
+        "a stale view says no"
+    );
 }
