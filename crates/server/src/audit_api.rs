@@ -24,6 +24,12 @@
 //! each event a fresh id and its own time (the gateway's id is kept in `details.gateway_event`):
 //! ids are unique in the log, and a repeated id must not be able to fail the group commit other
 //! requests share.
+//!
+//! A gateway records arguments as the authority does (`recorded_action`, with the installation's
+//! key); the authority still redacts what the gateway sends, as the decision point does for what
+//! an enforcement point sends: values under secret-looking keys and values that are credentials
+//! by their shape, anywhere in `details`, are stored only as their HMAC (values already redacted
+//! are left alone, so the gateway's hashes stay what `mandate audit hash` gives).
 
 use std::sync::Arc;
 
@@ -127,6 +133,24 @@ fn check_gateway_event(ev: &Event) -> Result<(), String> {
     Ok(())
 }
 
+/// `ev`'s details with recognisable secrets replaced by their HMAC under `key` (idempotent).
+pub fn redact_details(key: &[u8], ev: &mut Event) {
+    let mut details = Value::Object(std::mem::take(&mut ev.details));
+    mandate_audit::event::redact_secret_keys(
+        key,
+        &mut details,
+        &mandate_audit::event::SECRET_KEY_FRAGMENTS,
+    );
+    mandate_audit::event::redact_secret_values(
+        key,
+        &mut details,
+        &mandate_core::secrets::looks_like_secret_value,
+    );
+    if let Value::Object(d) = details {
+        ev.details = d;
+    }
+}
+
 /// The stored form of an event `by` (the gateway's verified mandate) appended: the gateway as
 /// principal and chain, what it said about the call under `asserted`, and the id and time of
 /// `fresh` (made by the authority).
@@ -160,7 +184,9 @@ async fn append(
         .into_iter()
         .map(|e| {
             let fresh = crate::audit::new_event(&e.kind, &c.claims.client_id, &e.action);
-            as_appended(&c.claims, e, &fresh)
+            let mut ev = as_appended(&c.claims, e, &fresh);
+            redact_details(st.audit_log.hmac_key(), &mut ev);
+            ev
         })
         .collect();
     // Appended concurrently, so the group-commit writer takes them in one transaction; the
@@ -267,6 +293,24 @@ mod tests {
         assert!(parse_batch(json!(many).to_string().as_bytes())
             .unwrap_err()
             .contains("at most 64"));
+    }
+
+    #[test]
+    fn secrets_a_gateway_sends_in_the_clear_are_stored_as_hmacs_and_its_hmacs_are_kept() {
+        let key = [3u8; 32];
+        let mut ev: Event = serde_json::from_value(call("tool.call", "mcp.tools/call")).unwrap();
+        let hashed = mandate_audit::event::redact_value(&key, &json!("hunter2"));
+        ev.details.insert(
+            "action".into(),
+            json!({"arguments": {"password": "hunter2", "api_key": hashed, "note": "hello",
+                   "url": "https://u:p4ssw0rd@example.com/x"}}),
+        );
+        redact_details(&key, &mut ev);
+        let args = &ev.details["action"]["arguments"];
+        assert_eq!(args["password"], json!(hashed));
+        assert_eq!(args["api_key"], json!(hashed), "already redacted: kept");
+        assert_eq!(args["note"], "hello");
+        assert!(args["url"].as_str().unwrap().starts_with("hmac-sha256:"));
     }
 
     #[test]
