@@ -5,8 +5,9 @@
 //!   in this process's bounded memory ([`REPLAY_CAPACITY`], refusing when full), since a proof
 //!   names this gateway's URL and no other endpoint accepts it.
 //! - [`RemoteAudit`] appends events to the authority's log (`POST /audit/v1/events`) with the
-//!   gateway's own `mandate:audit` mandate and a fresh DPoP proof per request, within
-//!   [`AUDIT_TIMEOUT`]; any failure is [`AuditUnavailable`], so the call is refused (fail closed).
+//!   gateway's own `mandate:audit` mandate and a fresh DPoP proof per request, concurrent appends
+//!   batched into one request; an append not durable within [`AUDIT_TIMEOUT`], or failed, is
+//!   [`AuditUnavailable`], so the call is refused (fail closed).
 //!   Its HMAC key is the installation's, read once from `GET /audit/v1/key`, so that redacted
 //!   values match `mandate audit hash` on the authority.
 //!
@@ -134,17 +135,40 @@ pub enum RemoteError {
     Malformed(String),
 }
 
-/// Appends to the authority's audit log over its authenticated endpoint.
+/// Appends to the authority's audit log over its authenticated endpoint. Appends made while
+/// [`MAX_IN_FLIGHT`] requests are already out are queued and sent together, up to
+/// [`MAX_BATCH`] events a request (the authority takes as many): under load a request carries
+/// many calls' events, and alone an event goes at once.
 pub struct RemoteAudit {
+    link: Arc<Link>,
+    queue: tokio::sync::mpsc::Sender<Pending>,
+}
+
+/// Where and how events are sent.
+struct Link {
     events_url: String,
     http: reqwest::Client,
     own: Arc<dyn OwnMandate>,
     key: Vec<u8>,
 }
 
+/// An event waiting to be sent, and who waits for its seq.
+struct Pending {
+    event: Event,
+    reply: tokio::sync::oneshot::Sender<Result<i64, AuditUnavailable>>,
+}
+
+/// Most events in one append (the authority's bound, `/audit/v1/events`).
+pub const MAX_BATCH: usize = 64;
+/// Most append requests out at once.
+pub const MAX_IN_FLIGHT: usize = 8;
+/// Most events waiting to be sent; an append finding the queue full waits (within its 5 s).
+const MAX_QUEUED: usize = 4096;
+
 impl RemoteAudit {
     /// Reads the installation's HMAC key from `authority` (the issuer URL) with `own`'s mandate;
-    /// the sink then appends there.
+    /// the sink then appends there (its sender runs on the current runtime until the sink is
+    /// dropped).
     pub async fn connect(
         authority: &str,
         http: reqwest::Client,
@@ -164,17 +188,26 @@ impl RemoteAudit {
             })
             .filter(|k| k.len() >= 16)
             .ok_or_else(|| RemoteError::Malformed(format!("{key_url} did not answer a key")))?;
-        Ok(RemoteAudit {
+        let link = Arc::new(Link {
             events_url: format!("{base}/audit/v1/events"),
             http,
             own,
             key,
-        })
+        });
+        let (queue, rx) = tokio::sync::mpsc::channel(MAX_QUEUED);
+        tokio::spawn(sender(link.clone(), rx));
+        Ok(RemoteAudit { link, queue })
     }
 
-    /// Appends `events` (each bounded first, as the authority bounds them) and returns their
-    /// sequence numbers once the authority says they are durable.
+    /// Appends `events` in one request (each bounded first, as the authority bounds them) and
+    /// returns their sequence numbers once the authority says they are durable.
     pub async fn append_all(&self, events: &[Event]) -> Result<Vec<i64>, RemoteError> {
+        self.link.append_all(events).await
+    }
+}
+
+impl Link {
+    async fn append_all(&self, events: &[Event]) -> Result<Vec<i64>, RemoteError> {
         let bounded: Vec<Event> = events
             .iter()
             .map(|e| {
@@ -204,13 +237,68 @@ impl RemoteAudit {
     }
 }
 
+/// Takes what is queued (at most [`MAX_BATCH`]) once a request slot is free, and sends it as one
+/// append; every waiter gets its seq, or `AuditUnavailable` if the append failed.
+async fn sender(link: Arc<Link>, mut rx: tokio::sync::mpsc::Receiver<Pending>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        // A waiter that gave up (its 5 s passed) is not sent: its call was already refused.
+        let pending: Vec<Pending> = std::mem::take(&mut batch)
+            .into_iter()
+            .filter(|p| !p.reply.is_closed())
+            .collect();
+        if pending.is_empty() {
+            continue;
+        }
+        let link = link.clone();
+        tokio::spawn(async move {
+            let events: Vec<Event> = pending.iter().map(|p| p.event.clone()).collect();
+            match link.append_all(&events).await {
+                Ok(seqs) => {
+                    for (p, seq) in pending.into_iter().zip(seqs) {
+                        let _ = p.reply.send(Ok(seq));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(events = events.len(), first = %events[0].id, error = %e, "the authority's audit log could not be written; the calls are refused");
+                    for p in pending {
+                        let _ = p.reply.send(Err(AuditUnavailable));
+                    }
+                }
+            }
+            drop(slot);
+        });
+    }
+}
+
 impl AuditSink for RemoteAudit {
     fn append<'a>(&'a self, event: &'a Event) -> SinkFuture<'a, Result<i64, AuditUnavailable>> {
         Box::pin(async move {
-            match self.append_all(std::slice::from_ref(event)).await {
-                Ok(seqs) => Ok(seqs[0]),
-                Err(e) => {
-                    tracing::error!(event = %event.id, error = %e, "the authority's audit log could not be written; the call is refused");
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let pending = Pending {
+                event: event.clone(),
+                reply,
+            };
+            // The whole wait (queue, request, answer) is bounded: past it the call is refused.
+            let waited = tokio::time::timeout(AUDIT_TIMEOUT, async {
+                self.queue
+                    .send(pending)
+                    .await
+                    .map_err(|_| AuditUnavailable)?;
+                answer.await.map_err(|_| AuditUnavailable)?
+            })
+            .await;
+            match waited {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::error!(event = %event.id, "no answer from the authority's audit log within {} s; the call is refused", AUDIT_TIMEOUT.as_secs());
                     Err(AuditUnavailable)
                 }
             }
@@ -218,7 +306,7 @@ impl AuditSink for RemoteAudit {
     }
 
     fn hmac_key(&self) -> &[u8] {
-        &self.key
+        &self.link.key
     }
 }
 
@@ -308,3 +396,6 @@ async fn read_bounded(resp: reqwest::Response) -> Result<String, String> {
     }
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
+
+#[cfg(test)]
+mod tests;

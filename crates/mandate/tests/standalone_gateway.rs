@@ -117,6 +117,21 @@ impl Gateway {
         std::fs::read_to_string(self.home.path().join("gateway.log")).unwrap_or_default()
     }
 
+    /// A GET on the gateway: status and body text.
+    fn get(&self, path: &str) -> (u16, String) {
+        let url = format!("{}{path}", self.url);
+        self.rt.block_on(async {
+            let r = self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .expect("the gateway answers");
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        })
+    }
+
     /// POSTs `body` to `/mcp/demo` as `principal` with `mandate` and a fresh DPoP proof for this
     /// gateway's URL: status and body text.
     fn call(&self, s: &Server, principal: &str, mandate: &str, body: &Value) -> (u16, String) {
@@ -239,6 +254,18 @@ fn an_allowed_call_reaches_the_upstream_and_is_recorded_at_the_authority_as_asse
     assert!(!party(&[]), "the gateway's word is not a verified party");
     assert!(party(&["--asserted"]));
     assert_log_verifies(&s);
+    // MCP clients discover the authority through the gateway's RFC 9728 metadata.
+    let (status, body) = g.get("/.well-known/oauth-protected-resource/mcp/demo");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["resource"], format!("{}/mcp/demo", g.url));
+    assert_eq!(v["authorization_servers"], json!([s.url]));
+    let (status, metrics) = g.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("mandate_gateway_calls_total{upstream=\"demo\",outcome=\"allowed\"} 2"),
+        "{metrics}"
+    );
 }
 
 #[test]
