@@ -286,6 +286,24 @@ fn a_call_outside_the_mandates_scope_is_refused_and_recorded_at_the_authority() 
     assert_eq!(events[0]["result"], "refused");
     assert_eq!(events[0]["error"], "insufficient_scope");
     assert_eq!(events[0]["asserted"]["principal"], "agent:coder");
+    // SIGTERM: connections drain, the stdio child is stopped, the process ends cleanly.
+    let mut g = g;
+    let _ = Command::new("kill")
+        .args(["-TERM", &g.child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = g.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not stop: {}",
+            g.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}: {}", g.log());
 }
 
 #[test]
