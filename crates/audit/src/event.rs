@@ -188,6 +188,8 @@ pub mod kinds {
     /// A call through the gateway (an MCP method or an HTTP route): allowed, refused, or failed
     /// at its upstream.
     pub const TOOL_CALL: &str = "tool.call";
+    /// A gateway run apart from the authority read the installation's audit HMAC key.
+    pub const AUDIT_KEY_READ: &str = "audit.key_read";
 }
 
 /// Why an event could not be read back.

@@ -17,10 +17,16 @@ pub const DEFAULT_TTL: i64 = 600;
 pub const ADMIN_SCOPE: &str = "mandate:admin";
 /// The scope a policy enforcement point needs to ask the authority for decisions.
 pub const PDP_SCOPE: &str = "mandate:pdp";
+/// The scope a gateway run apart from the authority (`mandate gateway --authority URL`) needs to
+/// append its `tool.call` events to the authority's audit log and to read the installation's
+/// audit HMAC key. It is a privilege like `mandate:pdp`: what a holder appends becomes part of
+/// the installation's tamper-evident record, so no wildcard may grant it by implication.
+pub const AUDIT_SCOPE: &str = "mandate:audit";
 /// Mandate's own privileges. No wildcard covers them (see [`crate::scope`]): a principal holds
-/// one only when its role grants it (admins hold both) or its ceiling names it exactly
-/// (`mandate:pdp` only; `mandate:admin` needs the admin role). They are never delegated.
-pub const RESERVED_SCOPES: [&str; 2] = [ADMIN_SCOPE, PDP_SCOPE];
+/// one only when its role grants it (admins hold them all) or its ceiling names it exactly
+/// (`mandate:pdp` and `mandate:audit`; `mandate:admin` needs the admin role). They are never
+/// delegated.
+pub const RESERVED_SCOPES: [&str; 3] = [ADMIN_SCOPE, PDP_SCOPE, AUDIT_SCOPE];
 /// Most scopes one mandate carries (a ceiling may list more, up to [`MAX_CEILING_SCOPES`]).
 pub const MAX_SCOPES: usize = 128;
 /// Most scopes a ceiling lists.

@@ -6,7 +6,7 @@
 //! nothing is ever widened or silently dropped.
 //!
 //! Scopes of the `mandate:` resource are Mandate's own privileges (`mandate:admin`,
-//! `mandate:pdp`). No wildcard covers them, not even `*` or `mandate:*`: each is held only when
+//! `mandate:pdp`, `mandate:audit`). No wildcard covers them, not even `*` or `mandate:*`: each is held only when
 //! named exactly, so that a principal whose ceiling is `*` (every user) never gains one by
 //! implication. The delegation rules grant them only by role or an explicit ceiling.
 

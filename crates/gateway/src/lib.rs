@@ -10,6 +10,7 @@
 //! The serving edge sits on them: [`gateway`] (the steps every call goes through, with the
 //! authentication, policy and audit hooks), [`upstream`] and [`stdio`] (upstreams and their
 //! supervised children), [`serve`] (the MCP routes), [`http_api`] (HTTP API routes), [`sessions`] and [`metrics`].
+//! [`remote`] holds the hooks of a gateway run apart from the authority.
 #![forbid(unsafe_code)]
 
 pub mod challenge;
@@ -19,6 +20,8 @@ pub mod http_api;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod metrics;
+pub mod presentation;
+pub mod remote;
 pub mod scopes;
 pub mod serve;
 pub mod sessions;

@@ -60,6 +60,11 @@ pub enum Command {
     /// `--server NAME` names the upstream (as SPEC.md says); the Mandate server is the one in
     /// MANDATE_HOME/config.toml or MANDATE_SERVER, or `--gateway URL`.
     Connect(ConnectArgs),
+    /// An enforcement point on its own: serves the upstreams of `--config` (default
+    /// MANDATE_HOME/gateway.toml) at /mcp/NAME and /http/NAME, authenticating callers against the
+    /// authority's keys and revocations, deciding with a local policy, and appending every
+    /// decision to the authority's audit log as `--as` (which must hold mandate:audit).
+    Gateway(GatewayArgs),
     /// The demo MCP server (stdio) that `mandate up --demo` serves as the upstream `demo`.
     #[command(name = "demo-mcp", hide = true)]
     DemoMcp,
@@ -329,6 +334,31 @@ pub struct ConnectArgs {
     /// Print the configuration snippet for an MCP client instead: claude, cursor or vscode.
     #[arg(long, value_name = "CLIENT")]
     pub print_config: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// The authority's URL (its issuer): mandates, keys, revocations and the audit log are there.
+    #[arg(long)]
+    pub authority: String,
+    /// The gateway's own principal (its key in MANDATE_HOME/keys; it must hold mandate:audit).
+    #[arg(long = "as", default_value = "gateway")]
+    pub as_: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8701")]
+    pub listen: String,
+    /// The gateway's configuration: [upstream.NAME] tables as in server.toml, optional [gateway]
+    /// and [limits] (default: MANDATE_HOME/gateway.toml, if it exists).
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    /// The policy directory, hot-reloaded (default: MANDATE_HOME/policy if it exists, otherwise
+    /// the default pack built into this binary).
+    #[arg(long)]
+    pub policy: Option<std::path::PathBuf>,
+    /// The URL agents reach this gateway at (DPoP proofs and RFC 9728 resources name it; default
+    /// [gateway] public_url, or http://LISTEN).
+    #[arg(long)]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

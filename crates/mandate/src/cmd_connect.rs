@@ -1,6 +1,6 @@
 //! `mandate connect --as AGENT --server NAME`: a stdio MCP server that off-the-shelf MCP clients
 //! (Claude Desktop, Cursor, VS Code, the MCP Inspector) launch. It holds the agent's key, gets a
-//! DPoP-bound mandate for the upstream (`mcp:NAME`) and renews it before it expires, signs a DPoP
+//! DPoP-bound mandate for the upstream (`mcp:NAME`) and renews it before it expires (`held`), signs a DPoP
 //! proof for every request, and relays each message from stdin to the gateway's `/mcp/NAME`, and
 //! the gateway's answers (JSON, or each message of an SSE stream) back to stdout. A client that
 //! knows nothing of Mandate gets per-agent identity.
@@ -13,18 +13,19 @@
 //! `--print-config claude|cursor|vscode` prints the snippet that makes a client launch it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
 use mandate_core::dpop;
 use serde_json::{json, Value};
 use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::sync::{mpsc, Mutex, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::cli::ConnectArgs;
-use crate::client::{random_id, unix_now, Api, Identity};
+use crate::client::{random_id, unix_now};
 use crate::ctx::Ctx;
+use crate::held::HeldMandate;
 
 /// Longest message line taken from the client.
 const MAX_LINE: usize = 8 * 1024 * 1024;
@@ -48,17 +49,14 @@ pub async fn run(ctx: &Ctx, a: ConnectArgs) -> Result<()> {
         Some(g) => g.trim_end_matches('/').to_string(),
         None => ctx.server_url()?.trim_end_matches('/').to_string(),
     };
+    let audience = a
+        .audience
+        .clone()
+        .unwrap_or_else(|| format!("mcp:{server}"));
+    let scope = a.scope.clone().unwrap_or_else(|| format!("{server}:*"));
     let relay = Arc::new(Relay {
         url: format!("{base}/mcp/{server}"),
-        audience: a
-            .audience
-            .clone()
-            .unwrap_or_else(|| format!("mcp:{server}")),
-        scope: a.scope.clone().unwrap_or_else(|| format!("{server}:*")),
-        ttl: a.ttl.clone(),
-        api: Mutex::new(ctx.api()?),
-        id,
-        mandate: Mutex::new(None),
+        mandate: HeldMandate::new(ctx.api()?, id, &scope, &audience, a.ttl.clone()),
         session: std::sync::Mutex::new(None),
         protocol: std::sync::Mutex::new(None),
         http: reqwest::Client::builder()
@@ -67,13 +65,13 @@ pub async fn run(ctx: &Ctx, a: ConnectArgs) -> Result<()> {
             .build()?,
     });
     // Fail early, with the reason, when no mandate can be had.
-    relay.mandate(false).await.with_context(|| {
+    relay.mandate.get(false).await.with_context(|| {
         format!(
             "{} cannot get a mandate for {}",
-            relay.id.name, relay.audience
+            relay.mandate.id.name, relay.mandate.audience
         )
     })?;
-    tracing::info!(agent = %relay.id.name, upstream = %server, "mandate connect relaying stdio to {}", relay.url);
+    tracing::info!(agent = %relay.mandate.id.name, upstream = %server, "mandate connect relaying stdio to {}", relay.url);
     let (out_tx, mut out_rx) = mpsc::channel::<String>(256);
     let writer = tokio::spawn(async move {
         let mut stdout = tokio::io::stdout();
@@ -146,19 +144,10 @@ pub async fn run(ctx: &Ctx, a: ConnectArgs) -> Result<()> {
     Ok(())
 }
 
-struct Held {
-    token: String,
-    renew_at: Instant,
-}
-
 struct Relay {
     url: String,
-    audience: String,
-    scope: String,
-    ttl: Option<String>,
-    api: Mutex<Api>,
-    id: Identity,
-    mandate: Mutex<Option<Held>>,
+    /// The agent's mandate for the upstream (renewed as `held` says).
+    mandate: HeldMandate,
     session: std::sync::Mutex<Option<String>>,
     protocol: std::sync::Mutex<Option<String>>,
     http: reqwest::Client,
@@ -169,34 +158,6 @@ fn error(id: &Value, code: i64, message: &str) -> Value {
 }
 
 impl Relay {
-    /// The mandate to use now: renewed when a fifth of its lifetime is left (or when `force`).
-    async fn mandate(&self, force: bool) -> Result<String> {
-        let mut held = self.mandate.lock().await;
-        if let Some(h) = held.as_ref() {
-            if !force && Instant::now() < h.renew_at {
-                return Ok(h.token.clone());
-            }
-        }
-        let mut params = vec![
-            ("grant_type", "client_credentials".to_string()),
-            ("scope", self.scope.clone()),
-            ("audience", self.audience.clone()),
-        ];
-        if let Some(t) = &self.ttl {
-            let secs = mandate_core::duration::parse_duration(t).context("--ttl")?;
-            params.push(("ttl", secs.to_string()));
-        }
-        let t = self.api.lock().await.token(&self.id, &params, true).await?;
-        let lifetime = t.expires_in.max(1) as u64;
-        let renew_in = Duration::from_secs(lifetime - lifetime / 5);
-        tracing::info!(agent = %self.id.name, expires_in = t.expires_in, "mandate obtained");
-        *held = Some(Held {
-            token: t.access_token.clone(),
-            renew_at: Instant::now() + renew_in,
-        });
-        Ok(t.access_token)
-    }
-
     /// Relays one message; returns the messages to write back (none for a notification).
     async fn send(&self, msg: &Value) -> Vec<Value> {
         let id = msg.get("id").cloned();
@@ -204,7 +165,7 @@ impl Relay {
         let reply_id = id.clone().unwrap_or(Value::Null);
         let mut retried = false;
         loop {
-            let token = match self.mandate(false).await {
+            let token = match self.mandate.get(false).await {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::warn!(error = %e, "no mandate");
@@ -212,7 +173,7 @@ impl Relay {
                         vec![error(
                             &reply_id,
                             -32001,
-                            &format!("no mandate for {}: {e:#}", self.audience),
+                            &format!("no mandate for {}: {e:#}", self.mandate.audience),
                         )]
                     } else {
                         vec![]
@@ -237,7 +198,7 @@ impl Relay {
             // An expired or revoked mandate: get a fresh one, once.
             if status == 401 && !retried {
                 retried = true;
-                if self.mandate(true).await.is_ok() {
+                if self.mandate.get(true).await.is_ok() {
                     continue;
                 }
             }
@@ -258,7 +219,7 @@ impl Relay {
 
     async fn post(&self, msg: &Value, token: &str) -> reqwest::Result<reqwest::Response> {
         let proof = dpop::make_proof(
-            &self.id.key,
+            &self.mandate.id.key,
             "POST",
             &self.url,
             unix_now(),

@@ -421,7 +421,7 @@ const RESERVED_FDS: u64 = 128;
 
 /// Raises the soft limit on open files to the hard limit (a server holding a connection per
 /// client needs more than the common default of 1024), and bounds `max_connections` by it.
-fn fit_open_files(max_connections: usize) -> usize {
+pub fn fit_open_files(max_connections: usize) -> usize {
     let limit = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => n,
         Err(e) => {
@@ -487,7 +487,7 @@ fn decision_point(cfg: &PolicyConfig, base: &Path) -> Result<Arc<DecisionPoint>>
     Ok(Arc::new(DecisionPoint::embedded(live)))
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {

@@ -11,6 +11,7 @@ mod cmd_audit;
 mod cmd_audit_archive;
 mod cmd_audit_verify;
 mod cmd_connect;
+mod cmd_gateway;
 mod cmd_policy;
 mod cmd_principals;
 mod cmd_server;
@@ -19,6 +20,7 @@ mod cmd_upstream;
 mod cmd_verify;
 mod ctx;
 mod demo_mcp;
+mod held;
 mod home;
 mod policy_pack;
 mod term;
@@ -98,6 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) if a.abuse => bench_abuse::run(&ctx, a).await,
         Command::Bench(a) => bench::run(&ctx, a).await,
         Command::Connect(a) => cmd_connect::run(&ctx, a).await,
+        Command::Gateway(a) => cmd_gateway::run(&ctx, a).await,
         Command::Upstream(c) => cmd_upstream::run(&ctx, c).await,
         Command::DemoMcp => unreachable!("served before the runtime starts"),
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
-use mandate_core::delegation::{ADMIN_SCOPE, PDP_SCOPE};
+use mandate_core::delegation::{ADMIN_SCOPE, AUDIT_SCOPE, PDP_SCOPE};
 use mandate_core::{Scope, ScopeSet};
 
 use crate::api_error::ApiError;
@@ -24,10 +24,18 @@ pub struct AdminCaller(pub Caller);
 /// `mandate:admin`); bearer mandates are accepted for principals registered with bearer allowed.
 pub struct PepCaller(pub Caller);
 
+/// A gateway run apart from the authority appending to its audit log: a DPoP-bound mandate for
+/// the issuer holding `mandate:audit` (never bearer: what it appends becomes the installation's
+/// record, so the presentation must prove the key). `mandate:admin` does not stand in for it: an
+/// admin who wants to append asks for `mandate:audit`, which the admin role grants.
+pub struct AuditCaller(pub Caller);
+
 /// The action recorded for refused admin calls.
 pub const ADMIN_ACTION: &str = "admin.request";
 /// The action recorded for refused decision point calls.
 pub const PDP_ACTION: &str = "pdp.request";
+/// The action recorded for refused audit append and key calls.
+pub const AUDIT_ACTION: &str = "audit.request";
 
 fn holds(c: &Caller, wanted: &[&str]) -> bool {
     ScopeSet::parse(&c.claims.scope).is_ok_and(|s| {
@@ -110,20 +118,68 @@ impl FromRequestParts<Arc<AppState>> for AdminCaller {
     }
 }
 
+/// What an enforcement point's privilege is, for [`enforcement_point`].
+struct Privilege {
+    /// The scopes any one of which grants it.
+    scopes: &'static [&'static str],
+    /// The scope to name in a refusal.
+    needed: &'static str,
+    /// What the caller is trying to do, for the refusal's wording.
+    doing: &'static str,
+    /// Whether bearer mandates are accepted (for principals registered with bearer allowed).
+    bearer_ok: bool,
+    /// The action its refusals are recorded under.
+    action: &'static str,
+}
+
+/// The one check of every enforcement point's call to the authority (decision point, audit
+/// append): authenticated for the issuer audience, then the privilege; a refusal of an
+/// authenticated caller is its own `request.refused` event.
+async fn enforcement_point(
+    parts: &Parts,
+    st: &AppState,
+    p: &Privilege,
+) -> Result<Caller, ApiError> {
+    let c = authenticate(parts, st, p.bearer_ok, p.action).await?;
+    if !holds(&c, p.scopes) {
+        let needed = p.needed;
+        let e = ApiError::forbidden(format!(
+            "{} needs a mandate with scope {needed} and audience {}; {}'s mandate holds {:?} (the scope is granted only explicitly: `mandate agent create NAME --scopes {needed}`)",
+            p.doing, st.cfg.issuer, c.claims.client_id, c.claims.scope
+        ));
+        let kind = mandate_audit::event::kinds::REQUEST_REFUSED;
+        return Err(refuse(st, &c, kind, p.action, e).await);
+    }
+    Ok(c)
+}
+
 impl FromRequestParts<Arc<AppState>> for PepCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, st: &Arc<AppState>) -> Result<Self, ApiError> {
-        let c = authenticate(parts, st, true, PDP_ACTION).await?;
-        if !holds(&c, &[PDP_SCOPE, ADMIN_SCOPE]) {
-            let e = ApiError::forbidden(format!(
-                "asking for policy decisions needs a mandate with scope {PDP_SCOPE} and audience {}; {}'s mandate holds {:?} (the scope is granted only explicitly: `mandate agent create NAME --scopes {PDP_SCOPE}`)",
-                st.cfg.issuer, c.claims.client_id, c.claims.scope
-            ));
-            let kind = mandate_audit::event::kinds::REQUEST_REFUSED;
-            return Err(refuse(st, &c, kind, PDP_ACTION, e).await);
-        }
-        Ok(PepCaller(c))
+        let p = Privilege {
+            scopes: &[PDP_SCOPE, ADMIN_SCOPE],
+            needed: PDP_SCOPE,
+            doing: "asking for policy decisions",
+            bearer_ok: true,
+            action: PDP_ACTION,
+        };
+        enforcement_point(parts, st, &p).await.map(PepCaller)
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for AuditCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &Arc<AppState>) -> Result<Self, ApiError> {
+        let p = Privilege {
+            scopes: &[AUDIT_SCOPE],
+            needed: AUDIT_SCOPE,
+            doing: "appending to the audit log or reading its key",
+            bearer_ok: false,
+            action: AUDIT_ACTION,
+        };
+        enforcement_point(parts, st, &p).await.map(AuditCaller)
     }
 }
 

@@ -17,10 +17,10 @@ use crate::state::{now, AppState};
 /// The action refused gateway requests are counted under.
 pub const GATEWAY_ACTION: &str = "gateway.request";
 
-/// Most DPoP proofs the in-process gateway remembers at once: a proof is kept for its 60 s
-/// window (plus skew), so this holds about 7,000 calls a second; over it, calls are refused
-/// (`replay_cache_full`), never let through.
-pub const GATEWAY_REPLAY_CAPACITY: usize = 500_000;
+/// Most DPoP proofs the in-process gateway remembers at once (the same bound as a gateway run
+/// on its own): a proof is kept for its 60 s window (plus skew), so this holds about 7,000 calls
+/// a second; over it, calls are refused (`replay_cache_full`), never let through.
+pub const GATEWAY_REPLAY_CAPACITY: usize = mandate_gateway::remote::REPLAY_CAPACITY;
 
 /// Authenticates gateway callers with the authority's state. A proof's single use is kept in
 /// this process's memory (bounded, refusing when full): a DPoP proof names the gateway's own

@@ -9,6 +9,7 @@ mod admin;
 pub mod admin_upstreams;
 mod api_error;
 pub mod audit;
+pub mod audit_api;
 mod auth;
 mod body_deadline;
 mod client_auth;
@@ -43,7 +44,23 @@ use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 
 pub use limits::Limits;
-pub use mandate_core::delegation::PDP_SCOPE;
+
+/// Serves `app` with the authority's connection bounds and graceful shutdown (connections drain,
+/// up to 10 s), for an enforcement point run on its own (`mandate gateway`), with the body
+/// deadline of `limits` on every request.
+pub async fn serve_edge(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app.layer(axum::middleware::map_request_with_state(
+        limits.body_timeout,
+        body_deadline::with_deadline,
+    ));
+    conn::serve(listener, app, limits, shutdown).await
+}
+pub use mandate_core::delegation::{AUDIT_SCOPE, PDP_SCOPE};
 pub use state::{default_data_api_paths, now, AppState, Config, Endpoints};
 
 use limits::MAX_BODY;
@@ -98,6 +115,12 @@ pub fn router_with(state: Arc<AppState>, gateway: Option<Router>) -> Router {
                 .layer(timeout(feed_timeout)),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        // A remote gateway's appends: up to 64 events at their bound, so a body limit of their own.
+        .merge(
+            audit_api::routes(state.clone())
+                .layer(DefaultBodyLimit::max(audit_api::MAX_APPEND_BODY))
+                .layer(timeout(request_timeout)),
+        )
         .with_state(state.clone())
         .merge(gateway.unwrap_or_default())
         .layer(axum::middleware::map_request_with_state(

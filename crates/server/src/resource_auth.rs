@@ -71,30 +71,11 @@ pub async fn verify_presentation(
     now: i64,
     replay: &dyn ReplayGuard,
 ) -> Result<MandateClaims, Refusal> {
-    // RFC 9449 §4.3: one DPoP header; and one Authorization header, or which one was checked
-    // would depend on the reader.
-    if headers.get_all("dpop").iter().count() > 1 {
-        return Err(Refusal::new(
-            RefusalCode::DpopMalformed,
-            "send exactly one DPoP header (RFC 9449 section 4.3)",
-        ));
-    }
-    if headers.get_all("authorization").iter().count() > 1 {
-        return Err(Refusal::new(
-            RefusalCode::MalformedAuthorization,
-            "send exactly one Authorization header",
-        ));
-    }
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let authorization = header("authorization").ok_or_else(|| {
-        Refusal::new(
-            RefusalCode::MissingAuthorization,
-            "send Authorization: DPoP <mandate> and a DPoP proof",
-        )
-    })?;
+    // One Authorization header and at most one DPoP header (RFC 9449 §4.3).
+    let (authorization, dpop) = mandate_gateway::presentation::authorization_and_proof(headers)?;
     let presentation = Presentation {
         authorization,
-        dpop: header("dpop"),
+        dpop,
         method,
         url,
     };

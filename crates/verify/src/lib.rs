@@ -182,11 +182,17 @@ impl Inner {
         Err(Refusal::new(RefusalCode::RevocationsStale, message))
     }
 
-    /// Runs the pure checks at `now`, under read locks only; the proof is spent afterwards.
-    fn check_now(&self, p: &Presentation<'_>, now: i64) -> Result<Unspent, Refusal> {
+    /// Runs the pure checks at `now` for `audience`, under read locks only; the proof is spent
+    /// afterwards.
+    fn check_now(
+        &self,
+        p: &Presentation<'_>,
+        audience: &str,
+        now: i64,
+    ) -> Result<Unspent, Refusal> {
         let e = Expectations {
             issuer: &self.cfg.issuer,
-            audience: &self.cfg.audience,
+            audience,
             now,
             skew: self.cfg.skew,
         };
@@ -259,17 +265,43 @@ impl Verifier {
     /// again, at most once per [`JWKS_REFRESH_INTERVAL`], and the presentation checked once more.
     /// The proof is spent (its single use recorded) only when everything else passed.
     pub async fn verify(&self, p: &Presentation<'_>) -> Result<Presented, Refusal> {
+        let audience = self.inner.cfg.audience.clone();
+        self.verify_for(p, &audience).await
+    }
+
+    /// [`Verifier::verify`] for another audience than the configured one: an enforcement point
+    /// that serves several resources (a gateway's `mcp:NAME` and `http:NAME`) with one view of
+    /// the issuer's keys, revocations and proofs.
+    pub async fn verify_for(
+        &self,
+        p: &Presentation<'_>,
+        audience: &str,
+    ) -> Result<Presented, Refusal> {
         self.inner.fresh()?;
-        let unspent = match self.inner.check_now(p, unix_now()) {
+        let unspent = match self.inner.check_now(p, audience, unix_now()) {
             Err(r) if r.code == RefusalCode::UnknownKid => {
                 self.refresh_for_unknown_kid().await;
                 // The fetch may have taken seconds: the view must still be fresh afterwards.
                 self.inner.fresh()?;
-                self.inner.check_now(p, unix_now())?
+                self.inner.check_now(p, audience, unix_now())?
             }
             outcome => outcome?,
         };
         unspent.spend(&*self.inner.replay, unix_now()).await
+    }
+
+    /// Whether a mandate accepted earlier is still good at `now`: not expired, nothing in its
+    /// chain (or its holder's key) revoked, and the revocation view fresh (a stale view answers
+    /// no: fail closed). Checked while a stream the mandate opened stays open.
+    pub fn still_valid(&self, claims: &mandate_core::MandateClaims, now: i64) -> bool {
+        claims.exp > now
+            && self.inner.fresh().is_ok()
+            && read(&self.inner.revoked).check(claims, None).is_ok()
+    }
+
+    /// Whether the revocation view is fresh enough to accept presentations now.
+    pub fn is_fresh(&self) -> bool {
+        self.inner.fresh().is_ok()
     }
 
     /// The revocation feed position the view reflects.

@@ -172,3 +172,45 @@ async fn an_unknown_kid_refresh_is_attempted_once_then_rate_limited() {
     assert_eq!(v.verify(&p).await.unwrap_err().code, "unknown_kid");
     assert_eq!(*v.inner.last_refresh.lock().await, Some(first));
 }
+
+#[tokio::test]
+async fn verify_for_checks_the_audience_named_and_still_valid_follows_revocation_and_freshness() {
+    let v = verifier(Duration::from_secs(3));
+    v.inner.apply_feed(&[]);
+    let auth = format!("Bearer {}", bearer_token());
+    let p = Presentation {
+        authorization: &auth,
+        dpop: None,
+        method: "GET",
+        url: "https://api.example/x",
+    };
+    let claims = v
+        .verify_for(&p, AUD)
+        .await
+        .unwrap()
+        .mandate
+        .claims()
+        .clone();
+    assert_eq!(
+        v.verify_for(&p, "mcp:other").await.unwrap_err().code,
+        "wrong_aud"
+    );
+    assert!(v.still_valid(&claims, unix_now()));
+    assert!(!v.still_valid(&claims, claims.exp), "expired");
+    v.inner.apply_feed(&[RevocationEntry {
+        seq: 1,
+        kind: RevokedKind::Principal,
+        value: "agent:fetcher".into(),
+        revoked_at: unix_now(),
+    }]);
+    assert!(
+        !v.still_valid(&claims, unix_now()),
+        "its holder was revoked"
+    );
+    let fresh = verifier(Duration::from_secs(3));
+    set_last_sync(&fresh, Duration::from_secs(4));
+    assert!(
+        !fresh.still_valid(&claims, unix_now()),
+        "a stale view says no"
+    );
+}

@@ -313,6 +313,7 @@ fn admin_scope_only_for_admins_and_never_delegated() {
     for s in [
         ADMIN_SCOPE,
         PDP_SCOPE,
+        AUDIT_SCOPE,
         "mandate:*",
         "mandate:other",
         "Mandate:pdp",
@@ -509,6 +510,53 @@ fn pdp_scope_comes_from_an_explicit_ceiling_or_the_admin_role_never_from_a_wildc
     )
     .unwrap_err();
     assert_eq!(e.oauth_code(), "invalid_scope");
+}
+
+#[test]
+fn audit_scope_follows_the_pdp_rules_explicit_ceiling_or_admin_role_never_wildcard_never_delegated()
+{
+    let gw = name("agent:gateway");
+    let explicit = ceiling("mandate:audit", &["*"], 3600, 3);
+    let wildcard = ceiling("* mandate:*", &["*"], 3600, 3);
+    let pdp_only = ceiling("mandate:pdp", &["*"], 3600, 3);
+    let g = |c| Grantee {
+        name: &gw,
+        ceiling: c,
+        admin: false,
+        jkt: None,
+    };
+    assert!(client_credentials(mint("a", 0), g(&explicit), req(AUDIT_SCOPE, &[ISS])).is_ok());
+    for c in [&wildcard, &pdp_only] {
+        let e = client_credentials(mint("b", 0), g(c), req(AUDIT_SCOPE, &[ISS])).unwrap_err();
+        assert_eq!(e.oauth_code(), "invalid_scope");
+        assert!(e.to_string().contains("explicitly"), "{e}");
+    }
+    // An explicit grant of one privilege is not another.
+    let e = client_credentials(mint("c", 0), g(&explicit), req(PDP_SCOPE, &[ISS])).unwrap_err();
+    assert_eq!(e.oauth_code(), "invalid_scope");
+    let admin = Grantee {
+        admin: true,
+        ..g(&wildcard)
+    };
+    assert!(client_credentials(mint("d", 0), admin, req(AUDIT_SCOPE, &[ISS])).is_ok());
+    let m = client_credentials(mint("e", 0), g(&explicit), req(AUDIT_SCOPE, &[ISS])).unwrap();
+    let other = name("agent:other");
+    let e = exchange(
+        mint("f", 1),
+        &verified(&m, 1),
+        Grantee {
+            name: &other,
+            ceiling: &explicit,
+            admin: false,
+            jkt: None,
+        },
+        Request::default(),
+    )
+    .unwrap_err();
+    assert_eq!(e.oauth_code(), "invalid_scope");
+    let ok = |s: &str| check_ceiling(&ScopeSet::parse(s).unwrap(), false).is_ok();
+    assert!(ok("* mandate:audit"));
+    assert!(!ok("mandate:aud*"));
 }
 
 #[test]

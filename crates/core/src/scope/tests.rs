@@ -29,6 +29,12 @@ fn coverage_table() {
         ("mandate:pdp", "mandate:pdp", true),
         ("mandate:admin", "mandate:pdp", false),
         ("mandate:p*", "mandate:pdp", false),
+        ("*", "mandate:audit", false),
+        ("mandate:*", "mandate:audit", false),
+        ("mandate:a*", "mandate:audit", false),
+        ("mandate:admin", "mandate:audit", false),
+        ("mandate:pdp", "mandate:audit", false),
+        ("mandate:audit", "mandate:audit", true),
     ];
     for (held, req, want) in cases {
         assert_eq!(s(held).covers(&s(req)), want, "{held} covers {req}");

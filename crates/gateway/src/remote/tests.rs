@@ -1,0 +1,117 @@
+//! `RemoteAudit` against a stand-in authority: concurrent appends share requests, each waiter
+//! gets its own seq, and every failure (an error status, no authority) is `AuditUnavailable`.
+
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+
+use axum::routing::{get, post};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::*;
+
+struct Fixed;
+
+impl OwnMandate for Fixed {
+    fn mandate(&self, _renew: bool) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(async { Ok("token".to_string()) })
+    }
+
+    fn proof(&self, _method: &str, _url: &str, _token: &str) -> String {
+        "proof".into()
+    }
+}
+
+#[derive(Default)]
+struct Authority {
+    requests: AtomicUsize,
+    next: AtomicI64,
+}
+
+/// A stand-in authority on loopback answering the key and, after `delay`, appends (or `status`).
+async fn authority(status: u16, delay: Duration) -> (String, Arc<Authority>) {
+    let seen = Arc::new(Authority::default());
+    let s = seen.clone();
+    let app = axum::Router::new()
+        .route(
+            "/audit/v1/key",
+            get(|| async { Json(json!({"key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"})) }),
+        )
+        .route(
+            "/audit/v1/events",
+            post(move |Json(events): Json<Vec<Value>>| {
+                let s = s.clone();
+                async move {
+                    s.requests.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    let seqs: Vec<i64> = events
+                        .iter()
+                        .map(|_| s.next.fetch_add(1, Ordering::SeqCst) + 1)
+                        .collect();
+                    let code = axum::http::StatusCode::from_u16(status).unwrap();
+                    (code, Json(json!({"seqs": seqs})))
+                }
+            }),
+        );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (url, seen)
+}
+
+fn event(i: usize) -> Event {
+    Event::new(
+        "tool.call",
+        "agent:coder",
+        "mcp.tools/call",
+        1_000 + i as i64,
+        [i as u8; 16],
+    )
+}
+
+#[tokio::test]
+async fn concurrent_appends_share_requests_and_each_gets_its_own_seq() {
+    let (url, seen) = authority(200, Duration::from_millis(100)).await;
+    let sink = Arc::new(
+        RemoteAudit::connect(&url, reqwest::Client::new(), Arc::new(Fixed))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(sink.hmac_key(), [0u8; 32]);
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let sink = sink.clone();
+            tokio::spawn(async move { sink.append(&event(i)).await })
+        })
+        .collect();
+    let mut seqs = vec![];
+    for t in tasks {
+        seqs.push(t.await.unwrap().unwrap());
+    }
+    seqs.sort();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 40, "every append has a seq of its own");
+    let requests = seen.requests.load(Ordering::SeqCst);
+    assert!(requests < 40, "{requests} requests for 40 events");
+}
+
+#[tokio::test]
+async fn an_authority_that_refuses_or_is_gone_makes_every_append_unavailable() {
+    let (url, _) = authority(503, Duration::ZERO).await;
+    let sink = RemoteAudit::connect(&url, reqwest::Client::new(), Arc::new(Fixed))
+        .await
+        .unwrap();
+    assert_eq!(sink.append(&event(1)).await, Err(AuditUnavailable));
+    let gone = format!(
+        "http://{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    );
+    let r = RemoteAudit::connect(&gone, reqwest::Client::new(), Arc::new(Fixed)).await;
+    assert!(
+        matches!(r, Err(RemoteError::Unreachable { .. })),
+        "{:?}",
+        r.err()
+    );
+}

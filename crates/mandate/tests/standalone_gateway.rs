@@ -1,0 +1,442 @@
+//! `mandate gateway --authority URL` as a separate process in front of the binary's own demo MCP
+//! server (stdio, `sandbox = "off"`), with a real `mandate serve` as the authority: calls are
+//! decided locally, recorded in the authority's log as asserted by the gateway's principal,
+//! revocations reach it within a second, and without the authority's log it refuses (fail
+//! closed). Also the authority's `/audit/v1/*` endpoints on their own, and the one-line errors
+//! the command starts with.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, Server};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+/// A running `mandate gateway`, killed on drop.
+struct Gateway {
+    home: TempDir,
+    url: String,
+    child: Child,
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The authority with the demo fleet and a `gateway` principal holding `mandate:audit`.
+fn authority() -> Server {
+    let s = Server::demo();
+    s.ok(&["agent", "create", "gateway", "--scopes", "mandate:audit"]);
+    s
+}
+
+/// A MANDATE_HOME for the gateway holding the keys of `principals` from the authority's home.
+fn gateway_home(s: &Server, principals: &[&str]) -> TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let keys = home.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    for p in principals {
+        let from = common::key_path(s.home(), p);
+        let to = common::key_path(home.path(), p);
+        std::fs::copy(&from, &to).unwrap();
+    }
+    let config = format!(
+        "[upstream.demo]\nstdio = [{:?}, \"demo-mcp\"]\npass_env = []\nsandbox = \"off\"\n",
+        common::bin()
+    );
+    std::fs::write(home.path().join("gateway.toml"), config).unwrap();
+    home
+}
+
+fn gateway_cmd(home: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(common::bin());
+    c.arg("gateway")
+        .args(args)
+        .env("MANDATE_HOME", home)
+        .env("HOME", home)
+        .env_remove("MANDATE_SERVER")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Starts `mandate gateway --authority` for `s` and waits until `/healthz` answers 200.
+fn start_gateway(s: &Server) -> Gateway {
+    let home = gateway_home(s, &["agent:gateway"]);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let log = std::fs::File::create(home.path().join("gateway.log")).unwrap();
+    let child = gateway_cmd(home.path(), &["--authority", &s.url, "--listen", &listen])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn mandate gateway");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let http = {
+        let _in = rt.enter();
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    };
+    let g = Gateway {
+        url: format!("http://{listen}"),
+        home,
+        child,
+        rt,
+        http,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health =
+            g.rt.block_on(async { g.http.get(format!("{}/healthz", g.url)).send().await });
+        if health.is_ok_and(|r| r.status().as_u16() == 200) {
+            return g;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not become ready: {}",
+            g.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Gateway {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    /// A GET on the gateway: status and body text.
+    fn get(&self, path: &str) -> (u16, String) {
+        let url = format!("{}{path}", self.url);
+        self.rt.block_on(async {
+            let r = self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .expect("the gateway answers");
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        })
+    }
+
+    /// POSTs `body` to `/mcp/demo` as `principal` with `mandate` and a fresh DPoP proof for this
+    /// gateway's URL: status and body text.
+    fn call(&self, s: &Server, principal: &str, mandate: &str, body: &Value) -> (u16, String) {
+        let url = format!("{}/mcp/demo", self.url);
+        let proof = mandate_core::dpop::make_proof(
+            &s.key(principal),
+            "POST",
+            &url,
+            common::now(),
+            &common::random_id(),
+            Some(mandate),
+        );
+        self.rt.block_on(async {
+            let r = self
+                .http
+                .post(&url)
+                .header("Authorization", format!("DPoP {mandate}"))
+                .header("DPoP", proof)
+                .header("Accept", "application/json, text/event-stream")
+                .json(body)
+                .send()
+                .await
+                .expect("the gateway answers");
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        })
+    }
+}
+
+fn tool(name: &str, args: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": args}})
+}
+
+/// The authority's stored events of kind `tool.call` on `resource`.
+fn tool_events(s: &Server, resource: &str) -> Vec<Value> {
+    s.event_bodies()
+        .iter()
+        .map(|b| serde_json::from_str::<Value>(b).unwrap())
+        .filter(|e| e["kind"] == "tool.call" && e["resource"] == resource)
+        .collect()
+}
+
+/// `audit verify` until every event is in a checkpoint.
+fn assert_log_verifies(s: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = s.cli(&["--json", "audit", "verify"]);
+        let v: Option<Value> = serde_json::from_slice(&out.stdout).ok();
+        if out.status.success() && v.is_some_and(|v| v["unchecked_tail"].as_u64() == Some(0)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "audit verify did not pass: {}",
+            common::describe(&["audit", "verify"], &out)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn an_allowed_call_reaches_the_upstream_and_is_recorded_at_the_authority_as_asserted_by_the_gateway(
+) {
+    let s = authority();
+    let g = start_gateway(&s);
+    let m = s.own_mandate("agent:coder", "demo:list_notes demo:read_note", "mcp:demo");
+    let (status, body) = g.call(
+        &s,
+        "agent:coder",
+        &m,
+        &tool("read_note", json!({"name": "welcome"})),
+    );
+    assert_eq!(status, 200, "{body}\n{}", g.log());
+    assert!(body.contains("demo notes"), "{body}");
+    let events = tool_events(&s, "demo/read_note");
+    assert_eq!(events.len(), 1, "{events:?}");
+    let ev = &events[0];
+    // What the authority verified is the gateway; the caller is the gateway's word.
+    assert_eq!(ev["principal"], "agent:gateway", "{ev}");
+    assert_eq!(ev["chain"], json!(["agent:gateway"]));
+    assert_eq!(ev["asserted"]["by"], "agent:gateway");
+    assert_eq!(ev["asserted"]["principal"], "agent:coder");
+    assert_eq!(ev["asserted"]["chain"], json!(["agent:coder"]));
+    assert_eq!(ev["decision"], "allow");
+    assert!(ev["details"]["gateway_event"]
+        .as_str()
+        .unwrap()
+        .starts_with("evt_"));
+    // The gateway redacts with the installation's key: its hashes match `mandate audit hash` on
+    // the authority.
+    let (status, _) = g.call(
+        &s,
+        "agent:coder",
+        &m,
+        &tool("list_notes", json!({"api_key": "hunter2"})),
+    );
+    assert_eq!(status, 200);
+    let listed = tool_events(&s, "demo/list_notes");
+    let hashed = listed[0]["details"]["action"]["arguments"]["api_key"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", listed[0]))
+        .to_string();
+    assert!(hashed.starts_with("hmac-sha256:"), "{hashed}");
+    assert_eq!(s.ok(&["audit", "hash", "hunter2"]).trim(), hashed);
+    // The caller is an asserted party only: a query by party finds it only when asked to.
+    let party = |extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "audit",
+            "query",
+            "--limit",
+            "1000",
+            "--party",
+            "agent:coder",
+        ];
+        args.extend_from_slice(extra);
+        let out = s.ok(&args);
+        out.contains("demo/read_note")
+    };
+    assert!(!party(&[]), "the gateway's word is not a verified party");
+    assert!(party(&["--asserted"]));
+    assert_log_verifies(&s);
+    // MCP clients discover the authority through the gateway's RFC 9728 metadata.
+    let (status, body) = g.get("/.well-known/oauth-protected-resource/mcp/demo");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["resource"], format!("{}/mcp/demo", g.url));
+    assert_eq!(v["authorization_servers"], json!([s.url]));
+    let (status, metrics) = g.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("mandate_gateway_calls_total{upstream=\"demo\",outcome=\"allowed\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_call_outside_the_mandates_scope_is_refused_and_recorded_at_the_authority() {
+    let s = authority();
+    let g = start_gateway(&s);
+    let m = s.own_mandate("agent:coder", "demo:list_notes", "mcp:demo");
+    let (status, body) = g.call(
+        &s,
+        "agent:coder",
+        &m,
+        &tool("read_note", json!({"name": "welcome"})),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.contains("demo notes"), "{body}");
+    let events = tool_events(&s, "demo/read_note");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["result"], "refused");
+    assert_eq!(events[0]["error"], "insufficient_scope");
+    assert_eq!(events[0]["asserted"]["principal"], "agent:coder");
+    // SIGTERM: connections drain, the stdio child is stopped, the process ends cleanly.
+    let mut g = g;
+    let _ = Command::new("kill")
+        .args(["-TERM", &g.child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = g.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not stop: {}",
+            g.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}: {}", g.log());
+}
+
+#[test]
+fn revoking_the_agent_at_the_authority_makes_the_gateway_refuse_within_a_second() {
+    let s = authority();
+    let g = start_gateway(&s);
+    let m = s.own_mandate("agent:coder", "demo:list_notes", "mcp:demo");
+    let (status, _) = g.call(&s, "agent:coder", &m, &tool("list_notes", json!({})));
+    assert_eq!(status, 200);
+    s.ok(&["revoke", "agent", "coder"]);
+    let revoked = Instant::now();
+    loop {
+        let (status, body) = g.call(&s, "agent:coder", &m, &tool("list_notes", json!({})));
+        if status == 401 {
+            assert!(body.contains("revoked") || body.is_empty(), "{body}");
+            break;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(1),
+            "still accepted {:?} after the revocation: {status} {body}",
+            revoked.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn without_the_authoritys_audit_log_the_gateway_refuses_the_call_instead_of_forwarding_it() {
+    let mut s = authority();
+    let g = start_gateway(&s);
+    let m = s.own_mandate("agent:coder", "demo:list_notes demo:read_note", "mcp:demo");
+    s.stop();
+    let (status, body) = g.call(
+        &s,
+        "agent:coder",
+        &m,
+        &tool("read_note", json!({"name": "welcome"})),
+    );
+    assert_eq!(status, 503, "{body}\n{}", g.log());
+    assert!(!body.contains("demo notes"), "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], -32050, "{body}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("audit log cannot be written"),
+        "{body}"
+    );
+}
+
+#[test]
+fn the_audit_endpoints_need_mandate_audit_and_take_only_tool_call_events() {
+    let s = authority();
+    let event = |kind: &str| {
+        json!([{
+            "id": "evt_0000000000000000000000000a", "time": "2026-01-01T00:00:00.000Z",
+            "kind": kind, "principal": "agent:coder", "action": "mcp.tools/call", "result": "ok"
+        }])
+    };
+    // A decision point's mandate is not an audit appender's.
+    let (_, pep) = s.pep();
+    let (status, _, body) =
+        s.post_json_dpop("/audit/v1/events", "agent:pep", &pep, &event("tool.call"));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("mandate:audit"), "{body}");
+    let (status, body) = s.get_dpop("/audit/v1/key", "agent:pep", &pep);
+    assert_eq!(status, 403, "{body}");
+    // The refusals are recorded, naming the caller.
+    assert!(s.event_bodies().iter().any(|b| {
+        b.contains("\"audit.request\"") && b.contains("agent:pep") && b.contains("refused")
+    }));
+    // With mandate:audit: only tool.call events.
+    let gm = s.own_mandate("agent:gateway", "mandate:audit", &s.url);
+    let (status, _, body) = s.post_json_dpop(
+        "/audit/v1/events",
+        "agent:gateway",
+        &gm,
+        &event("token.issued"),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("tool.call"), "{body}");
+    let (status, _, body) = s.post_json_dpop(
+        "/audit/v1/events",
+        "agent:gateway",
+        &gm,
+        &event("tool.call"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["seqs"].as_array().unwrap().len(), 1);
+    let (status, body) = s.get_dpop("/audit/v1/key", "agent:gateway", &gm);
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["key"].as_str().unwrap().len(), 43, "32 bytes, base64url");
+    // Unauthenticated: 401.
+    let (status, _, _) = s.post_json_plain("/audit/v1/events", &event("tool.call"));
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn the_gateway_says_in_one_line_why_it_cannot_start() {
+    let s = authority();
+    s.ok(&["agent", "create", "weak", "--scopes", "demo:list_notes"]);
+    let home = gateway_home(&s, &["agent:gateway", "agent:weak"]);
+    let run = |args: &[&str]| {
+        let out = gateway_cmd(home.path(), args).output().unwrap();
+        let mut all = vec!["gateway"];
+        all.extend_from_slice(args);
+        common::assert_one_line_error(&all, &out)
+    };
+    let unreachable = format!("http://127.0.0.1:{}", free_port());
+    let line = run(&["--authority", &unreachable, "--listen", "127.0.0.1:0"]);
+    assert!(line.contains("cannot reach the authority"), "{line}");
+    let other = s.url.replace("127.0.0.1", "localhost");
+    let line = run(&["--authority", &other, "--listen", "127.0.0.1:0"]);
+    assert!(line.contains("names another issuer"), "{line}");
+    let line = run(&[
+        "--authority",
+        &s.url,
+        "--as",
+        "nobody",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(line.contains("no key for nobody"), "{line}");
+    let line = run(&[
+        "--authority",
+        &s.url,
+        "--as",
+        "weak",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(line.contains("may not hold mandate:audit"), "{line}");
+}
