@@ -279,12 +279,21 @@ impl Event {
         for r in &mut self.reasons {
             cut |= truncate_chars(r, MAX_REASON_CHARS);
         }
-        for s in [&mut self.resource, &mut self.error, &mut self.jti]
-            .into_iter()
-            .flatten()
+        for s in [
+            &mut self.resource,
+            &mut self.error,
+            &mut self.jti,
+            &mut self.decision,
+            &mut self.policy_version,
+            &mut self.decision_id,
+            &mut self.approval_id,
+        ]
+        .into_iter()
+        .flatten()
         {
             cut |= truncate_chars(s, 512);
         }
+        cut |= truncate_chars(&mut self.result, 64);
         cut |= truncate_chars(&mut self.principal, 200);
         cut |= truncate_chars(&mut self.action, 100);
         if self.chain.len() > MAX_CHAIN {
@@ -317,24 +326,47 @@ impl Event {
             );
         }
         // Still too large: the largest `details` values go first (replaced by their size and
-        // HMAC), then the reasons and the chains are shortened, until it fits.
-        while self.canonical().len() > MAX_EVENT_BYTES {
-            let largest = self
+        // HMAC), each measured once, largest first, as long as replacing one makes it smaller.
+        // Linear in the event's size: a caller who can write many members (a gateway appending
+        // events) must not be able to make this quadratic.
+        let mut size = self.canonical().len();
+        if size > MAX_EVENT_BYTES {
+            let mut members: Vec<(String, usize)> = self
                 .details
                 .iter()
                 .filter(|(k, v)| !is_omitted(v) && k.as_str() != "bounded")
                 .map(|(k, v)| (k.clone(), canonical_json(v).len()))
-                .max_by_key(|(_, n)| *n);
-            if let Some((k, n)) = largest.filter(|(_, n)| *n > 64) {
-                let v = &self.details[&k];
-                let omitted = serde_json::json!({
-                    "omitted": "over the audit event size limit",
-                    "bytes": n,
-                    "hmac": redact_value(key, v),
-                });
+                .collect();
+            members.sort_by(|a, b| b.1.cmp(&a.1));
+            for (k, n) in members {
+                if size <= MAX_EVENT_BYTES || n <= OMITTED_BYTES {
+                    break;
+                }
+                let omitted = omitted(key, &self.details[&k], n);
+                size = (size + canonical_json(&omitted).len()).saturating_sub(n);
                 self.details.insert(k, omitted);
-                continue;
             }
+            size = self.canonical().len();
+        }
+        // Still too large (many small members, or long keys): the details are kept as one HMAC.
+        if size > MAX_EVENT_BYTES {
+            let mut rest = std::mem::take(&mut self.details);
+            rest.remove("bounded");
+            let all = Value::Object(rest);
+            let n = canonical_json(&all).len();
+            let members = all.as_object().map_or(0, |o| o.len());
+            let mut whole = omitted(key, &all, n);
+            whole["members"] = members.into();
+            self.details.insert(
+                "bounded".into(),
+                serde_json::json!({ "original_bytes": before }),
+            );
+            self.details.insert("omitted_details".into(), whole);
+            size = self.canonical().len();
+        }
+        // Then the reasons and the chains are shortened (each bounded in number and length
+        // above, so this ends within a few dozen steps), until it fits.
+        while size > MAX_EVENT_BYTES {
             if let Some(r) = self
                 .reasons
                 .iter_mut()
@@ -343,24 +375,38 @@ impl Event {
             {
                 let half = r.chars().count() / 2;
                 truncate_chars(r, half);
-                continue;
-            }
-            let asserted = self.asserted.as_mut().map(|a| &mut a.chain);
-            let longest = [Some(&mut self.chain), asserted]
-                .into_iter()
-                .flatten()
-                .max_by_key(|c| c.len())
-                .filter(|c| c.len() > 1);
-            match longest {
-                Some(c) => {
-                    let keep = c.len() / 2;
-                    c.truncate(keep);
+            } else {
+                let asserted = self.asserted.as_mut().map(|a| &mut a.chain);
+                let longest = [Some(&mut self.chain), asserted]
+                    .into_iter()
+                    .flatten()
+                    .max_by_key(|c| c.len())
+                    .filter(|c| c.len() > 1);
+                match longest {
+                    Some(c) => {
+                        let keep = c.len() / 2;
+                        c.truncate(keep);
+                    }
+                    None => break,
                 }
-                None => break,
             }
+            size = self.canonical().len();
         }
         cut
     }
+}
+
+/// About the size of an `omitted` stand-in: values no larger are kept (replacing them would not
+/// make the event smaller).
+const OMITTED_BYTES: usize = 192;
+
+/// The stand-in for a value left out of an event: its size and its HMAC.
+fn omitted(key: &[u8], v: &Value, bytes: usize) -> Value {
+    serde_json::json!({
+        "omitted": "over the audit event size limit",
+        "bytes": bytes,
+        "hmac": redact_value(key, v),
+    })
 }
 
 fn is_omitted(v: &Value) -> bool {
@@ -689,6 +735,42 @@ mod tests {
         let mut s = sample();
         assert!(!s.bound(key));
         assert_eq!(s, sample());
+    }
+
+    #[test]
+    fn many_small_or_middling_details_members_are_bounded_too() {
+        // A gateway appending events writes `details` itself: thousands of members each under
+        // the size a stand-in takes (64 bytes), or just over it (65 to 130), must still fit.
+        let key = b"k";
+        for width in [10, 70, 120] {
+            let mut e = sample();
+            for i in 0..13_000 {
+                e.details.insert(format!("m{i}"), json!("v".repeat(width)));
+            }
+            assert!(e.bound(key));
+            let c = e.canonical();
+            assert!(c.len() <= MAX_EVENT_BYTES, "width {width}: {}", c.len());
+            assert!(e.details["bounded"]["original_bytes"].as_u64().unwrap() > 100_000);
+            assert_eq!(
+                e.details["omitted_details"]["members"], 13_000,
+                "width {width}"
+            );
+        }
+    }
+
+    #[test]
+    fn caller_written_identifiers_are_bounded() {
+        let key = b"k";
+        let mut e = sample();
+        e.policy_version = Some("p".repeat(100_000));
+        e.decision_id = Some("d".repeat(100_000));
+        e.approval_id = Some("a".repeat(100_000));
+        e.decision = Some("x".repeat(100_000));
+        e.result = "r".repeat(1_000);
+        assert!(e.bound(key));
+        assert!(e.canonical().len() <= MAX_EVENT_BYTES);
+        assert!(e.policy_version.unwrap().chars().count() <= 513);
+        assert!(e.result.chars().count() <= 65);
     }
 
     #[test]

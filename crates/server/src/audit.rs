@@ -231,27 +231,79 @@ pub fn scrub_text(text: &str) -> std::borrow::Cow<'_, str> {
     mandate_core::secrets::scrub_secrets_with(text, &event::is_secret_key)
 }
 
-/// The event with credentials removed from its free text (reasons, resource, a delegation's
-/// `reason`), or `None` when there was nothing to remove (the common case: no copy).
+/// Text fit for the log: credentials removed and control or bidirectional-override characters
+/// replaced (they would rewrite a terminal or reorder what a reader sees).
+fn clean_text(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    match scrub_text(text) {
+        std::borrow::Cow::Borrowed(t) if !t.contains(unsafe_char) => std::borrow::Cow::Borrowed(t),
+        t => std::borrow::Cow::Owned(t.replace(unsafe_char, "\u{fffd}")),
+    }
+}
+
+/// Every free-text field of an event: what `clean_text` is applied to. Identifiers a caller can
+/// write (an action label built from a method name, a decision id, a policy version, asserted
+/// parties) are free text too. A macro so that the shared and the mutable listing are one list.
+macro_rules! text_fields {
+    ($e:expr, $iter:ident $(, $r:tt)?) => {{
+        let e = $e;
+        let mut v: Vec<& $($r)? String> = vec![& $($r)? e.action, & $($r)? e.principal, & $($r)? e.result];
+        v.extend(e.reasons.$iter());
+        v.extend(e.chain.$iter());
+        for s in [
+            & $($r)? e.resource,
+            & $($r)? e.decision,
+            & $($r)? e.policy_version,
+            & $($r)? e.decision_id,
+            & $($r)? e.approval_id,
+            & $($r)? e.error,
+            & $($r)? e.jti,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            v.push(s);
+        }
+        if let Some(a) = & $($r)? e.asserted {
+            v.push(& $($r)? a.by);
+            v.extend(a.principal.$iter());
+            v.extend(a.jti.$iter());
+            v.extend(a.chain.$iter());
+        }
+        v
+    }};
+}
+
+/// The event with credentials and control characters removed from its free text (every field in
+/// `text_fields!`, a delegation's `details.reason`, and `details` keys), or `None` when there was
+/// nothing to remove (the common case: no copy).
 fn scrub_event_text(e: &Event) -> Option<Event> {
     use std::borrow::Cow;
-    let dirty = |s: &str| matches!(scrub_text(s), Cow::Owned(_));
-    let detail_reason = e.details.get("reason").and_then(|v| v.as_str());
-    if !e.reasons.iter().any(|r| dirty(r))
-        && !e.resource.as_deref().is_some_and(dirty)
-        && !detail_reason.is_some_and(dirty)
+    let dirty = |s: &str| matches!(clean_text(s), Cow::Owned(_));
+    let reason = e.details.get("reason").and_then(|v| v.as_str());
+    let any_key = e.details.keys().any(|k| dirty(k));
+    if !any_key
+        && !reason.is_some_and(dirty)
+        && !text_fields!(e, iter).into_iter().any(|s| dirty(s))
     {
         return None;
     }
     let mut e = e.clone();
-    for r in &mut e.reasons {
-        *r = scrub_text(r).into_owned();
-    }
-    if let Some(r) = &mut e.resource {
-        *r = scrub_text(r).into_owned();
+    for s in text_fields!(&mut e, iter_mut, mut) {
+        if let Cow::Owned(c) = clean_text(s) {
+            *s = c;
+        }
     }
     if let Some(serde_json::Value::String(r)) = e.details.get_mut("reason") {
-        *r = scrub_text(r).into_owned();
+        *r = clean_text(r).into_owned();
+    }
+    if any_key {
+        let details = std::mem::take(&mut e.details);
+        e.details = details
+            .into_iter()
+            .map(|(k, v)| (clean_text(&k).into_owned(), v))
+            .collect();
     }
     Some(e)
 }
@@ -573,6 +625,33 @@ pub async fn flush(state: &AppState) -> Result<(), mandate_store::IntegrateError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_and_control_characters_leave_every_free_text_field_and_details_key() {
+        let token = "ghp_0123456789abcdefghijABCDEFGHIJ012345";
+        let mut e = new_event("tool.call", "agent:gateway", &format!("mcp.x/{token}"));
+        e.policy_version = Some("password=hunter2".into());
+        e.decision_id = Some(format!("Bearer {token}"));
+        e.approval_id = Some("https://u:pw@example.com/a".into());
+        e.resource = Some("demo/\u{1b}[2J\u{202e}note".into());
+        e.error = Some(token.into());
+        e.asserted = Some(event::Asserted {
+            by: "agent:gateway".into(),
+            principal: Some(format!("agent:{token}")),
+            chain: vec![format!("user:{token}")],
+            jti: Some(format!("eyJ\u{7}{token}")),
+        });
+        e.details.insert(token.into(), serde_json::json!(1));
+        let clean = scrub_event_text(&e).expect("something to scrub");
+        let body = clean.canonical();
+        for leaked in [token, "hunter2", "u:pw", "\u{1b}", "\u{202e}", "\u{7}"] {
+            assert!(!body.contains(leaked), "{leaked:?} in {body}");
+        }
+        // An event with nothing to remove is not copied.
+        assert!(
+            scrub_event_text(&new_event("tool.call", "agent:coder", "mcp.tools/call")).is_none()
+        );
+    }
 
     #[test]
     fn the_origin_is_the_issuer_without_its_scheme() {
