@@ -337,7 +337,7 @@ impl Event {
                 .filter(|(k, v)| !is_omitted(v) && k.as_str() != "bounded")
                 .map(|(k, v)| (k.clone(), canonical_json(v).len()))
                 .collect();
-            members.sort_by(|a, b| b.1.cmp(&a.1));
+            members.sort_by_key(|m| std::cmp::Reverse(m.1));
             for (k, n) in members {
                 if size <= MAX_EVENT_BYTES || n <= OMITTED_BYTES {
                     break;

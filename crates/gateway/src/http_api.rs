@@ -177,32 +177,55 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
     };
     // The arguments the policy sees must be the ones the upstream reads: a query key given
     // twice, or given in both the query and the body, could be read either way, so it is refused.
+    // The same holds for names that differ only in case (`path` and `Path`: some frameworks
+    // match either), for a body the gateway cannot read as arguments (a form, an array, text: the
+    // upstream would read what the policy never saw), and for method overrides (`_method`).
+    let invalid = |why: String| {
+        gw.metrics.call(&up.name, "invalid", started.elapsed());
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_request", "error_description": why})),
+        )
+            .into_response()
+    };
     let mut arguments = serde_json::Map::new();
+    let mut seen = std::collections::HashSet::new();
     let mut twice = None;
+    let mut add = |k: String, v: Value, arguments: &mut serde_json::Map<String, Value>| {
+        if !seen.insert(k.to_ascii_lowercase()) {
+            twice = Some(k.clone());
+        }
+        arguments.insert(k, v);
+    };
     if let Some(q) = parts.uri.query() {
         for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
-            if arguments
-                .insert(k.to_string(), Value::String(v.into_owned()))
-                .is_some()
-            {
-                twice = Some(k.into_owned());
-            }
+            add(
+                k.into_owned(),
+                Value::String(v.into_owned()),
+                &mut arguments,
+            );
         }
     }
-    if let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(&bytes) {
-        for (k, v) in o {
-            if arguments.insert(k.clone(), v).is_some() {
-                twice = Some(k);
+    if !bytes.iter().all(u8::is_ascii_whitespace) {
+        if let Err(why) = crate::jsonrpc::check_member_names(&bytes) {
+            return invalid(why);
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(o)) => {
+                for (k, v) in o {
+                    add(k, v, &mut arguments);
+                }
             }
+            _ => return invalid("the body must be a JSON object (its members are the arguments the policy decides on) or empty".into()),
         }
     }
     if let Some(k) = twice {
-        gw.metrics.call(&up.name, "invalid", started.elapsed());
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "invalid_request", "error_description": format!("argument {k:?} is given more than once (query and body together): give each once")})),
-        )
-            .into_response();
+        return invalid(format!("argument {k:?} is given more than once (in the query and the body, or in two cases): give each once"));
+    }
+    if arguments.keys().any(|k| k.eq_ignore_ascii_case("_method")) {
+        return invalid(
+            "method overrides (`_method`) are not forwarded: use the HTTP method itself".into(),
+        );
     }
     let mut judged = gw
         .judge_http(&up, &claims, &method, &below, &action, arguments, peer)

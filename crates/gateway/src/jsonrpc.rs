@@ -127,7 +127,13 @@ pub fn result_response(id: &Value, result: Value) -> Value {
 }
 
 /// Reads a body. `Err` is the error to answer the whole body with (`id: null`).
+///
+/// The bytes are forwarded as they came, so they must mean to every reader what they mean to
+/// the policy: an object naming a member twice (`"name"` twice: serde keeps the last, other
+/// parsers the first) or two members that differ only in case (`"name"` and `"Name"`: Go's
+/// `encoding/json` matches either) is refused, at any depth.
 pub fn parse(bytes: &[u8]) -> Result<Body, RpcError> {
+    check_member_names(bytes).map_err(RpcError::invalid_request)?;
     let v: Value = serde_json::from_slice(bytes).map_err(RpcError::parse)?;
     match v {
         Value::Array(items) => {
@@ -179,6 +185,14 @@ pub fn message(v: Value) -> Result<Message, RpcError> {
             ));
         }
         let params = params(&mut o)?;
+        // Nothing else: a member the gateway does not read (`"Method"`, `"tool"`) might be one
+        // an upstream does, unseen by the policy.
+        if let Some(k) = o.keys().find(|k| k.as_str() != "jsonrpc") {
+            return Err(RpcError::invalid_request(format!(
+                "{:?} is not a member of a JSON-RPC 2.0 request (jsonrpc, id, method, params)",
+                k.chars().take(64).collect::<String>()
+            )));
+        }
         return Ok(match id {
             Some(id) => Message::Request(Request { id, method, params }),
             None => Message::Notification(Notification { method, params }),
@@ -199,6 +213,76 @@ pub fn message(v: Value) -> Result<Message, RpcError> {
         }
     };
     Ok(Message::Response(Response { id, outcome }))
+}
+
+/// Refuses JSON whose objects repeat a member name, exactly or ignoring ASCII case. Invalid
+/// JSON passes (the parse that follows says why it is not JSON). One pass, no values kept;
+/// depth is bounded by serde_json's recursion limit.
+pub fn check_member_names(bytes: &[u8]) -> Result<(), String> {
+    use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    struct Strict;
+    struct StrictVisitor;
+
+    impl<'de> Deserialize<'de> for Strict {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(StrictVisitor)
+        }
+    }
+
+    impl<'de> Visitor<'de> for StrictVisitor {
+        type Value = Strict;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Strict, E> {
+            Ok(Strict)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Strict, E> {
+            Ok(Strict)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Strict, E> {
+            Ok(Strict)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Strict, E> {
+            Ok(Strict)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Strict, E> {
+            Ok(Strict)
+        }
+        fn visit_unit<E>(self) -> Result<Strict, E> {
+            Ok(Strict)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+            while seq.next_element::<Strict>()?.is_some() {}
+            Ok(Strict)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+            let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+            while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if !seen.insert(k.to_ascii_lowercase()) {
+                    return Err(serde::de::Error::custom(format!(
+                        "member {:?} is given twice in one object (or twice in different case): give each member once",
+                        k.chars().take(64).collect::<String>()
+                    )));
+                }
+                map.next_value::<Strict>()?;
+            }
+            Ok(Strict)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match Strict::deserialize(&mut de) {
+        Err(e) if e.is_data() => Err(e
+            .to_string()
+            .split(" at line")
+            .next()
+            .unwrap_or("")
+            .to_string()),
+        _ => Ok(()),
+    }
 }
 
 fn params(o: &mut Map<String, Value>) -> Result<Option<Value>, RpcError> {
@@ -239,6 +323,32 @@ mod tests {
             Body::Single(m) => Ok(m),
             Body::Batch(_) => panic!("a batch"),
         }
+    }
+
+    #[test]
+    fn members_given_twice_or_in_two_cases_are_refused_at_any_depth() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_note","name":"delete_note"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_note","Name":"delete_note"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","Method":"tools/call"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"w","arguments":{"a":[{"path":"/ok","PATH":"/etc"}]}}}"#,
+        ] {
+            let e = parse(body.as_bytes())
+                .err()
+                .unwrap_or_else(|| panic!("{body}"));
+            assert_eq!(e.code, codes::INVALID_REQUEST, "{body}");
+            assert!(e.message.contains("given twice"), "{}", e.message);
+        }
+        assert!(
+            parse(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":1,"b":{"a":2}}}"#).is_ok()
+        );
+    }
+
+    #[test]
+    fn a_request_member_outside_json_rpc_is_refused() {
+        let e = one(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","tool":"x"}"#).unwrap_err();
+        assert_eq!(e.code, codes::INVALID_REQUEST);
+        assert!(e.message.contains("not a member"), "{}", e.message);
     }
 
     #[test]
