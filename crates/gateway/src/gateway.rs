@@ -610,8 +610,10 @@ impl Gateway {
             }
             _ => {
                 let why = format!("Method not found: {method} (the gateway forwards only the MCP methods it knows)");
+                // The caller wrote the method name: it is recorded in the (scrubbed) resource
+                // and reason, never as the action label, which names what the gateway knows.
                 let ev = self
-                    .event(up, claims, method, None)
+                    .event_as(up, claims, "mcp.unknown_method", None)
                     .on(format!("{}/{method}", up.name))
                     .refused("method_not_found", &why);
                 let data = serde_json::json!({"rule": "known_methods", "event_id": ev.id});

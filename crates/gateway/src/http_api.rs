@@ -192,7 +192,7 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
     let mut seen = std::collections::HashSet::new();
     let mut twice = None;
     let mut add = |k: String, v: Value, arguments: &mut serde_json::Map<String, Value>| {
-        if !seen.insert(k.to_ascii_lowercase()) {
+        if !seen.insert(crate::jsonrpc::fold_case(&k)) {
             twice = Some(k.clone());
         }
         arguments.insert(k, v);
@@ -207,6 +207,22 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
         }
     }
     if !bytes.iter().all(u8::is_ascii_whitespace) {
+        // The upstream reads the body by its Content-Type, which is forwarded: one that says
+        // form, multipart or text would be read otherwise than the JSON the policy saw.
+        let json_type = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|m| m.trim().to_ascii_lowercase())
+            .is_some_and(|m| {
+                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+            });
+        if !json_type {
+            return invalid(
+                "a body is taken only as JSON: send it with Content-Type: application/json".into(),
+            );
+        }
         if let Err(why) = crate::jsonrpc::check_member_names(&bytes) {
             return invalid(why);
         }

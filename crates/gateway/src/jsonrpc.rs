@@ -261,7 +261,7 @@ pub fn check_member_names(bytes: &[u8]) -> Result<(), String> {
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
             let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
             while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if !seen.insert(k.to_ascii_lowercase()) {
+                if !seen.insert(fold_case(&k)) {
                     return Err(serde::de::Error::custom(format!(
                         "member {:?} is given twice in one object (or twice in different case): give each member once",
                         k.chars().take(64).collect::<String>()
@@ -283,6 +283,15 @@ pub fn check_member_names(bytes: &[u8]) -> Result<(), String> {
             .to_string()),
         _ => Ok(()),
     }
+}
+
+/// A member name as a case-insensitive reader compares it: Unicode case folded, so that `ſ`
+/// (U+017F) meets `s` and `K` (U+212A, Kelvin) meets `k`, as Go's `encoding/json` matches them.
+pub fn fold_case(name: &str) -> String {
+    if name.is_ascii() {
+        return name.to_ascii_lowercase();
+    }
+    name.to_uppercase().to_lowercase()
 }
 
 fn params(o: &mut Map<String, Value>) -> Result<Option<Value>, RpcError> {
@@ -331,6 +340,8 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_note","name":"delete_note"}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_note","Name":"delete_note"}}"#,
             r#"{"jsonrpc":"2.0","id":1,"method":"ping","Method":"tools/call"}"#,
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"e\",\"arguments\":{},\"argument\u{17f}\":{}}}",
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\",\"params\":{\"k\":1,\"\u{212a}\":2}}",
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"w","arguments":{"a":[{"path":"/ok","PATH":"/etc"}]}}}"#,
         ] {
             let e = parse(body.as_bytes())

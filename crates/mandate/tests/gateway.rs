@@ -147,7 +147,9 @@ fn a_method_or_notification_the_gateway_does_not_know_is_refused_and_not_forward
     assert!(s
         .event_bodies()
         .iter()
-        .any(|e| e.contains("\"mcp.Tools/Call\"") && e.contains("method_not_found")));
+        .any(|e| e.contains("\"mcp.unknown_method\"")
+            && e.contains("demo/Tools/Call")
+            && e.contains("method_not_found")));
     // A notification that is not one of the client's: 400, not relayed.
     let note = json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "delete_note", "arguments": {"name": "todo"}}});
     let (status, _, body) = s.post_json_dpop(DEMO, "agent:coder", &m, &note);

@@ -282,7 +282,7 @@ fn scrub_event_text(e: &Event) -> Option<Event> {
     use std::borrow::Cow;
     let dirty = |s: &str| matches!(clean_text(s), Cow::Owned(_));
     let reason = e.details.get("reason").and_then(|v| v.as_str());
-    let any_key = e.details.keys().any(|k| dirty(k));
+    let any_key = e.details.iter().any(|(k, v)| dirty(k) || has_dirty_key(v));
     if !any_key
         && !reason.is_some_and(dirty)
         && !text_fields!(e, iter).into_iter().any(|s| dirty(s))
@@ -302,10 +302,37 @@ fn scrub_event_text(e: &Event) -> Option<Event> {
         let details = std::mem::take(&mut e.details);
         e.details = details
             .into_iter()
-            .map(|(k, v)| (clean_text(&k).into_owned(), v))
+            .map(|(k, v)| (clean_text(&k).into_owned(), clean_keys(v)))
             .collect();
     }
     Some(e)
+}
+
+/// Whether a member name at any depth of `v` needs `clean_text`.
+fn has_dirty_key(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Object(o) => o
+            .iter()
+            .any(|(k, v)| matches!(clean_text(k), std::borrow::Cow::Owned(_)) || has_dirty_key(v)),
+        serde_json::Value::Array(a) => a.iter().any(has_dirty_key),
+        _ => false,
+    }
+}
+
+/// `v` with every member name, at any depth, put through `clean_text` (values are redacted
+/// elsewhere, by `recorded_action`).
+fn clean_keys(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(o) => serde_json::Value::Object(
+            o.into_iter()
+                .map(|(k, v)| (clean_text(&k).into_owned(), clean_keys(v)))
+                .collect(),
+        ),
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.into_iter().map(clean_keys).collect())
+        }
+        other => other,
+    }
 }
 
 /// Runs an administrative change audited: the event is durable before the change is made (so
@@ -642,6 +669,10 @@ mod tests {
             jti: Some(format!("eyJ\u{7}{token}")),
         });
         e.details.insert(token.into(), serde_json::json!(1));
+        e.details.insert(
+            "arguments".into(),
+            serde_json::json!({"n": {format!("Bearer {token}"): 1, "deep": [{"k\u{7}": 2}]}}),
+        );
         let clean = scrub_event_text(&e).expect("something to scrub");
         let body = clean.canonical();
         for leaked in [token, "hunter2", "u:pw", "\u{1b}", "\u{202e}", "\u{7}"] {
