@@ -141,8 +141,67 @@ fn a_request_head_over_64_kib_is_refused_with_431() {
     assert!(text.starts_with("HTTP/1.1 431"), "{text}");
 }
 
+/// Sends `batch` to the decision point `count` times in a row, from a thread of its own, and
+/// gives how long each answer took.
+fn send_batches(
+    s: &Server,
+    who: &str,
+    m: &str,
+    batch: &Value,
+    count: usize,
+) -> std::thread::JoinHandle<Vec<std::time::Duration>> {
+    let (url, key, m, batch) = (s.url.clone(), s.key(who), m.to_string(), batch.clone());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let http = reqwest::Client::new();
+            let mut took = vec![];
+            for _ in 0..count {
+                let target = format!("{url}/access/v1/evaluations");
+                let proof = mandate_core::dpop::make_proof(
+                    &key,
+                    "POST",
+                    &target,
+                    crate::common::now(),
+                    &crate::common::random_id(),
+                    Some(&m),
+                );
+                let t = std::time::Instant::now();
+                let r = http
+                    .post(&target)
+                    .header("Authorization", format!("DPoP {m}"))
+                    .header("DPoP", proof)
+                    .json(&batch)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                took.push(t.elapsed());
+            }
+            took
+        })
+    })
+}
+
+/// The slowest of `count` JWKS requests, `pause` apart.
+fn slowest_jwks(s: &Server, count: usize, pause: std::time::Duration) -> std::time::Duration {
+    let mut slowest = std::time::Duration::ZERO;
+    for _ in 0..count {
+        let t = std::time::Instant::now();
+        let (code, _) = s.get("/oauth2/jwks");
+        assert_eq!(code, 200);
+        slowest = slowest.max(t.elapsed());
+        std::thread::sleep(pause);
+    }
+    slowest
+}
+
 #[test]
 fn an_enforcement_points_costliest_batches_do_not_stall_other_callers() {
+    use std::time::Duration;
     let s = Server::demo();
     let (who, m) = s.pep();
     // Items whose arguments make every decision expensive (thousands of keys to scan, one of them
@@ -159,66 +218,44 @@ fn an_enforcement_points_costliest_batches_do_not_stall_other_callers() {
         "action": {"name": "tools/call", "properties": {"arguments": args}},
         "evaluations": vec![item; 64],
     });
+    // Baselines measured in this run on this machine, so that the bounds below scale with how
+    // loaded it is: a stranger's request and one costly batch, each alone.
+    let jwks_alone = slowest_jwks(&s, 10, Duration::from_millis(20));
+    let batch_alone = send_batches(&s, &who, &m, &batch, 2)
+        .join()
+        .unwrap()
+        .into_iter()
+        .max()
+        .unwrap();
+
+    // The attack: two callers sending such batches back to back.
     let senders: Vec<_> = (0..2)
-        .map(|_| {
-            let (url, key, m, batch) = (s.url.clone(), s.key(&who), m.clone(), batch.clone());
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    let http = reqwest::Client::new();
-                    let mut took = vec![];
-                    for _ in 0..2 {
-                        let target = format!("{url}/access/v1/evaluations");
-                        let proof = mandate_core::dpop::make_proof(
-                            &key,
-                            "POST",
-                            &target,
-                            crate::common::now(),
-                            &crate::common::random_id(),
-                            Some(&m),
-                        );
-                        let t = std::time::Instant::now();
-                        let r = http
-                            .post(&target)
-                            .header("Authorization", format!("DPoP {m}"))
-                            .header("DPoP", proof)
-                            .json(&batch)
-                            .send()
-                            .await
-                            .unwrap();
-                        assert_eq!(r.status(), 200);
-                        took.push(t.elapsed());
-                    }
-                    took
-                })
-            })
-        })
+        .map(|_| send_batches(&s, &who, &m, &batch, 2))
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(300));
     // Meanwhile, a stranger's request is answered promptly.
-    let mut slowest = std::time::Duration::ZERO;
-    for _ in 0..10 {
-        let t = std::time::Instant::now();
-        let (code, _) = s.get("/oauth2/jwks");
-        assert_eq!(code, 200);
-        slowest = slowest.max(t.elapsed());
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    let slowest = slowest_jwks(&s, 10, Duration::from_millis(200));
+    let measured = format!("(alone: a batch {batch_alone:?}, JWKS {jwks_alone:?})");
     for h in senders {
         for took in h.join().unwrap() {
-            // One batch gets at most its evaluation budget (1 s), plus the wait for its turn.
+            // One batch gets at most its evaluation budget, plus the wait for its turn (the other
+            // caller's batch ahead of it in the FIFO lane): about twice a batch alone. Twice that
+            // again, plus a second, still fails a batch made to wait for every other batch or
+            // held past its budget, but not a machine that is slow for everyone.
+            let bound = batch_alone * 4 + Duration::from_secs(1);
             assert!(
-                took < std::time::Duration::from_secs(6),
-                "a batch took {took:?}"
+                took < bound,
+                "a batch took {took:?}, over {bound:?} {measured}"
             );
         }
     }
+    // Batches evaluate in a lane that leaves a core to everything else: a stranger waits a few
+    // times its usual latency at most, never for a batch to finish (a batch alone takes far
+    // longer than this bound unless the machine is idle and fast, where the floor holds it).
+    let bound = jwks_alone * 10 + Duration::from_millis(500);
     assert!(
-        slowest < std::time::Duration::from_secs(1),
-        "JWKS took {slowest:?} meanwhile"
+        slowest < bound,
+        "JWKS took {slowest:?} meanwhile, over {bound:?} {measured}"
     );
 }
 
