@@ -29,30 +29,31 @@ const SECRET_PARAMS: [&str; 14] = [
 
 /// Prefixes of well-known credential formats (as secret scanners know them), with the shortest
 /// length a real credential of that format has, so that a word merely starting like one is not
-/// taken for it.
-const KNOWN_PREFIXES: [(&str, usize); 22] = [
-    ("ghp_", 36),
-    ("gho_", 36),
-    ("ghu_", 36),
-    ("ghs_", 36),
-    ("ghr_", 36),
-    ("github_pat_", 40),
-    ("glpat-", 26),
-    ("xoxb-", 20),
-    ("xoxp-", 20),
-    ("xoxa-", 20),
-    ("xoxr-", 20),
-    ("xoxs-", 20),
-    ("sk-", 32),
-    ("sk_live_", 24),
-    ("rk_live_", 24),
-    ("AKIA", 20),
-    ("ASIA", 20),
-    ("AIza", 39),
-    ("npm_", 40),
-    ("hf_", 34),
-    ("pypi-", 60),
-    ("SG.", 60),
+/// taken for it, and whether the prefix is distinctive enough to be looked for inside a word
+/// (`x_ghp_...`, `tokenghp_...`): `sk-`, `hf_` and `SG.` are not (`task-...`, `shelf_...`).
+const KNOWN_PREFIXES: [(&str, usize, bool); 22] = [
+    ("ghp_", 36, true),
+    ("gho_", 36, true),
+    ("ghu_", 36, true),
+    ("ghs_", 36, true),
+    ("ghr_", 36, true),
+    ("github_pat_", 40, true),
+    ("glpat-", 26, true),
+    ("xoxb-", 20, true),
+    ("xoxp-", 20, true),
+    ("xoxa-", 20, true),
+    ("xoxr-", 20, true),
+    ("xoxs-", 20, true),
+    ("sk-", 32, false),
+    ("sk_live_", 24, true),
+    ("rk_live_", 24, true),
+    ("AKIA", 20, true),
+    ("ASIA", 20, true),
+    ("AIza", 39, true),
+    ("npm_", 40, true),
+    ("hf_", 34, false),
+    ("pypi-", 60, true),
+    ("SG.", 60, false),
 ];
 
 /// `Authorization` schemes whose credentials follow them.
@@ -79,18 +80,33 @@ pub fn looks_like_secret_value(s: &str) -> bool {
         .any(|w| url_password(w) || secret_query(w) || has_known_credential(w))
 }
 
-/// Whether a word holds a credential of a well-known format ([`KNOWN_PREFIXES`]).
+/// Whether a word holds a credential of a well-known format ([`KNOWN_PREFIXES`]): a run of
+/// token characters that starts with a known prefix, or has a distinctive one glued inside it
+/// (`x_ghp_...`), the credential being the prefix and the rest of the run. Either way it must be
+/// at least as long as the format's shortest credential; glued inside a word its body must also
+/// hold a digit, as random credentials do and long `snake_case` names (`backup_ghp_tokens_...`,
+/// `SLOVAKIA_...`) do not.
 fn has_known_credential(w: &str) -> bool {
-    w.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'))
-        .any(|tok| {
-            KNOWN_PREFIXES.iter().any(|(p, min)| {
-                tok.len() >= *min
-                    && tok.starts_with(p)
-                    && tok[p.len()..]
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-            })
+    w.split(|c: char| !is_token_char(c)).any(|tok| {
+        KNOWN_PREFIXES.iter().any(|&(p, min, glued)| {
+            (tok.starts_with(p) && credential_from(tok, p, min, false))
+                || glued
+                    && tok
+                        .match_indices(p)
+                        .any(|(at, _)| at > 0 && credential_from(&tok[at..], p, min, true))
         })
+    })
+}
+
+/// The characters credentials of the known formats are made of.
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
+}
+
+/// Whether `rest`, a run of token characters starting with `prefix`, is long enough to be a
+/// credential of that format (and, `glued` inside a word, has a digit in its body).
+fn credential_from(rest: &str, prefix: &str, min: usize, glued: bool) -> bool {
+    rest.len() >= min && (!glued || rest[prefix.len()..].bytes().any(|b| b.is_ascii_digit()))
 }
 
 /// `name=value` where `is_secret_name(name)`: the value's start in `w`. (Not `name:value`:
@@ -239,6 +255,49 @@ mod tests {
         ] {
             assert!(!looks_like_secret_value(s), "{s}");
         }
+    }
+
+    const GHP: &str = "ghp_0123456789abcdefghijABCDEFGHIJ012345";
+
+    #[test]
+    fn a_known_credential_glued_to_a_word_is_recognised() {
+        for s in [
+            format!("x_{GHP}"),
+            format!("token{GHP}"),
+            format!("GITHUB_TOKEN={GHP}"),
+            format!("ghp_x_{GHP}"),
+            "keyAKIA0123456789ABCDEF".to_string(),
+            "my-glpat-0123456789abcdefghij".to_string(),
+            "slack_xoxb-1234567890-abcdefghijkl".to_string(),
+        ] {
+            assert!(looks_like_secret_value(&s), "{s}");
+            assert_eq!(shapes(&format!("sent {s} ok")), "sent [removed] ok", "{s}");
+        }
+    }
+
+    #[test]
+    fn a_word_merely_containing_a_prefix_is_not_a_credential() {
+        for s in [
+            "my_ghp_notes",
+            "tokenghp_short",
+            "x_ghp_0123456789abcd",
+            "backup_ghp_tokens_rotation_schedule_for_next_quarter",
+            "SLOVAKIA_REGION_CODES_LIST",
+            "EURASIA_DISTRIBUTION_CENTER",
+            "task-0123456789abcdefghij0123456789",
+            "shelf_0123456789abcdefghij0123456789",
+        ] {
+            assert!(!looks_like_secret_value(s), "{s}");
+            assert!(matches!(shapes(s), Cow::Borrowed(_)), "{s}");
+        }
+    }
+
+    #[test]
+    fn a_credential_at_the_start_of_a_word_needs_only_its_length() {
+        assert!(looks_like_secret_value(GHP));
+        assert!(looks_like_secret_value(&format!("{GHP}_suffix")));
+        assert!(!looks_like_secret_value(&GHP[..35]));
+        assert_eq!(shapes(&format!("token {GHP}")), "token [removed]");
     }
 
     /// Scrubbing by shapes alone (no secret names).

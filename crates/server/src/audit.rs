@@ -685,6 +685,24 @@ mod tests {
     }
 
     #[test]
+    fn a_token_glued_to_a_word_leaves_the_events_text_and_an_ordinary_name_stays() {
+        let token = "ghp_0123456789abcdefghijABCDEFGHIJ012345";
+        let mut e = new_event("tool.call", "agent:gateway", "mcp.tools/call");
+        e.resource = Some(format!("demo/x_{token}"));
+        e.reasons = vec![format!("sent token{token} upstream")];
+        e.details
+            .insert(format!("my_{token}"), serde_json::json!(1));
+        let clean = scrub_event_text(&e).expect("something to scrub");
+        assert!(!clean.canonical().contains(token), "{}", clean.canonical());
+        let mut e = new_event("tool.call", "agent:gateway", "mcp.tools/call");
+        e.resource = Some("demo/my_ghp_notes".into());
+        assert!(
+            scrub_event_text(&e).is_none(),
+            "a short name is not a token"
+        );
+    }
+
+    #[test]
     fn the_origin_is_the_issuer_without_its_scheme() {
         assert_eq!(origin_for("http://127.0.0.1:8700"), "127.0.0.1:8700");
         assert_eq!(
