@@ -8,6 +8,16 @@ pub const MANDATE_TYP: &str = "at+jwt";
 /// Hard bound on the `act` nesting and on `mandate.parents`, whatever a ceiling says.
 pub const MAX_CHAIN_DEPTH: u32 = 16;
 
+/// A fresh `jti` for a mandate: 128 bits from `rng`, base64url without padding. The caller
+/// supplies the cryptographically secure source (`core` draws no randomness of its own), so the
+/// authority and every gateway mint identifiers of one form.
+pub fn new_jti<R: rand_core::CryptoRngCore + ?Sized>(rng: &mut R) -> String {
+    use base64::Engine;
+    let mut b = [0u8; 16];
+    rng.fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
 /// `aud`: one string or an array of strings (RFC 7519 §4.1.3). Serialised as a string when single.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -160,5 +170,25 @@ impl MandateClaims {
             v.push(self.client_id.clone());
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_jti_is_128_random_bits_in_base64url() {
+        let mut rng = rand::rngs::OsRng;
+        let (a, b) = (new_jti(&mut rng), new_jti(&mut rng));
+        assert_ne!(a, b);
+        for j in [&a, &b] {
+            assert_eq!(j.len(), 22, "{j}");
+            assert!(
+                j.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'),
+                "{j}"
+            );
+        }
     }
 }

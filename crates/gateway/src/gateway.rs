@@ -158,14 +158,6 @@ pub struct Judged {
     pub event: Option<Event>,
 }
 
-/// A fresh `jti` (128 random bits, base64url), as the authority's token endpoint makes them.
-fn new_jti() -> String {
-    use base64::Engine;
-    let mut b = [0u8; 16];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
-
 /// Unix seconds now.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -278,7 +270,7 @@ impl Gateway {
         } else {
             ScopeSet::parse(&scopes.join(" ")).map_err(|e| unavailable(e.to_string()))?
         };
-        let jti = new_jti();
+        let jti = mandate_core::claims::new_jti(&mut rand::rngs::OsRng);
         let forwarded = mandate_core::delegation::for_upstream_call(
             mandate_core::delegation::Mint {
                 issuer: minter.issuer(),

@@ -13,7 +13,6 @@ use mandate_core::delegation::{self, Caller, Grantee, Mint, Request};
 use mandate_core::verify::{self, Expect, VerifiedMandate};
 use mandate_core::{PrincipalName, ScopeSet};
 use mandate_store::{IssueOutcome, MandateRecord};
-use rand::RngCore;
 
 use mandate_audit::event::{kinds, Event};
 use mandate_policy::Decision;
@@ -307,7 +306,7 @@ async fn decide_and_issue(
             "reason is longer than {MAX_REASON} characters"
         )));
     }
-    let jti = new_jti();
+    let jti = mandate_core::claims::new_jti(&mut rand::rngs::OsRng);
     let mint = Mint {
         issuer: &st.cfg.issuer,
         jti: &jti,
@@ -694,13 +693,6 @@ fn claimed_client(form: &Form) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let iss = v.get("iss")?.as_str()?;
     iss.parse::<PrincipalName>().ok().map(|p| p.to_string())
-}
-
-fn new_jti() -> String {
-    let mut b = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
 fn response(token: &str, c: &MandateClaims, exchange: bool) -> Response {
