@@ -88,6 +88,45 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
     got.len() == pat.len()
 }
 
+/// The query's parameters, decoded, in order; refused with a one-line reason when a name holds
+/// `[` or `]` (after decoding): PHP, Rails and `qs` read `path[]=a` as an array and `a[b]=c` as
+/// a nested key, a shape the policy, which sees the name as a plain string, never decided on.
+pub fn query_arguments(query: Option<&str>) -> Result<Vec<(String, String)>, String> {
+    let Some(q) = query else {
+        return Ok(vec![]);
+    };
+    url::form_urlencoded::parse(q.as_bytes())
+        .map(|(k, v)| {
+            if k.contains(['[', ']']) {
+                return Err(format!(
+                    "query parameter {k:?} has '[' or ']', which upstreams may read as an array or a nested key: send plain names"
+                ));
+            }
+            Ok((k.into_owned(), v.into_owned()))
+        })
+        .collect()
+}
+
+/// Why a GET or HEAD request cannot be forwarded with its body, if it has one (bytes,
+/// `Content-Length` other than 0, or any `Transfer-Encoding`): such a request is decided on its
+/// query alone, so a body would reach the upstream undecided.
+pub fn body_without_decision(
+    method: &http::Method,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<String> {
+    if !matches!(*method, http::Method::GET | http::Method::HEAD) {
+        return None;
+    }
+    let declared = headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .any(|v| v.to_str().ok().map(str::trim) != Some("0"));
+    (!body.is_empty() || declared || headers.contains_key(header::TRANSFER_ENCODING)).then(|| {
+        format!("a {method} request is decided on its query alone, so it may carry no body: send the arguments in the query")
+    })
+}
+
 /// Request headers passed to an HTTP API upstream (never `Authorization`, `DPoP` or cookies).
 const FORWARDED_API_HEADERS: [&str; 4] =
     ["accept", "content-type", "accept-encoding", "if-none-match"];
@@ -176,7 +215,9 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
             .into_response();
     };
     // The arguments the policy sees must be the ones the upstream reads: a query key given
-    // twice, or given in both the query and the body, could be read either way, so it is refused.
+    // twice, or given in both the query and the body, could be read either way, so it is refused,
+    // and so is a query name with brackets (an array or nested key to many frameworks) and a
+    // body on a GET or HEAD (decided on the query alone).
     // The same holds for names that differ only in case (`path` and `Path`: some frameworks
     // match either), for a body the gateway cannot read as arguments (a form, an array, text: the
     // upstream would read what the policy never saw), and for method overrides (`_method`).
@@ -188,6 +229,13 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
         )
             .into_response()
     };
+    if let Some(why) = body_without_decision(&parts.method, &parts.headers, &bytes) {
+        return invalid(why);
+    }
+    let query = match query_arguments(parts.uri.query()) {
+        Ok(q) => q,
+        Err(why) => return invalid(why),
+    };
     let mut arguments = serde_json::Map::new();
     let mut seen = std::collections::HashSet::new();
     let mut twice = None;
@@ -197,14 +245,8 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
         }
         arguments.insert(k, v);
     };
-    if let Some(q) = parts.uri.query() {
-        for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
-            add(
-                k.into_owned(),
-                Value::String(v.into_owned()),
-                &mut arguments,
-            );
-        }
+    for (k, v) in query {
+        add(k, Value::String(v), &mut arguments);
     }
     if !bytes.iter().all(u8::is_ascii_whitespace) {
         // The upstream reads the body by its Content-Type, which is forwarded: one that says
@@ -404,6 +446,53 @@ mod tests {
         assert!(!path_matches("/files/**", "/other/a"));
         assert!(path_matches("/", "/"));
         assert!(!path_matches("/a", "/a/"));
+    }
+
+    #[test]
+    fn a_query_name_with_brackets_is_refused_with_its_reason() {
+        use super::query_arguments;
+        for q in ["path[]=a", "a[b]=c", "a%5B0%5D=x", "ok=1&x]=2", "[=1"] {
+            let why = query_arguments(Some(q)).unwrap_err();
+            assert!(
+                why.contains("'[' or ']'") && !why.contains('\n'),
+                "{q}: {why}"
+            );
+        }
+        assert_eq!(
+            query_arguments(Some("path=a%5B1%5D&full=1")).unwrap(),
+            vec![("path".into(), "a[1]".into()), ("full".into(), "1".into())],
+            "brackets in a value are only text"
+        );
+        assert!(query_arguments(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_get_or_head_with_a_body_is_refused_and_other_methods_are_not() {
+        use super::body_without_decision;
+        use http::{header, HeaderMap, HeaderValue, Method};
+        let with = |name: header::HeaderName, value: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            h
+        };
+        let none = HeaderMap::new();
+        for m in [Method::GET, Method::HEAD] {
+            assert!(body_without_decision(&m, &none, b"").is_none(), "{m}");
+            let zero = with(header::CONTENT_LENGTH, "0");
+            assert!(body_without_decision(&m, &zero, b"").is_none(), "{m}");
+            assert!(
+                body_without_decision(&m, &none, b"{\"a\":1}").is_some(),
+                "{m}"
+            );
+            assert!(body_without_decision(&m, &none, b" ").is_some(), "{m}");
+            let declared = with(header::CONTENT_LENGTH, "5");
+            assert!(body_without_decision(&m, &declared, b"").is_some(), "{m}");
+            let chunked = with(header::TRANSFER_ENCODING, "chunked");
+            assert!(body_without_decision(&m, &chunked, b"").is_some(), "{m}");
+        }
+        for m in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+            assert!(body_without_decision(&m, &none, b"{}").is_none(), "{m}");
+        }
     }
 
     #[test]

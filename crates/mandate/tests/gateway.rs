@@ -327,25 +327,29 @@ fn an_upstream_added_live_is_served_at_once_audited_and_kept_across_a_restart() 
     }
 }
 
+/// A server whose upstream `api` is an HTTP API at `fake` (its key in a file: the key is
+/// returned), routed GET and DELETE `/items/*` and POST `/items`.
+fn api_server(fake: &common::fake::Fake) -> (Server, String) {
+    let home_key = "api-key-".to_string() + &common::random_id();
+    // The secret is written where the server reads it: a file beside the test's home.
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("api-key");
+    std::fs::write(&key_file, format!("{home_key}\n")).unwrap();
+    let patch = format!(
+        "[upstream.api]\nhttp = \"{}/v1\"\nsecret_header = {{ X-Api-Key = \"@{}\" }}\nroutes = [\n  {{ method = \"GET\", path = \"/items/*\", action = \"get_item\" }},\n  {{ method = \"DELETE\", path = \"/items/*\", action = \"delete_item\" }},\n  {{ method = \"POST\", path = \"/items\", action = \"create_item\" }},\n]\n",
+        fake.url,
+        key_file.display()
+    );
+    let s = Server::start_with(true, &patch);
+    std::mem::forget(dir);
+    (s, home_key)
+}
+
 #[test]
 fn an_http_api_is_served_by_its_routes_with_the_same_scope_policy_and_injected_credentials() {
     let fake =
         common::fake::Fake::start(|req, _| (200, format!("{{\"served\":\"{}\"}}", req.path)));
-    let home_key = "api-key-".to_string() + &common::random_id();
-    let s = {
-        // The secret is written where the server reads it: a file beside the test's home.
-        let dir = tempfile::tempdir().unwrap();
-        let key_file = dir.path().join("api-key");
-        std::fs::write(&key_file, format!("{home_key}\n")).unwrap();
-        let patch = format!(
-            "[upstream.api]\nhttp = \"{}/v1\"\nsecret_header = {{ X-Api-Key = \"@{}\" }}\nroutes = [\n  {{ method = \"GET\", path = \"/items/*\", action = \"get_item\" }},\n  {{ method = \"DELETE\", path = \"/items/*\", action = \"delete_item\" }},\n]\n",
-            fake.url,
-            key_file.display()
-        );
-        let s = Server::start_with(true, &patch);
-        std::mem::forget(dir);
-        s
-    };
+    let (s, home_key) = api_server(&fake);
     s.ok(&[
         "agent",
         "create",
@@ -426,4 +430,58 @@ fn an_http_api_is_served_by_its_routes_with_the_same_scope_policy_and_injected_c
         .iter()
         .any(|e| e.contains("\"action\":\"http.GET\"")
             && e.contains("\"resource\":\"api/get_item\"")));
+}
+
+#[test]
+fn an_http_api_request_the_upstream_could_read_otherwise_is_refused_and_never_forwarded() {
+    let fake =
+        common::fake::Fake::start(|req, _| (200, format!("{{\"served\":\"{}\"}}", req.path)));
+    let (s, _) = api_server(&fake);
+    s.ok(&[
+        "agent",
+        "create",
+        "ops",
+        "--scopes",
+        "api:*",
+        "--audiences",
+        "http:api",
+    ]);
+    let ops = s.own_mandate("agent:ops", "api:*", "http:api");
+    let send = |method: &str, path: &str, content_type: &str, body: Option<&[u8]>| {
+        let (status, _, text) = s.dpop_send(
+            method,
+            path,
+            "agent:ops",
+            &ops,
+            &[("content-type", content_type)],
+            body.map(<[u8]>::to_vec),
+        );
+        (status, text)
+    };
+    let body: &[u8] = br#"{"name":"seven"}"#;
+    // JSON labelled as text: the upstream reads it by the type forwarded, not as the policy did.
+    let (status, text) = send("POST", "/http/api/items", "text/plain", Some(body));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("Content-Type: application/json"), "{text}");
+    // A GET is decided on its query alone: a body would reach the upstream undecided.
+    let (status, text) = send("GET", "/http/api/items/7", "application/json", Some(body));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("no body"), "{text}");
+    // Bracketed query names are arrays or nested keys to many upstreams.
+    for path in ["/http/api/items/7?path[]=a", "/http/api/items/7?a%5Bb%5D=c"] {
+        let (status, text) = send("GET", path, "application/json", None);
+        assert_eq!(status, 400, "{path}: {text}");
+        assert!(text.contains("'[' or ']'"), "{path}: {text}");
+    }
+    assert!(
+        fake.requests().is_empty(),
+        "nothing refused reached the API: {:?}",
+        fake.requests()
+    );
+    // The same body sent as JSON is decided and forwarded as it came.
+    let (status, text) = send("POST", "/http/api/items", "application/json", Some(body));
+    assert_eq!(status, 200, "{text}");
+    let posted = fake.with_method("POST");
+    assert_eq!(posted.len(), 1, "{posted:?}");
+    assert_eq!(posted[0].body.as_bytes(), body);
 }

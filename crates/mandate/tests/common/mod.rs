@@ -922,6 +922,30 @@ impl Server {
         mandate: &str,
         body: Option<&Value>,
     ) -> (u16, reqwest::header::HeaderMap, String) {
+        let (headers, body) = match body {
+            Some(b) => (
+                vec![("content-type", "application/json")],
+                Some(serde_json::to_vec(b).unwrap()),
+            ),
+            None => (vec![], None),
+        };
+        let (status, headers, text) =
+            self.dpop_send(method.as_str(), path, principal, mandate, &headers, body);
+        (status, headers, text)
+    }
+
+    /// Any method with these headers and raw body bytes, `Authorization: DPoP <mandate>` and a
+    /// fresh proof: status, headers and body text.
+    pub fn dpop_send(
+        &self,
+        method: &str,
+        path: &str,
+        principal: &str,
+        mandate: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
         let url = format!("{}{path}", self.url);
         let key = self.key(principal);
         let proof = dpop::make_proof(
@@ -938,8 +962,11 @@ impl Server {
                 .request(method, &url)
                 .header("Authorization", format!("DPoP {mandate}"))
                 .header("DPoP", proof);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
             if let Some(b) = body {
-                req = req.json(b);
+                req = req.body(b);
             }
             let r = req.send().await.expect("server reachable");
             let status = r.status().as_u16();
