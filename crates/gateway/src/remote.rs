@@ -150,6 +150,26 @@ struct Link {
     http: reqwest::Client,
     own: Arc<dyn OwnMandate>,
     key: Vec<u8>,
+    health: AppendHealth,
+}
+
+/// Whether the log can be written, as the appends found it: why the last one to finish failed,
+/// until one succeeds (none made yet: healthy, the key was just read with the same mandate).
+#[derive(Default)]
+struct AppendHealth(std::sync::Mutex<Option<String>>);
+
+impl AppendHealth {
+    fn succeeded(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn failed(&self, why: String) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+
+    fn failing(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// An event waiting to be sent, and who waits for its seq.
@@ -193,6 +213,7 @@ impl RemoteAudit {
             http,
             own,
             key,
+            health: AppendHealth::default(),
         });
         let (queue, rx) = tokio::sync::mpsc::channel(MAX_QUEUED);
         tokio::spawn(sender(link.clone(), rx));
@@ -203,6 +224,13 @@ impl RemoteAudit {
     /// returns their sequence numbers once the authority says they are durable.
     pub async fn append_all(&self, events: &[Event]) -> Result<Vec<i64>, RemoteError> {
         self.link.append_all(events).await
+    }
+
+    /// Why the log cannot be written, when the last append to finish failed (refused, the
+    /// authority unreachable, or no answer within [`AUDIT_TIMEOUT`]) and none has succeeded
+    /// since: every call is refused meanwhile (`/healthz` says so).
+    pub fn failing(&self) -> Option<String> {
+        self.link.health.failing()
     }
 }
 
@@ -262,12 +290,14 @@ async fn sender(link: Arc<Link>, mut rx: tokio::sync::mpsc::Receiver<Pending>) {
             let events: Vec<Event> = pending.iter().map(|p| p.event.clone()).collect();
             match link.append_all(&events).await {
                 Ok(seqs) => {
+                    link.health.succeeded();
                     for (p, seq) in pending.into_iter().zip(seqs) {
                         let _ = p.reply.send(Ok(seq));
                     }
                 }
                 Err(e) => {
                     tracing::error!(events = events.len(), first = %events[0].id, error = %e, "the authority's audit log could not be written; the calls are refused");
+                    link.health.failed(e.to_string());
                     for p in pending {
                         let _ = p.reply.send(Err(AuditUnavailable));
                     }
@@ -299,6 +329,10 @@ impl AuditSink for RemoteAudit {
                 Ok(r) => r,
                 Err(_) => {
                     tracing::error!(event = %event.id, "no answer from the authority's audit log within {} s; the call is refused", AUDIT_TIMEOUT.as_secs());
+                    self.link.health.failed(format!(
+                        "no answer from the authority's audit log within {} s",
+                        AUDIT_TIMEOUT.as_secs()
+                    ));
                     Err(AuditUnavailable)
                 }
             }

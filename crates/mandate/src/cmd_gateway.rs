@@ -161,11 +161,12 @@ pub async fn run(ctx: &Ctx, a: GatewayArgs) -> Result<()> {
     settings.per_agent_burst = g.per_agent_burst.max(g.per_agent_rps);
     settings.max_body = g.max_body;
     let auth = Arc::new(RemoteAuth::new(verifier.clone()));
+    let audit = Arc::new(audit);
     let gw = Arc::new(mandate_gateway::Gateway::new(
         settings,
         auth,
         policy,
-        Arc::new(audit),
+        audit.clone(),
     ));
     for (name, up) in &file.upstream {
         let started =
@@ -189,8 +190,8 @@ pub async fn run(ctx: &Ctx, a: GatewayArgs) -> Result<()> {
     let app = mandate_gateway::serve::routes(gw.clone()).route(
         "/healthz",
         get(move || {
-            let fresh = health.is_fresh();
-            async move { healthz(fresh) }
+            let (fresh, audit_failing) = (health.is_fresh(), audit.failing());
+            async move { healthz(fresh, audit_failing) }
         }),
     );
     limits.max_connections = crate::cmd_server::fit_open_files(limits.max_connections);
@@ -210,17 +211,38 @@ pub async fn run(ctx: &Ctx, a: GatewayArgs) -> Result<()> {
     Ok(())
 }
 
-/// `/healthz`: 200 while the revocation view is fresh (calls can be checked), else 503.
-fn healthz(fresh: bool) -> axum::response::Response {
+/// `/healthz`: 200 while calls can go through: the revocation view is fresh (calls can be
+/// checked) and the audit log can be written (the last append to finish did not fail, or one has
+/// succeeded since). Otherwise 503 with the first problem as `status` and every problem's
+/// reason.
+fn healthz(fresh: bool, audit_failing: Option<String>) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if fresh {
-        axum::Json(serde_json::json!({"status": "ok"})).into_response()
-    } else {
-        (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "revocations_stale"})),
-        )
-            .into_response()
+    let mut problems: Vec<(&str, String)> = vec![];
+    if !fresh {
+        problems.push((
+            "revocations_stale",
+            format!(
+                "the authority's revocation feed has not answered for more than {} s",
+                mandate_gateway::remote::MAX_STALENESS.as_secs()
+            ),
+        ));
+    }
+    if let Some(why) = audit_failing {
+        problems.push((
+            "audit_unavailable",
+            format!("the authority's audit log could not be written: {why}"),
+        ));
+    }
+    match problems.first() {
+        None => axum::Json(serde_json::json!({"status": "ok"})).into_response(),
+        Some((status, _)) => {
+            let reason: Vec<&str> = problems.iter().map(|(_, r)| r.as_str()).collect();
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": status, "reason": reason.join("; ")})),
+            )
+                .into_response()
+        }
     }
 }
 

@@ -356,6 +356,50 @@ fn without_the_authoritys_audit_log_the_gateway_refuses_the_call_instead_of_forw
 }
 
 #[test]
+fn healthz_is_503_while_the_audit_log_cannot_be_written_and_200_once_an_append_succeeds() {
+    let mut s = authority();
+    let g = start_gateway(&s);
+    let m = s.own_mandate("agent:coder", "demo:list_notes demo:read_note", "mcp:demo");
+    let read = tool("read_note", json!({"name": "welcome"}));
+    s.stop();
+    let (status, body) = g.call(&s, "agent:coder", &m, &read);
+    assert_eq!(status, 503, "{body}\n{}", g.log());
+    // The failed append is named (first, unless the revocation view has also gone stale, on a
+    // machine slow enough to take 10 s over this).
+    let (status, body) = g.get("/healthz");
+    assert_eq!(status, 503, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["status"] == "audit_unavailable" || v["status"] == "revocations_stale",
+        "{body}"
+    );
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("audit log could not be written"),
+        "{body}"
+    );
+    // Back: once the feed is followed again a call is recorded, and the gateway is healthy.
+    s.start_again();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = g.call(&s, "agent:coder", &m, &read);
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no call went through after the authority came back: {status} {body}\n{}",
+            g.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, body) = g.get("/healthz");
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
 fn the_audit_endpoints_need_mandate_audit_and_take_only_tool_call_events() {
     let s = authority();
     let event = |kind: &str| {

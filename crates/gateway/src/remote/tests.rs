@@ -1,7 +1,8 @@
 //! `RemoteAudit` against a stand-in authority: concurrent appends share requests, each waiter
-//! gets its own seq, and every failure (an error status, no authority) is `AuditUnavailable`.
+//! gets its own seq, every failure (an error status, no authority) is `AuditUnavailable`, and
+//! `failing` tells whether the last append failed.
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU16, AtomicUsize, Ordering};
 
 use axum::routing::{get, post};
 use axum::Json;
@@ -25,11 +26,16 @@ impl OwnMandate for Fixed {
 struct Authority {
     requests: AtomicUsize,
     next: AtomicI64,
+    /// The status appends are answered with (changeable while it runs).
+    status: AtomicU16,
 }
 
 /// A stand-in authority on loopback answering the key and, after `delay`, appends (or `status`).
 async fn authority(status: u16, delay: Duration) -> (String, Arc<Authority>) {
-    let seen = Arc::new(Authority::default());
+    let seen = Arc::new(Authority {
+        status: AtomicU16::new(status),
+        ..Default::default()
+    });
     let s = seen.clone();
     let app = axum::Router::new()
         .route(
@@ -47,6 +53,7 @@ async fn authority(status: u16, delay: Duration) -> (String, Arc<Authority>) {
                         .iter()
                         .map(|_| s.next.fetch_add(1, Ordering::SeqCst) + 1)
                         .collect();
+                    let status = s.status.load(Ordering::SeqCst);
                     let code = axum::http::StatusCode::from_u16(status).unwrap();
                     (code, Json(json!({"seqs": seqs})))
                 }
@@ -114,4 +121,22 @@ async fn an_authority_that_refuses_or_is_gone_makes_every_append_unavailable() {
         "{:?}",
         r.err()
     );
+}
+
+#[tokio::test]
+async fn failing_names_the_last_appends_failure_until_one_succeeds() {
+    let (url, authority) = authority(200, Duration::ZERO).await;
+    let sink = RemoteAudit::connect(&url, reqwest::Client::new(), Arc::new(Fixed))
+        .await
+        .unwrap();
+    assert_eq!(sink.failing(), None, "healthy before any append");
+    sink.append(&event(1)).await.unwrap();
+    assert_eq!(sink.failing(), None);
+    authority.status.store(503, Ordering::SeqCst);
+    assert_eq!(sink.append(&event(2)).await, Err(AuditUnavailable));
+    let why = sink.failing().expect("the failure is remembered");
+    assert!(why.contains("503"), "{why}");
+    authority.status.store(200, Ordering::SeqCst);
+    sink.append(&event(3)).await.unwrap();
+    assert_eq!(sink.failing(), None, "an append that succeeds clears it");
 }
