@@ -892,7 +892,9 @@ impl Server {
         mandate: &str,
         body: &Value,
     ) -> (u16, reqwest::header::HeaderMap, String) {
-        self.dpop_request(reqwest::Method::POST, path, principal, mandate, Some(body))
+        let json = [("content-type", "application/json")];
+        let body = Some(serde_json::to_vec(body).unwrap());
+        self.dpop_send("POST", path, principal, mandate, &json, body)
     }
 
     /// Any method, without a body, with `Authorization: DPoP <mandate>` and a fresh proof.
@@ -903,35 +905,13 @@ impl Server {
         principal: &str,
         mandate: &str,
     ) -> (u16, reqwest::header::HeaderMap, String) {
-        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
-        self.dpop_request(m, path, principal, mandate, None)
+        self.dpop_send(method, path, principal, mandate, &[], None)
     }
 
     /// GET with `Authorization: DPoP <mandate>` and a fresh proof: status and body text.
     pub fn get_dpop(&self, path: &str, principal: &str, mandate: &str) -> (u16, String) {
-        let (status, _, body) =
-            self.dpop_request(reqwest::Method::GET, path, principal, mandate, None);
+        let (status, _, body) = self.dpop_send("GET", path, principal, mandate, &[], None);
         (status, body)
-    }
-
-    fn dpop_request(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        principal: &str,
-        mandate: &str,
-        body: Option<&Value>,
-    ) -> (u16, reqwest::header::HeaderMap, String) {
-        let (headers, body) = match body {
-            Some(b) => (
-                vec![("content-type", "application/json")],
-                Some(serde_json::to_vec(b).unwrap()),
-            ),
-            None => (vec![], None),
-        };
-        let (status, headers, text) =
-            self.dpop_send(method.as_str(), path, principal, mandate, &headers, body);
-        (status, headers, text)
     }
 
     /// Any method with these headers and raw body bytes, `Authorization: DPoP <mandate>` and a
