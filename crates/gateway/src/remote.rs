@@ -147,6 +147,7 @@ pub struct RemoteAudit {
 /// Where and how events are sent.
 struct Link {
     events_url: String,
+    health_url: String,
     http: reqwest::Client,
     own: Arc<dyn OwnMandate>,
     key: Vec<u8>,
@@ -154,21 +155,44 @@ struct Link {
 }
 
 /// Whether the log can be written, as the appends found it: why the last one to finish failed,
-/// until one succeeds (none made yet: healthy, the key was just read with the same mandate).
+/// until one succeeds or a probe of the authority's `GET /audit/v1/health` answers that the log
+/// takes events (none made yet: healthy, the key was just read with the same mandate). Each
+/// failure has a number, so that a probe sent before a later failure does not clear it.
 #[derive(Default)]
-struct AppendHealth(std::sync::Mutex<Option<String>>);
+struct AppendHealth(std::sync::Mutex<(u64, Option<String>)>);
 
 impl AppendHealth {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, Option<String>)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn succeeded(&self) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.lock().1 = None;
     }
 
     fn failed(&self, why: String) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        let mut h = self.lock();
+        h.0 += 1;
+        h.1 = Some(why);
     }
 
     fn failing(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.lock().1.clone()
+    }
+
+    /// The current failure's number, while failing.
+    fn failure(&self) -> Option<u64> {
+        let h = self.lock();
+        h.1.as_ref().map(|_| h.0)
+    }
+
+    /// A probe made during failure `n` found the log writable: cleared, unless another append
+    /// has failed since.
+    fn recovered(&self, n: u64) {
+        let mut h = self.lock();
+        if h.0 == n {
+            h.1 = None;
+        }
     }
 }
 
@@ -182,6 +206,8 @@ struct Pending {
 pub const MAX_BATCH: usize = 64;
 /// Most append requests out at once.
 pub const MAX_IN_FLIGHT: usize = 8;
+/// How often the authority's `GET /audit/v1/health` is asked while the last append failed.
+pub const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// Most events waiting to be sent; an append finding the queue full waits (within its 5 s).
 const MAX_QUEUED: usize = 4096;
 
@@ -210,6 +236,7 @@ impl RemoteAudit {
             .ok_or_else(|| RemoteError::Malformed(format!("{key_url} did not answer a key")))?;
         let link = Arc::new(Link {
             events_url: format!("{base}/audit/v1/events"),
+            health_url: format!("{base}/audit/v1/health"),
             http,
             own,
             key,
@@ -217,6 +244,7 @@ impl RemoteAudit {
         });
         let (queue, rx) = tokio::sync::mpsc::channel(MAX_QUEUED);
         tokio::spawn(sender(link.clone(), rx));
+        tokio::spawn(probe(Arc::downgrade(&link)));
         Ok(RemoteAudit { link, queue })
     }
 
@@ -228,13 +256,34 @@ impl RemoteAudit {
 
     /// Why the log cannot be written, when the last append to finish failed (refused, the
     /// authority unreachable, or no answer within [`AUDIT_TIMEOUT`]) and none has succeeded
-    /// since: every call is refused meanwhile (`/healthz` says so).
+    /// since, or a probe found the log writable again ([`PROBE_EVERY`]): every call is refused
+    /// meanwhile (`/healthz` says so).
     pub fn failing(&self) -> Option<String> {
         self.link.health.failing()
     }
 }
 
 impl Link {
+    /// Whether the authority says its log takes events (`GET /audit/v1/health` answered 200 ok).
+    async fn probe(&self) -> Result<(), RemoteError> {
+        let answer = send(
+            &self.http,
+            &*self.own,
+            reqwest::Method::GET,
+            &self.health_url,
+            None,
+        )
+        .await?;
+        if answer.get("status").and_then(serde_json::Value::as_str) == Some("ok") {
+            Ok(())
+        } else {
+            Err(RemoteError::Malformed(format!(
+                "{} answered 200 without status ok",
+                self.health_url
+            )))
+        }
+    }
+
     async fn append_all(&self, events: &[Event]) -> Result<Vec<i64>, RemoteError> {
         let bounded: Vec<Event> = events
             .iter()
@@ -262,6 +311,27 @@ impl Link {
                 RemoteError::Malformed("the authority's answer has no seq for each event".into())
             })?;
         Ok(seqs)
+    }
+}
+
+/// While the last append failed, asks the authority every [`PROBE_EVERY`] whether its log takes
+/// events again (`GET /audit/v1/health`, which writes nothing), and clears the failure when it
+/// answers `200 {"status": "ok"}`: a node out of its balancer gets no calls, so without this it
+/// would never learn that the authority is back. Ends with the sink.
+async fn probe(link: std::sync::Weak<Link>) {
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        let Some(link) = link.upgrade() else { return };
+        let Some(n) = link.health.failure() else {
+            continue;
+        };
+        match link.probe().await {
+            Ok(()) => {
+                tracing::info!("the authority's audit log takes events again");
+                link.health.recovered(n);
+            }
+            Err(e) => tracing::debug!(error = %e, "the authority's audit log is still unavailable"),
+        }
     }
 }
 
@@ -384,7 +454,7 @@ async fn send(
             if status != 200 {
                 let description = v
                     .as_ref()
-                    .and_then(|v| v.get("error_description"))
+                    .and_then(|v| v.get("error_description").or_else(|| v.get("reason")))
                     .and_then(serde_json::Value::as_str)
                     .map(|d| mandate_core::jws::scrub_tokens(d).into_owned())
                     .unwrap_or_default();

@@ -2,8 +2,9 @@
 //! server (stdio, `sandbox = "off"`), with a real `mandate serve` as the authority: calls are
 //! decided locally, recorded in the authority's log as asserted by the gateway's principal,
 //! revocations reach it within a second, and without the authority's log it refuses (fail
-//! closed). Also the authority's `/audit/v1/*` endpoints on their own, and the one-line errors
-//! the command starts with.
+//! closed), and once the authority is back its health endpoint clears `/healthz` without a call.
+//! Also the authority's `/audit/v1/*` endpoints on their own, and the one-line errors the command
+//! starts with.
 
 mod common;
 
@@ -397,6 +398,70 @@ fn healthz_is_503_while_the_audit_log_cannot_be_written_and_200_once_an_append_s
     }
     let (status, body) = g.get("/healthz");
     assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn healthz_recovers_without_any_call_once_the_authority_is_back() {
+    let mut s = authority();
+    let g = start_gateway(&s);
+    let m = s.own_mandate("agent:coder", "demo:list_notes demo:read_note", "mcp:demo");
+    let read = tool("read_note", json!({"name": "welcome"}));
+    s.stop();
+    let (status, body) = g.call(&s, "agent:coder", &m, &read);
+    assert_eq!(status, 503, "{body}\n{}", g.log());
+    let (status, body) = g.get("/healthz");
+    assert_eq!(status, 503, "{body}");
+    s.start_again();
+    let back = Instant::now();
+    // No call is made from here on: the gateway probes the authority's /audit/v1/health itself.
+    loop {
+        let (status, body) = g.get("/healthz");
+        if status == 200 {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(8),
+            "/healthz still {status} {body} {:?} after the authority came back\n{}",
+            back.elapsed(),
+            g.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        tool_events(&s, "demo/read_note").is_empty(),
+        "recovered by the probe, not by a recorded call"
+    );
+    // And calls go through again.
+    let (status, body) = g.call(&s, "agent:coder", &m, &read);
+    assert_eq!(status, 200, "{body}\n{}", g.log());
+}
+
+#[test]
+fn the_audit_health_endpoint_needs_mandate_audit_and_writes_nothing() {
+    let s = authority();
+    let gm = s.own_mandate("agent:gateway", "mandate:audit", &s.url);
+    let (_, pep) = s.pep();
+    let events = |s: &Server| s.event_bodies().len();
+    let before = events(&s);
+    for _ in 0..5 {
+        let (status, body) = s.get_dpop("/audit/v1/health", "agent:gateway", &gm);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap(),
+            json!({"status": "ok"})
+        );
+    }
+    assert_eq!(events(&s), before, "a probe is no event");
+    // Refused as the events endpoint refuses: another privilege is 403 (and recorded, naming
+    // the caller), no presentation 401.
+    let (status, body) = s.get_dpop("/audit/v1/health", "agent:pep", &pep);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("mandate:audit"), "{body}");
+    assert!(s.event_bodies().iter().any(|b| {
+        b.contains("\"audit.request\"") && b.contains("agent:pep") && b.contains("refused")
+    }));
+    let (status, _) = s.get("/audit/v1/health");
+    assert_eq!(status, 401);
 }
 
 #[test]

@@ -445,6 +445,21 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Whether the log takes new events now, found without writing one: the checkpoints are not
+    /// failing past their bound (what [`AppState::audit`] checks before every append) and the
+    /// group-commit writer is running. `Err` says why not (`GET /audit/v1/health`).
+    pub fn audit_health(&self) -> Result<(), &'static str> {
+        if self.audit_log.accepting().is_err() {
+            return Err("the audit log's checkpoints have been failing for more than 5 s, so it takes no new event");
+        }
+        if !self.store.writer_running() {
+            return Err("the database writer has stopped, so no event can be written");
+        }
+        Ok(())
+    }
+}
+
 /// The authority's own log: events appended through the group-commit writer, bounded first.
 impl mandate_audit::sink::AuditSink for AppState {
     fn append<'a>(

@@ -12,8 +12,14 @@
 //!   gateway's redacted argument values match what `mandate audit hash` computes. A gateway sees
 //!   every raw argument it forwards anyway, so the key gives it nothing it does not already see;
 //!   each read is itself an audit event.
+//! - `GET /audit/v1/health`: whether the log takes new events now (`200 {"status": "ok"}`, or
+//!   `503 {"status": "audit_unavailable", "reason": ...}`), found with the checks every append
+//!   goes through first ([`AppState::audit_health`]) and without writing anything: a gateway
+//!   whose last append failed probes it to learn that the log is back, and a probe must not grow
+//!   the log (an answer, even a 503, is no event; refused probes are recorded as refusals of the
+//!   other endpoints are, strangers' counted per source).
 //!
-//! Both authenticate through [`AuditCaller`]: a DPoP-bound mandate whose audience is the issuer
+//! All three authenticate through [`AuditCaller`]: a DPoP-bound mandate whose audience is the issuer
 //! holding `mandate:audit`, the same check the decision point's callers go through, and refusals
 //! are recorded by the same layer ([`audit_refusals`]).
 //!
@@ -34,6 +40,8 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
@@ -55,6 +63,8 @@ pub const MAX_APPEND_BODY: usize = MAX_APPEND_EVENTS * (MAX_EVENT_BYTES + 1024) 
 pub const EVENTS_PATH: &str = "/audit/v1/events";
 /// The key endpoint's path.
 pub const KEY_PATH: &str = "/audit/v1/key";
+/// The health endpoint's path.
+pub const HEALTH_PATH: &str = "/audit/v1/health";
 /// Longest `details.gateway_event` kept (an event id is 30 characters).
 const MAX_GATEWAY_ID: usize = 64;
 
@@ -69,6 +79,7 @@ pub fn routes(st: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route(EVENTS_PATH, post(append))
         .route(KEY_PATH, get(key))
+        .route(HEALTH_PATH, get(health))
         .layer(axum::middleware::from_fn_with_state(
             (st, refused),
             audit_refusals,
@@ -229,6 +240,23 @@ async fn key(State(st): St, AuditCaller(c): AuditCaller) -> Result<Json<Value>, 
     tracing::info!(gateway = %c.claims.client_id, jti = %c.claims.jti, "audit HMAC key read by a gateway");
     let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(st.audit_log.hmac_key());
     Ok(Json(json!({ "key": key, "algorithm": "HMAC-SHA256" })))
+}
+
+/// Whether the log takes new events, without writing one (not even for a 503: the answer is
+/// marked as already audited, so the refusal layer records nothing for it).
+async fn health(State(st): St, AuditCaller(_): AuditCaller) -> Response {
+    match st.audit_health() {
+        Ok(()) => Json(json!({ "status": "ok" })).into_response(),
+        Err(why) => {
+            let mut r = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "audit_unavailable", "reason": why })),
+            )
+                .into_response();
+            r.extensions_mut().insert(crate::refusals::Audited);
+            r
+        }
+    }
 }
 
 #[cfg(test)]

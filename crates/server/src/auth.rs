@@ -175,7 +175,7 @@ impl FromRequestParts<Arc<AppState>> for AuditCaller {
         let p = Privilege {
             scopes: &[AUDIT_SCOPE],
             needed: AUDIT_SCOPE,
-            doing: "appending to the audit log or reading its key",
+            doing: "appending to the audit log, reading its key or its health",
             bearer_ok: false,
             action: AUDIT_ACTION,
         };

@@ -75,6 +75,13 @@ impl Store {
             pool,
         })
     }
+
+    /// Whether the group-commit writer still takes operations (its task has not ended). A
+    /// probe of the writer that writes nothing: health checks use it, appends do not need it
+    /// (a stopped writer fails them with `WriterGone`).
+    pub fn writer_running(&self) -> bool {
+        self.writer.is_running()
+    }
 }
 
 /// Makes the database file (created empty if missing) and its WAL and shared-memory files

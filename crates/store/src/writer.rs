@@ -189,6 +189,11 @@ impl Writer {
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
+    /// Whether the writer task is still there to take operations.
+    pub(crate) fn is_running(&self) -> bool {
+        !self.ops.is_closed()
+    }
+
     async fn submit(&self, op: WriteOp) -> Result<(), StoreError> {
         self.ops.send(op).await.map_err(|_| StoreError::WriterGone)
     }

@@ -1,6 +1,7 @@
 //! `RemoteAudit` against a stand-in authority: concurrent appends share requests, each waiter
 //! gets its own seq, every failure (an error status, no authority) is `AuditUnavailable`, and
-//! `failing` tells whether the last append failed.
+//! `failing` tells whether the last append failed, until an append succeeds or the authority's
+//! health endpoint says its log takes events again.
 
 use std::sync::atomic::{AtomicI64, AtomicU16, AtomicUsize, Ordering};
 
@@ -28,19 +29,42 @@ struct Authority {
     next: AtomicI64,
     /// The status appends are answered with (changeable while it runs).
     status: AtomicU16,
+    /// The status `GET /audit/v1/health` answers with.
+    health: AtomicU16,
+    /// Health probes received.
+    probes: AtomicUsize,
 }
 
 /// A stand-in authority on loopback answering the key and, after `delay`, appends (or `status`).
 async fn authority(status: u16, delay: Duration) -> (String, Arc<Authority>) {
     let seen = Arc::new(Authority {
         status: AtomicU16::new(status),
+        health: AtomicU16::new(503),
         ..Default::default()
     });
     let s = seen.clone();
+    let h = seen.clone();
     let app = axum::Router::new()
         .route(
             "/audit/v1/key",
             get(|| async { Json(json!({"key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"})) }),
+        )
+        .route(
+            "/audit/v1/health",
+            get(move || {
+                let h = h.clone();
+                async move {
+                    h.probes.fetch_add(1, Ordering::SeqCst);
+                    let status = h.health.load(Ordering::SeqCst);
+                    let code = axum::http::StatusCode::from_u16(status).unwrap();
+                    let body = if status == 200 {
+                        json!({"status": "ok"})
+                    } else {
+                        json!({"status": "audit_unavailable", "reason": "checkpoints failing"})
+                    };
+                    (code, Json(body))
+                }
+            }),
         )
         .route(
             "/audit/v1/events",
@@ -139,4 +163,48 @@ async fn failing_names_the_last_appends_failure_until_one_succeeds() {
     authority.status.store(200, Ordering::SeqCst);
     sink.append(&event(3)).await.unwrap();
     assert_eq!(sink.failing(), None, "an append that succeeds clears it");
+}
+
+#[tokio::test]
+async fn a_failure_clears_without_any_append_once_the_authoritys_health_answers_ok() {
+    let (url, authority) = authority(503, Duration::ZERO).await;
+    let sink = RemoteAudit::connect(&url, reqwest::Client::new(), Arc::new(Fixed))
+        .await
+        .unwrap();
+    // Healthy: no probe is sent.
+    tokio::time::sleep(PROBE_EVERY + Duration::from_millis(500)).await;
+    assert_eq!(authority.probes.load(Ordering::SeqCst), 0);
+    assert_eq!(sink.append(&event(1)).await, Err(AuditUnavailable));
+    // The health endpoint says unavailable: the failure stays.
+    tokio::time::sleep(PROBE_EVERY + Duration::from_millis(500)).await;
+    assert!(authority.probes.load(Ordering::SeqCst) >= 1);
+    assert!(sink.failing().is_some());
+    let appends = authority.requests.load(Ordering::SeqCst);
+    authority.health.store(200, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + PROBE_EVERY * 2 + Duration::from_secs(1);
+    while sink.failing().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not cleared by the probe"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        authority.requests.load(Ordering::SeqCst),
+        appends,
+        "cleared by the probe, not by an append"
+    );
+}
+
+#[test]
+fn a_probe_sent_before_a_later_failure_does_not_clear_it() {
+    let h = AppendHealth::default();
+    assert_eq!(h.failure(), None);
+    h.failed("first".into());
+    let n = h.failure().unwrap();
+    h.failed("second".into());
+    h.recovered(n);
+    assert_eq!(h.failing().as_deref(), Some("second"));
+    h.recovered(h.failure().unwrap());
+    assert_eq!(h.failing(), None);
 }
