@@ -10,6 +10,11 @@
 //! Logs go to stderr (never stdout, which carries the protocol). Bounds: a message line from the
 //! client is at most 8 MiB; at most 32 requests are relayed at once.
 //!
+//! Once an `initialize` opened an MCP session, the upstream's `GET` stream of server-initiated
+//! messages is followed too ([`crate::connect_stream`]); the client's answers to server-initiated
+//! requests are relayed as every other message. Everything written to stdout goes through one
+//! writer task, one line per message, so lines never interleave.
+//!
 //! `--print-config claude|cursor|vscode` prints the snippet that makes a client launch it.
 
 use std::sync::Arc;
@@ -27,8 +32,8 @@ use crate::client::{random_id, unix_now};
 use crate::ctx::Ctx;
 use crate::held::HeldMandate;
 
-/// Longest message line taken from the client.
-const MAX_LINE: usize = 8 * 1024 * 1024;
+/// Longest message line taken from the client (and event read from the gateway).
+pub(crate) const MAX_LINE: usize = 8 * 1024 * 1024;
 /// Requests relayed at once.
 const MAX_IN_FLIGHT: usize = 32;
 
@@ -58,6 +63,7 @@ pub async fn run(ctx: &Ctx, a: ConnectArgs) -> Result<()> {
         url: format!("{base}/mcp/{server}"),
         mandate: HeldMandate::new(ctx.api()?, id, &scope, &audience, a.ttl.clone()),
         session: std::sync::Mutex::new(None),
+        opened: std::sync::Mutex::new(None),
         protocol: std::sync::Mutex::new(None),
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -85,6 +91,8 @@ pub async fn run(ctx: &Ctx, a: ConnectArgs) -> Result<()> {
         }
     });
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    // The upstream's GET stream of server-initiated messages, once a session is open.
+    let mut stream: Option<tokio::task::JoinHandle<()>> = None;
     let mut stdin = BufReader::new(tokio::io::stdin());
     loop {
         let line = match mandate_gateway::stdio::read_line_bounded(&mut stdin, MAX_LINE).await {
@@ -118,20 +126,33 @@ pub async fn run(ctx: &Ctx, a: ConnectArgs) -> Result<()> {
             }
         };
         let permit = slots.clone().acquire_owned().await?;
-        let relay = relay.clone();
+        let r = relay.clone();
         let out = out_tx.clone();
         // `initialize` is relayed before anything else is read, so the session id it opens is
         // known to every later message.
         let is_init = msg.get("method").and_then(Value::as_str) == Some("initialize");
         let task = tokio::spawn(async move {
-            for answer in relay.send(&msg).await {
+            for answer in r.send(&msg).await {
                 let _ = out.send(answer.to_string()).await;
             }
             drop(permit);
         });
         if is_init {
             let _ = task.await;
+            if let Some(session) = relay.take_opened() {
+                if let Some(old) = stream.take() {
+                    old.abort();
+                }
+                stream = Some(tokio::spawn(crate::connect_stream::follow(
+                    relay.clone(),
+                    session,
+                    out_tx.clone(),
+                )));
+            }
         }
+    }
+    if let Some(s) = stream.take() {
+        s.abort();
     }
     // Stdin closed: let relayed requests finish (bounded), then end.
     let _ = tokio::time::timeout(
@@ -144,13 +165,15 @@ pub async fn run(ctx: &Ctx, a: ConnectArgs) -> Result<()> {
     Ok(())
 }
 
-struct Relay {
-    url: String,
+pub(crate) struct Relay {
+    pub(crate) url: String,
     /// The agent's mandate for the upstream (renewed as `held` says).
-    mandate: HeldMandate,
+    pub(crate) mandate: HeldMandate,
     session: std::sync::Mutex<Option<String>>,
+    /// A session an `initialize` just opened, for its GET stream to be followed.
+    opened: std::sync::Mutex<Option<String>>,
     protocol: std::sync::Mutex<Option<String>>,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
 }
 
 fn error(id: &Value, code: i64, message: &str) -> Value {
@@ -158,6 +181,27 @@ fn error(id: &Value, code: i64, message: &str) -> Value {
 }
 
 impl Relay {
+    /// The MCP session in use, if any.
+    pub(crate) fn session(&self) -> Option<String> {
+        self.session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The protocol revision the `initialize` settled on, if any.
+    pub(crate) fn protocol(&self) -> Option<String> {
+        self.protocol
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The session a successful `initialize` opened since the last call, if any.
+    fn take_opened(&self) -> Option<String> {
+        self.opened.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
     /// Relays one message; returns the messages to write back (none for a notification).
     async fn send(&self, msg: &Value) -> Vec<Value> {
         let id = msg.get("id").cloned();
@@ -202,18 +246,28 @@ impl Relay {
                     continue;
                 }
             }
-            if let Some(s) = resp
+            let new_session = resp
                 .headers()
                 .get("mcp-session-id")
                 .and_then(|v| v.to_str().ok())
-            {
-                *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.to_string());
+                .map(str::to_string);
+            if let Some(s) = &new_session {
+                *self.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.clone());
             }
             if status == 404 {
                 // The session ended at the upstream: the client must initialize again.
                 *self.session.lock().unwrap_or_else(|e| e.into_inner()) = None;
             }
-            return self.answers(resp, &reply_id, is_request, msg).await;
+            let out = self.answers(resp, &reply_id, is_request, msg).await;
+            // A session opened by a successful initialize gets its GET stream (the stateless
+            // revision opens none, and then there is no stream to follow).
+            let initialized = msg.get("method").and_then(Value::as_str) == Some("initialize")
+                && (200..300).contains(&status)
+                && out.iter().any(|m| m.get("result").is_some());
+            if let (true, Some(s)) = (initialized, new_session) {
+                *self.opened.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
+            }
+            return out;
         }
     }
 
@@ -234,20 +288,10 @@ impl Relay {
             .header("Accept", "application/json, text/event-stream")
             .header("Content-Type", "application/json")
             .body(msg.to_string());
-        if let Some(s) = self
-            .session
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
+        if let Some(s) = self.session() {
             req = req.header("Mcp-Session-Id", s);
         }
-        if let Some(p) = self
-            .protocol
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
+        if let Some(p) = self.protocol() {
             req = req.header("MCP-Protocol-Version", p);
         }
         req.send().await
@@ -280,26 +324,15 @@ impl Relay {
         let mut out = vec![];
         if is_sse {
             let mut stream = resp.bytes_stream();
-            let mut buf = String::new();
+            let mut sse = crate::connect_stream::SseBuffer::default();
             while let Some(chunk) = stream.next().await {
                 let Ok(chunk) = chunk else { break };
-                buf.push_str(&String::from_utf8_lossy(&chunk));
-                buf = buf.replace("\r\n", "\n");
-                while let Some(end) = buf.find("\n\n") {
-                    let event: String = buf.drain(..end + 2).collect();
-                    for e in mandate_gateway::sse::parse(&event) {
-                        if let Some(v) = e
-                            .data
-                            .as_deref()
-                            .and_then(|d| serde_json::from_str::<Value>(d).ok())
-                        {
-                            out.push(v);
-                        }
-                    }
-                }
-                if buf.len() > MAX_LINE {
-                    break;
-                }
+                let Ok(events) = sse.push(&chunk) else { break };
+                out.extend(events.iter().filter_map(|e| {
+                    e.data
+                        .as_deref()
+                        .and_then(|d| serde_json::from_str::<Value>(d).ok())
+                }));
             }
         } else {
             let body = resp.bytes().await.unwrap_or_default();

@@ -18,6 +18,7 @@ mod cmd_server;
 mod cmd_tokens;
 mod cmd_upstream;
 mod cmd_verify;
+mod connect_stream;
 mod ctx;
 mod demo_mcp;
 mod held;
