@@ -557,3 +557,37 @@ def test_mandate_connect_serves_an_stdio_client_and_renews_its_mandate_past_a_li
     issued = [r["event"] for r in gw.cli_json("audit", "query", "--principal", f"agent:{name}", "--json")
               if r["event"]["kind"] == "token.issued"]
     assert len(issued) >= 2, f"one mandate per lifetime: {len(issued)} issued"
+
+
+def test_mandate_connect_relays_the_log_messages_an_http_upstream_sends_on_its_get_stream(gw):
+    """server-everything (`web`, Streamable HTTP) sends simulated log messages on the session's
+    standalone stream, answering no request: only `connect`'s GET stream can carry them to the
+    stdio client."""
+    from mcp import StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    name = "stream-" + uuid.uuid4().hex[:8]
+    scope = "web:toggle-simulated-logging"
+    gw.run_cli("agent", "create", name, "--scopes", scope, "--audiences", "mcp:web", "--json")
+    params = StdioServerParameters(
+        command=str(gw.binary),
+        args=["connect", "--as", name, "--server", "web", "--scope", scope],
+        env={"MANDATE_HOME": str(gw.home), "PATH": os.environ["PATH"]})
+    logged = []
+
+    async def on_log(params):
+        logged.append(params)
+
+    async def go():
+        async with stdio_client(params) as (r, w):
+            async with ClientSession(r, w, logging_callback=on_log) as s:
+                await s.initialize()
+                await s.call_tool("toggle-simulated-logging", {})
+                deadline = time.monotonic() + 15
+                while not logged and time.monotonic() < deadline:
+                    await asyncio.sleep(0.2)
+                # Calls still work with the stream open.
+                await s.send_ping()
+    run(go())
+    assert logged, "no log message from the upstream's GET stream reached the stdio client"
+    assert "message" in str(logged[0]), logged[0]
