@@ -271,15 +271,20 @@ impl Relay {
         }
     }
 
-    async fn post(&self, msg: &Value, token: &str) -> reqwest::Result<reqwest::Response> {
-        let proof = dpop::make_proof(
+    /// A fresh DPoP proof of `htm` on the gateway URL, bound to `token`.
+    pub(crate) fn proof(&self, htm: &str, token: &str) -> String {
+        dpop::make_proof(
             &self.mandate.id.key,
-            "POST",
+            htm,
             &self.url,
             unix_now(),
             &random_id(),
             Some(token),
-        );
+        )
+    }
+
+    async fn post(&self, msg: &Value, token: &str) -> reqwest::Result<reqwest::Response> {
+        let proof = self.proof("POST", token);
         let mut req = self
             .http
             .post(&self.url)

@@ -16,11 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use mandate_core::dpop;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::client::{random_id, unix_now};
 use crate::cmd_connect::{Relay, MAX_LINE};
 
 /// First wait before opening the stream again.
@@ -112,14 +110,7 @@ async fn open_once(
             return Ended::Again { delivered: false };
         }
     };
-    let proof = dpop::make_proof(
-        &relay.mandate.id.key,
-        "GET",
-        &relay.url,
-        unix_now(),
-        &random_id(),
-        Some(&token),
-    );
+    let proof = relay.proof("GET", &token);
     let mut req = relay
         .http
         .get(&relay.url)
