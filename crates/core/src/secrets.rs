@@ -87,15 +87,37 @@ pub fn looks_like_secret_value(s: &str) -> bool {
 /// hold a digit, as random credentials do and long `snake_case` names (`backup_ghp_tokens_...`,
 /// `SLOVAKIA_...`) do not.
 fn has_known_credential(w: &str) -> bool {
-    w.split(|c: char| !is_token_char(c)).any(|tok| {
-        KNOWN_PREFIXES.iter().any(|&(p, min, glued)| {
-            (tok.starts_with(p) && credential_from(tok, p, min, false))
-                || glued
-                    && tok
-                        .match_indices(p)
-                        .any(|(at, _)| at > 0 && credential_from(&tok[at..], p, min, true))
+    // Most words (names, scopes, paths) are shorter than any credential and cost one comparison.
+    w.split(|c: char| !is_token_char(c))
+        .any(|tok| tok.len() >= SHORTEST_CREDENTIAL && credential_in(tok))
+}
+
+/// The shortest credential of any [`KNOWN_PREFIXES`] format.
+const SHORTEST_CREDENTIAL: usize = {
+    let mut i = 0;
+    let mut min = usize::MAX;
+    while i < KNOWN_PREFIXES.len() {
+        if KNOWN_PREFIXES[i].1 < min {
+            min = KNOWN_PREFIXES[i].1;
+        }
+        i += 1;
+    }
+    min
+};
+
+/// [`has_known_credential`] for one run of token characters, in one pass over its positions
+/// (the run is ASCII, so every position is a character boundary).
+fn credential_in(tok: &str) -> bool {
+    let at_start = KNOWN_PREFIXES
+        .iter()
+        .any(|&(p, min, _)| tok.starts_with(p) && credential_from(tok, p, min, false));
+    at_start
+        || (1..=tok.len() - SHORTEST_CREDENTIAL).any(|at| {
+            let rest = &tok[at..];
+            KNOWN_PREFIXES.iter().any(|&(p, min, glued)| {
+                glued && rest.starts_with(p) && credential_from(rest, p, min, true)
+            })
         })
-    })
 }
 
 /// The characters credentials of the known formats are made of.
@@ -210,6 +232,40 @@ fn secret_query(w: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The first, direct statement of [`has_known_credential`] (a substring search per prefix),
+    /// which the one-pass version must agree with.
+    fn has_known_credential_reference(w: &str) -> bool {
+        w.split(|c: char| !is_token_char(c)).any(|tok| {
+            KNOWN_PREFIXES.iter().any(|&(p, min, glued)| {
+                (tok.starts_with(p) && credential_from(tok, p, min, false))
+                    || glued
+                        && tok
+                            .match_indices(p)
+                            .any(|(at, _)| at > 0 && credential_from(&tok[at..], p, min, true))
+            })
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn one_pass_credential_search_agrees_with_the_reference(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just("ghp_".to_string()), Just("sk-".to_string()), Just("AKIA".to_string()),
+                    Just("github_pat_".to_string()), Just("xoxb-".to_string()), Just("SG.".to_string()),
+                    Just("hf_".to_string()), Just("pypi-".to_string()), Just(" ".to_string()),
+                    Just("/".to_string()), Just("é".to_string()),
+                    "[a-zA-Z0-9_.-]{0,24}", "[a-zA-Z0-9]{1,2}", "[a-z0-9]{30,64}",
+                ],
+                0..8,
+            )
+        ) {
+            let w: String = parts.concat();
+            prop_assert_eq!(has_known_credential(&w), has_known_credential_reference(&w), "{:?}", w);
+        }
+    }
 
     const JWT: &str = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2ln";
 

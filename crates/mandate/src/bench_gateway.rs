@@ -419,8 +419,12 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
     phase("warmup", &http, &gw_url, 4, 200, signed(200), None).await?;
     let mut phases = vec![];
     for (c, n) in [(1, c1_calls), (32, c32_calls)] {
+        // Progress on stderr (the results go to stdout), also so that a profiler can be attached
+        // to the gateway (pid printed) for exactly one phase.
+        eprintln!("direct, concurrency {c}: {n} calls");
         phases.push(phase("direct", &http, &upstream, c, n, none.clone(), None).await?);
         let headers = signed(n);
+        eprintln!("gateway (pid {pid}), concurrency {c}: {n} calls");
         phases.push(phase("gateway", &http, &gw_url, c, n, headers, Some(pid)).await?);
     }
     let floor_total = verify + decide;
