@@ -77,8 +77,8 @@ pub struct Event {
 }
 
 impl Event {
-    /// A new event at `unix_millis`, its id made from the time and `random` (16 bytes from the
-    /// operating system's generator): result `ok`, everything else empty.
+    /// A new event at `unix_millis`, its id made from the time and `random` (16 bytes from a
+    /// CSPRNG, [`event_randomness`]): result `ok`, everything else empty.
     pub fn new(
         kind: &str,
         principal: &str,
@@ -487,6 +487,12 @@ fn write_string(out: &mut String, s: &str) {
         }
     }
     out.push('"');
+}
+
+/// 16 bytes for [`Event::new`] from the thread's CSPRNG (ChaCha, seeded and periodically reseeded
+/// from the operating system): an id needs unpredictable bits, not a system call per event.
+pub fn event_randomness() -> [u8; 16] {
+    rand::Rng::gen(&mut rand::thread_rng())
 }
 
 /// A new event id: `evt_` + 26 base32 characters (48 bits of milliseconds, then 82 random bits),

@@ -861,8 +861,7 @@ impl Gateway {
         label: &str,
         input: Option<&Value>,
     ) -> Event {
-        let mut random = [0u8; 16];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut random);
+        let random = mandate_audit::event::event_randomness();
         let mut ev = Event::new(kinds::TOOL_CALL, &claims.client_id, label, now_ms(), random)
             .under(claims.chain_to_holder(), Some(claims.jti.clone()));
         ev.details
@@ -906,8 +905,7 @@ impl Gateway {
     /// Records, best effort, that an allowed call failed at the upstream.
     pub async fn record_failure(&self, allowed: &Event, why: &str) {
         let mut ev = allowed.clone();
-        let mut random = [0u8; 16];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut random);
+        let random = mandate_audit::event::event_randomness();
         let fresh = Event::new(&ev.kind, &ev.principal, &ev.action, now_ms(), random);
         ev.id = fresh.id;
         ev.time = fresh.time;

@@ -218,10 +218,9 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// A new event with id and time filled in (now, and randomness from the operating system).
+/// A new event with id and time filled in (now, and randomness from a CSPRNG).
 pub fn new_event(kind: &str, principal: &str, action: &str) -> Event {
-    let mut random = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut random);
+    let random = mandate_audit::event::event_randomness();
     Event::new(kind, principal, action, now_ms(), random)
 }
 
