@@ -544,7 +544,13 @@ pub async fn integrate_once(
             .await?;
         match (step, note) {
             (Some(head), Some(note)) => {
-                save_last_checkpoint(&state.audit_log.keys_dir, &note).map_err(|e| {
+                // Two fsyncs and a rename: off the runtime's worker threads, which would otherwise
+                // stall the requests they run for the length of the syncs.
+                let dir = state.audit_log.keys_dir.clone();
+                let saved = tokio::task::spawn_blocking(move || save_last_checkpoint(&dir, &note))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+                saved.map_err(|e| {
                     mandate_store::IntegrateError::Sign(format!(
                         "cannot keep the latest checkpoint in {}: {e}",
                         state
