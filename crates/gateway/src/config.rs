@@ -199,18 +199,84 @@ impl SecretSource {
         ))
     }
 
-    /// The secret's value now (read at each use, so a rotated file takes effect at once).
+    /// The secret's value now (read at each use, so a rotated file takes effect at once). A file
+    /// is checked on every read, not only when it is configured (it can be replaced since): see
+    /// [`read_secret_file`].
     pub fn read(&self) -> Result<String, ConfigError> {
         match self {
-            SecretSource::File(p) => std::fs::read_to_string(p)
-                .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-                .map_err(|e| ConfigError(format!("cannot read secret file {}: {e}", p.display()))),
+            SecretSource::File(p) => read_secret_file(p),
             SecretSource::Env(n) => std::env::var(n).map_err(|_| {
                 ConfigError(format!("the secret's environment variable {n} is not set"))
             }),
         }
     }
 }
+
+/// Directories no secret file may resolve into: the server's own directory (issuer keys, the
+/// audit log's HMAC key, the database) and the gateway's, registered at startup.
+static PROTECTED_DIRS: std::sync::RwLock<Vec<std::path::PathBuf>> =
+    std::sync::RwLock::new(Vec::new());
+
+/// Registers `dir` as a directory whose files are never read as an upstream's secret, whatever
+/// path, symbolic link or hard link leads to them.
+pub fn protect_directory(dir: &std::path::Path) {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut dirs = PROTECTED_DIRS.write().unwrap_or_else(|e| e.into_inner());
+    if !dirs.contains(&dir) {
+        dirs.push(dir);
+    }
+}
+
+/// Reads a secret file (trailing newline removed), refusing what could be one of the server's own
+/// files under another name. The file is opened once and everything is checked on that open file,
+/// so it cannot be swapped between the checks and the read:
+/// - it must be a regular file with a single link (a hard link elsewhere could be a key file);
+/// - the path the kernel reports for the open file (`/proc/self/fd/N`, symbolic links resolved)
+///   must not lie in a [`protect_directory`] directory.
+///
+/// Symbolic links are otherwise followed, as Kubernetes secret volumes need.
+fn read_secret_file(p: &std::path::Path) -> Result<String, ConfigError> {
+    use std::io::Read as _;
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let fail = |why: String| ConfigError(format!("cannot read secret file {}: {why}", p.display()));
+    let f = std::fs::File::open(p).map_err(|e| fail(e.to_string()))?;
+    let meta = f.metadata().map_err(|e| fail(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(fail("it is not a regular file".into()));
+    }
+    if meta.nlink() != 1 {
+        return Err(fail(format!(
+            "it has {} hard links, so it may be another file under a second name; give the secret a file of its own",
+            meta.nlink()
+        )));
+    }
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd()))
+        .map_err(|e| fail(format!("cannot tell where it really is ({e})")))?;
+    let dirs = PROTECTED_DIRS.read().unwrap_or_else(|e| e.into_inner());
+    if let Some(d) = dirs.iter().find(|d| real.starts_with(d)) {
+        return Err(fail(format!(
+            "it resolves to {}, inside the server's own directory {} (issuer keys, audit keys, the database); never send those to an upstream",
+            real.display(),
+            d.display()
+        )));
+    }
+    drop(dirs);
+    // Bounded: a secret is a token or a key, not a file to stream.
+    let mut text = String::new();
+    f.take(MAX_SECRET_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| fail(e.to_string()))?;
+    if text.len() as u64 > MAX_SECRET_BYTES {
+        return Err(fail(format!(
+            "it is larger than {MAX_SECRET_BYTES} bytes, which no credential is"
+        )));
+    }
+    Ok(text.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// The largest secret file read (64 KiB).
+const MAX_SECRET_BYTES: u64 = 64 * 1024;
 
 /// A configuration error: one line saying what is wrong and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -303,6 +369,16 @@ impl UpstreamConfig {
     ) -> Result<(), ConfigError> {
         let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
         for f in self.secret_files() {
+            use std::os::unix::fs::MetadataExt as _;
+            if let Ok(m) = std::fs::metadata(&f) {
+                if m.nlink() > 1 {
+                    return Err(ConfigError(format!(
+                        "upstream {name}: secret file {} has {} hard links, so it may be another file under a second name; give the secret a file of its own",
+                        f.display(),
+                        m.nlink()
+                    )));
+                }
+            }
             let abs = f.canonicalize().unwrap_or(f.clone());
             if abs.starts_with(&dir) {
                 return Err(ConfigError(format!(
@@ -614,6 +690,45 @@ pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_file_swapped_for_a_link_into_a_protected_directory_is_refused_at_read() {
+        let protected = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let key = protected.path().join("issuer.jwk");
+        std::fs::write(&key, "private\n").unwrap();
+        protect_directory(protected.path());
+        let secret = outside.path().join("api.key");
+        std::fs::write(&secret, "harmless\n").unwrap();
+        let src = SecretSource::File(secret.clone());
+        assert_eq!(src.read().unwrap(), "harmless");
+        // Replaced, after it was configured, by a symbolic link to a protected file.
+        std::fs::remove_file(&secret).unwrap();
+        std::os::unix::fs::symlink(&key, &secret).unwrap();
+        let e = src.read().unwrap_err().0;
+        assert!(e.contains("inside the server's own directory"), "{e}");
+        assert!(!e.contains("private"), "{e}");
+        // A hard link to it is refused too (it is the same file under a second name).
+        std::fs::remove_file(&secret).unwrap();
+        std::fs::hard_link(&key, &secret).unwrap();
+        let e = src.read().unwrap_err().0;
+        assert!(e.contains("hard links"), "{e}");
+        // A link to an ordinary file elsewhere still works (Kubernetes secret volumes are links).
+        std::fs::remove_file(&secret).unwrap();
+        let real = outside.path().join("real.key");
+        std::fs::write(&real, "rotated\n").unwrap();
+        std::os::unix::fs::symlink(&real, &secret).unwrap();
+        assert_eq!(src.read().unwrap(), "rotated");
+    }
+
+    #[test]
+    fn a_secret_file_larger_than_any_credential_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'a'; 70 * 1024]).unwrap();
+        let e = SecretSource::File(big).read().unwrap_err().0;
+        assert!(e.contains("larger than"), "{e}");
+    }
 
     fn stdio(cmd: &[&str]) -> UpstreamConfig {
         UpstreamConfig {

@@ -71,6 +71,10 @@ pub async fn run(ctx: &Ctx, a: GatewayArgs) -> Result<()> {
     }
     // Everything that can refuse the configuration is checked before anything starts.
     let (file, path) = read_config(ctx, a.config.as_deref())?;
+    // The gateway's own credentials and any server files in its home are never read as an
+    // upstream's secret, whatever link leads to them (checked again at every read).
+    mandate_gateway::config::protect_directory(&ctx.home.server_dir());
+    mandate_gateway::config::protect_directory(&ctx.home.keys_dir());
     for (name, up) in &file.upstream {
         let at = |e: String| anyhow::anyhow!("{} [upstream.{name}]: {e}", path.display());
         up.validate(name).map_err(|e| at(e.to_string()))?;

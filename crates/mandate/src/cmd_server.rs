@@ -362,6 +362,12 @@ fn start_gateway(
         bail!("[gateway] max_body must be between 1024 and 67108864 bytes");
     }
     settings.max_body = g.max_body;
+    // The server's files, and the agent keys beside them, are never read as an upstream's secret,
+    // whatever link leads to them (checked again at every read, not only here).
+    mandate_gateway::config::protect_directory(server_dir);
+    if let Some(home) = server_dir.parent() {
+        mandate_gateway::config::protect_directory(&home.join("keys"));
+    }
     // Every upstream is checked before any child is started.
     for (name, up) in &cfg.upstream {
         up.validate(name)
