@@ -139,8 +139,10 @@ pub async fn run(ctx: &Ctx, a: GatewayArgs) -> Result<()> {
             skew: mandate_core::verify::DEFAULT_SKEW,
         },
         http.clone(),
-        Arc::new(mandate_verify::MemoryReplay::new(
+        // Refuses proofs made before this process started (spent ones are forgotten on restart).
+        Arc::new(mandate_verify::MemoryReplay::started_at(
             mandate_gateway::remote::REPLAY_CAPACITY,
+            mandate_gateway::gateway::now(),
         )),
     );
     verifier

@@ -37,7 +37,12 @@ impl AuthorityAuth {
     pub fn new(st: Arc<AppState>) -> Self {
         AuthorityAuth {
             st,
-            replay: mandate_verify::MemoryReplay::new(GATEWAY_REPLAY_CAPACITY),
+            // Proofs made before this process started are refused: the memory of spent ones is lost
+            // on restart.
+            replay: mandate_verify::MemoryReplay::started_at(
+                GATEWAY_REPLAY_CAPACITY,
+                crate::state::now(),
+            ),
         }
     }
 }

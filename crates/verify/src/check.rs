@@ -149,19 +149,47 @@ pub trait ReplayGuard: Send + Sync {
 }
 
 /// A process's own replay memory behind a lock.
+///
+/// It starts empty, so on its own it would accept again, after a restart, a proof spent just
+/// before it. [`MemoryReplay::started_at`] closes that window: proofs made before the memory
+/// started are refused, as their single use cannot be known (a client makes a new proof per
+/// request anyway; one whose clock runs behind is refused for that long after a restart).
 #[derive(Debug, Default)]
-pub struct MemoryReplay(std::sync::Mutex<ReplayCache>);
+pub struct MemoryReplay {
+    cache: std::sync::Mutex<ReplayCache>,
+    /// Proofs issued (`iat`) before this unix time are refused; 0 for none.
+    started: i64,
+}
 
 impl MemoryReplay {
-    /// A memory that holds at most `capacity` live proofs.
+    /// A memory that holds at most `capacity` live proofs, with no start time (for tests and
+    /// callers that keep their memory across restarts some other way).
     pub fn new(capacity: usize) -> Self {
-        MemoryReplay(std::sync::Mutex::new(ReplayCache::new(capacity)))
+        MemoryReplay {
+            cache: std::sync::Mutex::new(ReplayCache::new(capacity)),
+            started: 0,
+        }
+    }
+
+    /// A memory started at `now` (unix seconds) that refuses proofs made before then: what a
+    /// process whose memory is lost on restart uses.
+    pub fn started_at(capacity: usize, now: i64) -> Self {
+        MemoryReplay {
+            started: now,
+            ..Self::new(capacity)
+        }
     }
 
     /// Records a proof as used, synchronously.
     pub fn use_now(&self, proof: &CheckedProof, now: i64) -> Result<(), Refusal> {
+        if proof.iat < self.started {
+            return Err(Refusal::new(
+                RefusalCode::DpopReplayed,
+                "this DPoP proof was made before this server started, so whether it was used cannot be known: make a new proof for every request",
+            ));
+        }
         // Every critical section leaves the cache consistent, so a poisoned lock is still usable.
-        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.use_once(&proof.jkt, &proof.jti, proof.iat, now)
     }
 }

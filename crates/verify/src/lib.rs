@@ -217,9 +217,11 @@ impl Inner {
 impl Verifier {
     /// A verifier with no keys and no revocation view yet: it refuses everything until the
     /// follower's first answer arrives (see [`Verifier::spawn_follower`]). DPoP proofs are
-    /// remembered in this process ([`MemoryReplay`]).
+    /// remembered in this process ([`MemoryReplay`]), which refuses proofs made before it started
+    /// (their single use before a restart cannot be known).
     pub fn new(cfg: Config, http: reqwest::Client) -> Self {
-        Self::with_replay(cfg, http, Arc::new(MemoryReplay::default()))
+        let replay = MemoryReplay::started_at(replay::DEFAULT_CAPACITY, unix_now());
+        Self::with_replay(cfg, http, Arc::new(replay))
     }
 
     /// [`Verifier::new`] with the single use of DPoP proofs enforced by `replay` (for example a

@@ -125,3 +125,32 @@ async fn a_presentation_refused_by_another_check_spends_nothing() {
     .unwrap_err();
     assert_eq!(again.code, RefusalCode::DpopReplayed);
 }
+
+#[tokio::test]
+async fn a_memory_started_after_a_proof_was_made_refuses_it_as_possibly_spent() {
+    // A restarted process has forgotten which proofs it saw; a proof made before it started may
+    // have been used already, so it is refused rather than accepted a second time.
+    let token = mandate(&chain_claims());
+    let auth = format!("DPoP {token}");
+    let p = proof(&token, "p-restart");
+    let unspent = || {
+        check_unspent(
+            &presentation(&auth, &p),
+            &keys(),
+            &RevocationSet::default(),
+            expectations(),
+        )
+        .unwrap()
+    };
+    let restarted = MemoryReplay::started_at(10, NOW + 1);
+    let r = unspent().spend(&restarted, NOW + 1).await.unwrap_err();
+    assert_eq!(r.code, RefusalCode::DpopReplayed);
+    assert!(
+        r.message.contains("before this server started"),
+        "{}",
+        r.message
+    );
+    // The same proof at a memory that started when it was made is accepted once.
+    let running = MemoryReplay::started_at(10, NOW);
+    unspent().spend(&running, NOW).await.expect("first use");
+}
