@@ -45,6 +45,7 @@ fn bench(c: &mut Criterion) {
                 "u2uRX2LPnmv5PjBeagog3Q".into(),
             ],
             max_depth: 5,
+            forwarded: false,
         },
     };
     let token = jws::sign(

@@ -115,6 +115,11 @@ pub struct MandateInfo {
     pub parents: Vec<String>,
     /// The deepest `depth` any descendant may reach (narrows at every hop).
     pub max_depth: u32,
+    /// Minted by a gateway for one forwarded call under the mandate last in `parents`: the same
+    /// chain (same `act`, same depth), with that mandate's `jti` added to `parents` so that
+    /// revoking it revokes this one too. Absent (false) on every other mandate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forwarded: bool,
 }
 
 /// Every claim of a mandate.

@@ -315,6 +315,7 @@ pub fn client_credentials(
             depth: 0,
             parents: vec![],
             max_depth: to.ceiling.max_depth.min(MAX_CHAIN_DEPTH),
+            forwarded: false,
         },
     })
 }
@@ -471,6 +472,7 @@ pub fn exchange(
             depth,
             parents,
             max_depth: p.mandate.max_depth.min(to.ceiling.max_depth),
+            forwarded: false,
         },
     })
 }

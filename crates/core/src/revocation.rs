@@ -189,6 +189,7 @@ mod tests {
                 depth: 2,
                 parents: vec!["j1".into(), "j2".into()],
                 max_depth: 5,
+                forwarded: false,
             },
         }
     }

@@ -173,7 +173,8 @@ pub fn check_chain(c: &MandateClaims) -> Result<(), VerifyError> {
     if m.depth > m.max_depth {
         return bad("depth exceeds max_depth");
     }
-    if m.parents.len() != m.depth as usize {
+    // A forwarded mandate also names the mandate it was minted under (see `MandateInfo`).
+    if m.parents.len() != m.depth as usize + usize::from(m.forwarded) {
         return bad("parents do not match depth");
     }
     let actors = c.act.as_ref().map_or(0, |a| a.len());

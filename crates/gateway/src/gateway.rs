@@ -290,7 +290,17 @@ impl Gateway {
 
     /// Step 1: the caller's verified mandate.
     pub async fn authenticate(&self, p: &Presented<'_>) -> Result<MandateClaims, Refusal> {
-        self.authn.authenticate(p).await
+        let claims = self.authn.authenticate(p).await?;
+        // A mandate minted for one forwarded call is for that upstream alone: never good at the
+        // gateway, whichever upstream's audience it happens to name (one upstream's
+        // forward_audience could be another's gateway audience).
+        if claims.mandate.forwarded {
+            return Err(Refusal::new(
+                mandate_verify::RefusalCode::WrongAud,
+                "this mandate was minted for one forwarded call and is good only at that upstream: present your own mandate",
+            ));
+        }
+        Ok(claims)
     }
 
     /// Ends when `claims` stop being good (checked every 250 ms): a stream opened under a mandate

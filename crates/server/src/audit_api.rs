@@ -282,6 +282,7 @@ mod tests {
                 depth: 0,
                 parents: vec![],
                 max_depth: 0,
+                forwarded: false,
             },
         }
     }

@@ -37,6 +37,7 @@ fn bearer_token() -> String {
             depth: 0,
             parents: vec![],
             max_depth: 0,
+            forwarded: false,
         },
     };
     let k = issuer_key();

@@ -7,7 +7,9 @@
 //! revokes it), narrowed to what this one request needs: the audience is the upstream's own
 //! (never the gateway's, so an upstream cannot replay it at the gateway), the scope is the
 //! call's, the lifetime at most [`FORWARD_TTL`] and never past the parent's, and it cannot be
-//! delegated further (`max_depth` is its own depth).
+//! delegated further (`max_depth` is its own depth) nor forwarded again. It is marked
+//! `mandate.forwarded`, which is how a verifier knows that `parents` holds one more `jti` than
+//! `depth` (the mandate it was minted under).
 //!
 //! It carries no `cnf`: the gateway cannot prove possession of the agent's key, and binding it to
 //! the gateway's key would tell the upstream nothing it could check. It is a bearer mandate for
@@ -48,6 +50,11 @@ pub fn for_upstream_call(
     }
     let audiences = vec![audience.to_string()];
     check_bounds(scope, &audiences)?;
+    if parent.mandate.forwarded {
+        return Err(DelegationError::InvalidGrant(
+            "a forwarded mandate is for its upstream alone and is not forwarded again".into(),
+        ));
+    }
     if parent.exp <= mint.now {
         return Err(DelegationError::InvalidGrant(
             "the parent mandate has expired".into(),
@@ -72,6 +79,7 @@ pub fn for_upstream_call(
             depth: parent.mandate.depth,
             parents,
             max_depth: parent.mandate.depth,
+            forwarded: true,
         },
     })
 }
@@ -105,6 +113,7 @@ mod tests {
                 depth: 2,
                 parents: vec!["p0".into(), "p1".into()],
                 max_depth: 4,
+                forwarded: false,
             },
         }
     }
@@ -144,6 +153,22 @@ mod tests {
             "cannot be delegated on"
         );
         assert!(f.cnf.is_none() && f.may_act.is_none());
+        assert!(f.mandate.forwarded);
+        // Mandate's own verifier takes it (an upstream checks it like any mandate): one parent
+        // more than its depth, because it is marked forwarded, and only then.
+        crate::verify::check_chain(&f).expect("a forwarded mandate has a consistent chain");
+        let mut unmarked = f.clone();
+        unmarked.mandate.forwarded = false;
+        assert!(crate::verify::check_chain(&unmarked).is_err());
+    }
+
+    #[test]
+    fn a_forwarded_mandate_is_not_forwarded_again() {
+        let f = for_upstream_call(mint(1100), &parent(), "u", &scopes("files:read")).unwrap();
+        assert!(matches!(
+            for_upstream_call(mint(1100), &f, "v", &scopes("files:read")),
+            Err(DelegationError::InvalidGrant(_))
+        ));
     }
 
     #[test]

@@ -77,6 +77,7 @@ pub fn chain_claims() -> MandateClaims {
             depth: 2,
             parents: vec!["j-alice".into(), "j-planner".into()],
             max_depth: 5,
+            forwarded: false,
         },
     }
 }
@@ -93,6 +94,7 @@ pub fn bearer_claims() -> MandateClaims {
             depth: 0,
             parents: vec![],
             max_depth: 0,
+            forwarded: false,
         },
         ..chain_claims()
     }
