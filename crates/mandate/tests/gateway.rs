@@ -485,3 +485,56 @@ fn an_http_api_request_the_upstream_could_read_otherwise_is_refused_and_never_fo
     assert_eq!(posted.len(), 1, "{posted:?}");
     assert_eq!(posted[0].body.as_bytes(), body);
 }
+
+#[test]
+fn a_secret_file_swapped_for_a_link_to_the_servers_keys_is_never_sent() {
+    // The outside attack's case: the file is harmless when configured, then replaced by a link to
+    // a key of the server's own; the next call must fail, not carry the key to the upstream.
+    let fake = common::fake::Fake::start(|_, _| (200, "{}".into()));
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("api-key");
+    std::fs::write(&key_file, "harmless\n").unwrap();
+    let patch = format!(
+        "[upstream.api]\nhttp = \"{}/v1\"\nsecret_header = {{ X-Api-Key = \"@{}\" }}\nroutes = [\n  {{ method = \"GET\", path = \"/items/*\", action = \"get_item\" }},\n]\n",
+        fake.url,
+        key_file.display()
+    );
+    let s = Server::start_with(true, &patch);
+    s.ok(&[
+        "agent",
+        "create",
+        "reader",
+        "--scopes",
+        "api:get_item",
+        "--audiences",
+        "http:api",
+    ]);
+    let reader = s.own_mandate("agent:reader", "api:get_item", "http:api");
+    let (status, body) = s.get_dpop("/http/api/items/1", "agent:reader", &reader);
+    assert_eq!(status, 200, "{body}");
+    let before = fake.requests().len();
+    let hmac = s.home().join("server/issuer-keys/audit-hmac.key");
+    let secret = std::fs::read_to_string(&hmac).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    std::os::unix::fs::symlink(&hmac, &key_file).unwrap();
+    let (status, body) = s.get_dpop("/http/api/items/2", "agent:reader", &reader);
+    assert!(status >= 500, "{status}: {body}");
+    assert!(!body.contains(secret.trim()), "{body}");
+    assert_eq!(
+        fake.requests().len(),
+        before,
+        "the call never left the gateway"
+    );
+    // A hard link to it is refused the same way (where both are on one file system).
+    std::fs::remove_file(&key_file).unwrap();
+    if std::fs::hard_link(&hmac, &key_file).is_ok() {
+        let (status, _) = s.get_dpop("/http/api/items/3", "agent:reader", &reader);
+        assert!(status >= 500, "{status}");
+        assert_eq!(
+            fake.requests().len(),
+            before,
+            "the call never left the gateway"
+        );
+    }
+    assert!(!s.log().contains(secret.trim()));
+}
