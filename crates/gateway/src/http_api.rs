@@ -45,7 +45,9 @@ pub fn route_action<'a>(up: &'a Upstream, method: &str, path: &str) -> Option<&'
         .routes
         .iter()
         .find(|r| {
-            (r.method == "*" || r.method.eq_ignore_ascii_case(method))
+            // Methods are case-sensitive (RFC 9110 9.1): `get` is not `GET`; the configuration's
+            // spelling is taken upper-cased.
+            (r.method == "*" || r.method.to_ascii_uppercase() == method)
                 && path_matches(&r.path, path)
         })
         .map(|r| r.action.as_str())
@@ -64,7 +66,8 @@ pub fn plain_path(path: &str) -> bool {
     {
         return false;
     }
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // One leading `/` only: `//items` has an empty first segment, and is refused like `a//b`.
+    let segs: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     let last = segs.len() - 1;
     segs.iter()
         .enumerate()
@@ -511,6 +514,8 @@ mod tests {
             "/a/%5c",
             "/public/..;/admin",
             "/a/%252e%252e",
+            "//items/7",
+            "///items/7",
         ] {
             assert!(!plain_path(bad), "{bad}");
         }

@@ -473,6 +473,11 @@ fn an_http_api_request_the_upstream_could_read_otherwise_is_refused_and_never_fo
         assert_eq!(status, 400, "{path}: {text}");
         assert!(text.contains("'[' or ']'"), "{path}: {text}");
     }
+    // Methods are case-sensitive: `get` is not the GET route; a leading `//` is an empty segment.
+    let (status, text) = send("get", "/http/api/items/7", "application/json", None);
+    assert_eq!(status, 404, "{text}");
+    let (status, text) = send("GET", "/http/api//items/7", "application/json", None);
+    assert_eq!(status, 400, "{text}");
     assert!(
         fake.requests().is_empty(),
         "nothing refused reached the API: {:?}",
