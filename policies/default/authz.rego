@@ -91,8 +91,11 @@ production_environments := v if {
 # Each rule: {"principals": ["agent:coder"], "server": "fs", "tools": ["write_file"],
 #             "argument": "path", "prefixes": ["/repo/src"]}
 # A call by one of the principals ("*" for anyone) of one of the tools on the server must have the
-# argument as a string path equal to a prefix or continuing it with "/", with no ".." segment;
-# anything else (missing, not a string, elsewhere, climbing out with "..") is refused.
+# argument as a string path equal to a prefix or continuing it with "/", with no ".." segment and
+# nothing an upstream might read as one after the policy has looked: a backslash, a ";" (path
+# parameters, "..;"), a "%" (decoded again: "%2e%2e", "%c0%ae"), a control character (NUL) or a
+# dot look-alike that Unicode normalisation turns into "." (fullwidth, one-dot leader...);
+# anything else (missing, not a string, elsewhere, climbing out) is refused.
 # ---------------------------------------------------------------------------
 
 argument_rules := v if {
@@ -127,6 +130,11 @@ climbs(value) if {
 	some segment in split(value, "/")
 	segment == ".."
 }
+
+climbs(value) if regex.match(`[\\;%\x00-\x1f\x7f]`, value)
+
+# U+2024 ONE DOT LEADER, U+2025, U+2026, U+FE52 SMALL FULL STOP, U+FF0E FULLWIDTH FULL STOP.
+climbs(value) if regex.match(`[\x{2024}-\x{2026}\x{FE52}\x{FF0E}]`, value)
 
 path_under(value, prefix) if value == trim_suffix(prefix, "/")
 

@@ -435,6 +435,33 @@ test_argument_rule_refuses_look_alike_prefixes_and_climbing_out if {
 	denied(authz.decision) with input as fs_write("src/main.rs") with data.mandate_config as src_only
 }
 
+# Each its own test: a test rule has the policy's time limit, and a debug build is slow.
+test_argument_rule_refuses_a_backslash if {
+	denied(authz.decision) with input as fs_write("/repo/src/..\\..\\etc") with data.mandate_config as src_only
+}
+
+test_argument_rule_refuses_a_nul if {
+	denied(authz.decision) with input as fs_write("/repo/src/..\u0000/..\u0000/etc") with data.mandate_config as src_only
+}
+
+test_argument_rule_refuses_path_parameters if {
+	denied(authz.decision) with input as fs_write("/repo/src/..;/..;/etc") with data.mandate_config as src_only
+}
+
+test_argument_rule_refuses_percent_encodings_an_upstream_may_decode if {
+	denied(authz.decision) with input as fs_write("/repo/src/%2e%2e/etc") with data.mandate_config as src_only
+	denied(authz.decision) with input as fs_write("/repo/src/%c0%ae%c0%ae/etc") with data.mandate_config as src_only
+}
+
+test_argument_rule_refuses_dot_look_alikes if {
+	denied(authz.decision) with input as fs_write("/repo/src/\uff0e\uff0e/etc") with data.mandate_config as src_only
+	denied(authz.decision) with input as fs_write("/repo/src/\u2025/etc") with data.mandate_config as src_only
+}
+
+test_argument_rule_allows_other_unicode_names if {
+	allowed(authz.decision) with input as fs_write("/repo/src/naïve café.rs") with data.mandate_config as src_only
+}
+
 test_argument_rule_refuses_a_missing_or_non_string_argument if {
 	no_path := object.union(base_input, {"scopes": ["fs:*"], "action": object.union(base_input.action, {"server": "fs", "tool": "write_file", "arguments": {}})})
 	denied(authz.decision) with input as no_path with data.mandate_config as src_only
