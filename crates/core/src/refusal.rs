@@ -31,6 +31,23 @@ pub mod jsonrpc {
     pub const RATE_LIMITED: i64 = -32029;
     /// A dependency (audit log, revocation view, upstream) is unavailable; retry later.
     pub const UNAVAILABLE: i64 = -32050;
+
+    /// The stable name of `code`, as audit events record a refusal (`invalid` for others).
+    pub fn name(code: i64) -> &'static str {
+        match code {
+            PARSE_ERROR => "parse_error",
+            INVALID_REQUEST => "invalid_request",
+            METHOD_NOT_FOUND => "method_not_found",
+            INVALID_PARAMS => "invalid_params",
+            INTERNAL_ERROR => "internal_error",
+            UNAUTHENTICATED => "unauthenticated",
+            FORBIDDEN => "forbidden",
+            APPROVAL_REQUIRED => "approval_required",
+            RATE_LIMITED => "rate_limited",
+            UNAVAILABLE => "unavailable",
+            _ => "invalid",
+        }
+    }
 }
 
 /// `s` within RFC 6749 §5.2's `error_description` characters (%x20-21 / %x23-5B / %x5D-7E), which

@@ -902,6 +902,41 @@ impl Gateway {
         )
     }
 
+    /// The event of an authenticated request refused before any policy question could be asked
+    /// (malformed JSON-RPC, a method or notification the gateway does not know, an HTTP request
+    /// no route maps or whose arguments could be read two ways): every refused call of an
+    /// authenticated caller is on record, bounded by its call rate.
+    pub fn refused_request(
+        &self,
+        up: &Upstream,
+        claims: &MandateClaims,
+        label: &str,
+        resource: &str,
+        code: &str,
+        why: &str,
+    ) -> Event {
+        self.event_as(up, claims, label, None)
+            .on(resource.to_string())
+            .refused(code, why)
+    }
+
+    /// [`Gateway::refused_request`], recorded. The request is refused either way: an audit log
+    /// that cannot be written changes nothing but the log line.
+    pub async fn record_refused_request(
+        &self,
+        up: &Upstream,
+        claims: &MandateClaims,
+        label: &str,
+        resource: &str,
+        code: &str,
+        why: &str,
+    ) {
+        let ev = self.refused_request(up, claims, label, resource, code, why);
+        if self.audit.append(&ev).await.is_err() {
+            tracing::warn!(upstream = %up.name, event = %ev.id, "the audit log could not record a refused request");
+        }
+    }
+
     /// Step 5: makes `event` durable; an error means the call must not go ahead.
     pub async fn record(&self, event: &Event) -> Result<i64, RpcError> {
         self.audit.append(event).await.map_err(|_| {

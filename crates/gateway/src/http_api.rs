@@ -199,23 +199,35 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
         }
     };
     let method = parts.method.as_str().to_string();
+    let label = format!("http.{method}");
+    // Every refusal below is of an authenticated caller, so it is recorded (bounded by its rate).
+    let refuse = |status: StatusCode, outcome: &'static str, code: &'static str, why: String| {
+        let (gw, up, claims, label) = (&gw, &up, &claims, &label);
+        async move {
+            gw.metrics.call(&up.name, outcome, started.elapsed());
+            gw.record_refused_request(up, claims, label, &up.name, code, &why)
+                .await;
+            (
+                status,
+                Json(json!({"error": code, "error_description": why})),
+            )
+                .into_response()
+        }
+    };
     // A path that could mean another one at the upstream (`..`, `.`, an empty segment, or their
     // encodings) is refused: routes are decided on the path the upstream will serve.
     if !plain_path(&below) {
-        gw.metrics.call(&up.name, "invalid", started.elapsed());
-        return (
+        return refuse(
             StatusCode::BAD_REQUEST,
-            Json(json!({"error": "invalid_request", "error_description": "the path has '.', '..' or empty segments, or encoded '.', '/' or '\\': send the plain path"})),
+            "invalid",
+            "invalid_request",
+            "the path has '.', '..' or empty segments, or encoded '.', '/' or '\\': send the plain path".into(),
         )
-            .into_response();
+        .await;
     }
     let Some(action) = route_action(&up, &method, &below).map(str::to_string) else {
-        gw.metrics.call(&up.name, "denied", started.elapsed());
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": "not_found", "error_description": format!("no route of {} matches {method} {below}: only the routes its configuration maps to actions are served", up.name)})),
-        )
-            .into_response();
+        let why = format!("no route of {} matches {method} {below}: only the routes its configuration maps to actions are served", up.name);
+        return refuse(StatusCode::NOT_FOUND, "denied", "not_found", why).await;
     };
     // The arguments the policy sees must be the ones the upstream reads: a query key given
     // twice, or given in both the query and the body, could be read either way, so it is refused,
@@ -224,20 +236,13 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
     // The same holds for names that differ only in case (`path` and `Path`: some frameworks
     // match either), for a body the gateway cannot read as arguments (a form, an array, text: the
     // upstream would read what the policy never saw), and for method overrides (`_method`).
-    let invalid = |why: String| {
-        gw.metrics.call(&up.name, "invalid", started.elapsed());
-        (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "invalid_request", "error_description": why})),
-        )
-            .into_response()
-    };
+    let invalid = |why: String| refuse(StatusCode::BAD_REQUEST, "invalid", "invalid_request", why);
     if let Some(why) = body_without_decision(&parts.method, &parts.headers, &bytes) {
-        return invalid(why);
+        return invalid(why).await;
     }
     let query = match query_arguments(parts.uri.query()) {
         Ok(q) => q,
-        Err(why) => return invalid(why),
+        Err(why) => return invalid(why).await,
     };
     let mut arguments = serde_json::Map::new();
     let mut seen = std::collections::HashSet::new();
@@ -266,10 +271,11 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
         if !json_type {
             return invalid(
                 "a body is taken only as JSON: send it with Content-Type: application/json".into(),
-            );
+            )
+            .await;
         }
         if let Err(why) = crate::jsonrpc::check_member_names(&bytes) {
-            return invalid(why);
+            return invalid(why).await;
         }
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(o)) => {
@@ -277,16 +283,17 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
                     add(k, v, &mut arguments);
                 }
             }
-            _ => return invalid("the body must be a JSON object (its members are the arguments the policy decides on) or empty".into()),
+            _ => return invalid("the body must be a JSON object (its members are the arguments the policy decides on) or empty".into()).await,
         }
     }
     if let Some(k) = twice {
-        return invalid(format!("argument {k:?} is given more than once (in the query and the body, or in two cases): give each once"));
+        return invalid(format!("argument {k:?} is given more than once (in the query and the body, or in two cases): give each once")).await;
     }
     if arguments.keys().any(|k| k.eq_ignore_ascii_case("_method")) {
         return invalid(
             "method overrides (`_method`) are not forwarded: use the HTTP method itself".into(),
-        );
+        )
+        .await;
     }
     let mut judged = gw
         .judge_http(&up, &claims, &method, &below, &action, arguments, peer)

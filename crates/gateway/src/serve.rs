@@ -364,10 +364,18 @@ async fn post_inner(
         response: rpc_response(StatusCode::BAD_REQUEST, e.response(&Value::Null)),
         outcome: "invalid",
     };
+    // Refused before any message could be judged: recorded all the same (the caller is
+    // authenticated, and its rate bounds what it can make us write).
+    let refuse_body = |e: RpcError| async move {
+        let code = codes::name(e.code);
+        gw.record_refused_request(up, claims, "mcp.invalid", &up.name, code, &e.message)
+            .await;
+        invalid(e)
+    };
     let (items, batch) = match jsonrpc::parse(&bytes) {
         Ok(RpcBody::Single(m)) => (vec![Ok(m)], false),
         Ok(RpcBody::Batch(v)) => (v, true),
-        Err(e) => return invalid(e),
+        Err(e) => return refuse_body(e).await,
     };
     // A batch member that is not a message is answered with its error, and (like any refusal in
     // a batch) keeps the rest from being forwarded.
@@ -397,7 +405,7 @@ async fn post_inner(
     // says, or infrastructure routing on headers and the policy deciding on the body would see
     // two different calls.
     if let Err(e) = headers_agree(headers, &messages) {
-        return invalid(e);
+        return refuse_body(e).await;
     }
     // 3-4. Judge every request message.
     let mut judged = Vec::with_capacity(messages.len());
@@ -431,6 +439,26 @@ async fn post_inner(
             }
             _ => None,
         };
+        // A message refused before it could be judged gets its event here.
+        let j = j.map(|mut j| {
+            if let (Judgement::Refused(e), None) = (&j.judgement, &j.event) {
+                let method = match m {
+                    Message::Request(r) => r.method.as_str(),
+                    Message::Notification(n) => n.method.as_str(),
+                    Message::Response(_) => "",
+                };
+                let label = format!("mcp.{}", if method.is_empty() { "invalid" } else { method });
+                j.event = Some(gw.refused_request(
+                    up,
+                    claims,
+                    &label,
+                    &up.name,
+                    codes::name(e.code),
+                    &e.message,
+                ));
+            }
+            j
+        });
         judged.push(j);
     }
     let refused = judged.iter().flatten().any(|j| {

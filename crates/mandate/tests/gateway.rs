@@ -154,6 +154,25 @@ fn a_method_or_notification_the_gateway_does_not_know_is_refused_and_not_forward
     let note = json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "delete_note", "arguments": {"name": "todo"}}});
     let (status, _, body) = s.post_json_dpop(DEMO, "agent:coder", &m, &note);
     assert_eq!(status, 400, "{body}");
+    // Refused before any policy question, but recorded all the same (outside attack): the
+    // notification-form call, params as an array, and a body that is not JSON-RPC at all.
+    let array =
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": ["delete_note"]});
+    let (_, _, body) = s.post_json_dpop(DEMO, "agent:coder", &m, &array);
+    assert!(body.contains("-32602"), "{body}");
+    let (status, _, _) = s.post_json_dpop(DEMO, "agent:coder", &m, &json!({"id": 3}));
+    assert_eq!(status, 400);
+    let events = s.event_bodies();
+    let refused = |label: &str, code: &str| {
+        events.iter().any(|e| {
+            e.contains(&format!("\"action\":\"{label}\""))
+                && e.contains("\"result\":\"refused\"")
+                && e.contains(code)
+        })
+    };
+    assert!(refused("mcp.tools/call", "method_not_found"), "{events:?}");
+    assert!(refused("mcp.tools/call", "invalid_params"), "{events:?}");
+    assert!(refused("mcp.invalid", "invalid_request"), "{events:?}");
     let (_, _, listed) = s.post_json_dpop(DEMO, "agent:coder", &m, &call("list_notes", json!({})));
     assert!(listed.contains("todo"), "{listed}");
 }
@@ -478,6 +497,24 @@ fn an_http_api_request_the_upstream_could_read_otherwise_is_refused_and_never_fo
     assert_eq!(status, 404, "{text}");
     let (status, text) = send("GET", "/http/api//items/7", "application/json", None);
     assert_eq!(status, 400, "{text}");
+    // Each refusal of this authenticated caller is on record (outside attack): not one was lost.
+    let events = s.event_bodies();
+    let refused = |label: &str, code: &str| {
+        events
+            .iter()
+            .filter(|e| {
+                e.contains(&format!("\"action\":\"{label}\""))
+                    && e.contains("\"result\":\"refused\"")
+                    && e.contains(code)
+            })
+            .count()
+    };
+    assert_eq!(refused("http.get", "not_found"), 1, "{events:?}");
+    assert_eq!(
+        refused("http.GET", "invalid_request") + refused("http.POST", "invalid_request"),
+        5,
+        "{events:?}"
+    );
     assert!(
         fake.requests().is_empty(),
         "nothing refused reached the API: {:?}",
