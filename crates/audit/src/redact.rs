@@ -106,6 +106,20 @@ pub fn is_secret_key(k: &str) -> bool {
 /// case, and only letters and digits kept (so `_`, `-`, `.`, spaces and zero-width characters
 /// do not split a name).
 pub fn normalized_key(k: &str) -> String {
+    // ASCII is its own NFKC form and has no look-alikes to fold: the common case, without the
+    // normalizer's per-character work.
+    if k.is_ascii() {
+        return k
+            .bytes()
+            .filter(u8::is_ascii_alphanumeric)
+            .map(|b| char::from(b.to_ascii_lowercase()))
+            .collect();
+    }
+    normalized_key_general(k)
+}
+
+/// [`normalized_key`] for any text: NFKC, lower case, look-alikes folded, alphanumerics kept.
+fn normalized_key_general(k: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
     k.nfkc()
         .flat_map(char::to_lowercase)
@@ -256,4 +270,24 @@ fn valid_pointer(p: &str) -> bool {
     b.iter()
         .enumerate()
         .all(|(i, &c)| c != b'~' || matches!(b.get(i + 1), Some(b'0') | Some(b'1')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_ascii_shortcut_normalizes_keys_as_the_general_path_does(k in "[ -~]{0,40}") {
+            prop_assert_eq!(normalized_key(&k), normalized_key_general(&k));
+        }
+    }
+
+    #[test]
+    fn keys_are_normalized_past_case_separators_and_look_alikes() {
+        assert_eq!(normalized_key("X-Api_Key"), "xapikey");
+        assert_eq!(normalized_key("ＡＰＩ＿ＫＥＹ"), "apikey");
+        assert_eq!(normalized_key("раssword"), "password");
+    }
 }

@@ -215,50 +215,68 @@ pub fn message(v: Value) -> Result<Message, RpcError> {
     Ok(Message::Response(Response { id, outcome }))
 }
 
-/// Refuses JSON whose objects repeat a member name, exactly or ignoring ASCII case. Invalid
-/// JSON passes (the parse that follows says why it is not JSON). One pass, no values kept;
-/// depth is bounded by serde_json's recursion limit.
+/// Most JSON values (objects, arrays, and every member value, element and scalar in them) one
+/// body may hold. What a message costs the gateway (policy input, redaction, the audit event's
+/// canonical form) grows with its values, not its bytes: 4 MiB of tiny members is some 150,000
+/// values and about a second of CPU, which one agent could ask for again and again within its
+/// call rate. Legitimate tool arguments are far smaller; large content travels as strings.
+pub const MAX_JSON_VALUES: usize = 50_000;
+
+/// Refuses JSON whose objects repeat a member name, exactly or ignoring ASCII case, or that
+/// holds more than [`MAX_JSON_VALUES`] values. Invalid JSON passes (the parse that follows says
+/// why it is not JSON). One pass, no values kept; depth is bounded by serde_json's recursion
+/// limit.
 pub fn check_member_names(bytes: &[u8]) -> Result<(), String> {
-    use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::cell::Cell;
 
-    struct Strict;
-    struct StrictVisitor;
+    /// Visits one value, counting it against the body's budget.
+    #[derive(Clone, Copy)]
+    struct Strict<'c>(&'c Cell<usize>);
 
-    impl<'de> Deserialize<'de> for Strict {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(StrictVisitor)
+    impl<'de> DeserializeSeed<'de> for Strict<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            let n = self.0.get() + 1;
+            if n > MAX_JSON_VALUES {
+                return Err(serde::de::Error::custom(format!(
+                    "the body holds more than {MAX_JSON_VALUES} JSON values: send smaller arguments (large content as one string)"
+                )));
+            }
+            self.0.set(n);
+            d.deserialize_any(self)
         }
     }
 
-    impl<'de> Visitor<'de> for StrictVisitor {
-        type Value = Strict;
+    impl<'de> Visitor<'de> for Strict<'_> {
+        type Value = ();
 
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("JSON")
         }
-        fn visit_bool<E>(self, _: bool) -> Result<Strict, E> {
-            Ok(Strict)
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
         }
-        fn visit_i64<E>(self, _: i64) -> Result<Strict, E> {
-            Ok(Strict)
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
         }
-        fn visit_u64<E>(self, _: u64) -> Result<Strict, E> {
-            Ok(Strict)
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
         }
-        fn visit_f64<E>(self, _: f64) -> Result<Strict, E> {
-            Ok(Strict)
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
         }
-        fn visit_str<E>(self, _: &str) -> Result<Strict, E> {
-            Ok(Strict)
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
         }
-        fn visit_unit<E>(self) -> Result<Strict, E> {
-            Ok(Strict)
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
         }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
-            while seq.next_element::<Strict>()?.is_some() {}
-            Ok(Strict)
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(self)?.is_some() {}
+            Ok(())
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
             while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                 if !seen.insert(fold_case(&k)) {
@@ -267,14 +285,15 @@ pub fn check_member_names(bytes: &[u8]) -> Result<(), String> {
                         k.chars().take(64).collect::<String>()
                     )));
                 }
-                map.next_value::<Strict>()?;
+                map.next_value_seed(self)?;
             }
-            Ok(Strict)
+            Ok(())
         }
     }
 
+    let count = Cell::new(0);
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    match Strict::deserialize(&mut de) {
+    match Strict(&count).deserialize(&mut de) {
         Err(e) if e.is_data() => Err(e
             .to_string()
             .split(" at line")
@@ -332,6 +351,23 @@ mod tests {
             Body::Single(m) => Ok(m),
             Body::Batch(_) => panic!("a batch"),
         }
+    }
+
+    #[test]
+    fn a_body_with_too_many_json_values_is_refused_and_one_within_the_bound_is_not() {
+        // The envelope and `params`/`arguments` objects count too: leave room for them.
+        let body = |n: usize| {
+            let items = vec!["0"; n].join(",");
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"t","arguments":{{"rows":[{items}]}}}}}}"#
+            )
+        };
+        let envelope = 8; // message, jsonrpc, id, method, params, name, arguments, rows
+        assert!(check_member_names(body(MAX_JSON_VALUES - envelope).as_bytes()).is_ok());
+        let e = check_member_names(body(MAX_JSON_VALUES - envelope + 1).as_bytes()).unwrap_err();
+        assert!(e.contains("more than 50000 JSON values"), "{e}");
+        let e = parse(body(MAX_JSON_VALUES).as_bytes()).unwrap_err();
+        assert_eq!(e.code, codes::INVALID_REQUEST);
     }
 
     #[test]

@@ -649,7 +649,8 @@ async fn post_inner(
                     .get("mcp-session-id")
                     .and_then(|v| v.to_str().ok())
                 {
-                    gw.sessions.record(s, &session_owner(claims));
+                    gw.sessions
+                        .record(s, &session_owner(claims), &claims.client_id);
                 }
             }
             r

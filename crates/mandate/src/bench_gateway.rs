@@ -189,16 +189,26 @@ async fn phase(
                 for (k, v) in headers(i) {
                     req = req.header(k, v);
                 }
-                let ok = match req.send().await {
-                    Ok(r) if r.status().is_success() => r
-                        .text()
-                        .await
-                        .map(|b| b.contains("\"result\""))
-                        .unwrap_or(false),
-                    _ => false,
+                let outcome = match req.send().await {
+                    Ok(r) => {
+                        let status = r.status();
+                        match r.text().await {
+                            Ok(b) if status.is_success() && b.contains("\"result\"") => Ok(()),
+                            Ok(b) => Err(format!(
+                                "{status}: {}",
+                                b.chars().take(300).collect::<String>()
+                            )),
+                            Err(e) => Err(format!("{status}: body unreadable: {e}")),
+                        }
+                    }
+                    Err(e) => Err(format!("no answer: {e}")),
                 };
                 lat.push(t.elapsed());
-                if !ok {
+                if let Err(why) = outcome {
+                    // The first few failures are shown, so a failed call can be explained.
+                    if failed < 3 {
+                        eprintln!("call {i} failed: {why}");
+                    }
                     failed += 1;
                 }
             }
