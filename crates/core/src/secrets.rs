@@ -111,14 +111,32 @@ fn credential_in(tok: &str) -> bool {
     let at_start = KNOWN_PREFIXES
         .iter()
         .any(|&(p, min, _)| tok.starts_with(p) && credential_from(tok, p, min, false));
+    let bytes = tok.as_bytes();
     at_start
         || (1..=tok.len() - SHORTEST_CREDENTIAL).any(|at| {
-            let rest = &tok[at..];
-            KNOWN_PREFIXES.iter().any(|&(p, min, glued)| {
-                glued && rest.starts_with(p) && credential_from(rest, p, min, true)
-            })
+            // Most positions cannot start a glued prefix (hex digests never can): one table
+            // lookup instead of a comparison per prefix.
+            GLUED_FIRST_BYTES[usize::from(bytes[at])] && {
+                let rest = &tok[at..];
+                KNOWN_PREFIXES.iter().any(|&(p, min, glued)| {
+                    glued && rest.starts_with(p) && credential_from(rest, p, min, true)
+                })
+            }
         })
 }
+
+/// Which bytes start a prefix of [`KNOWN_PREFIXES`] that is looked for inside words.
+const GLUED_FIRST_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < KNOWN_PREFIXES.len() {
+        if KNOWN_PREFIXES[i].2 {
+            t[KNOWN_PREFIXES[i].0.as_bytes()[0] as usize] = true;
+        }
+        i += 1;
+    }
+    t
+};
 
 /// The characters credentials of the known formats are made of.
 fn is_token_char(c: char) -> bool {

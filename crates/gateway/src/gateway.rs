@@ -535,7 +535,7 @@ impl Gateway {
                 event: Some(ev),
             };
         }
-        let decision = self.policy.decide(Query::Authz, input.clone()).await;
+        let decision = self.policy.decide(Query::Authz, &input).await;
         let mut ev = self.event_as(up, claims, label, None).on(resource).decided(
             decision.outcome().as_str(),
             decision.decision_id(),

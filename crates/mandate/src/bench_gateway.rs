@@ -201,7 +201,15 @@ async fn phase(
                             Err(e) => Err(format!("{status}: body unreadable: {e}")),
                         }
                     }
-                    Err(e) => Err(format!("no answer: {e}")),
+                    Err(e) => {
+                        let mut why = format!("no answer: {e}");
+                        let mut cause = std::error::Error::source(&e);
+                        while let Some(c) = cause {
+                            why.push_str(&format!(": {c}"));
+                            cause = c.source();
+                        }
+                        Err(why)
+                    }
                 };
                 lat.push(t.elapsed());
                 if let Err(why) = outcome {
@@ -290,7 +298,7 @@ fn floor(
     .to_value();
     let t = Instant::now();
     for _ in 0..n {
-        let d = policy.decide(mandate_policy::Query::Authz, input.clone());
+        let d = policy.decide(mandate_policy::Query::Authz, &input);
         if !d.is_allow() {
             bail!("floor decision did not allow: {}", d.reasons_line());
         }
@@ -324,7 +332,8 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         .env("MANDATE_HOME", &home)
         .env("MANDATE_LOG", "warn")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        // Kept, so that a failed call can be explained by the gateway's side too.
+        .stderr(std::fs::File::create(home.join("serve.log"))?)
         .spawn()?;
     let child = Child {
         home: home.clone(),
@@ -436,6 +445,14 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         let headers = signed(n);
         eprintln!("gateway (pid {pid}), concurrency {c}: {n} calls");
         phases.push(phase("gateway", &http, &gw_url, c, n, headers, Some(pid)).await?);
+    }
+    if phases.iter().any(|p| p.failed > 0) {
+        let log = std::fs::read_to_string(home.join("serve.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        eprintln!("calls failed; the gateway's last log lines:");
+        for l in &lines[lines.len().saturating_sub(10)..] {
+            eprintln!("  {l}");
+        }
     }
     let floor_total = verify + decide;
     let out = json!({

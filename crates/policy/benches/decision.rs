@@ -69,7 +69,7 @@ fn main() {
         let r = raw
             .eval_rule(Query::Authz.path().to_string())
             .expect("raw eval");
-        let d = live.current().decide(Query::Authz, input.clone());
+        let d = live.current().decide(Query::Authz, &input);
         assert_eq!(
             serde_json::to_value(&r).unwrap()["allow"],
             serde_json::Value::Bool(d.is_allow())
@@ -119,9 +119,8 @@ fn main() {
             vm.set_input(prepared.clone());
             black_box(vm.execute().unwrap());
             let a = t.elapsed();
-            let owned = input.clone();
             let t = Instant::now();
-            black_box(live.current().decide(Query::Authz, owned));
+            black_box(live.current().decide(Query::Authz, &input));
             let b = t.elapsed();
             if i >= WARMUP {
                 raw_t.push(a);

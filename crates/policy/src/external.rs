@@ -87,7 +87,7 @@ impl DecisionPoint {
             Backend::Embedded(l) => {
                 let policy = l.current();
                 let version = policy.version().to_string();
-                tokio::task::spawn_blocking(move || policy.decide(query, input))
+                tokio::task::spawn_blocking(move || policy.decide(query, &input))
                     .await
                     .unwrap_or_else(|e| {
                         Decision::failed(
@@ -96,7 +96,7 @@ impl DecisionPoint {
                         )
                     })
             }
-            Backend::Remote { .. } => self.decide(query, input).await,
+            Backend::Remote { .. } => self.decide(query, &input).await,
         }
     }
 
@@ -104,7 +104,7 @@ impl DecisionPoint {
     /// the calling thread: for a cheap decision on an input the caller built and bounded (the
     /// delegation policy at the token endpoint; each evaluation is capped by the policy's time
     /// limit). Decisions asked in bulk for others go through [`DecisionPoint::decide_apart`].
-    pub async fn decide(&self, query: Query, input: Value) -> Decision {
+    pub async fn decide(&self, query: Query, input: &Value) -> Decision {
         match &self.backend {
             Backend::Embedded(l) => l.current().decide(query, input),
             Backend::Remote {
@@ -113,7 +113,7 @@ impl DecisionPoint {
                 timeout,
             } => {
                 let version = remote_version(ext);
-                match remote(ext, client, query, &input).await {
+                match remote(ext, client, query, input).await {
                     Ok(d) => d,
                     Err(e) => {
                         let e = if e.is_timeout() {

@@ -191,14 +191,14 @@ mod tests {
         let v1 = live.current().version().to_string();
         assert_eq!(live.reload(), Reload::Unchanged);
         assert_eq!(
-            live.current().decide(Query::Authz, json!({})).outcome(),
+            live.current().decide(Query::Authz, &json!({})).outcome(),
             Outcome::Deny
         );
 
         write(dir.path(), "true");
         assert!(matches!(settle(&live), Reload::Loaded(v) if v != v1));
         assert_eq!(
-            live.current().decide(Query::Authz, json!({})).outcome(),
+            live.current().decide(Query::Authz, &json!({})).outcome(),
             Outcome::Allow
         );
         let v2 = live.current().version().to_string();
@@ -219,7 +219,7 @@ mod tests {
         );
         assert_eq!(live.current().version(), v2);
         assert_eq!(
-            live.current().decide(Query::Authz, json!({})).outcome(),
+            live.current().decide(Query::Authz, &json!({})).outcome(),
             Outcome::Allow
         );
         let st = live.status();
@@ -242,7 +242,7 @@ mod tests {
         std::fs::remove_dir_all(&sub).unwrap();
         assert!(matches!(settle(&live), Reload::Failed(_)));
         assert_eq!(
-            live.current().decide(Query::Authz, json!({})).outcome(),
+            live.current().decide(Query::Authz, &json!({})).outcome(),
             Outcome::Allow
         );
     }

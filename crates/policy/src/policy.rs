@@ -250,8 +250,8 @@ impl Policy {
 
     /// Decides `query` for `input`. Never fails: an undefined result, a malformed decision, an
     /// evaluation error or the time limit all give a deny that says why.
-    pub fn decide(&self, query: Query, input: Value) -> Decision {
-        self.decide_value(query, to_regorus(&input))
+    pub fn decide(&self, query: Query, input: &Value) -> Decision {
+        self.decide_value(query, to_regorus(input))
     }
 
     /// [`Policy::decide`] with the input already converted.
@@ -637,17 +637,17 @@ test_fails if decision.allow
     #[test]
     fn decides_allow_and_deny_with_the_policy_reasons() {
         let p = policy();
-        let d = p.decide(Query::Authz, json!({"action": {"tool": "get"}}));
+        let d = p.decide(Query::Authz, &json!({"action": {"tool": "get"}}));
         assert_eq!(d.outcome(), Outcome::Allow);
         assert_eq!(d.policy_version(), p.version());
-        let d = p.decide(Query::Authz, json!({"action": {"tool": "put"}}));
+        let d = p.decide(Query::Authz, &json!({"action": {"tool": "put"}}));
         assert_eq!(d.outcome(), Outcome::Deny);
         assert_eq!(d.reasons(), ["nothing matched"]);
     }
 
     #[test]
     fn a_missing_decision_rule_denies_and_names_the_package_to_write() {
-        let d = policy().decide(Query::Delegation, json!({}));
+        let d = policy().decide(Query::Delegation, &json!({}));
         assert_eq!(d.outcome(), Outcome::Deny);
         assert!(d.error().unwrap().contains("package mandate.delegation"));
     }
@@ -662,7 +662,7 @@ test_fails if decision.allow
             None,
         )
         .unwrap();
-        let d = p.decide(Query::Authz, json!({"x": true, "y": true}));
+        let d = p.decide(Query::Authz, &json!({"x": true, "y": true}));
         assert_eq!(d.outcome(), Outcome::Deny);
         assert!(d.error().is_some());
     }
@@ -674,7 +674,7 @@ test_fails if decision.allow
         s.modules.push(("slow.rego".into(), rego.into()));
         let p = Policy::build(&s, Duration::from_millis(20)).unwrap();
         let start = Instant::now();
-        let d = p.decide(Query::Authz, json!({}));
+        let d = p.decide(Query::Authz, &json!({}));
         assert_eq!(d.outcome(), Outcome::Deny, "{d:?}");
         assert!(start.elapsed() < Duration::from_secs(5));
     }
@@ -758,7 +758,7 @@ test_fails if decision.allow
             .vm_unsafe_reason()
             .unwrap()
             .contains("mandate.authz.decision"));
-        let d = p.decide(Query::Authz, json!({"action": {"tool": "x"}}));
+        let d = p.decide(Query::Authz, &json!({"action": {"tool": "x"}}));
         assert_eq!(d.outcome(), Outcome::Deny);
         assert!(d.error().unwrap().contains("recursion"));
     }

@@ -71,7 +71,7 @@ pub async fn check_delegation(
     input: Value,
     trail: &mut crate::token::Trail,
 ) -> Result<Decision, OAuthError> {
-    let d = st.policy.decide(Query::Delegation, input).await;
+    let d = st.policy.decide(Query::Delegation, &input).await;
     trail.decision = Some(d.clone());
     match d.outcome() {
         Outcome::Allow => Ok(d),
