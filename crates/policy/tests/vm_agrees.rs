@@ -42,7 +42,7 @@ fn same_answer(p: &Policy, q: Query, input: &Value) {
         _ => panic!("VM {vm:?} vs interpreter {interp:?} for {input}"),
     }
     // And decide() (the production path) agrees with both.
-    let d = p.decide(q, &input);
+    let d = p.decide(q, input);
     if let Ok(Some(v)) = &interp {
         let outright = v["allow"] == json!(true) && v["approval"].is_null();
         assert_eq!(outright, d.is_allow(), "{input}");
