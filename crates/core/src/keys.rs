@@ -58,9 +58,14 @@ impl PublicKey {
         let arr: [u8; 32] = bytes
             .try_into()
             .map_err(|_| KeyError::BadKey(format!("{} bytes where 32 are needed", bytes.len())))?;
-        VerifyingKey::from_bytes(&arr)
+        if let Some(k) = decoded::get(&arr) {
+            return Ok(k);
+        }
+        let key = VerifyingKey::from_bytes(&arr)
             .map(PublicKey)
-            .map_err(|_| KeyError::BadKey("not a point on Ed25519".into()))
+            .map_err(|_| KeyError::BadKey("not a point on Ed25519".into()))?;
+        decoded::put(arr, key);
+        Ok(key)
     }
 
     /// Reads a public key in any of the accepted forms (surrounding whitespace is ignored).
@@ -199,6 +204,41 @@ impl PublicKey {
     pub fn verify(&self, msg: &[u8], sig: &[u8; 64]) -> bool {
         let sig = ed25519_dalek::Signature::from_bytes(sig);
         self.0.verify_strict(msg, &sig).is_ok()
+    }
+}
+
+/// Points decompressed recently, by their encoding. Decompressing costs a field exponentiation
+/// (a few microseconds), and a verifier sees the same few keys again and again: every DPoP proof
+/// of an agent carries its key. A pure function's memo, so it changes no answer; bounded, and
+/// emptied when full (keys a stranger sends only cost what they cost without it).
+mod decoded {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+
+    use super::PublicKey;
+
+    /// Most points remembered.
+    const MAX: usize = 4096;
+
+    fn memo() -> &'static Mutex<HashMap<[u8; 32], PublicKey>> {
+        static MEMO: OnceLock<Mutex<HashMap<[u8; 32], PublicKey>>> = OnceLock::new();
+        MEMO.get_or_init(Default::default)
+    }
+
+    pub(super) fn get(bytes: &[u8; 32]) -> Option<PublicKey> {
+        memo()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(bytes)
+            .copied()
+    }
+
+    pub(super) fn put(bytes: [u8; 32], key: PublicKey) {
+        let mut m = memo().lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= MAX {
+            m.clear();
+        }
+        m.insert(bytes, key);
     }
 }
 

@@ -14,6 +14,7 @@ use crate::error::StoreError;
 use crate::store::Store;
 
 mod integrate;
+pub(crate) mod recent;
 
 pub(crate) use integrate::Maintenance;
 pub use integrate::{IntegrateError, Integrator};
@@ -38,6 +39,9 @@ pub struct AuditRecord {
     pub result: String,
     /// Canonical JSON of the event.
     pub body: String,
+    /// Everyone the event names, each with whether it is only asserted (what the parties index
+    /// records for it).
+    pub parties: Vec<(String, bool)>,
 }
 
 impl AuditRecord {
@@ -51,7 +55,11 @@ impl AuditRecord {
     /// canonical JSON.
     pub fn with_body(e: &mandate_audit::event::Event, body: String) -> AuditRecord {
         debug_assert_eq!(body, e.canonical());
+        let mut parties: Vec<(String, bool)> =
+            e.parties().into_iter().map(|p| (p, false)).collect();
+        parties.extend(e.asserted_parties().into_iter().map(|p| (p, true)));
         AuditRecord {
+            parties,
             id: e.id.clone(),
             time_ms: mandate_audit::verify::unix_millis(&e.time).unwrap_or(0),
             kind: e.kind.clone(),
@@ -512,6 +520,8 @@ impl Store {
             .await?;
         let seqs = insert_events(&mut tx, &[&first]).await?;
         tx.commit().await?;
+        // What the writer remembers belongs to the log just removed.
+        self.recent.clear();
         Ok(seqs[0])
     }
 
@@ -843,6 +853,8 @@ mod tests {
         for i in 0..5 {
             store.audit(rec(i)).await.unwrap();
         }
+        // As after a restart: the rows are all there is to integrate from.
+        store.recent.clear();
         sqlx::query("DELETE FROM audit_events WHERE seq = 3")
             .execute(&store.pool)
             .await
@@ -856,6 +868,52 @@ mod tests {
             "{err}"
         );
         assert_eq!(store.audit_tree_size().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn events_are_integrated_and_indexed_as_committed_even_if_a_row_changes_before() {
+        let store = Store::open_sqlite_memory().await.unwrap();
+        for i in 0..5 {
+            store.audit(rec(i)).await.unwrap();
+        }
+        let leaves: Vec<Hash> = (0..5)
+            .map(|i| merkle::leaf_hash(rec(i).body.as_bytes()))
+            .collect();
+        sqlx::query("UPDATE audit_events SET body = '{}' WHERE seq = 2")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let mut integrator = Integrator::new();
+        let (size, root) = integrator
+            .step(&store, 1, |_, _| Ok("n".into()))
+            .await
+            .unwrap()
+            .unwrap();
+        // The tree holds the event as written, so `audit verify` will name the edited row.
+        assert_eq!(size, 5);
+        assert_eq!(root, merkle::root_of(&leaves));
+        assert_eq!(integrator.index_step(&store).await.unwrap(), 5);
+        let q = AuditQuery {
+            party: Some("agent:a2".into()),
+            limit: 10,
+            ..Default::default()
+        };
+        let found: Vec<String> = store
+            .audit_events(&q)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(found, ["evt_2"]);
+        let indexed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_parties")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        // Each event names its principal and user:alice.
+        assert_eq!(indexed, 10);
+        // Both readers are past them: nothing is kept.
+        assert!(store.recent.after(0, i64::MAX, 10).is_none());
     }
 
     #[tokio::test]

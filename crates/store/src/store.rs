@@ -3,12 +3,14 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use crate::audit::recent::Recent;
 use crate::error::StoreError;
 use crate::writer::Writer;
 
@@ -29,6 +31,8 @@ pub struct Store {
     pub(crate) pool: SqlitePool,
     /// Channel to the group-commit writer task.
     pub(crate) writer: Writer,
+    /// What the writer just committed to the audit log (leaves and parties), for the integrator.
+    pub(crate) recent: Arc<Recent>,
 }
 
 impl Store {
@@ -54,9 +58,11 @@ impl Store {
         // The writer gets its own single, permanent connection so that hot
         // writes never queue behind readers for a pooled connection.
         let writer_pool = single_connection_pool().connect_with(options).await?;
+        let recent = Arc::new(Recent::default());
         Ok(Store {
             pool,
-            writer: Writer::spawn(writer_pool),
+            writer: Writer::spawn(writer_pool, recent.clone()),
+            recent,
         })
     }
 
@@ -70,8 +76,10 @@ impl Store {
             .busy_timeout(BUSY_TIMEOUT);
         let pool = single_connection_pool().connect_with(options).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        let recent = Arc::new(Recent::default());
         Ok(Store {
-            writer: Writer::spawn(pool.clone()),
+            writer: Writer::spawn(pool.clone(), recent.clone()),
+            recent,
             pool,
         })
     }

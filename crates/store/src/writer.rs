@@ -13,6 +13,7 @@ use std::sync::Arc;
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audit::recent::{Committed, Recent};
 use crate::audit::{insert_events, AuditRecord, Maintenance};
 use crate::error::StoreError;
 use crate::jtis::insert_jtis;
@@ -125,9 +126,10 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the writer task on `pool` (a single-connection pool owned by the writer).
-    pub(crate) fn spawn(pool: SqlitePool) -> Writer {
+    /// Audit events it commits are also told to `recent`.
+    pub(crate) fn spawn(pool: SqlitePool, recent: Arc<Recent>) -> Writer {
         let (ops, queue) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run(pool, queue));
+        tokio::spawn(run(pool, queue, recent));
         Writer { ops }
     }
 
@@ -201,7 +203,7 @@ impl Writer {
 
 /// The writer loop: take what is queued (up to [`MAX_BATCH`]), commit it in one transaction, then
 /// answer every operation. Nothing is answered before its commit.
-async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<WriteOp>) {
+async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<WriteOp>, recent: Arc<Recent>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // More than one op waiting means callers are concurrent: let the tasks already runnable
@@ -222,7 +224,7 @@ async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<WriteOp>) {
             .into_iter()
             .partition(|op| matches!(op, WriteOp::Maintain { .. }));
         if !ops.is_empty() {
-            commit_requests(&pool, ops).await;
+            commit_requests(&pool, ops, &recent).await;
         }
         // Requests first: they are what callers wait on.
         for op in upkeep {
@@ -238,8 +240,8 @@ async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<WriteOp>) {
 }
 
 /// Commits the request operations of one batch in one transaction and answers each.
-async fn commit_requests(pool: &SqlitePool, ops: Vec<WriteOp>) {
-    match execute(pool, &ops).await {
+async fn commit_requests(pool: &SqlitePool, ops: Vec<WriteOp>, recent: &Recent) {
+    match execute(pool, &ops, recent).await {
         Ok(verdicts) => {
             tracing::trace!(size = ops.len(), "group commit done");
             for (op, v) in ops.into_iter().zip(verdicts) {
@@ -269,6 +271,18 @@ fn audit_only(ops: &[WriteOp]) -> Option<Vec<&AuditRecord>> {
         .collect()
 }
 
+/// What the integrator needs of events just committed as `seqs`: leaf hashes and parties.
+fn committed<'a>(
+    records: &'a [&AuditRecord],
+    seqs: &'a [i64],
+) -> impl Iterator<Item = Committed> + 'a {
+    records.iter().zip(seqs).map(|(r, &seq)| Committed {
+        seq,
+        leaf: mandate_audit::merkle::leaf_hash(r.body.as_bytes()),
+        parties: r.parties.clone(),
+    })
+}
+
 /// Whether `value` was inserted by this batch and this is its first use in the batch.
 fn first_new<'a>(
     inserted: &HashSet<String>,
@@ -282,13 +296,18 @@ fn first_new<'a>(
 /// mandates of the operations that may proceed. When a jti repeats inside the batch, only its
 /// first use counts as fresh: a second use in the same batch is a replay. An `Issue` records its
 /// mandate only if all its jtis were fresh.
-async fn execute(pool: &SqlitePool, ops: &[WriteOp]) -> Result<Vec<Verdict>, sqlx::Error> {
+async fn execute(
+    pool: &SqlitePool,
+    ops: &[WriteOp],
+    recent: &Recent,
+) -> Result<Vec<Verdict>, sqlx::Error> {
     if let Some(records) = audit_only(ops) {
         // The gateway's hot path: nothing but events. One INSERT statement is atomic and, in
         // autocommit with `synchronous=FULL`, durable when it returns, so the explicit
         // BEGIN/COMMIT (two more round trips to SQLite's thread) are not needed.
         let mut conn = pool.acquire().await?;
         let seqs = insert_events(&mut conn, &records).await?;
+        recent.push(committed(&records, &seqs));
         return Ok(seqs.into_iter().map(Verdict::Audit).collect());
     }
     let mut jtis: Vec<(&str, i64)> = Vec::new();
@@ -389,6 +408,7 @@ async fn execute(pool: &SqlitePool, ops: &[WriteOp]) -> Result<Vec<Verdict>, sql
     }
     let seqs = insert_events(&mut tx, &events).await?;
     tx.commit().await?;
+    recent.push(committed(&events, &seqs));
     let mut verdicts = verdicts;
     for (owner, seq) in owners.into_iter().zip(seqs) {
         if let Some(i) = owner {

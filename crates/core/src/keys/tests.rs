@@ -132,3 +132,32 @@ fn a_small_order_key_never_verifies_even_when_read_for_one_signature() {
     sig[0] = 1;
     assert!(!k.verify(b"anything", &sig));
 }
+
+#[test]
+fn remembered_points_decode_to_the_same_keys_and_bad_ones_stay_refused() {
+    // y = 2 is not on the curve (no x satisfies the equation for it).
+    let mut not_a_point = [0u8; 32];
+    not_a_point[0] = 2;
+    let secret = |i: u32| {
+        let mut seed = [0u8; 32];
+        seed[..4].copy_from_slice(&i.to_le_bytes());
+        SecretKey::from_seed(&seed)
+    };
+    let signers: Vec<SecretKey> = (0..8).map(secret).collect();
+    // Other keys fill the memo past its bound in between, so that it is emptied on the way.
+    let filler: Vec<[u8; 32]> = (0..4100u32)
+        .map(|i| *secret(100 + i).public().as_bytes())
+        .collect();
+    for round in 0..2 {
+        for sk in &signers {
+            let k = PublicKey::from_bytes(sk.public().as_bytes()).unwrap();
+            assert_eq!(k.as_bytes(), sk.public().as_bytes(), "round {round}");
+            assert!(k.verify(b"m", &sk.sign(b"m")));
+            assert!(!k.verify(b"m", &signers[0].sign(b"other")));
+        }
+        assert!(PublicKey::from_bytes(&not_a_point).is_err());
+        for f in &filler {
+            assert_eq!(PublicKey::from_bytes(f).unwrap().as_bytes(), f);
+        }
+    }
+}

@@ -200,6 +200,18 @@ impl Integrator {
         }
         let mut frontier = self.frontier.clone().expect("loaded above");
         let size = frontier.size();
+        let mut nodes: Vec<(u32, u64, Hash)> = Vec::new();
+        // What the writer just committed, when it remembers it from the next leaf on; the rows
+        // otherwise (after a restart, or when it fell behind).
+        if let Some(recent) = store
+            .recent
+            .after(size as i64, i64::MAX, INTEGRATE_BATCH as usize)
+        {
+            for c in recent {
+                nodes.extend(frontier.append(c.leaf));
+            }
+            return self.extend(store, frontier, nodes, now_ms, sign).await;
+        }
         let rows =
             sqlx::query("SELECT seq, body FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
                 .bind(size as i64)
@@ -210,7 +222,7 @@ impl Integrator {
         if rows.is_empty() {
             return Ok(None);
         }
-        let mut nodes: Vec<(u32, u64, Hash)> = Vec::with_capacity(rows.len() * 2);
+        nodes.reserve(rows.len() * 2);
         for (i, r) in rows.iter().enumerate() {
             let seq: i64 = r.try_get(0).map_err(StoreError::from)?;
             let expected = size + i as u64 + 1;
@@ -223,6 +235,18 @@ impl Integrator {
             let body: String = r.try_get(1).map_err(StoreError::from)?;
             nodes.extend(frontier.append(merkle::leaf_hash(body.as_bytes())));
         }
+        self.extend(store, frontier, nodes, now_ms, sign).await
+    }
+
+    /// Stores the new `nodes` of `frontier` with a checkpoint for its size, and keeps it.
+    async fn extend(
+        &mut self,
+        store: &Store,
+        frontier: Frontier,
+        nodes: Vec<(u32, u64, Hash)>,
+        now_ms: i64,
+        sign: impl FnOnce(u64, &Hash) -> Result<String, String>,
+    ) -> Result<Option<(u64, Hash)>, IntegrateError> {
         let new_size = frontier.size();
         let root = frontier.root();
         let note = sign(new_size, &root).map_err(IntegrateError::Sign)?;
@@ -253,6 +277,17 @@ impl Integrator {
         if from >= size {
             return Ok(0);
         }
+        if let Some(recent) = store.recent.after(from, size, INDEX_BATCH as usize) {
+            let through = recent.last().map_or(from, |c| c.seq);
+            let parties = recent
+                .into_iter()
+                .flat_map(|c| {
+                    let seq = c.seq;
+                    c.parties.into_iter().map(move |(p, a)| (p, seq, a))
+                })
+                .collect();
+            return Self::index(store, parties, from, through).await;
+        }
         let rows = sqlx::query(
             "SELECT seq, body FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
         )
@@ -270,6 +305,16 @@ impl Integrator {
             parties.extend(parties_of(&body).into_iter().map(|(p, a)| (p, seq, a)));
             through = seq;
         }
+        Self::index(store, parties, from, through).await
+    }
+
+    /// Stores the parties of events `(from, through]` and moves the index's reach to `through`.
+    async fn index(
+        store: &Store,
+        parties: Vec<(String, i64, bool)>,
+        from: i64,
+        through: i64,
+    ) -> Result<u64, IntegrateError> {
         store
             .writer
             .maintain(Maintenance::Index {
@@ -278,6 +323,8 @@ impl Integrator {
                 through,
             })
             .await?;
+        // The index trails the tree, so both readers are past these events now.
+        store.recent.drop_through(through);
         Ok((through - from) as u64)
     }
 }
