@@ -59,8 +59,29 @@ const KNOWN_PREFIXES: [(&str, usize, bool); 22] = [
 /// `Authorization` schemes whose credentials follow them.
 const SCHEMES: [&str; 5] = ["bearer", "basic", "dpop", "token", "digest"];
 
+/// Whether `text` is too short and too plain to hold anything the credential checks here find
+/// (or a control character): fewer than 16 bytes, each a letter, digit or one of `_ : / . -`. So
+/// no space (no word after a scheme), no `@` (URL password), `?` (query) or `=` (assignment),
+/// shorter than every known credential format (20) and than the shortest compact JWS whose header
+/// names an `alg` (`eyJhbGciOiIifQ..x`, 17). Most names, labels and argument values in an audit
+/// event are such words, and skip the scans; property tests hold the shortcut to them.
+pub fn is_plain_short_word(text: &str) -> bool {
+    text.len() < 16
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'/' | b'.' | b'-'))
+}
+
 /// Whether `s`, as a whole value, is or carries a credential.
 pub fn looks_like_secret_value(s: &str) -> bool {
+    if is_plain_short_word(s) {
+        return false;
+    }
+    looks_like_secret_value_scanned(s)
+}
+
+/// [`looks_like_secret_value`] without the shortcut.
+fn looks_like_secret_value_scanned(s: &str) -> bool {
     if matches!(scrub_tokens(s), Cow::Owned(_)) {
         return true;
     }
@@ -267,6 +288,22 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn plain_short_words_are_never_secret_values(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just("eyJhbGciOiIifQ".to_string()), Just("ghp_".to_string()),
+                    Just("AKIA".to_string()), "[A-Za-z0-9_:/.-]{0,6}",
+                ],
+                0..4,
+            )
+        ) {
+            let w: String = parts.concat();
+            if is_plain_short_word(&w) {
+                prop_assert!(!looks_like_secret_value_scanned(&w), "{:?}", w);
+            }
+        }
+
         #[test]
         fn one_pass_credential_search_agrees_with_the_reference(
             parts in proptest::collection::vec(
