@@ -31,7 +31,6 @@ use common::{
     ACCESS_TOKEN_TYPE, GITHUB, INTROSPECTOR, INTROSPECT_PATH, TOKEN_EXCHANGE,
 };
 use mandate_core::assertion::ASSERTION_TYPE;
-use mandate_core::SecretKey;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -61,17 +60,7 @@ fn b64_json(v: &Value) -> String {
     b64(&serde_json::to_vec(v).expect("JSON"))
 }
 
-/// A compact JWS of `header` and a raw payload, signed with `key`.
-fn sign_raw(header: &Value, payload: &[u8], key: &SecretKey) -> String {
-    let input = format!("{}.{}", b64_json(header), b64(payload));
-    let sig = key.sign(input.as_bytes());
-    format!("{input}.{}", b64(&sig))
-}
-
-/// A compact JWS of `header` and `claims`, signed with `key`.
-fn sign(header: &Value, claims: &Value, key: &SecretKey) -> String {
-    sign_raw(header, &serde_json::to_vec(claims).expect("JSON"), key)
-}
+use common::{sign_jws as sign, sign_raw};
 
 /// A compact JWS with an arbitrary signature part.
 fn with_signature(header: &Value, claims: &Value, sig: &[u8]) -> String {

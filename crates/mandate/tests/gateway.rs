@@ -192,6 +192,36 @@ fn each_message_of_a_batch_counts_against_the_agents_rate() {
 }
 
 #[test]
+fn a_mandate_is_refused_at_the_gateway_from_the_second_it_expires() {
+    let s = Server::demo();
+    let good = s.own_mandate("agent:coder", "demo:read_note", "mcp:demo");
+    let header = common::jwt_header(&good);
+    let issuer = s.issuer_key(header["kid"].as_str().unwrap());
+    // The same claims re-signed with the issuer key and a fresh jti, ending `exp_in` from now.
+    let ending = |exp_in: i64| {
+        let mut c = common::jwt_payload(&good);
+        let now = common::now();
+        c["jti"] = json!(common::random_id());
+        c["iat"] = json!(now - 60);
+        c["nbf"] = json!(now - 60);
+        c["exp"] = json!(now + exp_in);
+        common::sign_jws(&header, &c, &issuer)
+    };
+    let read = call("read_note", json!({"name": "welcome"}));
+    let (status, _, body) = s.post_json_dpop(DEMO, "agent:coder", &ending(30), &read);
+    assert_eq!(
+        status, 200,
+        "control: a re-signed live mandate works: {body}"
+    );
+    // The issuer's own gateway shares its clock: no skew allowance after `exp`.
+    let (status, headers, body) = s.post_json_dpop(DEMO, "agent:coder", &ending(-2), &read);
+    assert_eq!(status, 401, "{body}");
+    let challenge = headers.get("www-authenticate").unwrap().to_str().unwrap();
+    assert!(challenge.contains("invalid_token"), "{challenge}");
+    assert!(body.contains("expired"), "{body}");
+}
+
+#[test]
 fn two_dpop_headers_are_refused() {
     let s = Server::demo();
     let m = s.own_mandate("agent:coder", "demo:list_notes", "mcp:demo");

@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use mandate_core::assertion::ASSERTION_TYPE;
 use serde_json::{json, Value};
 
@@ -17,18 +15,7 @@ fn admin_mandate(s: &Server) -> String {
     s.own_mandate("user:admin", "mandate:admin", &s.url)
 }
 
-fn b64_json(v: &Value) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
-}
-
-/// A compact JWS of `header` and `claims` signed with `key`.
-fn sign(header: &Value, claims: &Value, key: &mandate_core::SecretKey) -> String {
-    let input = format!("{}.{}", b64_json(header), b64_json(claims));
-    format!(
-        "{input}.{}",
-        URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()))
-    )
-}
+use crate::common::sign_jws as sign;
 
 #[test]
 fn a_token_passed_where_a_name_or_kid_belongs_is_refused_and_never_logged() {

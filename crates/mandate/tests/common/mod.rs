@@ -135,6 +135,25 @@ pub fn jwt_payload(token: &str) -> Value {
     decode_part(token, 1)
 }
 
+/// A compact JWS of `header` and the raw `payload`, signed with `key` (for forged or re-signed
+/// tokens and proofs).
+pub fn sign_raw(header: &Value, payload: &[u8], key: &SecretKey) -> String {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).expect("JSON")),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()))
+    )
+}
+
+/// A compact JWS of `header` and `claims`, signed with `key`.
+pub fn sign_jws(header: &Value, claims: &Value, key: &SecretKey) -> String {
+    sign_raw(header, &serde_json::to_vec(claims).expect("JSON"), key)
+}
+
 /// The file a principal's private key is stored in: `user:alice` -> `keys/user_alice.jwk`.
 pub fn key_path(home: &Path, principal: &str) -> PathBuf {
     let file = format!("{}.jwk", principal.replacen(':', "_", 1));
