@@ -196,8 +196,20 @@ pub fn scrub_tokens(text: &str) -> std::borrow::Cow<'_, str> {
         let run = &text[start..i];
         let run = run.trim_matches('.');
         let lead = text[start..i].len() - text[start..i].trim_start_matches('.').len();
-        if run.matches('.').count() >= 2 && starts_like_jws(run) {
-            out.push_str(&text[last..start + lead]);
+        if run.matches('.').count() < 2 {
+            continue;
+        }
+        // A token may be glued after other token characters (`x` + a mandate): past the run's
+        // start, one can begin only where a JSON header's base64 does (`eyJ` is `{"`).
+        let from = if starts_like_jws(run) {
+            Some(0)
+        } else {
+            run.match_indices("eyJ")
+                .map(|(at, _)| at)
+                .find(|&at| at > 0 && starts_like_jws(&run[at..]))
+        };
+        if let Some(at) = from {
+            out.push_str(&text[last..start + lead + at]);
             out.push_str("[token removed]");
             last = start + lead + run.len();
             changed = true;
@@ -210,9 +222,10 @@ pub fn scrub_tokens(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// A run of token characters whose first three segments look like a compact JWS.
+/// A run of token characters whose first three segments look like a compact JWS (base64
+/// padding at the end of a segment is ignored: a token padded by hand is still the token).
 fn starts_like_jws(run: &str) -> bool {
-    let mut it = run.splitn(4, '.');
+    let mut it = run.splitn(4, '.').map(|s| s.trim_end_matches('='));
     match (it.next(), it.next(), it.next()) {
         (Some(h), Some(p), Some(s)) => looks_like_compact_jws(&format!("{h}.{p}.{s}")),
         _ => false,
@@ -370,6 +383,24 @@ mod tests {
             scrub_tokens("nothing here: a.b.c"),
             std::borrow::Cow::Borrowed(_)
         ));
+        // Glued after other token characters, or with a segment padded by hand: still removed,
+        // with nothing of the payload or the signature left.
+        let (h, rest) = t.split_once('.').unwrap();
+        let (p, sig) = rest.split_once('.').unwrap();
+        for disguised in [
+            format!("x{t}\u{200b}"),
+            format!("abc-{t}"),
+            format!("{h}=.{p}.{sig}"),
+            format!("{h}==.{p}=.{sig}"),
+        ] {
+            let clean = scrub_tokens(&disguised);
+            assert!(clean.contains("[token removed]"), "{disguised}");
+            assert!(
+                !clean.contains(&p[..12]) && !clean.contains(&sig[..12]),
+                "{clean}"
+            );
+        }
+        assert_eq!(scrub_tokens(&format!("x{t}")), "x[token removed]");
     }
 
     #[test]

@@ -72,6 +72,26 @@ pub fn is_plain_short_word(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'/' | b'.' | b'-'))
 }
 
+/// Text fit for a log line or an audit event: credentials removed ([`scrub_secrets_with`]) and
+/// control or bidirectional-override characters replaced by U+FFFD (they would rewrite a
+/// terminal or reorder what a reader sees).
+pub fn clean_text_with<'a>(text: &'a str, is_secret_name: &dyn Fn(&str) -> bool) -> Cow<'a, str> {
+    if is_plain_short_word(text) {
+        return Cow::Borrowed(text);
+    }
+    clean_text_scanned(text, is_secret_name)
+}
+
+/// [`clean_text_with`] without the shortcut.
+fn clean_text_scanned<'a>(text: &'a str, is_secret_name: &dyn Fn(&str) -> bool) -> Cow<'a, str> {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    match scrub_secrets_with(text, is_secret_name) {
+        Cow::Borrowed(t) if !t.contains(unsafe_char) => Cow::Borrowed(t),
+        t => Cow::Owned(t.replace(unsafe_char, "\u{fffd}")),
+    }
+}
+
 /// Whether `s`, as a whole value, is or carries a credential.
 pub fn looks_like_secret_value(s: &str) -> bool {
     if is_plain_short_word(s) {
@@ -86,8 +106,19 @@ fn looks_like_secret_value_scanned(s: &str) -> bool {
         return true;
     }
     let t = s.trim();
-    if let Some((scheme, rest)) = t.split_once(' ') {
-        if SCHEMES.iter().any(|x| scheme.eq_ignore_ascii_case(x)) && !rest.trim().is_empty() {
+    // A scheme followed by a credential, however they are spaced: at the start (`Bearer x`),
+    // after `Authorization:`, or anywhere when what follows is shaped like one (long, or with a
+    // digit), so that prose (`a bearer of news`) stays readable.
+    let ws: Vec<&str> = words(t).map(|(_, w)| w).collect();
+    let is_scheme = |w: &str| SCHEMES.iter().any(|x| w.eq_ignore_ascii_case(x));
+    for (i, pair) in ws.windows(2).enumerate() {
+        let (scheme, next) = (pair[0], pair[1]);
+        if is_scheme(scheme)
+            && (i == 0
+                || ws[i - 1].eq_ignore_ascii_case("authorization:")
+                || next.len() >= 16
+                || next.bytes().any(|b| b.is_ascii_digit()))
+        {
             return true;
         }
     }
@@ -97,8 +128,7 @@ fn looks_like_secret_value_scanned(s: &str) -> bool {
     if t.contains("hooks.slack.com/services/") {
         return true;
     }
-    t.split_whitespace()
-        .any(|w| url_password(w) || secret_query(w) || has_known_credential(w))
+    words(t).any(|(_, w)| url_password(w) || secret_query(w) || has_known_credential(w))
 }
 
 /// Whether a word holds a credential of a well-known format ([`KNOWN_PREFIXES`]): a run of
@@ -201,28 +231,50 @@ pub fn scrub_secrets_with<'a>(
             secret_assignment(w, is_secret_name)
         }
     };
-    let needs = {
-        let mut prev_scheme = false;
-        text.split(' ').any(|w| {
-            let hit = verdict(w, prev_scheme).is_some();
-            prev_scheme = introduces_credential(w, is_secret_name);
-            hit
-        })
-    };
-    if !needs {
-        return text;
-    }
-    let mut out: Vec<String> = Vec::new();
+    // Each removal: where it starts and where its word ends.
+    let mut removals: Vec<(usize, usize)> = Vec::new();
     let mut prev_scheme = false;
-    for w in text.split(' ') {
-        out.push(match verdict(w, prev_scheme) {
-            Some(0) => "[removed]".to_string(),
-            Some(at) => format!("{}[removed]", &w[..at]),
-            None => w.to_string(),
-        });
+    for (start, w) in words(&text) {
+        if let Some(at) = verdict(w, prev_scheme) {
+            removals.push((start + at, start + w.len()));
+        }
         prev_scheme = introduces_credential(w, is_secret_name);
     }
-    Cow::Owned(out.join(" "))
+    if removals.is_empty() {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (from, to) in removals {
+        out.push_str(&text[last..from]);
+        out.push_str("[removed]");
+        last = to;
+    }
+    out.push_str(&text[last..]);
+    Cow::Owned(out)
+}
+
+/// Whether `c` separates words: any whitespace (tabs, newlines, no-break spaces) and the
+/// zero-width characters, so that `Bearer` and its credential are two words however they are
+/// set apart.
+fn is_separator(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}')
+}
+
+/// The words of `text` (runs between separators, never empty), each with its byte offset.
+fn words(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.split(is_separator)
+        .scan(0usize, |at, w| {
+            let start = *at;
+            // The separator after `w` (if any) is one character; its width is found in `text`.
+            let sep = text[start + w.len()..]
+                .chars()
+                .next()
+                .map_or(0, char::len_utf8);
+            *at = start + w.len() + sep;
+            Some((start, w))
+        })
+        .filter(|(_, w)| !w.is_empty())
 }
 
 /// Whether the word after `w` is a credential: `w` is an `Authorization` scheme (`Bearer`), or a
@@ -301,6 +353,8 @@ mod tests {
             let w: String = parts.concat();
             if is_plain_short_word(&w) {
                 prop_assert!(!looks_like_secret_value_scanned(&w), "{:?}", w);
+                let any_name = |_: &str| true;
+                prop_assert!(matches!(clean_text_scanned(&w, &any_name), Cow::Borrowed(_)), "{:?}", w);
             }
         }
 
@@ -343,6 +397,33 @@ mod tests {
             "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----",
         ] {
             assert!(looks_like_secret_value(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn a_scheme_and_its_credential_are_found_however_they_are_spaced() {
+        for s in [
+            "Bearer SMUGGLEAUTHZ",
+            "Bearer\tX",
+            "Bearer\nX",
+            "Bearer\u{a0}X",
+            "Bearer\u{200b}X",
+            "Bearer  X",
+            "Authorization: Bearer X",
+            "authorization:\tdpop X",
+            "send it as Bearer abc123",
+            "header: Basic dXNlcjpwYXNzd29yZA==",
+        ] {
+            assert!(looks_like_secret_value(s), "{s:?}");
+        }
+        let no_name = |_: &str| false;
+        for (text, kept) in [
+            ("Bearer  SMUGGLE1 rest", "Bearer  [removed] rest"),
+            ("x Bearer\tSMUGGLE1", "x Bearer\t[removed]"),
+            ("Bearer\u{a0}SMUGGLE1", "Bearer\u{a0}[removed]"),
+            ("a\nBearer\nSMUGGLE1\nb", "a\nBearer\n[removed]\nb"),
+        ] {
+            assert_eq!(scrub_secrets_with(text, &no_name), kept, "{text:?}");
         }
     }
 

@@ -29,7 +29,7 @@ use crate::jsonrpc::RpcError;
 use crate::mcp::{Call, ListKind};
 use crate::upstream::{Upstream, Upstreams};
 
-mod events;
+pub(crate) mod events;
 
 /// A boxed future (object-safe hooks without a macro crate).
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -161,6 +161,11 @@ pub struct Judged {
 }
 
 /// Unix seconds now.
+/// JSON values in a request body that count as one more call against the agent's rate
+/// ([`Gateway::rate_limit_size`]): with the default 100 calls/s, an agent can make the gateway
+/// read at most about 25,000 values a second (plus its burst), whatever it packs them into.
+pub const VALUES_PER_CALL: usize = 250;
+
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -346,6 +351,25 @@ impl Gateway {
             // More than the burst at once: never allowed; the batch must be smaller.
             Err(_) => Err(60),
         }
+    }
+
+    /// Charges a body's size against the agent's rate: one call more per [`VALUES_PER_CALL`] JSON
+    /// values in it (what a body costs the gateway, in policy input, redaction and the audit
+    /// event, grows with its values). `already` calls were charged for the request: with them,
+    /// the charge is at most the burst, so that any body within the size bound can go through
+    /// once the agent's allowance is full.
+    pub fn rate_limit_size(
+        &self,
+        principal: &str,
+        values: usize,
+        already: usize,
+    ) -> Result<(), u64> {
+        let burst = self
+            .settings
+            .per_agent_burst
+            .max(self.settings.per_agent_rps) as usize;
+        let n = (values / VALUES_PER_CALL).min(burst.saturating_sub(already));
+        self.rate_limit_more(principal, n)
     }
 
     /// Forgets agents whose allowance is full again.

@@ -179,14 +179,7 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
     };
     if let Err(retry) = gw.rate_limit(&claims.client_id) {
         gw.metrics.call(&up.name, "rate_limited", started.elapsed());
-        let mut resp = (
-            StatusCode::TOO_MANY_REQUESTS,
-            Json(json!({"error": "rate_limited", "error_description": format!("{} is over its call rate through the gateway; retry in {retry} s", claims.client_id)})),
-        )
-            .into_response();
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(retry));
-        return resp;
+        return too_many(&claims.client_id, retry, "");
     }
     let bytes = match axum::body::to_bytes(body, gw.settings.max_body).await {
         Ok(b) => b,
@@ -274,8 +267,18 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
             )
             .await;
         }
-        if let Err(why) = crate::jsonrpc::check_member_names(&bytes) {
-            return invalid(why).await;
+        let values = match crate::jsonrpc::check_member_names(&bytes) {
+            Ok(n) => n,
+            Err(why) => return invalid(why).await,
+        };
+        // A large body counts as more calls, by its JSON values.
+        if let Err(retry) = gw.rate_limit_size(&claims.client_id, values, 1) {
+            gw.metrics.call(&up.name, "rate_limited", started.elapsed());
+            let note = format!(
+                " (a body counts one call more per {} JSON values)",
+                crate::gateway::VALUES_PER_CALL
+            );
+            return too_many(&claims.client_id, retry, &note);
         }
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(o)) => {
@@ -329,7 +332,7 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
             )
                 .into_response();
         }
-        tracing::info!(upstream = %up.name, principal = %ev.principal, resource = ev.resource.as_deref().unwrap_or(""),
+        tracing::info!(upstream = %up.name, principal = %ev.principal, resource = %crate::gateway::events::log_resource(ev),
             result = %ev.result, decision_id = ev.decision_id.as_deref().unwrap_or(""), event = %ev.id, "gateway call");
     }
     match std::mem::replace(&mut judged.judgement, Judgement::Pass) {
@@ -440,6 +443,19 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
     *r.status_mut() = status;
     *r.headers_mut() = out;
     r
+}
+
+/// `429` with `Retry-After`: `principal` is over its call rate (`note` says why a call counted
+/// as more than one).
+fn too_many(principal: &str, retry: u64, note: &str) -> Response {
+    let mut resp = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(json!({"error": "rate_limited", "error_description": format!("{principal} is over its call rate through the gateway{note}; retry in {retry} s")})),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry));
+    resp
 }
 
 #[cfg(test)]

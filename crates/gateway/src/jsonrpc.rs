@@ -133,7 +133,12 @@ pub fn result_response(id: &Value, result: Value) -> Value {
 /// parsers the first) or two members that differ only in case (`"name"` and `"Name"`: Go's
 /// `encoding/json` matches either) is refused, at any depth.
 pub fn parse(bytes: &[u8]) -> Result<Body, RpcError> {
-    check_member_names(bytes).map_err(RpcError::invalid_request)?;
+    parse_counted(bytes).map(|(b, _)| b)
+}
+
+/// [`parse`], with how many JSON values the body holds (what its size costs to judge).
+pub fn parse_counted(bytes: &[u8]) -> Result<(Body, usize), RpcError> {
+    let values = check_member_names(bytes).map_err(RpcError::invalid_request)?;
     let v: Value = serde_json::from_slice(bytes).map_err(RpcError::parse)?;
     match v {
         Value::Array(items) => {
@@ -146,9 +151,12 @@ pub fn parse(bytes: &[u8]) -> Result<Body, RpcError> {
                     items.len()
                 )));
             }
-            Ok(Body::Batch(items.into_iter().map(message).collect()))
+            Ok((
+                Body::Batch(items.into_iter().map(message).collect()),
+                values,
+            ))
         }
-        other => message(other).map(Body::Single),
+        other => message(other).map(|m| (Body::Single(m), values)),
     }
 }
 
@@ -223,10 +231,10 @@ pub fn message(v: Value) -> Result<Message, RpcError> {
 pub const MAX_JSON_VALUES: usize = 50_000;
 
 /// Refuses JSON whose objects repeat a member name, exactly or ignoring ASCII case, or that
-/// holds more than [`MAX_JSON_VALUES`] values. Invalid JSON passes (the parse that follows says
-/// why it is not JSON). One pass, no values kept; depth is bounded by serde_json's recursion
-/// limit.
-pub fn check_member_names(bytes: &[u8]) -> Result<(), String> {
+/// holds more than [`MAX_JSON_VALUES`] values; otherwise answers how many values it holds.
+/// Invalid JSON passes (the parse that follows says why it is not JSON). One pass, no values
+/// kept; depth is bounded by serde_json's recursion limit.
+pub fn check_member_names(bytes: &[u8]) -> Result<usize, String> {
     use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
     use std::cell::Cell;
 
@@ -300,7 +308,7 @@ pub fn check_member_names(bytes: &[u8]) -> Result<(), String> {
             .next()
             .unwrap_or("")
             .to_string()),
-        _ => Ok(()),
+        _ => Ok(count.get()),
     }
 }
 
@@ -363,7 +371,10 @@ mod tests {
             )
         };
         let envelope = 8; // message, jsonrpc, id, method, params, name, arguments, rows
-        assert!(check_member_names(body(MAX_JSON_VALUES - envelope).as_bytes()).is_ok());
+        assert_eq!(
+            check_member_names(body(MAX_JSON_VALUES - envelope).as_bytes()),
+            Ok(MAX_JSON_VALUES)
+        );
         let e = check_member_names(body(MAX_JSON_VALUES - envelope + 1).as_bytes()).unwrap_err();
         assert!(e.contains("more than 50000 JSON values"), "{e}");
         let e = parse(body(MAX_JSON_VALUES).as_bytes()).unwrap_err();

@@ -233,10 +233,21 @@ pub async fn mcp_endpoint(
         .map(str::to_string);
     if let Some(s) = &session {
         if !gw.sessions.owned_by(s, &session_owner(&claims)) {
+            let why = "unknown MCP session for this caller: send initialize without Mcp-Session-Id to start one";
+            // On record like every refusal of an authenticated caller (its rate bounds them).
+            gw.record_refused_request(
+                &up,
+                &claims,
+                "mcp.session",
+                &up.name,
+                "unknown_session",
+                why,
+            )
+            .await;
+            gw.metrics.call(&up.name, "invalid", started.elapsed());
             return rpc_response(
                 StatusCode::NOT_FOUND,
-                RpcError::new(codes::INVALID_REQUEST, "unknown MCP session for this caller: send initialize without Mcp-Session-Id to start one")
-                    .response(&Value::Null),
+                RpcError::new(codes::INVALID_REQUEST, why).response(&Value::Null),
             );
         }
     }
@@ -376,9 +387,9 @@ async fn post_inner(
             .await;
         invalid(e)
     };
-    let (items, batch) = match jsonrpc::parse(&bytes) {
-        Ok(RpcBody::Single(m)) => (vec![Ok(m)], false),
-        Ok(RpcBody::Batch(v)) => (v, true),
+    let (items, batch, values) = match jsonrpc::parse_counted(&bytes) {
+        Ok((RpcBody::Single(m), n)) => (vec![Ok(m)], false, n),
+        Ok((RpcBody::Batch(v), n)) => (v, true, n),
         Err(e) => return refuse_body(e).await,
     };
     // A batch member that is not a message is answered with its error, and (like any refusal in
@@ -404,6 +415,20 @@ async fn post_inner(
                 outcome: "rate_limited",
             };
         }
+    }
+    // And a large body counts as more calls, by its JSON values.
+    if let Err(retry) = gw.rate_limit_size(&claims.client_id, values, messages.len()) {
+        return Answer {
+            response: rate_limited(
+                &claims.client_id,
+                retry,
+                &format!(
+                    " (a body counts one call more per {} JSON values)",
+                    crate::gateway::VALUES_PER_CALL
+                ),
+            ),
+            outcome: "rate_limited",
+        };
     }
     // The 2026-07-28 revision routes on `Mcp-Method` / `Mcp-Name`: they must say what the body
     // says, or infrastructure routing on headers and the policy deciding on the body would see
@@ -543,7 +568,7 @@ async fn post_inner(
                 upstream = %up.name,
                 principal = %ev.principal,
                 jti = ev.jti.as_deref().unwrap_or(""),
-                resource = ev.resource.as_deref().unwrap_or(""),
+                resource = %crate::gateway::events::log_resource(ev),
                 result = %ev.result,
                 decision = ev.decision.as_deref().unwrap_or(""),
                 decision_id = ev.decision_id.as_deref().unwrap_or(""),

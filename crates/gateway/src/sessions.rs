@@ -25,16 +25,20 @@ pub const MAX_SESSIONS_PER_HOLDER: usize = 256;
 struct Opened {
     owner: String,
     holder: String,
+    /// Which recording of the session id this is (an id can be recorded again).
+    generation: u64,
 }
 
 #[derive(Default)]
 struct Table {
     /// Session id -> who opened it.
     by_id: HashMap<String, Opened>,
-    /// Every remembered session id, oldest first.
-    order: VecDeque<String>,
+    /// Recordings, oldest first. Entries of sessions since ended or recorded again stay until
+    /// they reach the front or the queue is compacted; they never count as live.
+    order: VecDeque<(String, u64)>,
     /// Each holder's remembered session ids, oldest first (holders with none are removed).
     by_holder: HashMap<String, VecDeque<String>>,
+    generation: u64,
 }
 
 impl Table {
@@ -49,6 +53,13 @@ impl Table {
             }
         }
     }
+
+    /// Whether a queue entry is the live recording of its session.
+    fn is_live(&self, (id, generation): &(String, u64)) -> bool {
+        self.by_id
+            .get(id)
+            .is_some_and(|o| o.generation == *generation)
+    }
 }
 
 /// Session id -> the principal that opened it.
@@ -62,14 +73,17 @@ impl Owners {
     pub fn record(&self, session: &str, owner: &str, holder: &str) {
         let mut t = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         t.remove(session);
+        t.generation += 1;
+        let generation = t.generation;
         t.by_id.insert(
             session.to_string(),
             Opened {
                 owner: owner.to_string(),
                 holder: holder.to_string(),
+                generation,
             },
         );
-        t.order.push_back(session.to_string());
+        t.order.push_back((session.to_string(), generation));
         let mine = t.by_holder.entry(holder.to_string()).or_default();
         mine.push_back(session.to_string());
         let oldest_of_holder = (mine.len() > MAX_SESSIONS_PER_HOLDER)
@@ -78,13 +92,23 @@ impl Owners {
         if let Some(old) = oldest_of_holder {
             t.remove(&old);
         }
-        // The order queue is bounded too: ids of ended or replaced sessions stay in it until they
-        // reach its front.
-        while t.by_id.len() > MAX_SESSIONS || t.order.len() > MAX_SESSIONS {
+        // Past the bound, the oldest live session goes (entries that are no longer live are
+        // skipped: they are not sessions, and must not push one out).
+        while t.by_id.len() > MAX_SESSIONS {
             match t.order.pop_front() {
-                Some(old) => t.remove(&old),
+                Some(entry) => {
+                    if t.is_live(&entry) {
+                        t.remove(&entry.0);
+                    }
+                }
                 None => break,
             }
+        }
+        // Entries that are no longer live are dropped in one pass when they could make up half
+        // the queue: amortised constant time per recording, and the queue stays bounded.
+        if t.order.len() > 2 * MAX_SESSIONS {
+            let order = std::mem::take(&mut t.order);
+            t.order = order.into_iter().filter(|e| t.is_live(e)).collect();
         }
     }
 
@@ -148,5 +172,50 @@ mod tests {
         assert!(!o.inner.lock().unwrap().by_holder.is_empty());
         o.forget("kept");
         assert!(o.inner.lock().unwrap().by_holder.is_empty());
+    }
+
+    #[test]
+    fn sessions_opened_and_ended_by_one_holder_never_push_out_anothers() {
+        let o = Owners::default();
+        o.record("theirs", "agent:b for user:x", "agent:b");
+        // Far more openings than the table holds, each ended or pushed out by the holder's own
+        // bound: none of them is live for long, so none counts against the other agent.
+        for i in 0..MAX_SESSIONS + 1_000 {
+            let s = format!("brief{i}");
+            o.record(&s, "agent:a for user:y", "agent:a");
+            if i % 2 == 0 {
+                o.forget(&s);
+            }
+        }
+        assert!(o.owned_by("theirs", "agent:b for user:x"));
+        let t = o.inner.lock().unwrap();
+        assert!(t.order.len() <= 2 * MAX_SESSIONS);
+        assert_eq!(t.by_id.len(), MAX_SESSIONS_PER_HOLDER + 1);
+    }
+
+    #[test]
+    fn past_the_bound_in_all_the_oldest_live_session_goes() {
+        let o = Owners::default();
+        // Many holders, each within its own bound, fill the table.
+        for i in 0..MAX_SESSIONS + 1 {
+            let holder = format!("agent:h{}", i / MAX_SESSIONS_PER_HOLDER);
+            o.record(&format!("s{i}"), &holder, &holder);
+        }
+        let first = format!("agent:h{}", 0);
+        assert!(!o.owned_by("s0", &first));
+        assert!(o.owned_by("s1", &first));
+        assert_eq!(o.inner.lock().unwrap().by_id.len(), MAX_SESSIONS);
+    }
+
+    #[test]
+    fn a_session_recorded_again_is_not_pushed_out_by_its_old_entry() {
+        let o = Owners::default();
+        o.record("s", "agent:a for user:y", "agent:a");
+        o.record("s", "agent:b for user:x", "agent:b");
+        assert!(o.owned_by("s", "agent:b for user:x"));
+        assert!(!o.owned_by("s", "agent:a for user:y"));
+        let t = o.inner.lock().unwrap();
+        assert!(!t.is_live(&t.order[0]));
+        assert!(t.is_live(&t.order[1]));
     }
 }

@@ -173,6 +173,25 @@ fn a_method_or_notification_the_gateway_does_not_know_is_refused_and_not_forward
     assert!(refused("mcp.tools/call", "method_not_found"), "{events:?}");
     assert!(refused("mcp.tools/call", "invalid_params"), "{events:?}");
     assert!(refused("mcp.invalid", "invalid_request"), "{events:?}");
+    // A session this caller did not open: 404, and on record.
+    let (status, _, body) = s.dpop_send(
+        "POST",
+        DEMO,
+        "agent:coder",
+        &m,
+        &[
+            ("content-type", "application/json"),
+            ("mcp-session-id", "not-yours"),
+        ],
+        Some(serde_json::to_vec(&call("list_notes", json!({}))).unwrap()),
+    );
+    assert_eq!(status, 404, "{body}");
+    let sessions = s
+        .event_bodies()
+        .into_iter()
+        .filter(|e| e.contains("\"mcp.session\"") && e.contains("unknown_session"))
+        .count();
+    assert_eq!(sessions, 1);
     let (_, _, listed) = s.post_json_dpop(DEMO, "agent:coder", &m, &call("list_notes", json!({})));
     assert!(listed.contains("todo"), "{listed}");
 }
@@ -189,6 +208,30 @@ fn each_message_of_a_batch_counts_against_the_agents_rate() {
     assert!(headers.get("retry-after").is_some());
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"]["code"], -32029);
+}
+
+#[test]
+fn a_large_body_counts_as_more_calls_by_its_json_values_but_always_fits_the_burst() {
+    let s = Server::start_with(true, "[gateway]\nper_agent_rps = 5\nper_agent_burst = 5\n");
+    let m = s.own_mandate("agent:coder", "demo:read_note", "mcp:demo");
+    // About 1,000 values: four calls' worth more, so the whole allowance (5) at once.
+    let big = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "read_note", "arguments": {"name": "welcome", "pad": vec![0; 1_000]}}});
+    let small = call("read_note", json!({"name": "welcome"}));
+    let (status, _, body) = s.post_json_dpop(DEMO, "agent:coder", &m, &big);
+    assert_eq!(status, 200, "{body}");
+    // The allowance is spent: even a small call waits now.
+    let (status, headers, body) = s.post_json_dpop(DEMO, "agent:coder", &m, &small);
+    assert_eq!(status, 429, "{body}");
+    assert!(headers.get("retry-after").is_some());
+    // A body worth more than the whole burst is charged the burst, not refused for ever.
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let huge = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "read_note", "arguments": {"name": "welcome", "pad": vec![0; 10_000]}}});
+    let (status, _, body) = s.post_json_dpop(DEMO, "agent:coder", &m, &huge);
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = s.post_json_dpop(DEMO, "agent:coder", &m, &small);
+    assert_eq!(status, 429, "{body}");
 }
 
 #[test]

@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use mandate_audit::checkpoint::{self, Checkpoint};
 use mandate_audit::event::{self, Event};
-use mandate_core::secrets::is_plain_short_word as plain_short;
 use mandate_store::{AuditRecord, Integrator, StoreError};
 use rand::RngCore;
 
@@ -231,24 +230,10 @@ pub fn scrub_text(text: &str) -> std::borrow::Cow<'_, str> {
     mandate_core::secrets::scrub_secrets_with(text, &event::is_secret_key)
 }
 
-/// Text fit for the log: credentials removed and control or bidirectional-override characters
-/// replaced (they would rewrite a terminal or reorder what a reader sees).
+/// Text fit for the log (`mandate_core::secrets::clean_text_with`, with the audit log's secret
+/// names).
 fn clean_text(text: &str) -> std::borrow::Cow<'_, str> {
-    // Most of an event's fields and member names are such words (`agent:coder`, `allow`).
-    if plain_short(text) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    clean_text_scanned(text)
-}
-
-/// [`clean_text`] without the shortcut.
-fn clean_text_scanned(text: &str) -> std::borrow::Cow<'_, str> {
-    let unsafe_char =
-        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-    match scrub_text(text) {
-        std::borrow::Cow::Borrowed(t) if !t.contains(unsafe_char) => std::borrow::Cow::Borrowed(t),
-        t => std::borrow::Cow::Owned(t.replace(unsafe_char, "\u{fffd}")),
-    }
+    mandate_core::secrets::clean_text_with(text, &event::is_secret_key)
 }
 
 /// Every free-text field of an event: what `clean_text` is applied to. Identifiers a caller can
@@ -683,34 +668,12 @@ pub async fn flush(state: &AppState) -> Result<(), mandate_store::IntegrateError
 mod tests {
     use super::*;
 
-    proptest::proptest! {
-        #[test]
-        fn the_plain_word_shortcut_never_skips_what_the_full_scan_removes(
-            parts in proptest::collection::vec(
-                proptest::prop_oneof![
-                    proptest::strategy::Just("eyJhbGciOiIifQ".to_string()),
-                    proptest::strategy::Just("ghp_".to_string()),
-                    "[A-Za-z0-9_:/.-]{0,6}",
-                ],
-                0..4,
-            )
-        ) {
-            let text: String = parts.concat();
-            if plain_short(&text) {
-                proptest::prop_assert!(
-                    matches!(clean_text_scanned(&text), std::borrow::Cow::Borrowed(_)),
-                    "{:?}", text
-                );
-            }
-        }
-    }
-
     #[test]
     fn the_shortest_token_is_not_taken_for_a_plain_word() {
         let token = "eyJhbGciOiIifQ..x";
-        assert!(!plain_short(token));
+        assert!(!mandate_core::secrets::is_plain_short_word(token));
         assert!(matches!(clean_text(token), std::borrow::Cow::Owned(_)));
-        assert!(plain_short("agent:coder"));
+        assert!(mandate_core::secrets::is_plain_short_word("agent:coder"));
     }
 
     #[test]

@@ -11,6 +11,16 @@ use super::{now_ms, Gateway};
 use crate::jsonrpc::RpcError;
 use crate::upstream::Upstream;
 
+/// What a log line may show of an event's `resource` (built from names the caller chose: a method,
+/// a tool): cleaned as the audit log cleans it, so a log line holds no credential the event does
+/// not.
+pub fn log_resource(ev: &Event) -> std::borrow::Cow<'_, str> {
+    mandate_core::secrets::clean_text_with(
+        ev.resource.as_deref().unwrap_or(""),
+        &mandate_audit::event::is_secret_key,
+    )
+}
+
 impl Gateway {
     /// The audit event of a call on `up` under `claims`.
     pub(super) fn event(
