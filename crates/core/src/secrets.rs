@@ -110,7 +110,7 @@ fn looks_like_secret_value_scanned(s: &str) -> bool {
     // after `Authorization:`, or anywhere when what follows is shaped like one (long, or with a
     // digit), so that prose (`a bearer of news`) stays readable.
     let ws: Vec<&str> = words(t).map(|(_, w)| w).collect();
-    let is_scheme = |w: &str| SCHEMES.iter().any(|x| w.eq_ignore_ascii_case(x));
+    let is_scheme = ends_with_scheme;
     for (i, pair) in ws.windows(2).enumerate() {
         let (scheme, next) = (pair[0], pair[1]);
         if is_scheme(scheme)
@@ -280,7 +280,7 @@ fn words(text: &str) -> impl Iterator<Item = (usize, &str)> {
 /// Whether the word after `w` is a credential: `w` is an `Authorization` scheme (`Bearer`), or a
 /// secret name ending in `:` or `=` (`password:`).
 fn introduces_credential(w: &str, is_secret_name: &dyn Fn(&str) -> bool) -> bool {
-    if SCHEMES.iter().any(|x| w.eq_ignore_ascii_case(x)) {
+    if ends_with_scheme(w) {
         return true;
     }
     w.strip_suffix([':', '='])
@@ -288,9 +288,19 @@ fn introduces_credential(w: &str, is_secret_name: &dyn Fn(&str) -> bool) -> bool
         .is_some_and(|n| !n.is_empty() && is_secret_name(n))
 }
 
+/// Whether the word ends in an `Authorization` scheme name: its last run of letters is one, so
+/// that `Bearer` counts wherever it was glued (`tools/Bearer`, `"Bearer`, `demo/bearer`).
+fn ends_with_scheme(w: &str) -> bool {
+    let w = w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+    let letters = w.len() - w.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len();
+    let run = &w[w.len() - letters..];
+    SCHEMES.iter().any(|x| run.eq_ignore_ascii_case(x))
+}
+
 /// A word that can be the credential after a scheme name (not one already removed).
 fn credential_word(w: &str) -> bool {
-    !w.is_empty() && !w.starts_with('[')
+    // Nor the second word of a marker this scrubbing wrote (`[token removed]`).
+    !w.is_empty() && !w.starts_with('[') && !w.starts_with("removed]")
 }
 
 /// `scheme://user:password@host...`
@@ -417,7 +427,23 @@ mod tests {
             assert!(looks_like_secret_value(s), "{s:?}");
         }
         let no_name = |_: &str| false;
+        for s in ["tools/Bearer\tSMUGGLE", "demo/bearer\u{a0}SMUGGLE7"] {
+            assert!(looks_like_secret_value(s), "{s:?}");
+        }
         for (text, kept) in [
+            ("demo/Bearer  SMUGGLE1", "demo/Bearer  [removed]"),
+            (
+                "tool \"Bearer\tSMUGGLE2\" of demo",
+                "tool \"Bearer\t[removed] of demo",
+            ),
+            (
+                "Method not found: tools/Bearer\u{a0}SMUGGLE3",
+                "Method not found: tools/Bearer\u{a0}[removed]",
+            ),
+            (
+                "says \"Bearer  SMUGGLE4\" but",
+                "says \"Bearer  [removed] but",
+            ),
             ("Bearer  SMUGGLE1 rest", "Bearer  [removed] rest"),
             ("x Bearer\tSMUGGLE1", "x Bearer\t[removed]"),
             ("Bearer\u{a0}SMUGGLE1", "Bearer\u{a0}[removed]"),

@@ -166,6 +166,21 @@ pub struct Judged {
 /// read at most about 25,000 values a second (plus its burst), whatever it packs them into.
 pub const VALUES_PER_CALL: usize = 250;
 
+/// Body bytes that count as one more call, charged before the body is parsed, so that a body
+/// refused for the caller's rate costs no parsing: a call under 16 KiB costs no more than one.
+pub const BYTES_PER_CALL: usize = 16 * 1024;
+
+/// What a body of `bytes` holding `values` JSON values counts for beyond one call: by its bytes,
+/// then by its values for what the bytes did not cover (the larger of the two in all), so that
+/// neither many small values nor one long string buys more work than the rate allows.
+pub fn size_units(bytes: usize, values: usize) -> (usize, usize) {
+    let by_bytes = bytes / BYTES_PER_CALL;
+    (
+        by_bytes,
+        (values / VALUES_PER_CALL).saturating_sub(by_bytes),
+    )
+}
+
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -353,23 +368,22 @@ impl Gateway {
         }
     }
 
-    /// Charges a body's size against the agent's rate: one call more per [`VALUES_PER_CALL`] JSON
-    /// values in it (what a body costs the gateway, in policy input, redaction and the audit
-    /// event, grows with its values). `already` calls were charged for the request: with them,
-    /// the charge is at most the burst, so that any body within the size bound can go through
-    /// once the agent's allowance is full.
+    /// Charges a body's size against the agent's rate: `units` calls more (what a body costs
+    /// the gateway, in parsing, policy input, redaction and the audit event, grows with its bytes
+    /// and its values: see [`BYTES_PER_CALL`] and [`VALUES_PER_CALL`]). `already` calls were
+    /// charged for the request: with them, the charge is at most the burst, so that any body
+    /// within the size bounds can go through once the agent's allowance is full.
     pub fn rate_limit_size(
         &self,
         principal: &str,
-        values: usize,
+        units: usize,
         already: usize,
     ) -> Result<(), u64> {
         let burst = self
             .settings
             .per_agent_burst
             .max(self.settings.per_agent_rps) as usize;
-        let n = (values / VALUES_PER_CALL).min(burst.saturating_sub(already));
-        self.rate_limit_more(principal, n)
+        self.rate_limit_more(principal, units.min(burst.saturating_sub(already)))
     }
 
     /// Forgets agents whose allowance is full again.

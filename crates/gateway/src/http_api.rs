@@ -267,18 +267,21 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
             )
             .await;
         }
+        // A large body counts as more calls: by its bytes before it is parsed, then by its
+        // JSON values for what the bytes did not cover.
+        let (by_bytes, _) = crate::gateway::size_units(bytes.len(), 0);
+        if let Err(retry) = gw.rate_limit_size(&claims.client_id, by_bytes, 1) {
+            gw.metrics.call(&up.name, "rate_limited", started.elapsed());
+            return too_many(&claims.client_id, retry, crate::serve::BODY_COUNTS);
+        }
         let values = match crate::jsonrpc::check_member_names(&bytes) {
             Ok(n) => n,
             Err(why) => return invalid(why).await,
         };
-        // A large body counts as more calls, by its JSON values.
-        if let Err(retry) = gw.rate_limit_size(&claims.client_id, values, 1) {
+        let (_, by_values) = crate::gateway::size_units(bytes.len(), values);
+        if let Err(retry) = gw.rate_limit_size(&claims.client_id, by_values, 1 + by_bytes) {
             gw.metrics.call(&up.name, "rate_limited", started.elapsed());
-            let note = format!(
-                " (a body counts one call more per {} JSON values)",
-                crate::gateway::VALUES_PER_CALL
-            );
-            return too_many(&claims.client_id, retry, &note);
+            return too_many(&claims.client_id, retry, crate::serve::BODY_COUNTS);
         }
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(o)) => {

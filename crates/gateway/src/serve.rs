@@ -153,6 +153,10 @@ pub(crate) fn challenge_response(c: Challenge) -> Response {
     r
 }
 
+/// Why a call counted as more than one against the rate.
+pub(crate) const BODY_COUNTS: &str =
+    " (a body counts one call more per 16 KiB or per 250 JSON values, whichever is more)";
+
 /// `429` with `Retry-After` and a `-32029` error: `principal` is over its rate.
 fn rate_limited(principal: &str, retry: u64, note: &str) -> Response {
     let e = RpcError::new(
@@ -387,6 +391,15 @@ async fn post_inner(
             .await;
         invalid(e)
     };
+    // A large body counts as more calls: by its bytes before it is parsed (a refusal for the
+    // rate then costs no parsing), then by its JSON values for what the bytes did not cover.
+    let (by_bytes, _) = crate::gateway::size_units(bytes.len(), 0);
+    if let Err(retry) = gw.rate_limit_size(&claims.client_id, by_bytes, 1) {
+        return Answer {
+            response: rate_limited(&claims.client_id, retry, BODY_COUNTS),
+            outcome: "rate_limited",
+        };
+    }
     let (items, batch, values) = match jsonrpc::parse_counted(&bytes) {
         Ok((RpcBody::Single(m), n)) => (vec![Ok(m)], false, n),
         Ok((RpcBody::Batch(v), n)) => (v, true, n),
@@ -416,17 +429,11 @@ async fn post_inner(
             };
         }
     }
-    // And a large body counts as more calls, by its JSON values.
-    if let Err(retry) = gw.rate_limit_size(&claims.client_id, values, messages.len()) {
+    let (_, by_values) = crate::gateway::size_units(bytes.len(), values);
+    if let Err(retry) = gw.rate_limit_size(&claims.client_id, by_values, messages.len() + by_bytes)
+    {
         return Answer {
-            response: rate_limited(
-                &claims.client_id,
-                retry,
-                &format!(
-                    " (a body counts one call more per {} JSON values)",
-                    crate::gateway::VALUES_PER_CALL
-                ),
-            ),
+            response: rate_limited(&claims.client_id, retry, BODY_COUNTS),
             outcome: "rate_limited",
         };
     }

@@ -211,7 +211,7 @@ fn each_message_of_a_batch_counts_against_the_agents_rate() {
 }
 
 #[test]
-fn a_large_body_counts_as_more_calls_by_its_json_values_but_always_fits_the_burst() {
+fn a_large_body_counts_as_more_calls_by_its_bytes_and_values_but_always_fits_the_burst() {
     let s = Server::start_with(true, "[gateway]\nper_agent_rps = 5\nper_agent_burst = 5\n");
     let m = s.own_mandate("agent:coder", "demo:read_note", "mcp:demo");
     // About 1,000 values: four calls' worth more, so the whole allowance (5) at once.
@@ -229,6 +229,14 @@ fn a_large_body_counts_as_more_calls_by_its_json_values_but_always_fits_the_burs
     let huge = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
         "params": {"name": "read_note", "arguments": {"name": "welcome", "pad": vec![0; 10_000]}}});
     let (status, _, body) = s.post_json_dpop(DEMO, "agent:coder", &m, &huge);
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = s.post_json_dpop(DEMO, "agent:coder", &m, &small);
+    assert_eq!(status, 429, "{body}");
+    // One long string is a single value, but its bytes count (16 KiB a call).
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let long = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "read_note", "arguments": {"name": "welcome", "pad": "A".repeat(100_000)}}});
+    let (status, _, body) = s.post_json_dpop(DEMO, "agent:coder", &m, &long);
     assert_eq!(status, 200, "{body}");
     let (status, _, body) = s.post_json_dpop(DEMO, "agent:coder", &m, &small);
     assert_eq!(status, 429, "{body}");
