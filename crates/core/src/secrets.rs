@@ -110,10 +110,9 @@ fn looks_like_secret_value_scanned(s: &str) -> bool {
     // after `Authorization:`, or anywhere when what follows is shaped like one (long, or with a
     // digit), so that prose (`a bearer of news`) stays readable.
     let ws: Vec<&str> = words(t).map(|(_, w)| w).collect();
-    let is_scheme = ends_with_scheme;
     for (i, pair) in ws.windows(2).enumerate() {
         let (scheme, next) = (pair[0], pair[1]);
-        if is_scheme(scheme)
+        if ends_with_scheme(scheme)
             && (i == 0
                 || ws[i - 1].eq_ignore_ascii_case("authorization:")
                 || next.len() >= 16

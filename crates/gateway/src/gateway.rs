@@ -160,9 +160,8 @@ pub struct Judged {
     pub event: Option<Event>,
 }
 
-/// Unix seconds now.
 /// JSON values in a request body that count as one more call against the agent's rate
-/// ([`Gateway::rate_limit_size`]): with the default 100 calls/s, an agent can make the gateway
+/// ([`Gateway::rate_limit_values`]): with the default 100 calls/s, an agent can make the gateway
 /// read at most about 25,000 values a second (plus its burst), whatever it packs them into.
 pub const VALUES_PER_CALL: usize = 250;
 
@@ -170,17 +169,11 @@ pub const VALUES_PER_CALL: usize = 250;
 /// refused for the caller's rate costs no parsing: a call under 16 KiB costs no more than one.
 pub const BYTES_PER_CALL: usize = 16 * 1024;
 
-/// What a body of `bytes` holding `values` JSON values counts for beyond one call: by its bytes,
-/// then by its values for what the bytes did not cover (the larger of the two in all), so that
-/// neither many small values nor one long string buys more work than the rate allows.
-pub fn size_units(bytes: usize, values: usize) -> (usize, usize) {
-    let by_bytes = bytes / BYTES_PER_CALL;
-    (
-        by_bytes,
-        (values / VALUES_PER_CALL).saturating_sub(by_bytes),
-    )
-}
+/// Why a call counted as more than one against the rate (said in the `429`).
+pub const BODY_COUNTS: &str =
+    " (a body counts one call more per 16 KiB or per 250 JSON values, whichever is more)";
 
+/// Unix seconds now.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -368,22 +361,37 @@ impl Gateway {
         }
     }
 
-    /// Charges a body's size against the agent's rate: `units` calls more (what a body costs
-    /// the gateway, in parsing, policy input, redaction and the audit event, grows with its bytes
-    /// and its values: see [`BYTES_PER_CALL`] and [`VALUES_PER_CALL`]). `already` calls were
-    /// charged for the request: with them, the charge is at most the burst, so that any body
-    /// within the size bounds can go through once the agent's allowance is full.
-    pub fn rate_limit_size(
+    /// Charges a request body's bytes against the agent's rate, before the body is parsed (so
+    /// a body refused for the rate costs no parsing): one call more per [`BYTES_PER_CALL`], on
+    /// top of the one the request was charged. Returns the calls charged.
+    pub fn rate_limit_bytes(&self, principal: &str, bytes: usize) -> Result<usize, u64> {
+        let n = self.size_charge(bytes / BYTES_PER_CALL, 1);
+        self.rate_limit_more(principal, n).map(|()| n)
+    }
+
+    /// Charges the body's JSON values once it is parsed: one call more per [`VALUES_PER_CALL`],
+    /// less what its bytes paid for ([`Gateway::rate_limit_bytes`]), so a body counts for the
+    /// larger of the two. `already` calls were charged for the request, its bytes' included.
+    pub fn rate_limit_values(
         &self,
         principal: &str,
-        units: usize,
+        bytes: usize,
+        values: usize,
         already: usize,
     ) -> Result<(), u64> {
+        let units = (values / VALUES_PER_CALL).saturating_sub(bytes / BYTES_PER_CALL);
+        self.rate_limit_more(principal, self.size_charge(units, already))
+    }
+
+    /// `units`, but at most what the burst leaves after the `already` charged: what a body costs
+    /// grows with its size, and any body within the size bounds can still go through once the
+    /// agent's allowance is full.
+    fn size_charge(&self, units: usize, already: usize) -> usize {
         let burst = self
             .settings
             .per_agent_burst
             .max(self.settings.per_agent_rps) as usize;
-        self.rate_limit_more(principal, units.min(burst.saturating_sub(already)))
+        units.min(burst.saturating_sub(already))
     }
 
     /// Forgets agents whose allowance is full again.

@@ -16,7 +16,7 @@ use mandate_core::refusal::jsonrpc as codes;
 use serde_json::{json, Value};
 
 use crate::challenge;
-use crate::gateway::{Gateway, Judgement, Presented};
+use crate::gateway::{Gateway, Judgement, Presented, BODY_COUNTS};
 use crate::serve::{challenge_response, not_found, upstream_error, without_url};
 use crate::upstream::{Link, Upstream};
 
@@ -269,19 +269,22 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
         }
         // A large body counts as more calls: by its bytes before it is parsed, then by its
         // JSON values for what the bytes did not cover.
-        let (by_bytes, _) = crate::gateway::size_units(bytes.len(), 0);
-        if let Err(retry) = gw.rate_limit_size(&claims.client_id, by_bytes, 1) {
-            gw.metrics.call(&up.name, "rate_limited", started.elapsed());
-            return too_many(&claims.client_id, retry, crate::serve::BODY_COUNTS);
-        }
+        let by_bytes = match gw.rate_limit_bytes(&claims.client_id, bytes.len()) {
+            Ok(n) => n,
+            Err(retry) => {
+                gw.metrics.call(&up.name, "rate_limited", started.elapsed());
+                return too_many(&claims.client_id, retry, BODY_COUNTS);
+            }
+        };
         let values = match crate::jsonrpc::check_member_names(&bytes) {
             Ok(n) => n,
             Err(why) => return invalid(why).await,
         };
-        let (_, by_values) = crate::gateway::size_units(bytes.len(), values);
-        if let Err(retry) = gw.rate_limit_size(&claims.client_id, by_values, 1 + by_bytes) {
+        if let Err(retry) =
+            gw.rate_limit_values(&claims.client_id, bytes.len(), values, 1 + by_bytes)
+        {
             gw.metrics.call(&up.name, "rate_limited", started.elapsed());
-            return too_many(&claims.client_id, retry, crate::serve::BODY_COUNTS);
+            return too_many(&claims.client_id, retry, BODY_COUNTS);
         }
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(o)) => {

@@ -17,7 +17,7 @@ use mandate_core::{MandateClaims, ScopeSet};
 use serde_json::{json, Value};
 
 use crate::challenge::{self, Challenge};
-use crate::gateway::{visible, Gateway, Judgement, Presented};
+use crate::gateway::{visible, Gateway, Judgement, Presented, BODY_COUNTS};
 use crate::jsonrpc::{self, Body as RpcBody, Message, RpcError};
 use crate::mcp::{self, Call, ListKind};
 use crate::stdio::StdioError;
@@ -152,10 +152,6 @@ pub(crate) fn challenge_response(c: Challenge) -> Response {
     }
     r
 }
-
-/// Why a call counted as more than one against the rate.
-pub(crate) const BODY_COUNTS: &str =
-    " (a body counts one call more per 16 KiB or per 250 JSON values, whichever is more)";
 
 /// `429` with `Retry-After` and a `-32029` error: `principal` is over its rate.
 fn rate_limited(principal: &str, retry: u64, note: &str) -> Response {
@@ -393,13 +389,15 @@ async fn post_inner(
     };
     // A large body counts as more calls: by its bytes before it is parsed (a refusal for the
     // rate then costs no parsing), then by its JSON values for what the bytes did not cover.
-    let (by_bytes, _) = crate::gateway::size_units(bytes.len(), 0);
-    if let Err(retry) = gw.rate_limit_size(&claims.client_id, by_bytes, 1) {
-        return Answer {
-            response: rate_limited(&claims.client_id, retry, BODY_COUNTS),
-            outcome: "rate_limited",
-        };
-    }
+    let by_bytes = match gw.rate_limit_bytes(&claims.client_id, bytes.len()) {
+        Ok(n) => n,
+        Err(retry) => {
+            return Answer {
+                response: rate_limited(&claims.client_id, retry, BODY_COUNTS),
+                outcome: "rate_limited",
+            }
+        }
+    };
     let (items, batch, values) = match jsonrpc::parse_counted(&bytes) {
         Ok((RpcBody::Single(m), n)) => (vec![Ok(m)], false, n),
         Ok((RpcBody::Batch(v), n)) => (v, true, n),
@@ -429,9 +427,8 @@ async fn post_inner(
             };
         }
     }
-    let (_, by_values) = crate::gateway::size_units(bytes.len(), values);
-    if let Err(retry) = gw.rate_limit_size(&claims.client_id, by_values, messages.len() + by_bytes)
-    {
+    let already = messages.len() + by_bytes;
+    if let Err(retry) = gw.rate_limit_values(&claims.client_id, bytes.len(), values, already) {
         return Answer {
             response: rate_limited(&claims.client_id, retry, BODY_COUNTS),
             outcome: "rate_limited",

@@ -445,11 +445,8 @@ fn api_server(fake: &common::fake::Fake) -> (Server, String) {
     (s, home_key)
 }
 
-#[test]
-fn an_http_api_is_served_by_its_routes_with_the_same_scope_policy_and_injected_credentials() {
-    let fake =
-        common::fake::Fake::start(|req, _| (200, format!("{{\"served\":\"{}\"}}", req.path)));
-    let (s, home_key) = api_server(&fake);
+/// Registers agent:reader, which may call `api:get_item` on the `api` upstream.
+fn create_reader(s: &Server) {
     s.ok(&[
         "agent",
         "create",
@@ -459,6 +456,14 @@ fn an_http_api_is_served_by_its_routes_with_the_same_scope_policy_and_injected_c
         "--audiences",
         "http:api",
     ]);
+}
+
+#[test]
+fn an_http_api_is_served_by_its_routes_with_the_same_scope_policy_and_injected_credentials() {
+    let fake =
+        common::fake::Fake::start(|req, _| (200, format!("{{\"served\":\"{}\"}}", req.path)));
+    let (s, home_key) = api_server(&fake);
+    create_reader(&s);
     s.ok(&[
         "agent",
         "create",
@@ -623,15 +628,7 @@ fn a_secret_file_swapped_for_a_link_to_the_servers_keys_is_never_sent() {
         key_file.display()
     );
     let s = Server::start_with(true, &patch);
-    s.ok(&[
-        "agent",
-        "create",
-        "reader",
-        "--scopes",
-        "api:get_item",
-        "--audiences",
-        "http:api",
-    ]);
+    create_reader(&s);
     let reader = s.own_mandate("agent:reader", "api:get_item", "http:api");
     let (status, body) = s.get_dpop("/http/api/items/1", "agent:reader", &reader);
     assert_eq!(status, 200, "{body}");

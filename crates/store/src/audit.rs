@@ -673,6 +673,22 @@ mod tests {
     use super::*;
     use mandate_audit::merkle::{verify_consistency, verify_inclusion};
 
+    /// Ids of the events that name `party`, newest first.
+    async fn ids_naming(store: &Store, party: &str) -> Vec<String> {
+        let q = AuditQuery {
+            party: Some(party.into()),
+            limit: 100,
+            ..AuditQuery::default()
+        };
+        store
+            .audit_events(&q)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect()
+    }
+
     fn rec(i: usize) -> AuditRecord {
         AuditRecord::from_event(&mandate_audit::event::Event {
             id: format!("evt_{i}"),
@@ -832,19 +848,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(size, 2);
-        let q = AuditQuery {
-            party: Some("agent:a1".into()),
-            limit: 100,
-            ..AuditQuery::default()
-        };
-        let found: Vec<String> = store
-            .audit_events(&q)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
-        assert_eq!(found, ["evt_100"]);
+        assert_eq!(ids_naming(&store, "agent:a1").await, ["evt_100"]);
     }
 
     #[tokio::test]
@@ -893,19 +897,7 @@ mod tests {
         assert_eq!(size, 5);
         assert_eq!(root, merkle::root_of(&leaves));
         assert_eq!(integrator.index_step(&store).await.unwrap(), 5);
-        let q = AuditQuery {
-            party: Some("agent:a2".into()),
-            limit: 10,
-            ..Default::default()
-        };
-        let found: Vec<String> = store
-            .audit_events(&q)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
-        assert_eq!(found, ["evt_2"]);
+        assert_eq!(ids_naming(&store, "agent:a2").await, ["evt_2"]);
         let indexed: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_parties")
             .fetch_one(&store.pool)
             .await

@@ -1,0 +1,362 @@
+//! The canonical form of an event (RFC 8785 JCS for the values an event holds): the exact bytes
+//! of its Merkle leaf, written directly for an [`Event`] and through a `Value` for anything else.
+
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value};
+
+use super::{Asserted, Event};
+
+impl Event {
+    /// The canonical JSON of the event: the bytes of its Merkle leaf.
+    pub fn canonical(&self) -> String {
+        // Written directly, members in JCS order, rather than through a `Value` copy of the whole
+        // event: this runs for every event on the gateway's hot path. The destructuring is
+        // exhaustive, so a new field cannot be left out without a compile error, and a test holds
+        // it to the `to_value` + `canonical_json` reading.
+        let Event {
+            id,
+            time,
+            kind,
+            principal,
+            chain,
+            action,
+            resource,
+            decision,
+            reasons,
+            policy_version,
+            decision_id,
+            approval_id,
+            result,
+            error,
+            jti,
+            details,
+            asserted,
+        } = self;
+        let mut w = Members::new(String::with_capacity(512));
+        w.string("action", action);
+        w.opt("approval_id", approval_id);
+        if let Some(a) = asserted {
+            let Asserted {
+                by,
+                principal,
+                chain,
+                jti,
+            } = a;
+            w.key("asserted");
+            let mut inner = Members::new(std::mem::take(&mut w.out));
+            inner.string("by", by);
+            inner.list("chain", chain);
+            inner.opt("jti", jti);
+            inner.opt("principal", principal);
+            w.out = inner.end();
+        }
+        w.list("chain", chain);
+        w.opt("decision", decision);
+        w.opt("decision_id", decision_id);
+        if !details.is_empty() {
+            w.key("details");
+            write_object(&mut w.out, details);
+        }
+        w.opt("error", error);
+        w.string("id", id);
+        w.opt("jti", jti);
+        w.string("kind", kind);
+        w.opt("policy_version", policy_version);
+        w.string("principal", principal);
+        w.list("reasons", reasons);
+        w.opt("resource", resource);
+        w.string("result", result);
+        w.string("time", time);
+        w.end()
+    }
+}
+
+/// Canonical JSON (RFC 8785 JCS for the values an event holds): object keys sorted by UTF-16
+/// code units, no whitespace, strings with the minimal JCS escapes, numbers as serde_json writes
+/// them (integers exactly; events do not depend on float formatting).
+pub fn canonical_json(v: &Value) -> String {
+    let mut out = String::with_capacity(256);
+    write_canonical(&mut out, v);
+    out
+}
+
+fn write_canonical(out: &mut String, v: &Value) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::String(s) => write_string(out, s),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(out, x);
+            }
+            out.push(']');
+        }
+        Value::Object(o) => write_object(out, o),
+    }
+}
+
+/// The JCS order of member names: by UTF-16 code units (for ASCII names, byte order).
+fn jcs_order(a: &str, b: &str) -> std::cmp::Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        return a.cmp(b);
+    }
+    a.encode_utf16().cmp(b.encode_utf16())
+}
+
+fn write_object(out: &mut String, o: &Map<String, Value>) {
+    let member = |out: &mut String, i: usize, k: &str, v: &Value| {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(out, k);
+        out.push(':');
+        write_canonical(out, v);
+    };
+    out.push('{');
+    // A map usually iterates in byte order already, which is JCS order for ASCII names: then no
+    // sorting (the check does not assume which map type serde_json was built with).
+    if o.keys()
+        .is_sorted_by(|a, b| jcs_order(a, b) != std::cmp::Ordering::Greater)
+    {
+        for (i, (k, v)) in o.iter().enumerate() {
+            member(out, i, k, v);
+        }
+    } else {
+        let mut members: Vec<(&String, &Value)> = o.iter().collect();
+        members.sort_by(|a, b| jcs_order(a.0, b.0));
+        for (i, (k, v)) in members.into_iter().enumerate() {
+            member(out, i, k, v);
+        }
+    }
+    out.push('}');
+}
+
+/// Writes the members of one object in the order they are given (the caller gives them in JCS
+/// order), leaving out what serde leaves out (`None`, empty lists).
+struct Members {
+    out: String,
+    first: bool,
+}
+
+impl Members {
+    fn new(mut out: String) -> Self {
+        out.push('{');
+        Members { out, first: true }
+    }
+    fn key(&mut self, k: &str) {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        write_string(&mut self.out, k);
+        self.out.push(':');
+    }
+    fn string(&mut self, k: &str, v: &str) {
+        self.key(k);
+        write_string(&mut self.out, v);
+    }
+    fn opt(&mut self, k: &str, v: &Option<String>) {
+        if let Some(v) = v {
+            self.string(k, v);
+        }
+    }
+    fn list(&mut self, k: &str, v: &[String]) {
+        if v.is_empty() {
+            return;
+        }
+        self.key(k);
+        self.out.push('[');
+        for (i, s) in v.iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            write_string(&mut self.out, s);
+        }
+        self.out.push(']');
+    }
+    fn end(mut self) -> String {
+        self.out.push('}');
+        self.out
+    }
+}
+
+fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    // Runs that need no escape are copied whole.
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            b if b < 0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[plain..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{:04x}", b);
+        } else {
+            out.push_str(escape);
+        }
+        plain = i + 1;
+    }
+    out.push_str(&s[plain..]);
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::kinds;
+    use crate::event::tests::sample;
+    use serde_json::json;
+
+    /// The canonical form as it was first written: the whole event as a `Value`, then JCS with
+    /// character-by-character escapes. The direct writer must agree with it byte for byte.
+    fn reference_canonical(e: &Event) -> String {
+        fn value(out: &mut String, v: &Value) {
+            match v {
+                Value::Object(o) => {
+                    let mut keys: Vec<&String> = o.keys().collect();
+                    keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+                    out.push('{');
+                    for (i, k) in keys.into_iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        string(out, k);
+                        out.push(':');
+                        value(out, &o[k]);
+                    }
+                    out.push('}');
+                }
+                Value::Array(a) => {
+                    out.push('[');
+                    for (i, x) in a.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        value(out, x);
+                    }
+                    out.push(']');
+                }
+                Value::String(s) => string(out, s),
+                other => out.push_str(&other.to_string()),
+            }
+        }
+        fn string(out: &mut String, s: &str) {
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\u{8}' => out.push_str("\\b"),
+                    '\u{c}' => out.push_str("\\f"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        let mut out = String::new();
+        value(&mut out, &serde_json::to_value(e).unwrap());
+        out
+    }
+
+    #[test]
+    fn the_direct_canonical_form_is_the_value_form_byte_for_byte() {
+        let mut full = sample();
+        full.reasons = vec!["a \"quoted\" reason\n\twith \u{1} control".into()];
+        full.policy_version = Some("sha256:abc".into());
+        full.decision_id = Some("dec_1".into());
+        full.approval_id = Some("apr_1".into());
+        full.error = Some("forbidden".into());
+        full.asserted = Some(Asserted {
+            by: "agent:pep".into(),
+            principal: Some("agent:x\\y".into()),
+            chain: vec!["user:z".into()],
+            jti: Some("j9".into()),
+        });
+        // Names whose byte order is not their UTF-16 order (U+E000 sorts after U+10000 in
+        // UTF-16), nested, and values of every kind.
+        full.details.insert("\u{e000}".into(), json!(1));
+        full.details
+            .insert("\u{10000}".into(), json!([true, null, 1.5, -3]));
+        full.details.insert(
+            "action".into(),
+            json!({"arguments": {"path": "/repo/é\"x", "Z": {"\u{e000}": 1, "\u{10000}": 2}}}),
+        );
+        let mut empty = Event::new(kinds::TOOL_CALL, "agent:a", "mcp.tools/call", 0, [0; 16]);
+        empty.result = String::new();
+        let asserted_only_by = Event {
+            asserted: Some(Asserted {
+                by: "agent:pep".into(),
+                ..Asserted::default()
+            }),
+            ..sample()
+        };
+        for e in [sample(), full, empty, asserted_only_by] {
+            assert_eq!(e.canonical(), reference_canonical(&e));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_escaped_as_jcs_escapes_it(text in "\\PC*|[\\x00-\\x7f]{0,40}", key in "\\PC{0,8}") {
+            let mut e = sample();
+            e.reasons = vec![text.clone()];
+            e.details.insert(key, json!(text));
+            proptest::prop_assert_eq!(e.canonical(), reference_canonical(&e));
+        }
+    }
+
+    #[test]
+    fn canonical_form_sorts_keys_and_drops_absent_fields() {
+        let c = sample().canonical();
+        assert!(
+            c.starts_with(r#"{"action":"token.exchange","chain":["user:alice""#),
+            "{c}"
+        );
+        assert!(!c.contains("approval_id") && !c.contains("details"), "{c}");
+        assert!(!c.contains(' '), "{c}");
+    }
+
+    #[test]
+    fn canonical_form_survives_a_json_round_trip_byte_for_byte() {
+        let mut e = sample();
+        e.details.insert(
+            "arguments".into(),
+            json!({"z": [1, -2, 3.5], "a": "line\nbreak \u{1} \"q\" é 🎉", "m": null, "é": true}),
+        );
+        let c = e.canonical();
+        let reparsed: Value = serde_json::from_str(&c).unwrap();
+        assert_eq!(canonical_json(&reparsed), c);
+        assert_eq!(Event::parse(&c).unwrap(), e);
+        assert!(c.contains(r#""line\nbreak \u0001 \"q\" é 🎉""#), "{c}");
+    }
+
+    #[test]
+    fn keys_sort_by_utf16_code_units_as_jcs_requires() {
+        // U+E000 sorts after U+1F600 in UTF-8 byte order but before it in UTF-16 order.
+        let v = json!({"\u{1F600}": 1, "\u{E000}": 2, "a": 3});
+        assert_eq!(
+            canonical_json(&v),
+            "{\"a\":3,\"\u{1F600}\":1,\"\u{E000}\":2}"
+        );
+    }
+}
