@@ -477,7 +477,7 @@ pub async fn integrate(state: std::sync::Arc<AppState>) {
     loop {
         tick.tick().await;
         let flag = &state.audit_log.failing_since;
-        let done = match integrate_once(&state, &mut integrator).await {
+        let done = match integrate_once(&state, &mut integrator, Catchup::Backlog).await {
             // The parties index follows the tree, a bounded step per tick; it never holds back
             // a checkpoint (a failure is retried on the next tick).
             Ok(head) => {
@@ -522,10 +522,22 @@ async fn index_some(
     Ok(())
 }
 
-/// Integrates everything committed so far and signs a checkpoint if the tree grew.
+/// How far [`integrate_once`] goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Catchup {
+    /// Until the tree holds every event committed, however many arrive meanwhile (shutdown, tests).
+    Everything,
+    /// Until a step finds less than a whole batch waiting (the periodic task): events committed
+    /// during the steps wait for the next tick, so under steady load there is one checkpoint
+    /// per tick, not one per handful of events.
+    Backlog,
+}
+
+/// Integrates what is committed (see [`Catchup`]) and signs a checkpoint if the tree grew.
 pub async fn integrate_once(
     state: &AppState,
     integrator: &mut Integrator,
+    catchup: Catchup,
 ) -> Result<Option<(u64, [u8; 32])>, mandate_store::IntegrateError> {
     let mut last = None;
     loop {
@@ -559,6 +571,9 @@ pub async fn integrate_once(
             }
             (Some(head), None) => last = Some(head),
             (None, _) => return Ok(last),
+        }
+        if catchup == Catchup::Backlog && !integrator.behind() {
+            return Ok(last);
         }
     }
 }
@@ -661,7 +676,9 @@ pub fn recorded_note_keys(keys_dir: &Path) -> Vec<String> {
 /// checkpoint.
 pub async fn flush(state: &AppState) -> Result<(), mandate_store::IntegrateError> {
     let mut integrator = Integrator::new();
-    integrate_once(state, &mut integrator).await.map(|_| ())
+    integrate_once(state, &mut integrator, Catchup::Everything)
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]

@@ -767,6 +767,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_integrator_is_behind_only_after_a_whole_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("a.db")).await.unwrap();
+        store.audit(rec(0)).await.unwrap();
+        let mut integ = Integrator::new();
+        let sign = |n: u64, _: &Hash| Ok(format!("note {n}"));
+        integ.step(&store, 1, sign).await.unwrap().unwrap();
+        let tasks: Vec<_> = (1..=2_005)
+            .map(|i| {
+                let s = store.clone();
+                tokio::spawn(async move { s.audit(rec(i)).await.unwrap() })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let (size, _) = integ.step(&store, 2, sign).await.unwrap().unwrap();
+        assert_eq!(size, 2_001);
+        assert!(integ.behind(), "a whole batch was taken: more may wait");
+        let (size, _) = integ.step(&store, 3, sign).await.unwrap().unwrap();
+        assert_eq!(size, 2_006);
+        assert!(!integ.behind(), "a partial batch means the tree caught up");
+        assert!(integ.step(&store, 4, sign).await.unwrap().is_none());
+        assert!(!integ.behind());
+    }
+
+    #[tokio::test]
     async fn asserted_parties_match_only_when_asked_for_before_and_after_indexing() {
         let store = Store::open_sqlite_memory().await.unwrap();
         let mut e = mandate_audit::event::Event {
