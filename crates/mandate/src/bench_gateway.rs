@@ -249,13 +249,23 @@ async fn phase(
     })
 }
 
+/// The floor's parts, each timed on its own.
+struct Floor {
+    /// One DPoP proof check.
+    verify: Duration,
+    /// One default-policy decision.
+    decide: Duration,
+    /// One decision while another thread decides too (per decision, per thread).
+    decide_two_threads: Duration,
+}
+
 /// The floor: one DPoP proof check and one default-policy decision, each timed on its own.
 fn floor(
     key: &mandate_core::SecretKey,
     token: &str,
     url: &str,
     claims: &mandate_core::MandateClaims,
-) -> Result<(Duration, Duration)> {
+) -> Result<Floor> {
     let n = 2000;
     let proofs: Vec<String> = (0..n)
         .map(|_| dpop::make_proof(key, "POST", url, unix_now(), &random_id(), Some(token)))
@@ -303,7 +313,25 @@ fn floor(
             bail!("floor decision did not allow: {}", d.reasons_line());
         }
     }
-    Ok((verify, t.elapsed() / n as u32))
+    let one = t.elapsed() / n as u32;
+    // The same decisions on two threads at once (one per core): what a decision costs when the
+    // gateway's workers decide concurrently, as they do under load.
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let (policy, input) = (&policy, &input);
+            s.spawn(move || {
+                for _ in 0..n {
+                    let _ = policy.decide(mandate_policy::Query::Authz, input);
+                }
+            });
+        }
+    });
+    Ok(Floor {
+        verify,
+        decide: one,
+        decide_two_threads: t.elapsed() / n as u32,
+    })
 }
 
 pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
@@ -408,7 +436,11 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         .and_then(|j| j.unverified_claims())
         .map_err(|e| anyhow::anyhow!("the bench mandate: {e}"))?;
     let gw_url = format!("{base}/mcp/fast");
-    let (verify, decide) = floor(&key, &token, &gw_url, &claims)?;
+    let Floor {
+        verify,
+        decide,
+        decide_two_threads,
+    } = floor(&key, &token, &gw_url, &claims)?;
 
     let c1_calls = (a.seconds as usize * 400).max(500);
     let c32_calls = (a.seconds as usize * 6000).max(5000);
@@ -459,7 +491,8 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         "machine": format!("{} cores", std::thread::available_parallelism().map_or(1, |n| n.get())),
         "phases": phases.iter().map(Phase::json).collect::<Vec<_>>(),
         "floor_us": {"dpop_proof_check": verify.as_secs_f64() * 1e6, "policy_decision": decide.as_secs_f64() * 1e6,
-                     "total": floor_total.as_secs_f64() * 1e6},
+                     "total": floor_total.as_secs_f64() * 1e6,
+                     "policy_decision_two_threads": decide_two_threads.as_secs_f64() * 1e6},
     });
     ctx.print(&out, || {
         let mut s = String::from("phase     conc   calls    calls/s    p50 µs    p99 µs   gateway CPU/call µs  failed");
@@ -482,11 +515,12 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
             Some(g.p50.saturating_sub(d.p50))
         };
         s.push_str(&format!(
-            "\nadded p50 at concurrency 1: {} µs; floor (one DPoP proof check {:.0} µs + one policy decision {:.0} µs) = {:.0} µs",
+            "\nadded p50 at concurrency 1: {} µs; floor (one DPoP proof check {:.0} µs + one policy decision {:.0} µs) = {:.0} µs; a decision with two threads deciding at once: {:.0} µs",
             added(1).map_or(0, |d| d.as_micros()),
             verify.as_secs_f64() * 1e6,
             decide.as_secs_f64() * 1e6,
-            floor_total.as_secs_f64() * 1e6
+            floor_total.as_secs_f64() * 1e6,
+            decide_two_threads.as_secs_f64() * 1e6
         ));
         s
     });

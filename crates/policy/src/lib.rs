@@ -20,6 +20,7 @@ mod recursion;
 mod scan;
 pub mod sources;
 mod vm_safety;
+mod vms;
 
 pub use decision::{Approval, Decision, Outcome, Query, Verdict};
 pub use error::{EvalError, LoadError};

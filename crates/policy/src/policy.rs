@@ -7,11 +7,10 @@ use std::num::NonZeroU32;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::program::Program;
-use regorus::rvm::vm::RegoVM;
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value as RValue};
 use serde_json::Value;
@@ -19,6 +18,7 @@ use serde_json::Value;
 use crate::decision::{Decision, Query};
 use crate::error::{one_line, EvalError, LoadError};
 use crate::sources::{DataFormat, Sources};
+use crate::vms::Compiled;
 
 /// Longest query `eval_path` hands regorus (which refuses much longer ones).
 const MAX_QUERY_LEN: usize = 512;
@@ -35,15 +35,6 @@ pub enum Evaluator {
     /// answers decisions (about five times faster); a rule it cannot compile is interpreted.
     Vm,
 }
-
-/// A decision rule compiled for the VM, with idle VMs ready to run it.
-struct Compiled {
-    program: Arc<Program>,
-    idle: Mutex<Vec<RegoVM>>,
-}
-
-/// Idle VMs kept per compiled rule (one per concurrently running decision is enough).
-const MAX_IDLE_VMS: usize = 64;
 
 /// A loaded policy.
 pub struct Policy {
@@ -180,6 +171,7 @@ impl Policy {
         engine
             .eval_query("true".into(), false)
             .map_err(|e| LoadError::from_regorus("policy", &e))?;
+        let data = engine.get_data();
         let mut compiled = BTreeMap::new();
         let vm_unsafe = crate::vm_safety::vm_unsafe_reason(&s.modules);
         if let Some(why) = &vm_unsafe {
@@ -197,20 +189,13 @@ impl Policy {
             }
             match compile(&mut engine, q.path()) {
                 Ok(program) => {
-                    compiled.insert(
-                        q.path(),
-                        Compiled {
-                            program,
-                            idle: Mutex::new(vec![]),
-                        },
-                    );
+                    compiled.insert(q.path(), Compiled::new(program, &data));
                 }
                 // Still decided, by the interpreter: slower, never wrong.
                 Err(e) => tracing::warn!(query = q.path(), error = %e,
                     "decision rule not compiled for the VM; the interpreter will evaluate it"),
             }
         }
-        let data = engine.get_data();
         Ok(Policy {
             engine,
             vm_unsafe,
@@ -302,13 +287,11 @@ impl Policy {
                     Some(c) => c,
                     None => {
                         let mut e = self.engine.clone();
-                        fresh = Compiled {
-                            program: compile(&mut e, path).map_err(|err| EvalError::Failed {
-                                query: path.into(),
-                                message: format!("cannot compile for the VM: {err}"),
-                            })?,
-                            idle: Mutex::new(vec![]),
-                        };
+                        let program = compile(&mut e, path).map_err(|err| EvalError::Failed {
+                            query: path.into(),
+                            message: format!("cannot compile for the VM: {err}"),
+                        })?;
+                        fresh = Compiled::new(program, &self.data);
                         &fresh
                     }
                 };
@@ -332,38 +315,13 @@ impl Policy {
     }
 
     fn run_vm(&self, path: &str, c: &Compiled, input: RValue) -> Result<Option<Value>, EvalError> {
-        let failed = |message: String| EvalError::Failed {
-            query: path.into(),
-            message,
-        };
-        let idle = c.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut vm = match idle {
-            Some(vm) => vm,
-            None => {
-                let mut vm = RegoVM::new();
-                vm.load_program(c.program.clone());
-                vm.set_data(self.data.clone())
-                    .map_err(|e| failed(one_line(&e)))?;
-                // Same semantics as the interpreter (OPA's default).
-                vm.set_strict_builtin_errors(false);
-                vm.set_execution_timer_config(Some(self.timer));
-                // The VM's own cap (25,000 instructions by default) would deny policies the
-                // interpreter answers; the time limit is what bounds an evaluation, as for the
-                // interpreter.
-                vm.set_max_instructions(usize::MAX);
-                vm
-            }
-        };
-        vm.set_input(input);
-        let out = vm.execute().map_err(|e| failed(one_line(&e)));
-        if out.is_ok() {
-            // A VM whose run failed is dropped rather than reused.
-            let mut idle = c.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.len() < MAX_IDLE_VMS {
-                idle.push(vm);
-            }
-        }
-        to_json(path, &out?)
+        let out = c
+            .run(&self.data, self.timer, input)
+            .map_err(|message| EvalError::Failed {
+                query: path.into(),
+                message,
+            })?;
+        to_json(path, &out)
     }
 
     /// Evaluates a reference (`data.pkg.rule`, `data.pkg`, `data`) for `input`; `Ok(None)` when
