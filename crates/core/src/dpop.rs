@@ -110,11 +110,18 @@ pub fn ath(access_token: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(access_token.as_bytes()))
 }
 
-/// Compares two HTTP URIs per RFC 9449 §4.3: scheme, host, port and path, without query/fragment.
+/// Compares two HTTP URIs per RFC 9449 §4.3: scheme, host, port and path, without query/fragment;
+/// a URI without a host (`mailto:`, `urn:`) matches nothing.
 pub fn same_htu(a: &str, b: &str) -> bool {
+    // The usual case, a proof made for exactly the URL it is sent to: one parse, which a valid
+    // URL needs all the same.
+    if a == b {
+        return url::Url::parse(a).is_ok_and(|u| u.has_host());
+    }
     match (url::Url::parse(a), url::Url::parse(b)) {
         (Ok(a), Ok(b)) => {
-            a.scheme() == b.scheme()
+            a.has_host()
+                && a.scheme() == b.scheme()
                 && a.host_str() == b.host_str()
                 && a.port_or_known_default() == b.port_or_known_default()
                 && a.path() == b.path()
@@ -263,6 +270,11 @@ mod tests {
     #[test]
     fn htu_comparison_ignores_query_default_port_and_case() {
         assert!(same_htu("https://AS.example:443/token?x=1", URL));
+        assert!(same_htu(URL, URL));
+        // Equal strings are still parsed: neither garbage nor a URL without a host matches.
+        assert!(!same_htu("not a url", "not a url"));
+        assert!(!same_htu("mailto:a@b.example", "mailto:a@b.example"));
+        assert!(!same_htu("mailto:a@b.example?x", "mailto:a@b.example"));
         assert!(!same_htu("http://as.example/token", URL));
         assert!(!same_htu("https://as.example/token/", URL));
     }
