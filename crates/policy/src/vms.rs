@@ -73,13 +73,11 @@ impl Compiled {
             RefCell::new(Local { own, idle: vec![] })
         });
         // The borrow ends before the VM runs, so a decision inside a decision is still safe.
-        let (idle, own) = {
-            let mut l = local.borrow_mut();
-            (l.idle.pop(), l.own.clone())
-        };
+        let idle = local.borrow_mut().idle.pop();
         let mut vm = match idle {
             Some(vm) => vm,
             None => {
+                let own = local.borrow().own.clone();
                 let (program, data) = own.unwrap_or_else(|| (self.program.clone(), data.clone()));
                 let mut vm = RegoVM::new();
                 vm.load_program(program);
