@@ -629,20 +629,22 @@ fn introspection_says_only_inactive_for_forged_expired_and_foreign_tokens() {
     );
     assert_oauth_error(&(status, json_body(status, &text)), "invalid_client");
 
-    // Expired (last, as it sleeps): 1 s lifetime, then 2.5 s later.
+    // Expired (last, as it sleeps). `iat` is whole seconds, so a `ttl` of n lives between n-1
+    // and n seconds: 2 s leaves at least one second to see it active (a 1 s mandate issued
+    // at x.95 is already dead at x+1.0). 3.5 s later its exp is at least 1.5 s past.
     let r = s.as_client(
         "agent:planner",
         &[
             ("grant_type", "client_credentials"),
             ("scope", "github:pulls.read"),
             ("audience", GITHUB),
-            ("ttl", "1"),
+            ("ttl", "2"),
         ],
         Proof::Own,
     );
     let short = assert_token(&r);
-    s.assert_active(&short, "a 1-second mandate right away");
-    std::thread::sleep(Duration::from_millis(2500));
+    s.assert_active(&short, "a 2-second mandate right away");
+    std::thread::sleep(Duration::from_millis(3500));
     // The token endpoint already refuses it ...
     assert_oauth_error(
         &s.push("agent:planner", &short, "agent:coder", &[]),
@@ -651,7 +653,7 @@ fn introspection_says_only_inactive_for_forged_expired_and_foreign_tokens() {
     // ... and introspection must agree: its exp is in the past.
     let exp = jwt_payload(&short)["exp"].as_i64().expect("exp");
     assert!(exp < now(), "exp {exp} should be in the past");
-    s.assert_inactive(&short, "an expired mandate (exp 1.5 s ago)");
+    s.assert_inactive(&short, "an expired mandate (exp at least 1.5 s ago)");
 }
 
 #[test]
