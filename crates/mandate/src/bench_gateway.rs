@@ -154,10 +154,95 @@ fn call_body(i: usize) -> String {
     .to_string()
 }
 
-/// Runs `calls` calls at `concurrency`; `headers(i)` gives each call's extra headers.
+/// One simulated client's keep-alive HTTP/1.1 connection, made with hyper's connection API: no
+/// pool, proxy or redirect logic, so that the load generator, which shares the two cores with the
+/// gateway, takes as little of them as it can. A failed call drops the connection; the next call
+/// makes a new one.
+struct Conn {
+    addr: String,
+    host: String,
+    path: String,
+    send: Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<axum::body::Bytes>>>,
+}
+
+impl Conn {
+    fn new(url: &str) -> Result<Self> {
+        let u = url::Url::parse(url)?;
+        let host = u.host_str().context("the URL has no host")?.to_string();
+        let port = u.port_or_known_default().context("the URL has no port")?;
+        Ok(Conn {
+            addr: format!("{host}:{port}"),
+            host: format!("{host}:{port}"),
+            path: u.path().to_string(),
+            send: None,
+        })
+    }
+
+    /// POSTs `body` with `headers`; the status and the answer's body.
+    async fn post(
+        &mut self,
+        body: String,
+        headers: &[(&'static str, String)],
+    ) -> std::result::Result<(u16, String), String> {
+        let out = self.try_post(body, headers).await;
+        if out.is_err() {
+            self.send = None;
+        }
+        out
+    }
+
+    async fn try_post(
+        &mut self,
+        body: String,
+        headers: &[(&'static str, String)],
+    ) -> std::result::Result<(u16, String), String> {
+        use http_body_util::BodyExt;
+        let send = match &mut self.send {
+            Some(s) if !s.is_closed() => s,
+            _ => {
+                let tcp = tokio::net::TcpStream::connect(&self.addr)
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?;
+                let _ = tcp.set_nodelay(true);
+                let (send, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                        .await
+                        .map_err(|e| format!("handshake: {e}"))?;
+                tokio::spawn(conn);
+                self.send.insert(send)
+            }
+        };
+        send.ready().await.map_err(|e| format!("connection: {e}"))?;
+        let mut req = hyper::Request::post(&self.path)
+            .header("Host", &self.host)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json, text/event-stream")
+            .header("MCP-Protocol-Version", "2025-06-18");
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let req = req
+            .body(http_body_util::Full::new(axum::body::Bytes::from(body)))
+            .map_err(|e| format!("request: {e}"))?;
+        let resp = send
+            .send_request(req)
+            .await
+            .map_err(|e| format!("no answer: {e}"))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("{status}: body unreadable: {e}"))?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
+/// Runs `calls` calls at `concurrency`, each simulated client on its own connection;
+/// `headers(i)` gives each call's extra headers.
 async fn phase(
     name: &str,
-    http: &reqwest::Client,
     url: &str,
     concurrency: usize,
     calls: usize,
@@ -169,8 +254,8 @@ async fn phase(
     let start = Instant::now();
     let mut tasks = vec![];
     for _ in 0..concurrency {
-        let (http, url, next, headers) =
-            (http.clone(), url.to_string(), next.clone(), headers.clone());
+        let mut conn = Conn::new(url)?;
+        let (next, headers) = (next.clone(), headers.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = vec![];
             let mut failed = 0;
@@ -180,36 +265,15 @@ async fn phase(
                     break;
                 }
                 let t = Instant::now();
-                let mut req = http
-                    .post(&url)
-                    .header("Content-Type", "application/json")
-                    .header("Accept", "application/json, text/event-stream")
-                    .header("MCP-Protocol-Version", "2025-06-18")
-                    .body(call_body(i));
-                for (k, v) in headers(i) {
-                    req = req.header(k, v);
-                }
-                let outcome = match req.send().await {
-                    Ok(r) => {
-                        let status = r.status();
-                        match r.text().await {
-                            Ok(b) if status.is_success() && b.contains("\"result\"") => Ok(()),
-                            Ok(b) => Err(format!(
-                                "{status}: {}",
-                                b.chars().take(300).collect::<String>()
-                            )),
-                            Err(e) => Err(format!("{status}: body unreadable: {e}")),
-                        }
+                let outcome = match conn.post(call_body(i), &headers(i)).await {
+                    Ok((status, b)) if (200..300).contains(&status) && b.contains("\"result\"") => {
+                        Ok(())
                     }
-                    Err(e) => {
-                        let mut why = format!("no answer: {e}");
-                        let mut cause = std::error::Error::source(&e);
-                        while let Some(c) = cause {
-                            why.push_str(&format!(": {c}"));
-                            cause = c.source();
-                        }
-                        Err(why)
-                    }
+                    Ok((status, b)) => Err(format!(
+                        "{status}: {}",
+                        b.chars().take(300).collect::<String>()
+                    )),
+                    Err(why) => Err(why),
                 };
                 lat.push(t.elapsed());
                 if let Err(why) = outcome {
@@ -368,9 +432,7 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
         proc,
     };
     let pid = child.proc.id();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()?;
+    let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while http
         .get(format!("{base}/oauth2/jwks"))
@@ -466,17 +528,17 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> Result<()> {
     let none: Arc<dyn Fn(usize) -> Vec<(&'static str, String)> + Send + Sync> =
         Arc::new(|_| vec![]);
     // Warm both paths up.
-    phase("warmup", &http, &upstream, 4, 200, none.clone(), None).await?;
-    phase("warmup", &http, &gw_url, 4, 200, signed(200), None).await?;
+    phase("warmup", &upstream, 4, 200, none.clone(), None).await?;
+    phase("warmup", &gw_url, 4, 200, signed(200), None).await?;
     let mut phases = vec![];
     for (c, n) in [(1, c1_calls), (32, c32_calls)] {
         // Progress on stderr (the results go to stdout), also so that a profiler can be attached
         // to the gateway (pid printed) for exactly one phase.
         eprintln!("direct, concurrency {c}: {n} calls");
-        phases.push(phase("direct", &http, &upstream, c, n, none.clone(), None).await?);
+        phases.push(phase("direct", &upstream, c, n, none.clone(), None).await?);
         let headers = signed(n);
         eprintln!("gateway (pid {pid}), concurrency {c}: {n} calls");
-        phases.push(phase("gateway", &http, &gw_url, c, n, headers, Some(pid)).await?);
+        phases.push(phase("gateway", &gw_url, c, n, headers, Some(pid)).await?);
     }
     if phases.iter().any(|p| p.failed > 0) {
         let log = std::fs::read_to_string(home.join("serve.log")).unwrap_or_default();
