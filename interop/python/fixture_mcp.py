@@ -1,6 +1,7 @@
 """An MCP server written for the gateway tests with the official Python SDK (`MCPServer`).
 
-`python fixture_mcp.py stdio` or `python fixture_mcp.py http PORT`. Its tools tell the tests what
+`python fixture_mcp.py stdio`, `python fixture_mcp.py http PORT` or
+`python fixture_mcp.py https PORT CERT_PEM KEY_PEM`. Its tools tell the tests what
 reached the upstream without ever echoing a secret: `key_check` compares the SHA-256 of the
 `X-Upstream-Key` header and of the `FIXTURE_KEY` variable with `FIXTURE_EXPECTED_SHA256`;
 `env_names` lists the names (never the values) of its environment; `crash` exits the process;
@@ -76,5 +77,12 @@ if __name__ == "__main__":
     if sys.argv[1] == "http":
         port = int(sys.argv[2])
         anyio.run(lambda: server.run_streamable_http_async(port=port))
+    elif sys.argv[1] == "https":
+        # `https PORT CERT_PEM KEY_PEM`: the same server behind TLS (test_tls.py).
+        import uvicorn
+
+        port, cert, key = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+        uvicorn.run(server.streamable_http_app(), host="127.0.0.1", port=port,
+                    ssl_certfile=cert, ssl_keyfile=key, log_level="warning")
     else:
         server.run("stdio")

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod assertion;
+pub mod causes;
 pub mod claims;
 pub mod delegation;
 pub mod dpop;

@@ -478,7 +478,7 @@ async fn send(
 /// What the HTTP client said, without the URL (said separately).
 fn without_url(e: reqwest::Error) -> String {
     let connect = e.is_connect();
-    let s = e.without_url().to_string();
+    let s = mandate_core::causes::with_causes(&e.without_url());
     if connect {
         format!("cannot connect ({s})")
     } else {

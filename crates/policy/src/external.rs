@@ -121,7 +121,7 @@ impl DecisionPoint {
                         } else {
                             format!(
                                 "the external decision point failed: {}",
-                                with_causes(&e.without_url())
+                                mandate_core::causes::with_causes(&e.without_url())
                             )
                         };
                         tracing::warn!(error = %e, decider = %version, "external policy decision failed; denying");
@@ -131,21 +131,6 @@ impl DecisionPoint {
             }
         }
     }
-}
-
-/// An error and its causes on one line ("error sending request ...: connection refused").
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let c_text = c.to_string();
-        if !s.contains(&c_text) {
-            s.push_str(": ");
-            s.push_str(&c_text);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 fn remote_version(ext: &External) -> String {

@@ -22,7 +22,7 @@ pub(crate) async fn get_json(
 ) -> Result<Vec<u8>, VerifierError> {
     let http_error = |e: reqwest::Error| VerifierError::Http {
         url: url.to_string(),
-        message: e.to_string(),
+        message: mandate_core::causes::with_causes(&e.without_url()),
     };
     let mut resp = http
         .get(url)

@@ -123,7 +123,9 @@ pub(super) async fn forward_http(
 
 /// A reqwest error without its URL (which could carry a query the operator considers private).
 pub(crate) fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
+    // With its causes: "error sending request" alone does not tell a refused connection from an
+    // upstream certificate that does not verify.
+    let mut s = mandate_core::causes::with_causes(e);
     if let Some(u) = e.url() {
         s = s.replace(u.as_str(), "<upstream>");
     }
