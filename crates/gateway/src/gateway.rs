@@ -318,15 +318,17 @@ impl Gateway {
         Ok(claims)
     }
 
-    /// Ends when `claims` stop being good (checked every 250 ms): a stream opened under a mandate
-    /// is closed within a second of its revocation or expiry.
+    /// Ends when `claims` stop being good (checked every 250 ms, first 250 ms from now: they
+    /// were just checked): a stream opened, or a call still in flight, under a mandate is ended
+    /// within a second of its revocation or expiry. Until its first check it costs one timer.
     pub fn until_invalid(
         self: &Arc<Self>,
         claims: MandateClaims,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let gw = self.clone();
         async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+            let every = std::time::Duration::from_millis(250);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
                 tick.tick().await;
                 if !gw.authn.still_valid(&claims, now()) {

@@ -17,7 +17,10 @@ use serde_json::{json, Value};
 
 use crate::challenge;
 use crate::gateway::{Gateway, Judgement, Presented, BODY_COUNTS};
-use crate::serve::{challenge_response, not_found, upstream_error, without_url};
+use crate::serve::{
+    challenge_response, not_found, unless_invalidated, upstream_error, withheld, without_url,
+    WITHHELD,
+};
 use crate::upstream::{Link, Upstream};
 
 /// RFC 9728 metadata of an HTTP API upstream.
@@ -398,7 +401,19 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
     if let Some((_, v)) = forwarded {
         rb = rb.header(http::header::AUTHORIZATION, v);
     }
-    let resp = match tokio::time::timeout(up.checked.timeout, rb.body(bytes).send()).await {
+    let sending = tokio::time::timeout(up.checked.timeout, rb.body(bytes).send());
+    let Some(sent) = unless_invalidated(&gw, &claims, sending).await else {
+        if let Some(ev) = &judged.event {
+            gw.record_failure(ev, WITHHELD).await;
+        }
+        gw.metrics
+            .call(&up.name, "unauthenticated", started.elapsed());
+        return withheld(
+            &claims,
+            &format!("{}/http/{}", gw.settings.public_url, up.name),
+        );
+    };
+    let resp = match sent {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::warn!(upstream = %up.name, error = %without_url(&e), "upstream request failed");

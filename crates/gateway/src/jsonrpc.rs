@@ -170,11 +170,15 @@ pub fn message(v: Value) -> Result<Message, RpcError> {
     }
     let id = match o.remove("id") {
         None => None,
-        Some(id @ (Value::String(_) | Value::Number(_))) => Some(id),
+        Some(id @ Value::String(_)) => Some(id),
+        // MCP: "a string or integer ID". A fraction, or an integer past 64 bits, would be read as
+        // a float and echoed as another number (1.2345678901234568e29), which no client could
+        // match to its request: refused instead.
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(Value::Number(n)),
         Some(Value::Null) if !o.contains_key("method") => Some(Value::Null),
         Some(_) => {
             return Err(RpcError::invalid_request(
-                "\"id\" must be a string or a number",
+                "\"id\" must be a string or an integer of at most 64 bits",
             ))
         }
     };
@@ -400,6 +404,47 @@ mod tests {
         assert!(
             parse(br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":1,"b":{"a":2}}}"#).is_ok()
         );
+    }
+
+    #[test]
+    fn ids_are_strings_or_64_bit_integers_echoed_exactly() {
+        for (body, id) in [
+            (
+                r#"{"jsonrpc":"2.0","id":"a-1","method":"ping"}"#,
+                json!("a-1"),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":-9223372036854775808,"method":"ping"}"#,
+                json!(i64::MIN),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":18446744073709551615,"method":"ping"}"#,
+                json!(u64::MAX),
+            ),
+        ] {
+            let Ok(Message::Request(r)) = one(body) else {
+                panic!("{body} should be a request");
+            };
+            assert_eq!(r.id, id);
+            assert_eq!(
+                RpcError::new(codes::FORBIDDEN, "x").response(&r.id)["id"].to_string(),
+                id.to_string()
+            );
+        }
+        // Past 64 bits, or with a fraction, the number could not be echoed as sent.
+        for body in [
+            r#"{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1e3,"method":"ping"}"#,
+        ] {
+            let e = one(body).unwrap_err();
+            assert_eq!(e.code, codes::INVALID_REQUEST, "{body}");
+            assert!(
+                e.message.contains("integer of at most 64 bits"),
+                "{}",
+                e.message
+            );
+        }
     }
 
     #[test]

@@ -24,7 +24,9 @@ pub struct ToolScopes {
 
 /// Why a tool cannot be called by anyone.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("tool {tool:?} of {upstream} has no valid default scope ({upstream}:{tool}); map it to a scope in the upstream's configuration")]
+// Both names are quoted and escaped: a tool name is the caller's, and may hold line breaks or
+// terminal escapes that must not reach a client's screen or a log as they are.
+#[error("tool {tool:?} of {upstream} has no valid default scope ({:?}); map it to a scope in the upstream's configuration", format!("{}:{}", .upstream, .tool))]
 pub struct NoScope {
     /// The upstream.
     pub upstream: String,
@@ -126,6 +128,17 @@ mod tests {
         // An upstream named `mandate` does not make tools need Mandate's own privileges.
         let m = ToolScopes::new("mandate", vec![]);
         assert!(m.required("admin").is_err());
+    }
+
+    #[test]
+    fn why_a_tool_has_no_scope_is_one_line_whatever_its_name_holds() {
+        let t = ToolScopes::new("fs", vec![]);
+        let e = t
+            .required("echo\n2026 INFO fake line\u{1b}[31m\0")
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert!(text.contains(r#"("fs:echo\n2026 INFO fake line"#), "{text}");
     }
 
     #[test]

@@ -55,6 +55,11 @@ pub const KNOWN_REVISIONS: [&str; 5] = [
     "2026-07-28",
 ];
 
+/// What the gateway answers an `initialize` of a stdio upstream with when neither the client's
+/// revision nor the child's is one it knows (the stateless 2026-07-28 revision is chosen by
+/// clients that want it, never by default).
+pub const LATEST_STATEFUL_REVISION: &str = "2025-11-25";
+
 /// The gateway's routes (merged into the authority's router in one process).
 pub fn routes(gw: Arc<Gateway>) -> Router {
     Router::new()
@@ -251,6 +256,15 @@ pub async fn mcp_endpoint(
             );
         }
     }
+    if let Err((status, code, why)) = transport_headers(&parts.method, &parts.headers) {
+        gw.record_refused_request(&up, &claims, "mcp.invalid", &up.name, code, &why)
+            .await;
+        gw.metrics.call(&up.name, "invalid", started.elapsed());
+        return rpc_response(
+            status,
+            RpcError::invalid_request(why).response(&Value::Null),
+        );
+    }
     match parts.method {
         Method::POST => {}
         Method::GET | Method::DELETE => {
@@ -282,7 +296,7 @@ pub async fn mcp_endpoint(
                         forwarded,
                     )
                     .await;
-                    watch_stream(&gw, &claims, r)
+                    watch_stream(&gw, &claims, r.response)
                 }
                 // A stdio upstream has no stream of its own for callers, and no sessions.
                 Link::Stdio(_) => {
@@ -314,6 +328,51 @@ pub async fn mcp_endpoint(
     };
     let resp = post(&gw, &up, &claims, &parts.headers, bytes, peer).await;
     resp.into_response()
+}
+
+/// Why a call's answer was not passed on, for the audit log.
+pub(crate) const WITHHELD: &str = "the caller's mandate was revoked or expired while the call was in flight; the upstream's answer was withheld";
+
+/// Waits for `forwarding` unless the caller's mandate stops being good first (revoked or
+/// expired, checked every 250 ms): `None` then, and the call's answer is withheld, as an open
+/// stream is closed. The upstream may have acted on the call; its audit event says so.
+pub(crate) async fn unless_invalidated<T>(
+    gw: &Arc<Gateway>,
+    claims: &MandateClaims,
+    forwarding: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    // Most calls answer well within the first interval: they pay for one timer, not for a copy
+    // of the claims.
+    let watch = async {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        gw.until_invalid(claims.clone()).await
+    };
+    tokio::select! {
+        biased;
+        r = forwarding => Some(r),
+        () = watch => None,
+    }
+}
+
+/// The answer to a call whose mandate stopped being good while it was in flight: 401 with the
+/// reason, as the next call with that mandate gets.
+pub(crate) fn withheld(claims: &MandateClaims, resource_url: &str) -> Response {
+    let (code, why) = if claims.exp <= crate::gateway::now() {
+        (
+            mandate_core::RefusalCode::Expired,
+            "the mandate expired while the call was in flight, so the upstream's answer was withheld",
+        )
+    } else {
+        (
+            mandate_core::RefusalCode::Revoked,
+            "the mandate was revoked while the call was in flight, so the upstream's answer was withheld",
+        )
+    };
+    challenge_response(challenge::unauthenticated(
+        Some(code),
+        why,
+        &challenge::metadata_url(resource_url),
+    ))
 }
 
 /// An SSE answer stays open only while its mandate is good: it ends within a second of the
@@ -579,7 +638,9 @@ async fn post_inner(
                 event = %ev.id,
                 "gateway call"
             );
-            if matches!(j.judgement, Judgement::Allowed { .. }) {
+            // Forwarded and decided (a call or a list): a failure at the upstream is recorded
+            // against it.
+            if matches!(j.judgement, Judgement::Allowed { .. } | Judgement::List(_)) {
                 allowed_events.push(ev.clone());
             }
         }
@@ -646,28 +707,38 @@ async fn post_inner(
         },
         _ => None,
     };
-    let response = match &up.link {
-        Link::Http(u) => {
-            let forwarded = forwarded.map(|(_, v)| v);
-            let r = forward_http(
-                gw,
-                up,
-                u,
-                claims,
-                &Method::POST,
-                headers,
-                bytes,
-                list,
-                forwarded,
-            )
-            .await;
-            let r = watch_stream(gw, claims, r);
-            if !r.status().is_success() && !allowed_events.is_empty() {
-                for ev in &allowed_events {
-                    gw.record_failure(ev, &format!("the upstream answered {}", r.status()))
-                        .await;
+    let forwarding = async {
+        match &up.link {
+            Link::Http(u) => {
+                let forwarded = forwarded.map(|(_, v)| v);
+                let f = forward_http(
+                    gw,
+                    up,
+                    u,
+                    claims,
+                    &Method::POST,
+                    headers,
+                    bytes,
+                    list,
+                    forwarded,
+                )
+                .await;
+                if let Some(why) = &f.failure {
+                    for ev in &allowed_events {
+                        gw.record_failure(ev, why).await;
+                    }
                 }
+                (f.response, true)
             }
+            Link::Stdio(_) => (
+                forward_stdio(gw, up, claims, &messages, batch, &allowed_events).await,
+                false,
+            ),
+        }
+    };
+    let response = match unless_invalidated(gw, claims, forwarding).await {
+        Some((r, true)) => {
+            let r = watch_stream(gw, claims, r);
             // The session an initialize opened belongs to this caller.
             if messages
                 .iter()
@@ -684,7 +755,16 @@ async fn post_inner(
             }
             r
         }
-        Link::Stdio(_) => forward_stdio(gw, up, claims, &messages, batch, &allowed_events).await,
+        Some((r, false)) => r,
+        None => {
+            for ev in &allowed_events {
+                gw.record_failure(ev, WITHHELD).await;
+            }
+            return Answer {
+                response: withheld(claims, &resource_url(gw, &up.name)),
+                outcome: "unauthenticated",
+            };
+        }
     };
     let outcome = if response.status().is_server_error() {
         "upstream_error"
@@ -720,6 +800,43 @@ fn unavailable(e: RpcError, m: &Message) -> Answer {
         response,
         outcome: "unavailable",
     }
+}
+
+/// The Streamable HTTP transport's headers: an `MCP-Protocol-Version` the gateway does not know
+/// is `400` (the transport says so: the gateway could not tell what its methods mean), and a POST
+/// whose `Content-Type` is not JSON is `415`. (A POST without one is read as JSON.)
+fn transport_headers(
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<(), (StatusCode, &'static str, String)> {
+    if let Some(v) = headers.get("mcp-protocol-version") {
+        let v = v.to_str().unwrap_or("");
+        if !KNOWN_REVISIONS.contains(&v) {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "unsupported_protocol_version",
+                format!(
+                    "unsupported MCP-Protocol-Version {:?}: this gateway speaks {}",
+                    v.chars().take(40).collect::<String>(),
+                    KNOWN_REVISIONS.join(", ")
+                ),
+            ));
+        }
+    }
+    if *method == Method::POST {
+        if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+            let media = ct.to_str().unwrap_or("").split(';').next().unwrap_or("");
+            if !media.trim().eq_ignore_ascii_case("application/json") {
+                return Err((
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "Content-Type must be application/json: the body is a JSON-RPC message or batch"
+                        .to_string(),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `Mcp-Method` and `Mcp-Name`, when sent, must match the one request in the body.

@@ -658,3 +658,128 @@ fn a_secret_file_swapped_for_a_link_to_the_servers_keys_is_never_sent() {
     }
     assert!(!s.log().contains(secret.trim()));
 }
+
+#[test]
+fn an_unknown_protocol_revision_is_400_and_a_body_that_is_not_json_415() {
+    let s = Server::demo();
+    let m = s.own_mandate("agent:coder", "demo:list_notes", "mcp:demo");
+    let list =
+        serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).unwrap();
+    let send = |headers: &[(&str, &str)]| {
+        s.dpop_send("POST", DEMO, "agent:coder", &m, headers, Some(list.clone()))
+    };
+    let (status, _, body) = send(&[
+        ("content-type", "application/json"),
+        ("mcp-protocol-version", "1999-01-01"),
+    ]);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("unsupported MCP-Protocol-Version \\\"1999-01-01\\\"")
+            && body.contains("2025-11-25"),
+        "{body}"
+    );
+    let (status, _, body) = send(&[("content-type", "text/plain")]);
+    assert_eq!(status, 415, "{body}");
+    assert!(
+        body.contains("Content-Type must be application/json"),
+        "{body}"
+    );
+    // Every revision the gateway knows, with a charset, passes.
+    for v in ["2025-06-18", "2025-11-25", "2026-07-28"] {
+        let (status, _, body) = send(&[
+            ("content-type", "application/json; charset=utf-8"),
+            ("mcp-protocol-version", v),
+        ]);
+        assert_eq!(status, 200, "{v}: {body}");
+    }
+    let events = s.event_bodies();
+    assert!(events
+        .iter()
+        .any(|e| e.contains("unsupported_protocol_version")));
+    assert!(events.iter().any(|e| e.contains("unsupported_media_type")));
+}
+
+#[test]
+fn a_list_whose_upstream_cannot_be_reached_is_recorded_as_failed_with_the_reason() {
+    // Nothing listens on the discard port of loopback: the connection is refused.
+    let s = Server::start_with(true, "[upstream.dead]\nurl = \"http://127.0.0.1:9/mcp\"\n");
+    s.ok(&[
+        "agent",
+        "create",
+        "lister",
+        "--scopes",
+        "dead:*",
+        "--audiences",
+        "mcp:dead",
+    ]);
+    let m = s.own_mandate("agent:lister", "dead:*", "mcp:dead");
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let (status, _, body) = s.post_json_dpop("/mcp/dead", "agent:lister", &m, &list);
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("upstream dead could not be reached"),
+        "{body}"
+    );
+    let failed: Vec<Value> = s
+        .event_bodies()
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(e).unwrap())
+        .filter(|e| e["principal"] == "agent:lister" && e["result"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["action"], "mcp.tools/list", "{}", failed[0]);
+    assert_eq!(
+        failed[0]["reasons"],
+        json!(["the upstream could not be reached"]),
+        "{}",
+        failed[0]
+    );
+    assert!(
+        failed[0]["details"]["call_event"].is_string(),
+        "{}",
+        failed[0]
+    );
+}
+
+#[test]
+fn a_call_in_flight_when_its_agent_is_revoked_gets_no_answer_from_the_upstream() {
+    let fake = common::fake::Fake::start(|req, _| {
+        if req.path.ends_with("/slow") {
+            std::thread::sleep(std::time::Duration::from_secs(5));
+        }
+        (200, "{\"served\":\"late\"}".into())
+    });
+    let (s, _) = api_server(&fake);
+    create_reader(&s);
+    let reader = s.own_mandate("agent:reader", "api:get_item", "http:api");
+    let started = std::time::Instant::now();
+    let ((status, body), revoked_at) = std::thread::scope(|t| {
+        let revoker = t.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            s.ok(&["revoke", "agent", "reader"]);
+            started.elapsed()
+        });
+        let answer = s.get_dpop("/http/api/items/slow", "agent:reader", &reader);
+        (answer, revoker.join().unwrap())
+    });
+    let answered_at = started.elapsed();
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body.contains("revoked while the call was in flight"),
+        "{body}"
+    );
+    assert!(!body.contains("late"), "{body}");
+    assert!(
+        answered_at < revoked_at + std::time::Duration::from_millis(1500),
+        "answered {answered_at:?}, revoked {revoked_at:?}"
+    );
+    // The call reached the upstream, and the log says its answer was withheld.
+    assert_eq!(fake.requests().len(), 1);
+    let events = s.event_bodies();
+    assert!(
+        events.iter().any(|e| e.contains("\"result\":\"failed\"")
+            && e.contains("answer was withheld")
+            && e.contains("api/get_item")),
+        "{events:?}"
+    );
+}

@@ -16,15 +16,18 @@ pub(super) async fn forward_http(
     body: Bytes,
     list: Option<ListKind>,
     forwarded: Option<HeaderValue>,
-) -> Response {
+) -> Forwarded {
     let creds = match up.headers_for(&claims.sub) {
         Ok(h) => h,
         Err(e) => {
             tracing::error!(upstream = %up.name, error = %e, "upstream credentials unavailable");
-            return rpc_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                RpcError::new(codes::UNAVAILABLE, format!("upstream {} is not reachable with credentials for this call; the call was not forwarded", up.name))
-                    .response(&Value::Null),
+            return Forwarded::failed(
+                rpc_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    RpcError::new(codes::UNAVAILABLE, format!("upstream {} is not reachable with credentials for this call; the call was not forwarded", up.name))
+                        .response(&Value::Null),
+                ),
+                "the upstream's credentials for this call could not be read; the call was not forwarded",
             );
         }
     };
@@ -48,10 +51,10 @@ pub(super) async fn forward_http(
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::warn!(upstream = %up.name, error = %without_url(&e), "upstream request failed");
-            return upstream_error(&up.name, "could not be reached");
+            return Forwarded::upstream_error(&up.name, "could not be reached");
         }
         Err(_) => {
-            return upstream_error(
+            return Forwarded::upstream_error(
                 &up.name,
                 &format!("did not answer within {:?}", up.checked.timeout),
             )
@@ -72,7 +75,7 @@ pub(super) async fn forward_http(
     if let (Some(kind), true) = (list, status.is_success()) {
         let bytes = match read_bounded(resp, gw.settings.max_list_body, up.checked.timeout).await {
             Ok(b) => b,
-            Err(e) => return upstream_error(&up.name, &e),
+            Err(e) => return Forwarded::upstream_error(&up.name, &e),
         };
         let held = crate::gateway::held_scopes(claims);
         let filtered = if is_sse {
@@ -84,7 +87,7 @@ pub(super) async fn forward_http(
                 // carry nothing.
                 if let Some(d) = e.data.as_deref().filter(|d| !d.is_empty()) {
                     let Ok(mut v) = serde_json::from_str::<Value>(d) else {
-                        return upstream_error(
+                        return Forwarded::upstream_error(
                             &up.name,
                             "answered a list with an event that is not JSON",
                         );
@@ -102,7 +105,7 @@ pub(super) async fn forward_http(
                 }
                 // Not JSON: nothing can be filtered, so nothing is shown (fail closed).
                 Err(_) => {
-                    return upstream_error(
+                    return Forwarded::upstream_error(
                         &up.name,
                         "answered a list with something that is not JSON",
                     )
@@ -113,12 +116,40 @@ pub(super) async fn forward_http(
         let mut r = Response::new(Body::from(filtered));
         *r.status_mut() = status;
         *r.headers_mut() = out_headers;
-        return r;
+        return Forwarded {
+            response: r,
+            failure: None,
+        };
     }
     let mut r = Response::new(Body::from_stream(resp.bytes_stream()));
     *r.status_mut() = status;
     *r.headers_mut() = out_headers;
-    r
+    Forwarded {
+        response: r,
+        failure: (!status.is_success()).then(|| format!("the upstream answered {status}")),
+    }
+}
+
+/// What forwarding to an HTTP upstream came to: the answer for the caller and, when the call
+/// failed on the way to the upstream or there, why in words for the audit log (the reason the
+/// upstream could not be reached, or the status it answered).
+pub(super) struct Forwarded {
+    pub(super) response: Response,
+    pub(super) failure: Option<String>,
+}
+
+impl Forwarded {
+    fn failed(response: Response, why: &str) -> Self {
+        Forwarded {
+            response,
+            failure: Some(why.to_string()),
+        }
+    }
+
+    /// `502 upstream NAME WHAT`, recorded as "the upstream WHAT".
+    fn upstream_error(name: &str, what: &str) -> Self {
+        Forwarded::failed(upstream_error(name, what), &format!("the upstream {what}"))
+    }
 }
 
 /// A reqwest error without its URL (which could carry a query the operator considers private).
@@ -210,9 +241,16 @@ pub(super) async fn forward_stdio(
                                 .as_ref()
                                 .and_then(|p| p.get("protocolVersion"))
                                 .and_then(Value::as_str);
-                            if let Some(v) = asked.filter(|v| KNOWN_REVISIONS.contains(v)) {
-                                init["protocolVersion"] = Value::String(v.to_string());
-                            }
+                            // The revision the client asked for when the gateway knows it, else
+                            // the child's when the gateway knows that, else the newest the gateway
+                            // knows: the client then sends a revision the gateway accepts.
+                            let theirs = init.get("protocolVersion").and_then(Value::as_str);
+                            let v = asked
+                                .filter(|v| KNOWN_REVISIONS.contains(v))
+                                .or(theirs.filter(|v| KNOWN_REVISIONS.contains(v)))
+                                .unwrap_or(LATEST_STATEFUL_REVISION)
+                                .to_string();
+                            init["protocolVersion"] = Value::String(v);
                             jsonrpc::result_response(&r.id, init)
                         }
                         Err(e) => {
