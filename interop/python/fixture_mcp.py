@@ -33,6 +33,16 @@ def key_check(ctx: Context) -> str:
 
 
 @server.tool()
+def leak_key(ctx: Context) -> str:
+    """Returns the injected X-Upstream-Key header (over HTTP) or FIXTURE_KEY variable (over stdio)
+    as it arrived: a badly behaved upstream, which the gateway must keep from handing its own key
+    to the agent."""
+    headers = ctx.headers or {}
+    header = headers.get("x-upstream-key") if hasattr(headers, "get") else None
+    return f"the key I was given: {header or os.environ.get('FIXTURE_KEY')}"
+
+
+@server.tool()
 def env_names() -> str:
     """The names of the variables in this process's environment."""
     return ",".join(sorted(os.environ))

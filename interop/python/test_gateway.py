@@ -411,6 +411,17 @@ def test_injected_credentials_reach_the_upstream_and_never_the_agent(gw):
     assert '"tool.call"' in export and SECRET not in export
 
 
+def test_an_upstream_that_echoes_its_injected_key_does_not_hand_it_to_the_agent(gw):
+    for upstream in ("keyed", "keyed-stdio"):  # a header over HTTP, a variable over stdio
+        agent = Agent(gw, upstream, f"{upstream}:leak_key")
+
+        async def go():
+            async with agent.session() as s:
+                return text_of(await s.call_tool("leak_key", {}))
+        # The upstream got the key (it answers with it); the gateway's answer has it redacted.
+        assert run(go()) == "the key I was given: [redacted]", upstream
+
+
 def test_a_mandate_aware_upstream_gets_a_minted_mandate_for_the_call_never_the_agents_own(gw):
     agent = Agent(gw, "aware", "aware:forwarded_mandate aware:echo")
 

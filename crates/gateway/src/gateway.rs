@@ -318,6 +318,12 @@ impl Gateway {
         Ok(claims)
     }
 
+    /// Whether `claims` are still good now (not revoked, not expired): checked again once a
+    /// request's body has arrived, which may be seconds after its headers were authenticated.
+    pub fn still_valid(&self, claims: &MandateClaims) -> bool {
+        self.authn.still_valid(claims, now())
+    }
+
     /// Ends when `claims` stop being good (checked every 250 ms, first 250 ms from now: they
     /// were just checked): a stream opened, or a call still in flight, under a mandate is ended
     /// within a second of its revocation or expiry. Until its first check it costs one timer.
@@ -661,7 +667,8 @@ impl Gateway {
                 }
             }
             _ => {
-                let why = format!("Method not found: {method} (the gateway forwards only the MCP methods it knows)");
+                // Quoted and escaped: the caller wrote it, and it may hold line breaks or terminal escapes.
+                let why = format!("Method not found: {method:?} (the gateway forwards only the MCP methods it knows)");
                 // The caller wrote the method name: it is recorded in the (scrubbed) resource
                 // and reason, never as the action label, which names what the gateway knows.
                 let ev = self

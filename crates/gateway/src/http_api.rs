@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,8 +17,8 @@ use serde_json::{json, Value};
 use crate::challenge;
 use crate::gateway::{Gateway, Judgement, Presented, BODY_COUNTS};
 use crate::serve::{
-    challenge_response, not_found, unless_invalidated, upstream_error, withheld, without_url,
-    WITHHELD,
+    challenge_response, compressed, cut_off, not_found, scrubbed_body, scrubber_for,
+    unless_invalidated, upstream_error, without_url, Moment, WITHHELD,
 };
 use crate::upstream::{Link, Upstream};
 
@@ -196,6 +195,18 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
     };
     let method = parts.method.as_str().to_string();
     let label = format!("http.{method}");
+    if !gw.still_valid(&claims) {
+        let why = "the mandate was revoked or expired while the request's body was arriving; nothing was forwarded";
+        gw.record_refused_request(&up, &claims, &label, &up.name, "invalid_token", why)
+            .await;
+        gw.metrics
+            .call(&up.name, "unauthenticated", started.elapsed());
+        return cut_off(
+            &claims,
+            &format!("{}/http/{}", gw.settings.public_url, up.name),
+            Moment::Arriving,
+        );
+    }
     // Every refusal below is of an authenticated caller, so it is recorded (bounded by its rate).
     let refuse = |status: StatusCode, outcome: &'static str, code: &'static str, why: String| {
         let (gw, up, claims, label) = (&gw, &up, &claims, &label);
@@ -389,8 +400,14 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
         target.set_path(&format!("{base_path}{below}"));
         target.set_query(parts.uri.query());
     }
+    let scrubber = scrubber_for(&creds, forwarded.as_ref().map(|(_, v)| v));
     let mut rb = gw.http.request(parts.method.clone(), target);
     for h in FORWARDED_API_HEADERS {
+        // An answer that must be scrubbed of injected credentials is asked for uncompressed.
+        if h == "accept-encoding" && !scrubber.is_empty() {
+            rb = rb.header(h, "identity");
+            continue;
+        }
         for v in parts.headers.get_all(h) {
             rb = rb.header(h, v.clone());
         }
@@ -408,9 +425,10 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
         }
         gw.metrics
             .call(&up.name, "unauthenticated", started.elapsed());
-        return withheld(
+        return cut_off(
             &claims,
             &format!("{}/http/{}", gw.settings.public_url, up.name),
+            Moment::InFlight,
         );
     };
     let resp = match sent {
@@ -438,6 +456,14 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
             );
         }
     };
+    if let Some(why) = compressed(&resp).filter(|_| !scrubber.is_empty()) {
+        if let Some(ev) = &judged.event {
+            gw.record_failure(ev, &format!("the upstream {why}")).await;
+        }
+        gw.metrics
+            .call(&up.name, "upstream_error", started.elapsed());
+        return upstream_error(&up.name, &why);
+    }
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     if status.is_server_error() {
         if let Some(ev) = &judged.event {
@@ -460,7 +486,7 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
         },
         started.elapsed(),
     );
-    let mut r = Response::new(Body::from_stream(resp.bytes_stream()));
+    let mut r = Response::new(scrubbed_body(resp, scrubber));
     *r.status_mut() = status;
     *r.headers_mut() = out;
     r

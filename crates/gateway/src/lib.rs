@@ -4,7 +4,7 @@
 //!
 //! Pure parts: [`jsonrpc`] reads and answers JSON-RPC 2.0 messages strictly and within bounds,
 //! [`mcp`] classifies MCP requests and filters what a caller may see, [`scopes`] says which scope
-//! each tool needs, [`challenge`] words 401/403 answers and the RFC 9728 metadata, [`sse`] reads
+//! each tool needs, [`scrub`] takes injected credentials back out of answers, [`challenge`] words 401/403 answers and the RFC 9728 metadata, [`sse`] reads
 //! and writes event streams, [`config`] checks an upstream's configuration.
 //!
 //! The serving edge sits on them: [`gateway`] (the steps every call goes through, with the
@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod presentation;
 pub mod remote;
 pub mod scopes;
+pub mod scrub;
 pub mod serve;
 pub mod sessions;
 pub mod sse;

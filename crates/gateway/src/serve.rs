@@ -24,8 +24,8 @@ use crate::stdio::StdioError;
 use crate::upstream::{Link, Upstream};
 
 mod forward;
+pub(crate) use forward::{compressed, scrubbed_body, scrubber_for, upstream_error, without_url};
 use forward::{forward_http, forward_stdio};
-pub(crate) use forward::{upstream_error, without_url};
 
 /// Request headers passed to an MCP upstream (everything else, `Authorization` and `DPoP` first
 /// of all, stays at the gateway). `Last-Event-ID` is not: resuming a stream would replay answers
@@ -294,6 +294,7 @@ pub async fn mcp_endpoint(
                         Bytes::new(),
                         None,
                         forwarded,
+                        &Value::Null,
                     )
                     .await;
                     watch_stream(&gw, &claims, r.response)
@@ -326,6 +327,14 @@ pub async fn mcp_endpoint(
             );
         }
     };
+    if !gw.still_valid(&claims) {
+        let why = "the mandate was revoked or expired while the request's body was arriving; nothing was forwarded";
+        gw.record_refused_request(&up, &claims, "mcp.request", &up.name, "invalid_token", why)
+            .await;
+        gw.metrics
+            .call(&up.name, "unauthenticated", started.elapsed());
+        return cut_off(&claims, &url, Moment::Arriving);
+    }
     let resp = post(&gw, &up, &claims, &parts.headers, bytes, peer).await;
     resp.into_response()
 }
@@ -354,23 +363,36 @@ pub(crate) async fn unless_invalidated<T>(
     }
 }
 
-/// The answer to a call whose mandate stopped being good while it was in flight: 401 with the
-/// reason, as the next call with that mandate gets.
-pub(crate) fn withheld(claims: &MandateClaims, resource_url: &str) -> Response {
-    let (code, why) = if claims.exp <= crate::gateway::now() {
-        (
-            mandate_core::RefusalCode::Expired,
-            "the mandate expired while the call was in flight, so the upstream's answer was withheld",
-        )
+/// When a request's mandate stopped being good.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Moment {
+    /// While its body was arriving (authenticated by its headers, nothing forwarded yet).
+    Arriving,
+    /// While the call was in flight at the upstream.
+    InFlight,
+}
+
+/// The answer to a request whose mandate stopped being good after its headers were
+/// authenticated: 401 with the reason, as the next call with that mandate gets.
+pub(crate) fn cut_off(claims: &MandateClaims, resource_url: &str, when: Moment) -> Response {
+    let expired = claims.exp <= crate::gateway::now();
+    let code = if expired {
+        mandate_core::RefusalCode::Expired
     } else {
-        (
-            mandate_core::RefusalCode::Revoked,
-            "the mandate was revoked while the call was in flight, so the upstream's answer was withheld",
-        )
+        mandate_core::RefusalCode::Revoked
+    };
+    let what = if expired { "expired" } else { "was revoked" };
+    let why = match when {
+        Moment::Arriving => format!(
+            "the mandate {what} while the request's body was arriving, so nothing was forwarded"
+        ),
+        Moment::InFlight => format!(
+            "the mandate {what} while the call was in flight, so the upstream's answer was withheld"
+        ),
     };
     challenge_response(challenge::unauthenticated(
         Some(code),
-        why,
+        &why,
         &challenge::metadata_url(resource_url),
     ))
 }
@@ -707,6 +729,11 @@ async fn post_inner(
         },
         _ => None,
     };
+    // A lone request's own errors answer its id (a batch's, the whole body's: null).
+    let reply_id = match messages.as_slice() {
+        [Message::Request(r)] if !batch => r.id.clone(),
+        _ => Value::Null,
+    };
     let forwarding = async {
         match &up.link {
             Link::Http(u) => {
@@ -721,6 +748,7 @@ async fn post_inner(
                     bytes,
                     list,
                     forwarded,
+                    &reply_id,
                 )
                 .await;
                 if let Some(why) = &f.failure {
@@ -761,7 +789,7 @@ async fn post_inner(
                 gw.record_failure(ev, WITHHELD).await;
             }
             return Answer {
-                response: withheld(claims, &resource_url(gw, &up.name)),
+                response: cut_off(claims, &resource_url(gw, &up.name), Moment::InFlight),
                 outcome: "unauthenticated",
             };
         }

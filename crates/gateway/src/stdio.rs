@@ -77,6 +77,8 @@ struct Session {
     to_child: mpsc::Sender<String>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Value>>>,
     initialize: Value,
+    /// The child's secret environment values, taken out of every answer it gives.
+    scrubber: crate::scrub::Scrubber,
 }
 
 /// A supervised stdio upstream.
@@ -278,6 +280,7 @@ async fn run_once(up: &Arc<StdioUpstream>) -> Result<(), String> {
         .filter(|(k, _)| l.secret_names.contains(k))
         .map(|(_, v)| v.clone())
         .collect();
+    let scrubber = crate::scrub::Scrubber::new(env_secrets.iter().map(|v| v.as_bytes().to_vec()));
     let mut cmd = Command::new(&l.command);
     cmd.args(&l.args)
         .env_clear()
@@ -334,7 +337,7 @@ async fn run_once(up: &Arc<StdioUpstream>) -> Result<(), String> {
         })
         .await
         .map_err(|_| format!("no answer to initialize within {INIT_TIMEOUT:?}"))??;
-        let initialize = answer.get("result").cloned().ok_or_else(|| {
+        let mut initialize = answer.get("result").cloned().ok_or_else(|| {
             format!(
                 "the child refused initialize: {}",
                 answer.get("error").cloned().unwrap_or_default()
@@ -344,10 +347,12 @@ async fn run_once(up: &Arc<StdioUpstream>) -> Result<(), String> {
             .send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string())
             .await
             .map_err(|_| "the child closed its input")?;
+        scrubber.value(&mut initialize);
         let session = Arc::new(Session {
             to_child: to_child.clone(),
             pending: Mutex::new(HashMap::new()),
             initialize,
+            scrubber,
         });
         *up.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
         up.live.send_replace(Some(session.clone()));
@@ -424,6 +429,8 @@ async fn relay(
                 });
                 match waiting {
                     Some(tx) => {
+                        let mut msg = msg;
+                        session.scrubber.value(&mut msg);
                         let _ = tx.send(msg);
                     }
                     None => {

@@ -720,6 +720,12 @@ fn a_list_whose_upstream_cannot_be_reached_is_recorded_as_failed_with_the_reason
         body.contains("upstream dead could not be reached"),
         "{body}"
     );
+    // The gateway's own error answers the request's id.
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["id"],
+        1,
+        "{body}"
+    );
     let failed: Vec<Value> = s
         .event_bodies()
         .iter()
@@ -781,5 +787,92 @@ fn a_call_in_flight_when_its_agent_is_revoked_gets_no_answer_from_the_upstream()
             && e.contains("answer was withheld")
             && e.contains("api/get_item")),
         "{events:?}"
+    );
+}
+
+#[test]
+fn an_http_api_that_echoes_its_injected_key_does_not_hand_it_to_the_agent() {
+    let fake = common::fake::Fake::start(|req, _| {
+        let key = req
+            .headers
+            .iter()
+            .find(|(k, _)| k == "x-api-key")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        (
+            500,
+            format!("{{\"error\":\"key {key} is not valid here\"}}"),
+        )
+    });
+    let (s, home_key) = api_server(&fake);
+    create_reader(&s);
+    let reader = s.own_mandate("agent:reader", "api:get_item", "http:api");
+    let (status, body) = s.get_dpop("/http/api/items/7", "agent:reader", &reader);
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body, "{\"error\":\"key [redacted] is not valid here\"}");
+    // The upstream did get it, asked for an uncompressed answer (so that it can be scrubbed).
+    let seen = fake.requests();
+    let r = seen.last().unwrap();
+    assert!(r
+        .headers
+        .iter()
+        .any(|(k, v)| k == "x-api-key" && v == &home_key));
+    assert!(r
+        .headers
+        .iter()
+        .any(|(k, v)| k == "accept-encoding" && v == "identity"));
+}
+
+#[test]
+fn a_request_whose_mandate_is_revoked_while_its_body_arrives_is_not_forwarded() {
+    use std::io::{Read, Write};
+    let s = Server::demo();
+    let m = s.own_mandate("agent:coder", "demo:list_notes demo:read_note", "mcp:demo");
+    let url = format!("{}{DEMO}", s.url);
+    let proof = mandate_core::dpop::make_proof(
+        &s.key("agent:coder"),
+        "POST",
+        &url,
+        common::now(),
+        &common::random_id(),
+        Some(&m),
+    );
+    let body = call("read_note", json!({"name": "welcome"})).to_string();
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let head = format!(
+        "POST {DEMO} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: DPoP {m}\r\nDPoP: {proof}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    // Headers (authenticated when they arrive) and the first bytes of the body; then the agent
+    // is revoked; then the rest of the body.
+    sock.write_all(head.as_bytes()).unwrap();
+    sock.write_all(&body.as_bytes()[..10]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    s.ok(&["revoke", "agent", "coder"]);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    sock.write_all(&body.as_bytes()[10..]).unwrap();
+    let mut answer = String::new();
+    let _ = sock.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(
+        answer.contains("while the request's body was arriving, so nothing was forwarded"),
+        "{answer}"
+    );
+    assert!(!answer.contains("demo notes"), "{answer}");
+    let events = s.event_bodies();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("\"action\":\"mcp.request\"") && e.contains("invalid_token")),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.contains("\"action\":\"mcp.tools/call\"")),
+        "the call was judged: {events:?}"
     );
 }

@@ -2,6 +2,7 @@
 //! a stdio child) and reading the answer back, lists filtered to what the caller may use.
 
 use super::*;
+use crate::scrub::Scrubber;
 
 /// Forwards to an MCP (or HTTP) upstream over HTTP with its injected credentials, streaming the
 /// answer back; a list's answer is read whole (bounded) and filtered.
@@ -16,6 +17,7 @@ pub(super) async fn forward_http(
     body: Bytes,
     list: Option<ListKind>,
     forwarded: Option<HeaderValue>,
+    reply_id: &Value,
 ) -> Forwarded {
     let creds = match up.headers_for(&claims.sub) {
         Ok(h) => h,
@@ -25,18 +27,22 @@ pub(super) async fn forward_http(
                 rpc_response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     RpcError::new(codes::UNAVAILABLE, format!("upstream {} is not reachable with credentials for this call; the call was not forwarded", up.name))
-                        .response(&Value::Null),
+                        .response(reply_id),
                 ),
                 "the upstream's credentials for this call could not be read; the call was not forwarded",
             );
         }
     };
+    let mut scrubber = scrubber_for(&creds, forwarded.as_ref());
     let mut rb = gw.http.request(method.clone(), url.clone());
     for h in FORWARDED_REQUEST_HEADERS {
         for v in headers.get_all(h) {
             rb = rb.header(h, v.clone());
         }
     }
+    // Answers are read as they come (lists filtered, injected credentials scrubbed), so they must
+    // not be compressed.
+    rb = rb.header(header::ACCEPT_ENCODING, "identity");
     for (h, v) in creds {
         rb = rb.header(h, v);
     }
@@ -51,10 +57,11 @@ pub(super) async fn forward_http(
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::warn!(upstream = %up.name, error = %without_url(&e), "upstream request failed");
-            return Forwarded::upstream_error(&up.name, "could not be reached");
+            return Forwarded::upstream_error(reply_id, &up.name, "could not be reached");
         }
         Err(_) => {
             return Forwarded::upstream_error(
+                reply_id,
                 &up.name,
                 &format!("did not answer within {:?}", up.checked.timeout),
             )
@@ -72,10 +79,13 @@ pub(super) async fn forward_http(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
+    if let Some(why) = compressed(&resp) {
+        return Forwarded::upstream_error(reply_id, &up.name, &why);
+    }
     if let (Some(kind), true) = (list, status.is_success()) {
         let bytes = match read_bounded(resp, gw.settings.max_list_body, up.checked.timeout).await {
             Ok(b) => b,
-            Err(e) => return Forwarded::upstream_error(&up.name, &e),
+            Err(e) => return Forwarded::upstream_error(reply_id, &up.name, &e),
         };
         let held = crate::gateway::held_scopes(claims);
         let filtered = if is_sse {
@@ -88,6 +98,7 @@ pub(super) async fn forward_http(
                 if let Some(d) = e.data.as_deref().filter(|d| !d.is_empty()) {
                     let Ok(mut v) = serde_json::from_str::<Value>(d) else {
                         return Forwarded::upstream_error(
+                            reply_id,
                             &up.name,
                             "answered a list with an event that is not JSON",
                         );
@@ -106,6 +117,7 @@ pub(super) async fn forward_http(
                 // Not JSON: nothing can be filtered, so nothing is shown (fail closed).
                 Err(_) => {
                     return Forwarded::upstream_error(
+                        reply_id,
                         &up.name,
                         "answered a list with something that is not JSON",
                     )
@@ -113,6 +125,11 @@ pub(super) async fn forward_http(
             }
         };
         out_headers.remove(header::CONTENT_LENGTH);
+        let filtered = if scrubber.is_empty() {
+            filtered
+        } else {
+            Bytes::from(scrubber.whole(&filtered))
+        };
         let mut r = Response::new(Body::from(filtered));
         *r.status_mut() = status;
         *r.headers_mut() = out_headers;
@@ -121,13 +138,77 @@ pub(super) async fn forward_http(
             failure: None,
         };
     }
-    let mut r = Response::new(Body::from_stream(resp.bytes_stream()));
+    let mut r = Response::new(scrubbed_body(resp, std::mem::take(&mut scrubber)));
     *r.status_mut() = status;
     *r.headers_mut() = out_headers;
     Forwarded {
         response: r,
         failure: (!status.is_success()).then(|| format!("the upstream answered {status}")),
     }
+}
+
+/// What scrubs the answer to one forwarded request: the values of the credential headers
+/// injected into it and of the mandate minted for it.
+pub(crate) fn scrubber_for(
+    creds: &[(header::HeaderName, HeaderValue)],
+    forwarded: Option<&HeaderValue>,
+) -> Scrubber {
+    let mut values: Vec<Vec<u8>> = creds.iter().map(|(_, v)| v.as_bytes().to_vec()).collect();
+    if let Some(f) = forwarded {
+        let v = f.as_bytes();
+        // The mandate itself, without its scheme.
+        values.push(v.strip_prefix(b"Bearer ").unwrap_or(v).to_vec());
+    }
+    Scrubber::new(values)
+}
+
+/// Why an answer cannot be passed on: it is compressed (the gateway asked for `identity`), so
+/// neither filtering nor scrubbing could read it.
+pub(crate) fn compressed(resp: &reqwest::Response) -> Option<String> {
+    let enc = resp.headers().get(header::CONTENT_ENCODING)?;
+    let enc = enc.to_str().unwrap_or("?").trim();
+    (!enc.is_empty() && !enc.eq_ignore_ascii_case("identity")).then(|| {
+        format!(
+            "answered with Content-Encoding {:?} though the gateway asked for identity",
+            enc.chars().take(32).collect::<String>()
+        )
+    })
+}
+
+/// An upstream's answer as a body for the caller, with `scrubber`'s values replaced as it streams.
+pub(crate) fn scrubbed_body(resp: reqwest::Response, scrubber: Scrubber) -> Body {
+    use futures_util::StreamExt;
+    if scrubber.is_empty() {
+        return Body::from_stream(resp.bytes_stream());
+    }
+    let inner = Box::pin(resp.bytes_stream());
+    let stream = futures_util::stream::unfold(
+        (inner, scrubber, false),
+        |(mut inner, mut s, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                match inner.next().await {
+                    Some(Ok(chunk)) => {
+                        let out = s.push(&chunk);
+                        if !out.is_empty() {
+                            return Some((Ok(Bytes::from(out)), (inner, s, false)));
+                        }
+                    }
+                    Some(Err(e)) => return Some((Err(e), (inner, s, true))),
+                    None => {
+                        let rest = s.finish();
+                        if rest.is_empty() {
+                            return None;
+                        }
+                        return Some((Ok(Bytes::from(rest)), (inner, s, true)));
+                    }
+                }
+            }
+        },
+    );
+    Body::from_stream(stream)
 }
 
 /// What forwarding to an HTTP upstream came to: the answer for the caller and, when the call
@@ -146,9 +227,15 @@ impl Forwarded {
         }
     }
 
-    /// `502 upstream NAME WHAT`, recorded as "the upstream WHAT".
-    fn upstream_error(name: &str, what: &str) -> Self {
-        Forwarded::failed(upstream_error(name, what), &format!("the upstream {what}"))
+    /// `502 upstream NAME WHAT` answering `id`, recorded as "the upstream WHAT".
+    fn upstream_error(id: &Value, name: &str, what: &str) -> Self {
+        Forwarded::failed(
+            rpc_response(
+                StatusCode::BAD_GATEWAY,
+                RpcError::new(codes::UNAVAILABLE, format!("upstream {name} {what}")).response(id),
+            ),
+            &format!("the upstream {what}"),
+        )
     }
 }
 
