@@ -81,6 +81,32 @@ struct Session {
     scrubber: crate::scrub::Scrubber,
 }
 
+/// A request sent to the child and not yet answered: dropped unanswered (timed out, or the
+/// caller's future dropped), it removes its id from the pending calls and sends the child
+/// `notifications/cancelled`.
+struct Waiting<'a> {
+    session: &'a Session,
+    id: u64,
+    reason: &'static str,
+    answered: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        self.session
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+        let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": self.id, "reason": self.reason}});
+        let _ = self.session.to_child.try_send(cancel.to_string());
+    }
+}
+
 /// A supervised stdio upstream.
 pub struct StdioUpstream {
     launch: Launch,
@@ -166,12 +192,21 @@ impl StdioUpstream {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, tx);
+        // A call given up on before its answer (the caller went away, its mandate stopped being
+        // good, the timeout below) forgets its id and tells the child to stop working on it.
+        let mut waiting = Waiting {
+            session: &s,
+            id,
+            reason: "the gateway's caller went away or its mandate stopped being good",
+            answered: false,
+        };
         let mut msg = json!({"jsonrpc": "2.0", "id": id, "method": method});
         if let Some(p) = params {
             msg["params"] = p.clone();
         }
         let name = self.launch.name.clone();
         if s.to_child.send(msg.to_string()).await.is_err() {
+            waiting.answered = true;
             s.pending
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -180,16 +215,16 @@ impl StdioUpstream {
         }
         let left = timeout.saturating_sub(start.elapsed());
         match tokio::time::timeout(left, rx).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(_)) => Err(StdioError::Exited(name)),
+            Ok(Ok(v)) => {
+                waiting.answered = true;
+                Ok(v)
+            }
+            Ok(Err(_)) => {
+                waiting.answered = true;
+                Err(StdioError::Exited(name))
+            }
             Err(_) => {
-                s.pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
-                let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                    "params": {"requestId": id, "reason": "the gateway's timeout for this upstream passed"}});
-                let _ = s.to_child.try_send(cancel.to_string());
+                waiting.reason = "the gateway's timeout for this upstream passed";
                 Err(StdioError::Timeout(name, timeout))
             }
         }
@@ -742,6 +777,63 @@ mod tests {
             1,
             "the child was not restarted"
         );
+        up.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_call_given_up_on_is_cancelled_at_the_child() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("seen");
+        let script = format!(
+            r#"while read -r line; do
+              printf '%s\n' "$line" >> {log:?}
+              case "$line" in
+                *'"method":"initialize"'*) printf '{{"jsonrpc":"2.0","id":0,"result":{{}}}}\n';;
+              esac
+            done"#
+        );
+        let up = StdioUpstream::start(sh(&script));
+        up.initialize_result().await.unwrap();
+        // The caller stops waiting (its future is dropped) long before the gateway's timeout.
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(200),
+            up.request("tools/call", None, Duration::from_secs(30)),
+        )
+        .await;
+        assert!(gave_up.is_err());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let seen = std::fs::read_to_string(&log).unwrap_or_default();
+            if seen.contains("notifications/cancelled") {
+                assert!(seen.contains("caller went away"), "{seen}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no cancellation reached the child: {seen}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        up.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_childs_secret_variables_are_scrubbed_from_its_answers() {
+        let mut launch = sh(ECHO);
+        launch.env = Arc::new(|| {
+            Ok(vec![
+                ("PATH".into(), "/usr/bin:/bin".into()),
+                ("SECRET".into(), "sk-test-0123456789".into()),
+            ])
+        });
+        launch.secret_names = vec!["SECRET".into()];
+        let up = StdioUpstream::start(launch);
+        up.initialize_result().await.unwrap();
+        let a = up
+            .request("tools/list", None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(a["result"]["env"], "[redacted]", "{a}");
         up.shutdown().await;
     }
 
