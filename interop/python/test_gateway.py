@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ import requests
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from test_interop import Server, free_port, run_server
+from test_interop import Server, free_port, kill_groups, run_server
 from test_pdp import resource_proof
 
 HERE = Path(__file__).resolve().parent
@@ -126,10 +125,7 @@ secret_env = {{ FIXTURE_KEY = "@{secret_file}" }}
 
     def stop(self) -> None:
         super().stop()
-        for p in (getattr(self, "web", None), getattr(self, "keyed", None)):
-            if p is not None and p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(timeout=5)
+        kill_groups(getattr(self, "web", None), getattr(self, "keyed", None))
 
 
 @pytest.fixture(scope="module")

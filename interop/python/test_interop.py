@@ -157,6 +157,14 @@ def expect_client_error(resp: requests.Response) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
+def kill_groups(*procs) -> None:
+    """Kills each still-running process started with start_new_session, with its whole group."""
+    for p in procs:
+        if p is not None and p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=5)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

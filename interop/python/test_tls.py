@@ -11,7 +11,6 @@ import http.server
 import ipaddress
 import json
 import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from test_gateway import Agent, run, text_of
-from test_interop import Server, free_port, run_server
+from test_interop import Server, free_port, kill_groups, run_server
 from test_pdp import resource_proof
 
 HERE = Path(__file__).resolve().parent
@@ -175,10 +174,7 @@ url = "https://127.0.0.1:{self.mcp_port}/mcp"
         for api in (getattr(self, "api", None), getattr(self, "rogue", None)):
             if api is not None:
                 api.close()
-        p = getattr(self, "mcp", None)
-        if p is not None and p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait(timeout=5)
+        kill_groups(getattr(self, "mcp", None))
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use crate::challenge;
 use crate::gateway::{Gateway, Judgement, Presented, BODY_COUNTS};
 use crate::serve::{
-    challenge_response, compressed, cut_off, not_found, scrubbed_body, scrubber_for,
-    unless_invalidated, upstream_error, without_url, Moment, WITHHELD,
+    challenge_response, compressed, cut_off, cut_off_after_body, not_found, scrubbed_body,
+    scrubber_for, unless_invalidated, upstream_error, without_url, Moment, WITHHELD,
 };
 use crate::upstream::{Link, Upstream};
 
@@ -170,7 +170,8 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
         audience: &up.checked.audience,
         peer,
     };
-    let rm = challenge::metadata_url(&format!("{}/http/{}", gw.settings.public_url, up.name));
+    let resource = format!("{}/http/{}", gw.settings.public_url, up.name);
+    let rm = challenge::metadata_url(&resource);
     let claims = match gw.authenticate(&presented).await {
         Ok(c) => c,
         Err(r) => {
@@ -195,17 +196,8 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
     };
     let method = parts.method.as_str().to_string();
     let label = format!("http.{method}");
-    if !gw.still_valid(&claims) {
-        let why = "the mandate was revoked or expired while the request's body was arriving; nothing was forwarded";
-        gw.record_refused_request(&up, &claims, &label, &up.name, "invalid_token", why)
-            .await;
-        gw.metrics
-            .call(&up.name, "unauthenticated", started.elapsed());
-        return cut_off(
-            &claims,
-            &format!("{}/http/{}", gw.settings.public_url, up.name),
-            Moment::Arriving,
-        );
+    if let Some(refused) = cut_off_after_body(&gw, &up, &claims, &label, &resource, started).await {
+        return refused;
     }
     // Every refusal below is of an authenticated caller, so it is recorded (bounded by its rate).
     let refuse = |status: StatusCode, outcome: &'static str, code: &'static str, why: String| {
@@ -425,11 +417,7 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
         }
         gw.metrics
             .call(&up.name, "unauthenticated", started.elapsed());
-        return cut_off(
-            &claims,
-            &format!("{}/http/{}", gw.settings.public_url, up.name),
-            Moment::InFlight,
-        );
+        return cut_off(&claims, &resource, Moment::InFlight);
     };
     let resp = match sent {
         Ok(Ok(r)) => r,

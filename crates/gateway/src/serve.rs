@@ -327,13 +327,9 @@ pub async fn mcp_endpoint(
             );
         }
     };
-    if !gw.still_valid(&claims) {
-        let why = "the mandate was revoked or expired while the request's body was arriving; nothing was forwarded";
-        gw.record_refused_request(&up, &claims, "mcp.request", &up.name, "invalid_token", why)
-            .await;
-        gw.metrics
-            .call(&up.name, "unauthenticated", started.elapsed());
-        return cut_off(&claims, &url, Moment::Arriving);
+    if let Some(refused) = cut_off_after_body(&gw, &up, &claims, "mcp.request", &url, started).await
+    {
+        return refused;
     }
     let resp = post(&gw, &up, &claims, &parts.headers, bytes, peer).await;
     resp.into_response()
@@ -361,6 +357,28 @@ pub(crate) async fn unless_invalidated<T>(
         r = forwarding => Some(r),
         () = watch => None,
     }
+}
+
+/// Once a request's body has arrived (seconds, perhaps, after its headers were authenticated):
+/// its mandate checked again. `Some` is the answer when it is no longer good, the refusal recorded
+/// under `label`; nothing is then judged or forwarded.
+pub(crate) async fn cut_off_after_body(
+    gw: &Gateway,
+    up: &Upstream,
+    claims: &MandateClaims,
+    label: &str,
+    resource_url: &str,
+    started: Instant,
+) -> Option<Response> {
+    if gw.still_valid(claims) {
+        return None;
+    }
+    let why = "the mandate was revoked or expired while the request's body was arriving; nothing was forwarded";
+    gw.record_refused_request(up, claims, label, &up.name, "invalid_token", why)
+        .await;
+    gw.metrics
+        .call(&up.name, "unauthenticated", started.elapsed());
+    Some(cut_off(claims, resource_url, Moment::Arriving))
 }
 
 /// When a request's mandate stopped being good.

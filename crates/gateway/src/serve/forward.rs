@@ -33,7 +33,7 @@ pub(super) async fn forward_http(
             );
         }
     };
-    let mut scrubber = scrubber_for(&creds, forwarded.as_ref());
+    let scrubber = scrubber_for(&creds, forwarded.as_ref());
     let mut rb = gw.http.request(method.clone(), url.clone());
     for h in FORWARDED_REQUEST_HEADERS {
         for v in headers.get_all(h) {
@@ -138,7 +138,7 @@ pub(super) async fn forward_http(
             failure: None,
         };
     }
-    let mut r = Response::new(scrubbed_body(resp, std::mem::take(&mut scrubber)));
+    let mut r = Response::new(scrubbed_body(resp, scrubber));
     *r.status_mut() = status;
     *r.headers_mut() = out_headers;
     Forwarded {

@@ -16,6 +16,14 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
 }
 
+impl Request {
+    /// Whether the request carried header `name` (lower-case) with exactly `value`.
+    #[allow(dead_code)] // not every test binary that includes `common` asks
+    pub fn has_header(&self, name: &str, value: &str) -> bool {
+        self.headers.iter().any(|(k, v)| k == name && v == value)
+    }
+}
+
 /// What the fake answers: HTTP status and a JSON body.
 pub type Answer = (u16, String);
 
