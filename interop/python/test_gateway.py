@@ -112,8 +112,9 @@ sandbox = "off"
 env = {{ FIXTURE_EXPECTED_SHA256 = "{SECRET_SHA}" }}
 secret_env = {{ FIXTURE_KEY = "@{secret_file}" }}
 """
-        with open(self.home / "server" / "server.toml", "a") as f:
-            f.write(toml)
+        cfg_path = self.home / "server" / "server.toml"
+        # Held calls wait 2 s for their approval here (60 s by default).
+        cfg_path.write_text(cfg_path.read_text().replace('approval_hold = "60s"', 'approval_hold = "2s"') + toml)
         # The README's argument rule: the coder may write only under <root>/src.
         data_path = self.home / "server" / "policies" / "data.json"
         data = json.loads(data_path.read_text())
@@ -226,16 +227,17 @@ def test_a_call_outside_scope_is_403_insufficient_scope_and_never_reaches_the_up
     assert "todo" in listed.json()["result"]["content"][0]["text"], listed.text
 
 
-def test_a_destructive_call_needs_approval_which_is_not_yet_available(gw):
+def test_a_destructive_call_is_held_for_approval_and_not_made(gw):
     planner = Agent(gw, "demo", "demo:*")
     resp = planner.post({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
                          "params": {"name": "delete_note", "arguments": {"name": "todo"}}})
     assert resp.status_code == 200, resp.text
     err = resp.json()["error"]
     assert err["code"] == -32004, err
-    assert "needs approval (not yet available)" in err["message"]
+    assert err["message"].startswith("approval pending: delete_note on demo"), err
     assert err["data"]["decision_id"] in err["message"]
-    assert "destructive" in err["message"] and err["data"]["approval"]["approvers"]
+    assert err["data"]["approval_id"].startswith("apr_") and err["data"]["approvers"] == ["role:approver"]
+    assert f"mandate approvals approve {err['data']['approval_id']}" in err["message"]
     listed = planner.post({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
                            "params": {"name": "list_notes", "arguments": {}}})
     assert "todo" in listed.json()["result"]["content"][0]["text"]
@@ -272,8 +274,51 @@ def test_an_argument_rule_refuses_a_write_outside_its_path(gw):
         assert kind == "refused" and "only with path under" in message, (kind, message)
     assert not (gw.files_root / "outside").exists()
     assert not (gw.files_root / "escape").exists()
-    assert "needs approval (not yet available)" in held, held
+    assert "approval pending: write_file on files" in held, held
     assert not (gw.files_root / "src" / "made" / "f.txt").exists()
+
+
+def test_write_file_is_held_until_a_human_approves_it_from_the_cli(gw):
+    """server-filesystem's write_file says destructiveHint: held, nothing written; the agent
+    itself cannot approve; bob approves from another process; the same call then goes through
+    once; other content needs its own approval; a denial carries bob's reason."""
+    coder = Agent(gw, "files", "files:write_file", "held")
+    gw.run_cli("user", "create", "bob", "--role", "approver")
+    target = str(gw.files_root / "src" / "held.txt")
+
+    async def write(content):
+        async with coder.session() as s:
+            try:
+                r = await s.call_tool("write_file", {"path": target, "content": content})
+                return ("answered", text_of(r), r.is_error)
+            except Exception as e:  # the SDK raises on a JSON-RPC error
+                return ("refused", str(e), None)
+
+    kind, message, _ = run(write("v1"))
+    assert kind == "refused" and "approval pending: write_file on files" in message, message
+    apr = re.search(r"apr_[A-Za-z0-9_-]{22}", message).group(0)
+    assert not (gw.files_root / "src" / "held.txt").exists()
+    # The agent holds no user key and no agent may hold mandate:approve.
+    own = gw.run_cli("approvals", "approve", apr, "--as", f"agent:{coder.name.split(':')[-1]}", check=False)
+    assert own.returncode != 0
+    shown = json.loads(gw.run_cli("approvals", "show", apr, "--as", "user:bob", "--json").stdout)
+    assert shown["state"] == "pending" and shown["tool"] == "write_file"
+    assert shown["chain"] == [coder.name] and shown["call"]["arguments"]["path"] == target
+    gw.run_cli("approvals", "approve", apr, "--as", "user:bob", "--reason", "ok")
+    kind, message, is_error = run(write("v1"))
+    assert kind == "answered" and not is_error, message
+    assert (gw.files_root / "src" / "held.txt").read_text() == "v1"
+    # Once: the same call again, and other content, are new requests.
+    kind, message, _ = run(write("v1"))
+    again = re.search(r"apr_[A-Za-z0-9_-]{22}", message).group(0)
+    assert kind == "refused" and again != apr, message
+    kind, message, _ = run(write("v2"))
+    other = re.search(r"apr_[A-Za-z0-9_-]{22}", message).group(0)
+    assert other not in (apr, again), message
+    gw.run_cli("approvals", "deny", other, "--as", "user:bob", "--reason", "v1 is final")
+    kind, message, _ = run(write("v2"))
+    assert kind == "refused" and "denied by user:bob: v1 is final" in message, message
+    assert (gw.files_root / "src" / "held.txt").read_text() == "v1"
 
 
 # -- the wire ---------------------------------------------------------------------------------------

@@ -80,6 +80,12 @@ quorum := v if {
 	v != null
 } else := 1
 
+# Seconds an approval request waits for its quorum before it expires.
+approval_expires_in := v if {
+	v := data.mandate_config.approval_expires_in
+	v != null
+} else := 3600
+
 production_environments := v if {
 	v := data.mandate_config.production_environments
 	v != null
@@ -371,7 +377,7 @@ permit(reason) := {"allow": true, "approval": null, "reasons": [reason], "redact
 
 hold(reason) := {
 	"allow": false,
-	"approval": {"approvers": approvers, "quorum": quorum, "reason": reason},
+	"approval": {"approvers": approvers, "quorum": quorum, "reason": reason, "expires_in": approval_expires_in},
 	"reasons": [reason],
 	"redact": redact,
 }

@@ -163,6 +163,7 @@ test_destructive_name_needs_approval if {
 		"approvers": ["role:approver"],
 		"quorum": 1,
 		"reason": "delete_repo on github is destructive (name contains \"delete\")",
+		"expires_in": 3600,
 	}
 }
 
@@ -202,10 +203,11 @@ test_destructive_verbs_configurable if {
 }
 
 test_approvers_and_quorum_configurable if {
-	cfg := {"approvers": ["user:bob", "group:sre"], "quorum": 2}
+	cfg := {"approvers": ["user:bob", "group:sre"], "quorum": 2, "approval_expires_in": 600}
 	d := authz.decision with input as mcp_call("delete_repo", ["github:*"], {}) with data.mandate_config as cfg
 	d.approval.approvers == ["user:bob", "group:sre"]
 	d.approval.quorum == 2
+	d.approval.expires_in == 600
 }
 
 test_built_in_defaults_without_config if {

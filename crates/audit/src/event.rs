@@ -17,7 +17,7 @@ pub use crate::redact::{
     is_secret_key, normalized_key, recorded_action, redact_arguments, redact_secret_keys,
     redact_secret_values, redact_value, SECRET_KEY_FRAGMENTS, SECRET_KEY_NAMES,
 };
-pub use canonical::canonical_json;
+pub use canonical::{canonical_json, rfc8785, InexactNumber};
 
 /// One audited thing that happened. Field names are the wire names (`mandate audit show --json`,
 /// exports). Optional fields are left out of the canonical form when absent.
@@ -191,6 +191,10 @@ pub mod kinds {
     pub const TOOL_CALL: &str = "tool.call";
     /// A gateway run apart from the authority read the installation's audit HMAC key.
     pub const AUDIT_KEY_READ: &str = "audit.key_read";
+    /// An approval request changed: made (`approval.requested`), voted on (`approval.vote`),
+    /// decided (`approval.approved`, `approval.denied`) or expired (`approval.expired`); the
+    /// call it released is the `tool.call` event with the same `approval_id`.
+    pub const APPROVAL: &str = "approval";
 }
 
 /// Why an event could not be read back.

@@ -22,11 +22,15 @@ pub const PDP_SCOPE: &str = "mandate:pdp";
 /// audit HMAC key. It is a privilege like `mandate:pdp`: what a holder appends becomes part of
 /// the installation's tamper-evident record, so no wildcard may grant it by implication.
 pub const AUDIT_SCOPE: &str = "mandate:audit";
+/// The scope a human needs to see approval requests and vote on them (`mandate approvals`).
+/// Every user may hold it (which requests they may vote on is each request's own list); no agent
+/// ever does, and it is never delegated, so only the human's own key casts their vote.
+pub const APPROVE_SCOPE: &str = "mandate:approve";
 /// Mandate's own privileges. No wildcard covers them (see [`crate::scope`]): a principal holds
 /// one only when its role grants it (admins hold them all) or its ceiling names it exactly
 /// (`mandate:pdp` and `mandate:audit`; `mandate:admin` needs the admin role). They are never
 /// delegated.
-pub const RESERVED_SCOPES: [&str; 3] = [ADMIN_SCOPE, PDP_SCOPE, AUDIT_SCOPE];
+pub const RESERVED_SCOPES: [&str; 4] = [ADMIN_SCOPE, PDP_SCOPE, AUDIT_SCOPE, APPROVE_SCOPE];
 /// Most scopes one mandate carries (a ceiling may list more, up to [`MAX_CEILING_SCOPES`]).
 pub const MAX_SCOPES: usize = 128;
 /// Most scopes a ceiling lists.
@@ -154,6 +158,16 @@ fn check_ceiling_scopes(to: &Grantee<'_>, scopes: &ScopeSet) -> Result<(), Deleg
         if s.as_str() == ADMIN_SCOPE && !to.admin {
             return Err(DelegationError::InvalidScope(format!(
                 "scope {s} is Mandate's administration, which only users with the admin role may hold"
+            )));
+        }
+        // Every human may vote where a request names them; no agent may.
+        if s.as_str() == APPROVE_SCOPE {
+            if to.name.kind() == crate::principal::PrincipalKind::User {
+                continue;
+            }
+            return Err(DelegationError::InvalidScope(format!(
+                "{s} is for humans voting on approval requests; {} is not a user",
+                to.name
             )));
         }
         // Covered only by itself: an explicit grant in the ceiling, or the admin role.

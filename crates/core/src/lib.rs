@@ -6,6 +6,7 @@
 //! reads a clock, a file, a socket or the environment, so every state can be tested directly.
 #![forbid(unsafe_code)]
 
+pub mod approval;
 pub mod assertion;
 pub mod causes;
 pub mod claims;

@@ -13,6 +13,7 @@
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -90,6 +91,9 @@ pub struct Settings {
     pub max_body: usize,
     /// Largest upstream answer that is read whole (a list to filter), in bytes.
     pub max_list_body: usize,
+    /// How long a call held for approval waits for its quorum before its caller is told the
+    /// request is pending (the request itself stays open until its own expiry).
+    pub approval_hold: std::time::Duration,
 }
 
 impl Settings {
@@ -103,6 +107,7 @@ impl Settings {
             per_agent_burst: 200,
             max_body: 4 * 1024 * 1024,
             max_list_body: 8 * 1024 * 1024,
+            approval_hold: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -117,6 +122,7 @@ pub struct Gateway {
     policy: Arc<DecisionPoint>,
     audit: Arc<dyn AuditSink>,
     minter: Option<Arc<dyn Minter>>,
+    approvals: Option<Arc<dyn crate::approvals::Approvals>>,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
     clock: DefaultClock,
     /// The HTTP client for upstreams (no redirects: a redirect would carry injected credentials
@@ -237,6 +243,7 @@ impl Gateway {
             policy,
             audit,
             minter: None,
+            approvals: None,
             limiter,
             clock: DefaultClock::default(),
             http,
@@ -249,6 +256,13 @@ impl Gateway {
     /// one, such upstreams' calls are refused, never forwarded without their mandate).
     pub fn with_minter(mut self, minter: Arc<dyn Minter>) -> Self {
         self.minter = Some(minter);
+        self
+    }
+
+    /// With `approvals` holding calls the policy sends to humans (without it, such calls are
+    /// refused as needing an approval this gateway cannot hold).
+    pub fn with_approvals(mut self, approvals: Arc<dyn crate::approvals::Approvals>) -> Self {
+        self.approvals = Some(approvals);
         self
     }
 
@@ -615,25 +629,121 @@ impl Gateway {
                 ))
             }
             Verdict::NeedsApproval(a) => {
-                ev.result = "refused".into();
-                ev.error = Some("approval_required".into());
                 ev.details.insert(
                     "approval".into(),
                     serde_json::to_value(a).unwrap_or_default(),
                 );
-                Judgement::Refused(refusal(
-                    codes::APPROVAL_REQUIRED,
-                    "needs approval (not yet available): this Mandate release cannot hold calls for approval, so the call was not made",
-                    &decision,
-                    tool,
-                    &up.name,
-                ))
+                self.held_for_approval(up, claims, tool, &input, a, &decision, &mut ev, scope)
+                    .await
             }
         };
         Judged {
             judgement,
             event: Some(ev),
         }
+    }
+
+    /// A call the policy sends to humans: bound to its exact arguments, held up to
+    /// `approval_hold` for the quorum, made once when approved; otherwise refused with the
+    /// request's state. Any failure to consult the approvals refuses the call (fail closed).
+    #[allow(clippy::too_many_arguments)]
+    async fn held_for_approval(
+        &self,
+        up: &Upstream,
+        claims: &MandateClaims,
+        tool: &str,
+        input: &Value,
+        approval: &mandate_policy::Approval,
+        decision: &Decision,
+        ev: &mut Event,
+        scope: String,
+    ) -> Judgement {
+        use crate::approvals::{told, Ask, Held};
+        let mut refuse = |code: &str, e: RpcError| {
+            ev.result = "refused".into();
+            ev.error = Some(code.to_string());
+            Judgement::Refused(e)
+        };
+        let Some(desk) = &self.approvals else {
+            return refuse(
+                "approval_required",
+                refusal(
+                    codes::APPROVAL_REQUIRED,
+                    "needs approval, which this gateway cannot hold (a gateway run apart from the authority does not hold calls yet; serve the upstream from the authority's gateway)",
+                    decision,
+                    tool,
+                    &up.name,
+                ),
+            );
+        };
+        let arguments = input
+            .pointer("/action/arguments")
+            .cloned()
+            .unwrap_or(Value::Object(Map::new()));
+        let canonical = match mandate_audit::event::rfc8785(&arguments) {
+            Ok(c) => c,
+            Err(e) => {
+                return refuse(
+                    "approval_required",
+                    RpcError::new(
+                        codes::APPROVAL_REQUIRED,
+                        format!("needs approval, but its arguments cannot be bound to one: {e}"),
+                    ),
+                )
+            }
+        };
+        let ask = Ask {
+            binding: mandate_core::approval::Binding {
+                chain: claims.chain_to_holder(),
+                upstream: up.name.clone(),
+                tool: tool.to_string(),
+                arguments_sha256: mandate_core::approval::sha256_hex(canonical.as_bytes()),
+                policy_version: decision.policy_version().to_string(),
+            },
+            requested_by: claims.client_id.clone(),
+            jti: claims.jti.clone(),
+            approval: approval.clone(),
+            decision_id: decision.decision_id().to_string(),
+            call: ev.details.get("action").cloned().unwrap_or(Value::Null),
+        };
+        let unavailable = |why: String| {
+            tracing::error!(upstream = %up.name, jti = %claims.jti, error = %why, "approvals could not be consulted");
+            RpcError::new(
+                codes::APPROVAL_REQUIRED,
+                format!("{tool} on {} needs approval and the approvals could not be consulted, so the call was not made; retry later", up.name),
+            )
+        };
+        // An approval spent by a concurrent identical call leaves this one to a new request,
+        // which is then only looked at (not waited for again).
+        for wait in [self.settings.approval_hold, Duration::ZERO, Duration::ZERO] {
+            let held = match desk.hold(&ask, wait).await {
+                Ok(h) => h,
+                Err(why) => return refuse("approvals_unavailable", unavailable(why)),
+            };
+            ev.approval_id = Some(match &held {
+                Held::Approved(t) | Held::Pending(t) | Held::Denied(t) | Held::Expired(t) => {
+                    t.id.clone()
+                }
+            });
+            if let Held::Approved(t) = &held {
+                match desk.release(&t.id, &claims.jti).await {
+                    Ok(true) => {
+                        tracing::info!(upstream = %up.name, tool, approval = %t.id, jti = %claims.jti, "approved call released");
+                        return Judgement::Allowed { scope };
+                    }
+                    Ok(false) => continue,
+                    Err(why) => return refuse("approvals_unavailable", unavailable(why)),
+                }
+            }
+            let (code, e) = told(&held, tool, &up.name, decision.decision_id());
+            return refuse(code, e);
+        }
+        refuse(
+            "approvals_unavailable",
+            unavailable(
+                "approved requests for this call kept being spent by identical calls".into(),
+            ),
+        )
     }
 
     /// A method that runs no tool: protocol plumbing passes; subscribing to resources and

@@ -13,6 +13,7 @@
 //! [`remote`] holds the hooks of a gateway run apart from the authority.
 #![forbid(unsafe_code)]
 
+pub mod approvals;
 pub mod challenge;
 pub mod config;
 pub mod gateway;

@@ -52,6 +52,9 @@ pub enum Command {
     Audit(AuditCmd),
     /// Measure token exchange throughput over HTTP on loopback.
     Bench(BenchArgs),
+    /// See and vote on calls held for human approval (as a user, with the user's own key).
+    #[command(subcommand)]
+    Approvals(ApprovalsCmd),
     /// Manage the gateway's upstreams (live: no restart; each change is audited).
     #[command(subcommand)]
     Upstream(UpstreamCmd),
@@ -414,6 +417,42 @@ pub struct BenchArgs {
     /// flood, maximal decision batches from other loopback sources): `--seconds` per phase.
     #[arg(long)]
     pub abuse: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCmd {
+    /// Requests you may vote on (an admin sees all), newest first.
+    List {
+        /// Only requests in this state.
+        #[arg(long, value_parser = ["pending", "approved", "denied", "expired", "cancelled"])]
+        state: Option<String>,
+        /// The user to act as (default: the admin of config.toml).
+        #[arg(long = "as", value_name = "P")]
+        as_: Option<String>,
+    },
+    /// One request: the call, its redacted arguments, the chain and the policy's reason.
+    Show {
+        id: String,
+        #[arg(long = "as", value_name = "P")]
+        as_: Option<String>,
+    },
+    /// Approve a request (nobody in its chain may).
+    Approve {
+        id: String,
+        #[arg(long = "as", value_name = "P")]
+        as_: Option<String>,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Deny a request; the agent is told your reason.
+    Deny {
+        id: String,
+        #[arg(long = "as", value_name = "P")]
+        as_: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

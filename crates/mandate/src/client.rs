@@ -44,7 +44,8 @@ pub struct Api {
     pub base: String,
     http: reqwest::Client,
     meta: Option<Metadata>,
-    admin_token: Option<String>,
+    /// The mandate held for authenticated calls, and its scope.
+    admin_token: Option<(String, String)>,
 }
 
 pub fn random_id() -> String {
@@ -180,27 +181,55 @@ impl Api {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<serde_json::Value> {
+        let path = format!("/admin/v1{path}");
+        self.call_as(
+            admin,
+            mandate_core::delegation::ADMIN_SCOPE,
+            method,
+            &path,
+            body,
+        )
+        .await
+    }
+
+    /// Calls one of the authority's APIs (`path` below the issuer) as `who`, with `who`'s own
+    /// DPoP-bound mandate for `scope` (audience the issuer), obtained on first use and kept for
+    /// this client's life (five minutes at most).
+    pub async fn call_as(
+        &mut self,
+        who: &Identity,
+        scope: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
         let m = self.metadata().await?;
-        if self.admin_token.is_none() {
+        if self.admin_token.as_ref().is_none_or(|(s, _)| s != scope) {
             let t = self
                 .token(
-                    admin,
+                    who,
                     &[
                         ("grant_type", "client_credentials".into()),
-                        ("scope", mandate_core::delegation::ADMIN_SCOPE.into()),
+                        ("scope", scope.into()),
                         ("audience", m.issuer.clone()),
                         ("ttl", "300".into()),
                     ],
                     true,
                 )
                 .await
-                .with_context(|| format!("cannot obtain an admin mandate as {}", admin.name))?;
-            self.admin_token = Some(t.access_token);
+                .with_context(|| {
+                    if scope == mandate_core::delegation::ADMIN_SCOPE {
+                        format!("cannot obtain an admin mandate as {}", who.name)
+                    } else {
+                        format!("cannot obtain a mandate for {scope} as {}", who.name)
+                    }
+                })?;
+            self.admin_token = Some((scope.to_string(), t.access_token));
         }
-        let token = self.admin_token.clone().expect("set above");
-        let url = format!("{}/admin/v1{path}", m.issuer);
+        let token = self.admin_token.clone().expect("set above").1;
+        let url = format!("{}{path}", m.issuer);
         let proof = dpop::make_proof(
-            &admin.key,
+            &who.key,
             method.as_str(),
             &url,
             unix_now(),
@@ -224,7 +253,7 @@ impl Api {
         if !status.is_success() {
             return Err(anyhow!("the server refused: {}", error_line(status, &text)));
         }
-        serde_json::from_str(&text).context("admin API answer is not valid JSON")
+        serde_json::from_str(&text).context("the server's answer is not valid JSON")
     }
 
     /// Posts JSON without authentication (enrollment).

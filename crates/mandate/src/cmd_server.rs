@@ -362,6 +362,16 @@ fn start_gateway(
         bail!("[gateway] max_body must be between 1024 and 67108864 bytes");
     }
     settings.max_body = g.max_body;
+    let hold = mandate_core::duration::parse_duration(&g.approval_hold)
+        .ok()
+        .filter(|s| (0..=600).contains(s))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "[gateway] approval_hold {:?} must be a duration from 0s to 10m (e.g. \"60s\")",
+                g.approval_hold
+            )
+        })?;
+    settings.approval_hold = std::time::Duration::from_secs(hold as u64);
     // The server's files, and the agent keys beside them, are never read as an upstream's secret,
     // whatever link leads to them (checked again at every read, not only here).
     mandate_gateway::config::protect_directory(server_dir);
@@ -385,6 +395,9 @@ fn start_gateway(
             state.clone(),
         )
         .with_minter(Arc::new(mandate_server::gateway_hooks::AuthorityMinter(
+            state.clone(),
+        )))
+        .with_approvals(Arc::new(mandate_server::approvals::Desk::new(
             state.clone(),
         ))),
     );

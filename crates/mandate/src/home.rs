@@ -73,6 +73,9 @@ pub struct GatewayConfig {
     pub per_agent_burst: u32,
     /// Largest request body, in bytes (a tool call's arguments).
     pub max_body: usize,
+    /// How long a call held for approval waits for its quorum before its caller is told the
+    /// request is pending (a duration, `60s` by default; at most `10m`).
+    pub approval_hold: String,
 }
 
 impl Default for GatewayConfig {
@@ -82,6 +85,7 @@ impl Default for GatewayConfig {
             per_agent_rps: 100,
             per_agent_burst: 200,
             max_body: 4 * 1024 * 1024,
+            approval_hold: "60s".into(),
         }
     }
 }

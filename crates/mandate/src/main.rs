@@ -7,6 +7,7 @@ mod bench_abuse;
 mod bench_gateway;
 mod cli;
 mod client;
+mod cmd_approvals;
 mod cmd_audit;
 mod cmd_audit_archive;
 mod cmd_audit_verify;
@@ -103,6 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Connect(a) => cmd_connect::run(&ctx, a).await,
         Command::Gateway(a) => cmd_gateway::run(&ctx, a).await,
         Command::Upstream(c) => cmd_upstream::run(&ctx, c).await,
+        Command::Approvals(c) => cmd_approvals::run(&ctx, c).await,
         Command::DemoMcp => unreachable!("served before the runtime starts"),
     }
 }

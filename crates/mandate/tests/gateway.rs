@@ -40,8 +40,8 @@ fn the_demo_upstream_lists_only_what_the_coder_may_call_and_runs_a_read() {
 }
 
 #[test]
-fn a_destructive_call_is_refused_as_needing_approval_and_recorded() {
-    let s = Server::demo();
+fn a_destructive_call_is_held_for_approval_and_recorded() {
+    let s = Server::start_with(true, "[gateway]\napproval_hold = \"1s\"");
     let m = s.own_mandate("agent:planner", "demo:*", "mcp:demo");
     let (status, _, body) = s.post_json_dpop(
         DEMO,
@@ -54,7 +54,7 @@ fn a_destructive_call_is_refused_as_needing_approval_and_recorded() {
     assert_eq!(v["error"]["code"], -32004, "{body}");
     let message = v["error"]["message"].as_str().unwrap();
     assert!(
-        message.starts_with("needs approval (not yet available)"),
+        message.starts_with("approval pending: delete_note on demo"),
         "{message}"
     );
     let decision = v["error"]["data"]["decision_id"].as_str().unwrap();
@@ -72,6 +72,8 @@ fn a_destructive_call_is_refused_as_needing_approval_and_recorded() {
         .expect("the refused call is an audit event");
     assert_eq!(ev["decision"], "approval");
     assert_eq!(ev["decision_id"], decision);
+    assert_eq!(ev["error"], "approval_pending");
+    assert_eq!(ev["approval_id"], v["error"]["data"]["approval_id"]);
     assert_eq!(ev["chain"], json!(["agent:planner"]));
 }
 
@@ -436,7 +438,7 @@ fn api_server(fake: &common::fake::Fake) -> (Server, String) {
     let key_file = dir.path().join("api-key");
     std::fs::write(&key_file, format!("{home_key}\n")).unwrap();
     let patch = format!(
-        "[upstream.api]\nhttp = \"{}/v1\"\nsecret_header = {{ X-Api-Key = \"@{}\" }}\nroutes = [\n  {{ method = \"GET\", path = \"/items/*\", action = \"get_item\" }},\n  {{ method = \"DELETE\", path = \"/items/*\", action = \"delete_item\" }},\n  {{ method = \"POST\", path = \"/items\", action = \"create_item\" }},\n]\n",
+        "[gateway]\napproval_hold = \"1s\"\n[upstream.api]\nhttp = \"{}/v1\"\nsecret_header = {{ X-Api-Key = \"@{}\" }}\nroutes = [\n  {{ method = \"GET\", path = \"/items/*\", action = \"get_item\" }},\n  {{ method = \"DELETE\", path = \"/items/*\", action = \"delete_item\" }},\n  {{ method = \"POST\", path = \"/items\", action = \"create_item\" }},\n]\n",
         fake.url,
         key_file.display()
     );
@@ -518,10 +520,14 @@ fn an_http_api_is_served_by_its_routes_with_the_same_scope_policy_and_injected_c
     let (status, _, body) = s.dpop_call("DELETE", "/http/api/items/7", "agent:reader", &reader);
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("api:delete_item"), "{body}");
-    // In scope, but destructive by name: held for approval, which is not yet available.
+    // In scope, but destructive by name: held for approval, and not made while pending.
     let (status, _, body) = s.dpop_call("DELETE", "/http/api/items/7", "agent:ops", &ops);
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("approval_required"), "{body}");
+    assert!(
+        body.contains("approval pending: delete_item on api"),
+        "{body}"
+    );
     assert_eq!(
         fake.requests().len(),
         before,

@@ -41,6 +41,9 @@ pub struct Approval {
     /// Why approval is needed, for the approver (always written, `null` when the policy gave none).
     #[serde(default)]
     pub reason: Option<String>,
+    /// Seconds the request waits for its quorum (`null`: the default, one hour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<i64>,
 }
 
 /// What the decision means for the caller.
@@ -289,10 +292,32 @@ fn parse_approval(path: &str, a: &Value) -> Result<Approval, String> {
             ))
         }
     };
+    let (lo, hi) = (
+        mandate_core::approval::MIN_EXPIRES_IN,
+        mandate_core::approval::MAX_EXPIRES_IN,
+    );
+    let expires_in = match o.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(e) => Some(
+            e.as_i64()
+                .filter(|e| (lo..=hi).contains(e))
+                .ok_or_else(|| {
+                    format!("{path}.approval.expires_in must be whole seconds from {lo} to {hi}, not {e}")
+                })?,
+        ),
+    };
+    if approvers.len() > mandate_core::approval::MAX_APPROVERS {
+        return Err(format!(
+            "{path}.approval.approvers names {} approvers; at most {} (name a role instead)",
+            approvers.len(),
+            mandate_core::approval::MAX_APPROVERS
+        ));
+    }
     Ok(Approval {
         approvers,
         quorum,
         reason,
+        expires_in,
     })
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
-use mandate_core::delegation::{ADMIN_SCOPE, AUDIT_SCOPE, PDP_SCOPE};
+use mandate_core::delegation::{ADMIN_SCOPE, APPROVE_SCOPE, AUDIT_SCOPE, PDP_SCOPE};
 use mandate_core::{Scope, ScopeSet};
 
 use crate::api_error::ApiError;
@@ -29,6 +29,14 @@ pub struct PepCaller(pub Caller);
 /// record, so the presentation must prove the key). `mandate:admin` does not stand in for it: an
 /// admin who wants to append asks for `mandate:audit`, which the admin role grants.
 pub struct AuditCaller(pub Caller);
+
+/// A human voting on, or looking at, approval requests: a user's own DPoP-bound mandate (not
+/// delegated) for the issuer holding `mandate:approve`. Which requests it may vote on is each
+/// request's own list of approvers (`mandate_core::approval::check_vote`).
+pub struct ApproverCaller(pub Caller);
+
+/// The action recorded for refused approval calls.
+pub const APPROVALS_ACTION: &str = "approvals.request";
 
 /// The action recorded for refused admin calls.
 pub const ADMIN_ACTION: &str = "admin.request";
@@ -115,6 +123,26 @@ impl FromRequestParts<Arc<AppState>> for AdminCaller {
             return Err(refuse(st, &c, kind, ADMIN_ACTION, e).await);
         }
         Ok(AdminCaller(c))
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for ApproverCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, st: &Arc<AppState>) -> Result<Self, ApiError> {
+        let c = authenticate(parts, st, false, APPROVALS_ACTION).await?;
+        if !holds(&c, &[APPROVE_SCOPE])
+            || !c.claims.client_id.starts_with("user:")
+            || c.claims.sub != c.claims.client_id
+        {
+            let e = ApiError::forbidden(format!(
+                "approvals are seen and voted on by a user with their own mandate holding {APPROVE_SCOPE} (`mandate approvals ... --as user:NAME`); {}'s is not one",
+                c.claims.client_id
+            ));
+            let kind = mandate_audit::event::kinds::REQUEST_REFUSED;
+            return Err(refuse(st, &c, kind, APPROVALS_ACTION, e).await);
+        }
+        Ok(ApproverCaller(c))
     }
 }
 

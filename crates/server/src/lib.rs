@@ -8,6 +8,7 @@
 mod admin;
 pub mod admin_upstreams;
 mod api_error;
+pub mod approvals;
 pub mod audit;
 pub mod audit_api;
 mod auth;
@@ -108,6 +109,19 @@ pub fn router_with(state: Arc<AppState>, gateway: Option<Router>) -> Router {
         .route(paths::JOIN, post(enroll::join))
         .nest(paths::ADMIN, admin::routes(state.clone()))
         .merge(pdp::routes(state.clone()))
+        .nest(
+            approvals::ROOT,
+            approvals::routes().layer(axum::middleware::from_fn_with_state(
+                (
+                    state.clone(),
+                    refusals::RefusalKind {
+                        kind: mandate_audit::event::kinds::REQUEST_REFUSED,
+                        action: auth::APPROVALS_ACTION,
+                    },
+                ),
+                refusals::audit_refusals,
+            )),
+        )
         .layer(timeout(request_timeout))
         .merge(
             Router::new()
@@ -187,8 +201,16 @@ pub async fn serve_with(
 
 async fn housekeeping(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut second = tokio::time::interval(Duration::from_secs(1));
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = second.tick() => {
+                // Approval requests expire on time, each with its event.
+                approvals::expire_overdue(&state).await;
+                continue;
+            }
+        }
         let now = now();
         if let Err(e) = state.store.purge_expired_jtis(now).await {
             tracing::warn!(error = %e, "purging used jtis failed; will retry");

@@ -99,6 +99,8 @@ pub struct AppState {
     /// The gateway served in this process, for the admin API's upstream changes (weak: the
     /// gateway holds this state as its audit sink).
     pub gateway: std::sync::OnceLock<std::sync::Weak<mandate_gateway::Gateway>>,
+    /// Bumped at every change of an approval request, so that held calls look again.
+    pub approvals_changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl AppState {
@@ -133,6 +135,7 @@ impl AppState {
             policy,
             audit_log,
             gateway: std::sync::OnceLock::new(),
+            approvals_changed: tokio::sync::watch::channel(0).0,
         }
     }
 }

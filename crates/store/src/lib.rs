@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+mod approvals;
 mod audit;
 mod enrollment;
 mod error;
@@ -21,6 +22,7 @@ mod store;
 mod upstreams;
 mod writer;
 
+pub use approvals::{Resolution, StoredApproval, StoredVote};
 pub use audit::{
     hex, unhex, AuditQuery, AuditRecord, IntegrateError, Integrator, ProofBuildError,
     StoredCheckpoint, StoredEvent,

@@ -56,7 +56,7 @@ impl Event {
         w.opt("decision_id", decision_id);
         if !details.is_empty() {
             w.key("details");
-            write_object(&mut w.out, details);
+            let _ = write_object(&mut w.out, details, Numbers::AsParsed);
         }
         w.opt("error", error);
         w.string("id", id);
@@ -74,20 +74,80 @@ impl Event {
 
 /// Canonical JSON (RFC 8785 JCS for the values an event holds): object keys sorted by UTF-16
 /// code units, no whitespace, strings with the minimal JCS escapes, numbers as serde_json writes
-/// them (integers exactly; events do not depend on float formatting).
+/// them (integers exactly; events do not depend on float formatting). Audit leaves are written
+/// this way and must stay so: an existing log's leaves are recomputed with it.
 pub fn canonical_json(v: &Value) -> String {
     let mut out = String::with_capacity(256);
-    write_canonical(&mut out, v);
+    // As parsed, the writer never fails.
+    let _ = write_canonical(&mut out, v, Numbers::AsParsed);
     out
 }
 
-fn write_canonical(out: &mut String, v: &Value) {
+/// A number RFC 8785 cannot write exactly: JCS numbers are IEEE 754 doubles, so an integer
+/// beyond 2^53 that no double equals would be written as a different number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the number {0} cannot be written exactly in RFC 8785 canonical JSON (its numbers are IEEE 754 doubles): send it as a string")]
+pub struct InexactNumber(pub String);
+
+/// RFC 8785 (JCS) canonical JSON exactly, numbers included (ECMAScript's shortest form: `1` for
+/// `1.0`, `1e+21`): what approval requests bind arguments by, so that a client with any JCS
+/// library computes the same digest. An integer that no double equals is refused rather than
+/// rounded, since two different calls would then share one canonical form.
+pub fn rfc8785(v: &Value) -> Result<String, InexactNumber> {
+    let mut out = String::with_capacity(256);
+    write_canonical(&mut out, v, Numbers::Rfc8785)?;
+    Ok(out)
+}
+
+/// How numbers are written.
+#[derive(Clone, Copy)]
+enum Numbers {
+    /// As serde_json writes them (the audit log's leaves).
+    AsParsed,
+    /// RFC 8785 §3.2.2.3: ECMAScript's `Number.prototype.toString` of the double.
+    Rfc8785,
+}
+
+fn write_number(
+    out: &mut String,
+    n: &serde_json::Number,
+    numbers: Numbers,
+) -> Result<(), InexactNumber> {
+    if let Numbers::AsParsed = numbers {
+        let _ = write!(out, "{n}");
+        return Ok(());
+    }
+    let inexact = || InexactNumber(n.to_string());
+    // An integer must be exactly one double (2^60 is; 2^53 + 1 is not).
+    let d = if let Some(i) = n.as_i64() {
+        let d = i as f64;
+        if d as i128 != i as i128 {
+            return Err(inexact());
+        }
+        d
+    } else if let Some(u) = n.as_u64() {
+        let d = u as f64;
+        if d >= 18446744073709551616.0 || d as u64 != u {
+            return Err(inexact());
+        }
+        d
+    } else {
+        n.as_f64().filter(|d| d.is_finite()).ok_or_else(inexact)?
+    };
+    if d == 0.0 {
+        // -0 is written 0.
+        out.push('0');
+    } else {
+        out.push_str(ryu_js::Buffer::new().format_finite(d));
+    }
+    Ok(())
+}
+
+fn write_canonical(out: &mut String, v: &Value, numbers: Numbers) -> Result<(), InexactNumber> {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => {
-            let _ = write!(out, "{n}");
-        }
+        Value::Number(n) => write_number(out, n, numbers)?,
         Value::String(s) => write_string(out, s),
         Value::Array(a) => {
             out.push('[');
@@ -95,12 +155,13 @@ fn write_canonical(out: &mut String, v: &Value) {
                 if i > 0 {
                     out.push(',');
                 }
-                write_canonical(out, x);
+                write_canonical(out, x, numbers)?;
             }
             out.push(']');
         }
-        Value::Object(o) => write_object(out, o),
+        Value::Object(o) => write_object(out, o, numbers)?,
     }
+    Ok(())
 }
 
 /// The JCS order of member names: by UTF-16 code units (for ASCII names, byte order).
@@ -111,14 +172,18 @@ fn jcs_order(a: &str, b: &str) -> std::cmp::Ordering {
     a.encode_utf16().cmp(b.encode_utf16())
 }
 
-fn write_object(out: &mut String, o: &Map<String, Value>) {
+fn write_object(
+    out: &mut String,
+    o: &Map<String, Value>,
+    numbers: Numbers,
+) -> Result<(), InexactNumber> {
     let member = |out: &mut String, i: usize, k: &str, v: &Value| {
         if i > 0 {
             out.push(',');
         }
         write_string(out, k);
         out.push(':');
-        write_canonical(out, v);
+        write_canonical(out, v, numbers)
     };
     out.push('{');
     // A map usually iterates in byte order already, which is JCS order for ASCII names: then no
@@ -127,16 +192,17 @@ fn write_object(out: &mut String, o: &Map<String, Value>) {
         .is_sorted_by(|a, b| jcs_order(a, b) != std::cmp::Ordering::Greater)
     {
         for (i, (k, v)) in o.iter().enumerate() {
-            member(out, i, k, v);
+            member(out, i, k, v)?;
         }
     } else {
         let mut members: Vec<(&String, &Value)> = o.iter().collect();
         members.sort_by(|a, b| jcs_order(a.0, b.0));
         for (i, (k, v)) in members.into_iter().enumerate() {
-            member(out, i, k, v);
+            member(out, i, k, v)?;
         }
     }
     out.push('}');
+    Ok(())
 }
 
 /// Writes the members of one object in the order they are given (the caller gives them in JCS
@@ -358,5 +424,89 @@ mod tests {
             canonical_json(&v),
             "{\"a\":3,\"\u{1F600}\":1,\"\u{E000}\":2}"
         );
+    }
+}
+
+#[cfg(test)]
+mod rfc8785_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn double(bits: u64) -> Value {
+        Value::from(f64::from_bits(bits))
+    }
+
+    #[test]
+    fn numbers_are_written_as_rfc_8785_appendix_b_says() {
+        for (bits, want) in [
+            (0x0000000000000000u64, "0"),
+            (0x8000000000000000, "0"),
+            (0x0000000000000001, "5e-324"),
+            (0x8000000000000001, "-5e-324"),
+            (0x7fefffffffffffff, "1.7976931348623157e+308"),
+            (0xffefffffffffffff, "-1.7976931348623157e+308"),
+            (0x4340000000000000, "9007199254740992"),
+            (0xc340000000000000, "-9007199254740992"),
+            (0x4430000000000000, "295147905179352830000"),
+            (0x44b52d02c7e14af5, "9.999999999999997e+22"),
+            (0x44b52d02c7e14af6, "1e+23"),
+            (0x444b1ae4d6e2ef50, "1e+21"),
+            (0x444b1ae4d6e2ef4f, "999999999999999900000"),
+            (0x3eb0c6f7a0b5ed8d, "0.000001"),
+            (0x3eb0c6f7a0b5ed8c, "9.999999999999997e-7"),
+            (0x41b3de4355555553, "333333333.3333332"),
+        ] {
+            assert_eq!(rfc8785(&double(bits)).unwrap(), want, "{bits:#x}");
+        }
+    }
+
+    #[test]
+    fn the_rfc_8785_example_object_is_written_byte_for_byte() {
+        let v: Value = serde_json::from_str(
+            r#"{"numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
+                "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+                "literals": [null, true, false]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            rfc8785(&v).unwrap(),
+            r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#
+        );
+    }
+
+    #[test]
+    fn member_names_are_sorted_by_utf16_code_units_as_rfc_8785_sorts_them() {
+        let v: Value = serde_json::from_str(
+            r#"{"\u20ac": 1, "\r": 2, "\ufb33": 3, "1": 4, "\ud83d\ude00": 5, "\u0080": 6, "\u00f6": 7}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            rfc8785(&v).unwrap(),
+            "{\"\\r\":2,\"1\":4,\"\u{80}\":6,\"ö\":7,\"€\":1,\"😀\":5,\"\u{fb33}\":3}"
+        );
+    }
+
+    #[test]
+    fn integers_are_exact_or_refused_never_rounded() {
+        assert_eq!(rfc8785(&json!(1.0)).unwrap(), "1");
+        assert_eq!(rfc8785(&json!(-17)).unwrap(), "-17");
+        assert_eq!(
+            rfc8785(&json!(9007199254740992u64)).unwrap(),
+            "9007199254740992"
+        );
+        // 2^60 is one double, written as ECMAScript writes it.
+        assert_eq!(rfc8785(&json!(1u64 << 60)).unwrap(), "1152921504606847000");
+        assert!(rfc8785(&json!(1152921504606847000u64)).is_err());
+        // 2^53 + 1 has no double: writing it as 2^53 would let two calls share a digest.
+        let e = rfc8785(&json!({"id": 9007199254740993u64})).unwrap_err();
+        assert!(e.to_string().contains("9007199254740993"), "{e}");
+        assert!(rfc8785(&json!(i64::MIN + 1)).is_err());
+        assert!(rfc8785(&json!(u64::MAX)).is_err());
+    }
+
+    #[test]
+    fn the_audit_form_keeps_writing_numbers_as_parsed() {
+        // Existing leaves must not change: 1.0 stays 1.0 there.
+        assert_eq!(canonical_json(&json!([1.0, 1e21])), "[1.0,1e+21]");
     }
 }

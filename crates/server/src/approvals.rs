@@ -1,0 +1,482 @@
+//! The approval desk: requests opened for calls the policy holds, votes by humans, the one
+//! release an approval buys, and expiry. Rules are `mandate_core::approval`'s; rows are the
+//! store's. Every transition is an audit event (`approval`), written before the change.
+//!
+//! API (`/approvals/v1`, a user's own mandate holding `mandate:approve`, see
+//! [`ApproverCaller`]): `GET /requests[?state=S]`, `GET /requests/{id}`,
+//! `POST /requests/{id}/approve` and `POST /requests/{id}/deny` with `{"reason": "..."}`.
+//! A user sees the requests they may vote on; an admin sees all.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use mandate_audit::event::kinds;
+use mandate_core::approval::{self, Ballot, State as ApprovalState};
+use mandate_gateway::approvals::{Approvals, Ask, Held, Ticket};
+use mandate_gateway::gateway::BoxFuture;
+use mandate_store::{Resolution, StoredApproval, StoredVote};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api_error::ApiError;
+use crate::audit::new_event;
+use crate::auth::ApproverCaller;
+use crate::state::{now, AppState};
+
+/// The approvals API root.
+pub const ROOT: &str = "/approvals/v1";
+/// Most requests one list answers with.
+pub const MAX_LIST: i64 = 200;
+/// Most overdue requests expired per sweep (the rest on the next one, a second later).
+const EXPIRE_BATCH: i64 = 100;
+
+fn strings(json_text: &str) -> Vec<String> {
+    serde_json::from_str(json_text).unwrap_or_default()
+}
+
+fn ticket(a: &StoredApproval, replaces_expired: Option<String>) -> Ticket {
+    let denial = a.votes.iter().find(|v| !v.approve);
+    Ticket {
+        id: a.id.clone(),
+        approvers: strings(&a.approvers),
+        quorum: a.quorum.max(1) as u32,
+        approvals: a.votes.iter().filter(|v| v.approve).count() as u32,
+        expires_at: a.expires_at,
+        denied_by: denial.map(|v| v.voter.clone()),
+        denial_reason: denial.and_then(|v| v.reason.clone()),
+        replaces_expired,
+    }
+}
+
+fn state_of(a: &StoredApproval) -> Result<ApprovalState, String> {
+    ApprovalState::parse(&a.state).ok_or_else(|| format!("approval {} has a corrupt state", a.id))
+}
+
+/// An `approval` event about request `a`, by `principal`.
+fn event(a: &StoredApproval, principal: &str, action: &str) -> mandate_audit::event::Event {
+    let mut ev =
+        new_event(kinds::APPROVAL, principal, action).on(format!("{}/{}", a.upstream, a.tool));
+    ev.approval_id = Some(a.id.clone());
+    ev.decision_id = Some(a.decision_id.clone());
+    ev.policy_version = Some(a.policy_version.clone());
+    ev
+}
+
+/// The desk over the authority's state.
+pub struct Desk {
+    st: Arc<AppState>,
+}
+
+impl Desk {
+    /// The desk over `st`.
+    pub fn new(st: Arc<AppState>) -> Self {
+        Desk { st }
+    }
+
+    /// Opens a request for `ask` (its event first).
+    async fn open(&self, ask: &Ask, now: i64) -> Result<StoredApproval, String> {
+        let a = StoredApproval {
+            id: approval::new_id(&mut rand::rngs::OsRng),
+            binding: ask.binding.key(),
+            state: ApprovalState::Pending.as_str().into(),
+            created_at: now,
+            expires_at: now + approval::expires_in(ask.approval.expires_in),
+            requested_by: ask.requested_by.clone(),
+            chain: serde_json::to_string(&ask.binding.chain).map_err(|e| e.to_string())?,
+            upstream: ask.binding.upstream.clone(),
+            tool: ask.binding.tool.clone(),
+            arguments_sha256: ask.binding.arguments_sha256.clone(),
+            policy_version: ask.binding.policy_version.clone(),
+            decision_id: ask.decision_id.clone(),
+            approvers: serde_json::to_string(&ask.approval.approvers).map_err(|e| e.to_string())?,
+            quorum: i64::from(ask.approval.quorum.max(1)),
+            reason: ask.approval.reason.clone(),
+            call: ask.call.to_string(),
+            resolved_at: None,
+            resolved_by: None,
+            resolution: None,
+            released_at: None,
+            released_jti: None,
+            votes: vec![],
+        };
+        let mut ev = event(&a, &ask.requested_by, "approval.requested")
+            .under(ask.binding.chain.clone(), Some(ask.jti.clone()));
+        ev.reasons = ask.approval.reason.clone().into_iter().collect();
+        ev.details.insert("call".into(), ask.call.clone());
+        ev.details.insert(
+            "arguments_sha256".into(),
+            ask.binding.arguments_sha256.clone().into(),
+        );
+        ev.details
+            .insert("approvers".into(), json!(ask.approval.approvers));
+        ev.details
+            .insert("quorum".into(), ask.approval.quorum.max(1).into());
+        ev.details.insert("expires_at".into(), a.expires_at.into());
+        self.st
+            .audit(&ev)
+            .await
+            .map_err(|e| format!("the audit log cannot take the request: {e}"))?;
+        self.st
+            .store
+            .insert_approval(&a)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(approval = %a.id, upstream = %a.upstream, tool = %a.tool, requested_by = %a.requested_by, "approval requested");
+        self.st.approvals_changed.send_modify(|n| *n += 1);
+        Ok(a)
+    }
+
+    async fn read(&self, id: &str) -> Result<StoredApproval, String> {
+        self.st
+            .store
+            .approval(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("approval {id} vanished"))
+    }
+
+    async fn hold_inner(&self, ask: &Ask, wait: Duration) -> Result<Held, String> {
+        let deadline = tokio::time::Instant::now() + wait;
+        // Subscribed before reading, so that no change between the read and the wait is missed.
+        let mut changed = self.st.approvals_changed.subscribe();
+        let now = now();
+        let key = ask.binding.key();
+        let latest = self
+            .st
+            .store
+            .latest_approval_for(&key)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut replaces = None;
+        let mut a = match latest {
+            Some(a) => match state_of(&a)? {
+                ApprovalState::Pending if a.expires_at > now => a,
+                ApprovalState::Approved if a.expires_at > now => a,
+                ApprovalState::Denied if a.expires_at > now => {
+                    return Ok(Held::Denied(ticket(&a, None)))
+                }
+                ApprovalState::Pending => {
+                    expire(&self.st, &a, now).await?;
+                    replaces = Some(a.id.clone());
+                    self.open(ask, now).await?
+                }
+                ApprovalState::Expired => {
+                    replaces = Some(a.id.clone());
+                    self.open(ask, now).await?
+                }
+                _ => self.open(ask, now).await?,
+            },
+            None => self.open(ask, now).await?,
+        };
+        loop {
+            match state_of(&a)? {
+                ApprovalState::Approved => return Ok(Held::Approved(ticket(&a, replaces))),
+                ApprovalState::Denied => return Ok(Held::Denied(ticket(&a, replaces))),
+                ApprovalState::Expired | ApprovalState::Cancelled => {
+                    return Ok(Held::Expired(ticket(&a, replaces)))
+                }
+                ApprovalState::Pending => {}
+            }
+            let now = crate::state::now();
+            if now >= a.expires_at {
+                expire(&self.st, &a, now).await?;
+                return Ok(Held::Expired(ticket(&a, replaces)));
+            }
+            let expiry = tokio::time::Instant::now()
+                + Duration::from_secs((a.expires_at - now).max(0) as u64);
+            tokio::select! {
+                r = changed.changed() => {
+                    if r.is_err() {
+                        return Err("the approval desk stopped".into());
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.min(expiry)) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Ok(Held::Pending(ticket(&a, replaces)));
+                    }
+                }
+            }
+            a = self.read(&a.id).await?;
+        }
+    }
+}
+
+impl Approvals for Desk {
+    fn hold<'a>(&'a self, ask: &'a Ask, wait: Duration) -> BoxFuture<'a, Result<Held, String>> {
+        Box::pin(self.hold_inner(ask, wait))
+    }
+
+    fn release<'a>(&'a self, id: &'a str, jti: &'a str) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move {
+            self.st
+                .store
+                .release_approval(id, jti, now())
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// Marks a pending request expired, its event first.
+async fn expire(st: &AppState, a: &StoredApproval, now: i64) -> Result<(), String> {
+    let mut ev = event(a, "mandate", "approval.expired");
+    ev.chain = strings(&a.chain);
+    ev.reasons = vec![format!(
+        "no quorum of {} before the request expired",
+        a.quorum
+    )];
+    st.audit(&ev)
+        .await
+        .map_err(|e| format!("the audit log cannot take the expiry: {e}"))?;
+    if st
+        .store
+        .expire_approval(&a.id, now)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        tracing::info!(approval = %a.id, "approval request expired");
+        st.approvals_changed.send_modify(|n| *n += 1);
+    }
+    Ok(())
+}
+
+/// Expires overdue requests (the housekeeping task calls this every second).
+pub async fn expire_overdue(st: &AppState) {
+    let now = now();
+    let Ok(due) = st.store.overdue_approvals(now, EXPIRE_BATCH).await else {
+        return;
+    };
+    for a in due {
+        if let Err(e) = expire(st, &a, now).await {
+            tracing::warn!(approval = %a.id, error = %e, "could not expire an approval request");
+        }
+    }
+}
+
+/// The approvals API.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/requests", get(list))
+        .route("/requests/{id}", get(show))
+        .route("/requests/{id}/approve", post(approve))
+        .route("/requests/{id}/deny", post(deny))
+}
+
+/// A request as the API shows it.
+fn to_json(a: &StoredApproval) -> Value {
+    json!({
+        "id": a.id,
+        "state": a.state,
+        "upstream": a.upstream,
+        "tool": a.tool,
+        "requested_by": a.requested_by,
+        "chain": strings(&a.chain),
+        "call": serde_json::from_str::<Value>(&a.call).unwrap_or(Value::Null),
+        "arguments_sha256": a.arguments_sha256,
+        "policy_version": a.policy_version,
+        "decision_id": a.decision_id,
+        "approvers": strings(&a.approvers),
+        "quorum": a.quorum,
+        "reason": a.reason,
+        "created_at": a.created_at,
+        "expires_at": a.expires_at,
+        "resolved_at": a.resolved_at,
+        "resolved_by": a.resolved_by,
+        "resolution": a.resolution,
+        "released_at": a.released_at,
+        "votes": a.votes.iter().map(|v| json!({
+            "voter": v.voter, "vote": if v.approve { "approve" } else { "deny" },
+            "reason": v.reason, "at": v.at,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Whether `who` may see request `a`: an admin, someone it names, or someone in its chain.
+fn may_see(who: &crate::resource_auth::Caller, a: &StoredApproval) -> bool {
+    let me = who.claims.client_id.as_str();
+    who.principal.is_admin()
+        || approval::may_vote(
+            &strings(&a.approvers),
+            me,
+            who.principal.row.role.as_deref(),
+        )
+        || strings(&a.chain).iter().any(|p| p == me)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+}
+
+async fn list(
+    State(st): State<Arc<AppState>>,
+    ApproverCaller(who): ApproverCaller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(s) = &q.state {
+        if ApprovalState::parse(s).is_none() {
+            return Err(ApiError::bad_request(format!(
+                "state {s:?} is not one of pending, approved, denied, expired, cancelled"
+            )));
+        }
+    }
+    let rows = st.store.approvals(q.state.as_deref(), MAX_LIST).await?;
+    let shown: Vec<Value> = rows
+        .iter()
+        .filter(|a| may_see(&who, a))
+        .map(to_json)
+        .collect();
+    Ok(Json(json!({ "approvals": shown })))
+}
+
+async fn find(
+    st: &AppState,
+    who: &crate::resource_auth::Caller,
+    id: &str,
+) -> Result<StoredApproval, ApiError> {
+    let missing = || ApiError::not_found(format!("no approval request {id:?} that you may see"));
+    if !approval::is_id(id) {
+        return Err(missing());
+    }
+    match st.store.approval(id).await? {
+        Some(a) if may_see(who, &a) => Ok(a),
+        _ => Err(missing()),
+    }
+}
+
+async fn show(
+    State(st): State<Arc<AppState>>,
+    ApproverCaller(who): ApproverCaller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(to_json(&find(&st, &who, &id).await?)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct VoteBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn approve(
+    State(st): State<Arc<AppState>>,
+    ApproverCaller(who): ApproverCaller,
+    Path(id): Path<String>,
+    body: Option<Json<VoteBody>>,
+) -> Result<Json<Value>, ApiError> {
+    vote(&st, &who, &id, true, body.and_then(|b| b.0.reason)).await
+}
+
+async fn deny(
+    State(st): State<Arc<AppState>>,
+    ApproverCaller(who): ApproverCaller,
+    Path(id): Path<String>,
+    body: Option<Json<VoteBody>>,
+) -> Result<Json<Value>, ApiError> {
+    vote(&st, &who, &id, false, body.and_then(|b| b.0.reason)).await
+}
+
+/// Takes one vote: the core's rules, the vote's event, then the vote and any decision it makes
+/// in one transaction, then the decision's event.
+async fn vote(
+    st: &Arc<AppState>,
+    who: &crate::resource_auth::Caller,
+    id: &str,
+    approve: bool,
+    reason: Option<String>,
+) -> Result<Json<Value>, ApiError> {
+    let voter = who.claims.client_id.as_str();
+    if let Some(r) = &reason {
+        if r.chars().count() > approval::MAX_REASON_CHARS {
+            return Err(ApiError::bad_request(format!(
+                "the reason is over {} characters",
+                approval::MAX_REASON_CHARS
+            )));
+        }
+    }
+    let a = find(st, who, id).await?;
+    let chain = strings(&a.chain);
+    let approvers = strings(&a.approvers);
+    let voted: Vec<String> = a.votes.iter().map(|v| v.voter.clone()).collect();
+    let state = state_of(&a).map_err(|e| ApiError::internal("corrupt approval", e))?;
+    let now = now();
+    let ballot = Ballot {
+        state,
+        expires_at: a.expires_at,
+        chain: &chain,
+        approvers: &approvers,
+        voted: &voted,
+    };
+    let action = if approve { "approve" } else { "deny" };
+    if let Err(refusal) =
+        approval::check_vote(&ballot, voter, who.principal.row.role.as_deref(), now)
+    {
+        let mut ev = event(&a, voter, "approval.vote")
+            .under(who.claims.chain_to_holder(), Some(who.claims.jti.clone()))
+            .refused("vote_refused", &refusal.to_string());
+        ev.details.insert("vote".into(), action.into());
+        let _ = st.audit(&ev).await;
+        if refusal == approval::VoteRefusal::Expired {
+            let _ = expire(st, &a, now).await;
+        }
+        return Err(match refusal {
+            approval::VoteRefusal::NotPending(_)
+            | approval::VoteRefusal::Expired
+            | approval::VoteRefusal::AlreadyVoted(_) => ApiError::conflict(refusal.to_string()),
+            _ => ApiError::forbidden(refusal.to_string()),
+        }
+        .audited());
+    }
+    let approvals = a.votes.iter().filter(|v| v.approve).count() as u32 + u32::from(approve);
+    let next = approval::after_vote(approve, approvals, a.quorum.max(1) as u32);
+    let mut ev = event(&a, voter, "approval.vote")
+        .under(who.claims.chain_to_holder(), Some(who.claims.jti.clone()));
+    ev.details.insert("vote".into(), action.into());
+    ev.reasons = reason.clone().into_iter().collect();
+    if st.audit(&ev).await.is_err() {
+        return Err(ApiError::unavailable(
+            "the audit log cannot take the vote; nothing was changed, retry later",
+        ));
+    }
+    let resolution = (next != ApprovalState::Pending).then(|| Resolution {
+        state: next.as_str(),
+        by: voter,
+        reason: reason.as_deref(),
+    });
+    let stored = StoredVote {
+        voter: voter.to_string(),
+        approve,
+        reason: reason.clone(),
+        at: now,
+    };
+    let taken = st.store.vote_approval(&a.id, &stored, resolution).await?;
+    if !taken {
+        return Err(ApiError::conflict(
+            "the request was decided, or your vote taken, while you voted; nothing more was changed",
+        ));
+    }
+    if next != ApprovalState::Pending {
+        let mut done = event(&a, voter, &format!("approval.{}", next.as_str()));
+        done.chain = chain.clone();
+        done.reasons = reason.into_iter().collect();
+        done.details.insert("approvals".into(), approvals.into());
+        done.details.insert("quorum".into(), a.quorum.into());
+        // The decision is stored; its event failing is logged (the vote's event names it).
+        if st.audit(&done).await.is_err() {
+            tracing::error!(approval = %a.id, "the decision of an approval request could not be recorded");
+        }
+    }
+    tracing::info!(approval = %a.id, voter, vote = action, state = next.as_str(), "approval vote");
+    st.approvals_changed.send_modify(|n| *n += 1);
+    let a = st
+        .store
+        .approval(&a.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(id.to_string()))?;
+    Ok(Json(to_json(&a)))
+}
