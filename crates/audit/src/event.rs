@@ -17,7 +17,7 @@ pub use crate::redact::{
     is_secret_key, normalized_key, recorded_action, redact_arguments, redact_secret_keys,
     redact_secret_values, redact_value, SECRET_KEY_FRAGMENTS, SECRET_KEY_NAMES,
 };
-pub use canonical::{canonical_json, rfc8785, InexactNumber};
+pub use canonical::{canonical_json, first_inexact_literal, rfc8785, InexactNumber};
 
 /// One audited thing that happened. Field names are the wire names (`mandate audit show --json`,
 /// exports). Optional fields are left out of the canonical form when absent.

@@ -67,6 +67,50 @@ pub enum Held {
     Denied(Ticket),
     /// It expired while the call waited.
     Expired(Ticket),
+    /// No request was opened: the caller has too many waiting (the reason says so).
+    Refused(String),
+}
+
+/// Most calls one principal may have held waiting at once; more are answered at once with the
+/// request's state (a held call keeps its connection, and connections are bounded per source).
+pub const MAX_HELD_PER_PRINCIPAL: usize = 8;
+
+/// Counts the calls each principal has held waiting.
+#[derive(Default)]
+pub struct HeldCalls(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+
+/// One held call, counted until dropped.
+pub struct HeldCall<'a> {
+    calls: &'a HeldCalls,
+    principal: String,
+}
+
+impl HeldCalls {
+    /// Counts a held call of `principal`, or `None` when it has [`MAX_HELD_PER_PRINCIPAL`].
+    pub fn enter(&self, principal: &str) -> Option<HeldCall<'_>> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(principal.to_string()).or_insert(0);
+        if *n >= MAX_HELD_PER_PRINCIPAL {
+            return None;
+        }
+        *n += 1;
+        Some(HeldCall {
+            calls: self,
+            principal: principal.to_string(),
+        })
+    }
+}
+
+impl Drop for HeldCall<'_> {
+    fn drop(&mut self) {
+        let mut m = self.calls.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.principal) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.principal);
+            }
+        }
+    }
 }
 
 /// The approval desk: requests, votes and releases, kept by the authority.
@@ -89,6 +133,15 @@ pub fn told(
     decision_id: &str,
 ) -> (&'static str, RpcError) {
     let (code, message, t) = match held {
+        Held::Refused(why) => {
+            return (
+                "approval_refused",
+                RpcError::new(
+                    codes::APPROVAL_REQUIRED,
+                    format!("{tool} on {upstream} needs approval and no request was opened: {why} (decision {decision_id})"),
+                ),
+            )
+        }
         Held::Approved(t) | Held::Pending(t) => {
             let mut m = format!(
                 "approval pending: {tool} on {upstream} is held for approval as request {id} \
@@ -182,6 +235,19 @@ mod tests {
         let d = e.data.unwrap();
         assert_eq!(d["approval_id"], "apr_x");
         assert_eq!(d["state"], "pending");
+    }
+
+    #[test]
+    fn a_principal_has_at_most_eight_calls_held_at_once() {
+        let calls = HeldCalls::default();
+        let held: Vec<_> = (0..MAX_HELD_PER_PRINCIPAL)
+            .map(|_| calls.enter("agent:a").unwrap())
+            .collect();
+        assert!(calls.enter("agent:a").is_none());
+        assert!(calls.enter("agent:b").is_some(), "others are not affected");
+        drop(held);
+        assert!(calls.enter("agent:a").is_some());
+        assert!(calls.0.lock().unwrap().is_empty() || calls.0.lock().unwrap().len() == 1);
     }
 
     #[test]

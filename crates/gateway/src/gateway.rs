@@ -123,6 +123,7 @@ pub struct Gateway {
     audit: Arc<dyn AuditSink>,
     minter: Option<Arc<dyn Minter>>,
     approvals: Option<Arc<dyn crate::approvals::Approvals>>,
+    held_calls: crate::approvals::HeldCalls,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
     clock: DefaultClock,
     /// The HTTP client for upstreams (no redirects: a redirect would carry injected credentials
@@ -244,6 +245,7 @@ impl Gateway {
             audit,
             minter: None,
             approvals: None,
+            held_calls: Default::default(),
             limiter,
             clock: DefaultClock::default(),
             http,
@@ -425,7 +427,9 @@ impl Gateway {
     }
 
     /// Steps 3 and 4 for one request message: scope, then the policy on the exact call. Lists
-    /// and protocol plumbing are not decided (lists are filtered on the way back).
+    /// and protocol plumbing are not decided (lists are filtered on the way back). `body` is the
+    /// request's raw body (a call held for approval is bound to exactly what it says).
+    #[allow(clippy::too_many_arguments)]
     pub async fn judge(
         &self,
         up: &Upstream,
@@ -434,6 +438,7 @@ impl Gateway {
         params: Option<&Value>,
         call: Call,
         peer: Option<SocketAddr>,
+        body: &[u8],
     ) -> Judged {
         let held = held_scopes(claims);
         let (tool, arguments, required) = match call {
@@ -497,6 +502,7 @@ impl Gateway {
             action,
             peer,
             &held,
+            body,
         )
         .await
     }
@@ -514,6 +520,7 @@ impl Gateway {
         tool: &str,
         arguments: Map<String, Value>,
         peer: Option<SocketAddr>,
+        body: &[u8],
     ) -> Judged {
         let held = held_scopes(claims);
         let required = required_scope(up, tool);
@@ -545,6 +552,7 @@ impl Gateway {
             action,
             peer,
             &held,
+            body,
         )
         .await
     }
@@ -561,6 +569,7 @@ impl Gateway {
         action: Action,
         peer: Option<SocketAddr>,
         held: &ScopeSet,
+        body: &[u8],
     ) -> Judged {
         let holder = claims.client_id.as_str();
         let resource = format!("{}/{tool}", up.name);
@@ -633,7 +642,7 @@ impl Gateway {
                     "approval".into(),
                     serde_json::to_value(a).unwrap_or_default(),
                 );
-                self.held_for_approval(up, claims, tool, &input, a, &decision, &mut ev, scope)
+                self.held_for_approval(up, claims, tool, &input, body, a, &decision, &mut ev, scope)
                     .await
             }
         };
@@ -653,6 +662,7 @@ impl Gateway {
         claims: &MandateClaims,
         tool: &str,
         input: &Value,
+        body: &[u8],
         approval: &mandate_policy::Approval,
         decision: &Decision,
         ev: &mut Event,
@@ -680,6 +690,28 @@ impl Gateway {
             .pointer("/action/arguments")
             .cloned()
             .unwrap_or(Value::Object(Map::new()));
+        // A batch is forwarded whole or not at all, so an approval spent on one of its messages
+        // could buy nothing: a call needing approval is made alone.
+        if body.trim_ascii_start().first() == Some(&b'[') {
+            return refuse(
+                "approval_required",
+                RpcError::new(
+                    codes::APPROVAL_REQUIRED,
+                    format!("{tool} on {} needs approval, which a call in a batch cannot wait for: send it alone", up.name),
+                ),
+            );
+        }
+        // The binding is the canonical form: a literal that means another number than the one
+        // it is written as (which an upstream reading decimals exactly would see) is refused.
+        if let Some(lit) = mandate_audit::event::first_inexact_literal(body) {
+            return refuse(
+                "approval_required",
+                RpcError::new(
+                    codes::APPROVAL_REQUIRED,
+                    format!("needs approval, but the number {lit} in the request cannot be bound exactly (RFC 8785 reads it as a different double): send it as a string or in its shortest form"),
+                ),
+            );
+        }
         let canonical = match mandate_audit::event::rfc8785(&arguments) {
             Ok(c) => c,
             Err(e) => {
@@ -715,16 +747,25 @@ impl Gateway {
         };
         // An approval spent by a concurrent identical call leaves this one to a new request,
         // which is then only looked at (not waited for again).
-        for wait in [self.settings.approval_hold, Duration::ZERO, Duration::ZERO] {
+        // A principal's held calls are bounded (each keeps a connection open); past the bound a
+        // call is answered at once with its request's state.
+        let counted = self.held_calls.enter(&claims.client_id);
+        let hold = if counted.is_some() {
+            self.settings.approval_hold
+        } else {
+            Duration::ZERO
+        };
+        for wait in [hold, Duration::ZERO, Duration::ZERO] {
             let held = match desk.hold(&ask, wait).await {
                 Ok(h) => h,
                 Err(why) => return refuse("approvals_unavailable", unavailable(why)),
             };
-            ev.approval_id = Some(match &held {
+            ev.approval_id = match &held {
                 Held::Approved(t) | Held::Pending(t) | Held::Denied(t) | Held::Expired(t) => {
-                    t.id.clone()
+                    Some(t.id.clone())
                 }
-            });
+                Held::Refused(_) => None,
+            };
             if let Held::Approved(t) = &held {
                 match desk.release(&t.id, &claims.jti).await {
                     Ok(true) => {

@@ -311,7 +311,9 @@ pub async fn http_endpoint(State(gw): State<Arc<Gateway>>, req: Request) -> Resp
         .await;
     }
     let mut judged = gw
-        .judge_http(&up, &claims, &method, &below, &action, arguments, peer)
+        .judge_http(
+            &up, &claims, &method, &below, &action, arguments, peer, &bytes,
+        )
         .await;
     // An upstream that checks chains itself gets a mandate minted for this call (its jti in the
     // event), made before the event is recorded.

@@ -552,7 +552,7 @@ async fn post_inner(
         let j = match m {
             Message::Request(r) => match mcp::classify(r) {
                 Ok(call) => Some(
-                    gw.judge(up, claims, &r.method, r.params.as_ref(), call, peer)
+                    gw.judge(up, claims, &r.method, r.params.as_ref(), call, peer, &bytes)
                         .await,
                 ),
                 Err(e) => Some(crate::gateway::Judged {

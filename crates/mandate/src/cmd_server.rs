@@ -140,6 +140,7 @@ pub async fn init(ctx: &Ctx, a: InitArgs) -> Result<serde_json::Value> {
         policy: PolicyConfig::default(),
         limits: Default::default(),
         gateway: Default::default(),
+        approvals: Default::default(),
         upstream: if a.demo {
             demo_upstreams()?
         } else {
@@ -323,6 +324,19 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
         policy,
         audit_log,
     ));
+    if !cfg.approvals.webhooks.is_empty() {
+        let mut targets = Vec::new();
+        for (i, w) in cfg.approvals.webhooks.iter().enumerate() {
+            targets.push(
+                mandate_server::webhooks::Target::parse(&w.url, &w.secret)
+                    .map_err(|e| anyhow::anyhow!("server.toml [approvals] webhooks[{i}]: {e}"))?,
+            );
+        }
+        tracing::info!(targets = targets.len(), "approval webhooks");
+        let _ = state
+            .webhooks
+            .set(mandate_server::webhooks::Webhooks::start(targets));
+    }
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -362,15 +376,20 @@ fn start_gateway(
         bail!("[gateway] max_body must be between 1024 and 67108864 bytes");
     }
     settings.max_body = g.max_body;
-    let hold = mandate_core::duration::parse_duration(&g.approval_hold)
-        .ok()
-        .filter(|s| (0..=600).contains(s))
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "[gateway] approval_hold {:?} must be a duration from 0s to 10m (e.g. \"60s\")",
-                g.approval_hold
-            )
-        })?;
+    // `0s` (answer at once) is allowed here, unlike the durations parse_duration reads.
+    let hold = (if g.approval_hold.trim() == "0s" || g.approval_hold.trim() == "0" {
+        Ok(0)
+    } else {
+        mandate_core::duration::parse_duration(&g.approval_hold)
+    })
+    .ok()
+    .filter(|s| (0..=600).contains(s))
+    .ok_or_else(|| {
+        anyhow::anyhow!(
+            "[gateway] approval_hold {:?} must be a duration from 0s to 10m (e.g. \"60s\")",
+            g.approval_hold
+        )
+    })?;
     settings.approval_hold = std::time::Duration::from_secs(hold as u64);
     // The server's files, and the agent keys beside them, are never read as an upstream's secret,
     // whatever link leads to them (checked again at every read, not only here).

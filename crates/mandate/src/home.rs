@@ -54,9 +54,37 @@ pub struct ServerConfig {
     /// The gateway served beside the authority (docs/gateway.md).
     #[serde(default)]
     pub gateway: GatewayConfig,
+    /// Notification of approval changes (README, "Approvals").
+    #[serde(default, skip_serializing_if = "ApprovalsConfig::is_empty")]
+    pub approvals: ApprovalsConfig,
     /// Upstreams the gateway serves at `/mcp/NAME` (docs/gateway.md).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub upstream: std::collections::BTreeMap<String, mandate_gateway::UpstreamConfig>,
+}
+
+/// `[approvals]` in `server.toml`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalsConfig {
+    /// Standard Webhooks targets told of every approval change:
+    /// `webhooks = [{ url = "https://...", secret = "@/path/whsec" }]` (`env:NAME` also).
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+impl ApprovalsConfig {
+    fn is_empty(&self) -> bool {
+        self.webhooks.is_empty()
+    }
+}
+
+/// One webhook target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where to POST (http or https).
+    pub url: String,
+    /// `@FILE` or `env:NAME` holding the `whsec_...` signing secret.
+    pub secret: String,
 }
 
 /// `[gateway]` in `server.toml`; every field is optional.

@@ -291,3 +291,229 @@ fn an_expired_request_says_so_and_a_retry_asks_anew() {
         .count();
     assert_eq!(expired, 1);
 }
+
+#[test]
+fn two_approvers_voting_at_the_same_moment_both_count() {
+    let mut s = server_with("[gateway]\napproval_hold = \"0s\"");
+    let data = s.home().join("server/policies/data.json");
+    let text = std::fs::read_to_string(&data).unwrap();
+    std::fs::write(&data, text.replace("\"quorum\": 1", "\"quorum\": 2")).unwrap();
+    s.restart();
+    let m = s.own_mandate("agent:planner", "demo:*", "mcp:demo");
+    for round in 0..3 {
+        let id = approval_id(&delete(&s, &m, &format!("race-{round}")));
+        std::thread::scope(|t| {
+            for who in ["user:bob", "user:carol"] {
+                let (s, id) = (&s, &id);
+                t.spawn(move || s.ok(&["approvals", "approve", id, "--as", who]));
+            }
+        });
+        let shown = s.ok_json(&["approvals", "show", &id, "--as", "user:bob"]);
+        assert_eq!(shown["state"], "approved", "round {round}: {shown}");
+    }
+}
+
+#[test]
+fn what_cannot_be_bound_exactly_or_alone_is_refused_and_requests_per_agent_are_bounded() {
+    let s = server_with("[gateway]\napproval_hold = \"0s\"");
+    let m = s.own_mandate("agent:planner", "demo:*", "mcp:demo");
+    // A number whose canonical form is another number.
+    let raw = r#"{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "delete_note", "arguments": {"name": "todo", "n": 9007199254740993.0}}}"#;
+    let (_, _, body) = s.dpop_send(
+        "POST",
+        DEMO,
+        "agent:planner",
+        &m,
+        &[("content-type", "application/json")],
+        Some(raw.as_bytes().to_vec()),
+    );
+    assert!(body.contains("cannot be bound exactly"), "{body}");
+    // In a batch, which is forwarded whole or not at all.
+    let batch = json!([call("delete_note", json!({"name": "todo"})), {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "list_notes", "arguments": {}}}]);
+    let (_, _, body) = s.post_json_dpop(DEMO, "agent:planner", &m, &batch);
+    assert!(body.contains("send it alone"), "{body}");
+    // At most 32 waiting requests per agent.
+    for i in 0..32 {
+        approval_id(&delete(&s, &m, &format!("n{i}")));
+    }
+    let v = delete(&s, &m, "one-more");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("already has 32 approval requests waiting"),
+        "{message}"
+    );
+    assert!(notes(&s, &m).contains("todo"));
+}
+
+/// `v1,` + base64 HMAC-SHA256 of `id.timestamp.body`, computed here from the Standard Webhooks
+/// description (not with the server's code).
+fn standard_signature(key: &[u8], id: &str, ts: &str, body: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
+}
+
+#[test]
+fn webhooks_are_signed_as_standard_webhooks_retried_and_renderable() {
+    use base64::Engine;
+    let tries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t = tries.clone();
+    // The first delivery fails: it must be retried with the same webhook-id.
+    let hook = common::fake::Fake::start(move |_, _| {
+        if t.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            (500, "try again".into())
+        } else {
+            (204, String::new())
+        }
+    });
+    let key = [7u8; 32];
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("whsec");
+    std::fs::write(
+        &secret,
+        format!(
+            "whsec_{}\n",
+            base64::engine::general_purpose::STANDARD.encode(key)
+        ),
+    )
+    .unwrap();
+    let s = server_with(&format!(
+        "[gateway]\napproval_hold = \"0s\"\n[approvals]\nwebhooks = [{{ url = \"{}/hook\", secret = \"@{}\" }}]\n",
+        hook.url,
+        secret.display()
+    ));
+    let m = s.own_mandate("agent:planner", "demo:*", "mcp:demo");
+    let id = approval_id(&delete(&s, &m, "todo"));
+    s.ok(&[
+        "approvals",
+        "deny",
+        &id,
+        "--as",
+        "user:bob",
+        "--reason",
+        "not today",
+    ]);
+    // Delivered: requested (after one retry), vote-less denial.
+    let start = Instant::now();
+    let delivered = loop {
+        let got = hook.requests();
+        let kinds: Vec<String> = got
+            .iter()
+            .map(|r| {
+                serde_json::from_str::<Value>(&r.body).unwrap()["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        if kinds.iter().filter(|k| *k == "approval.requested").count() >= 2
+            && kinds.iter().any(|k| k == "approval.denied")
+        {
+            break got;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "{kinds:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let header = |r: &common::fake::Request, n: &str| {
+        r.headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let requested: Vec<&common::fake::Request> = delivered
+        .iter()
+        .filter(|r| r.body.contains("\"approval.requested\""))
+        .collect();
+    assert_eq!(
+        header(requested[0], "webhook-id"),
+        header(requested[1], "webhook-id"),
+        "a retry keeps the message id"
+    );
+    for r in &delivered {
+        let (id_h, ts) = (header(r, "webhook-id"), header(r, "webhook-timestamp"));
+        assert!(id_h.starts_with("msg_"), "{id_h}");
+        let age = common::now() - ts.parse::<i64>().unwrap();
+        assert!(
+            (0..=30).contains(&age),
+            "timestamp within the window: {age}"
+        );
+        assert_eq!(
+            header(r, "webhook-signature"),
+            standard_signature(&key, &id_h, &ts, &r.body)
+        );
+        assert_eq!(r.path, "/hook");
+    }
+    let denied: Value = serde_json::from_str(
+        &delivered
+            .iter()
+            .find(|r| r.body.contains("\"approval.denied\""))
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert_eq!(denied["data"]["id"], id.as_str());
+    assert_eq!(denied["data"]["state"], "denied");
+    assert_eq!(denied["data"]["by"], "user:bob");
+    assert_eq!(denied["data"]["resolution"], "not today");
+    assert!(denied["data"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("denied by user:bob"));
+    let requested: Value = serde_json::from_str(&requested[0].body).unwrap();
+    assert_eq!(requested["data"]["call"]["arguments"]["name"], "todo");
+    assert!(requested["data"]["text"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("mandate approvals approve {id}")));
+}
+
+#[test]
+fn the_event_stream_shows_an_approver_the_changes_as_they_happen() {
+    use std::io::{BufRead, BufReader, Write};
+    let s = server_with("[gateway]\napproval_hold = \"0s\"");
+    let url = format!("{}/approvals/v1/events", s.url);
+    let token = s.own_mandate("user:bob", "mandate:approve", &s.url);
+    let proof = mandate_core::dpop::make_proof(
+        &s.key("user:bob"),
+        "GET",
+        &url,
+        common::now(),
+        &common::random_id(),
+        Some(&token),
+    );
+    let mut sock = std::net::TcpStream::connect(s.url.trim_start_matches("http://")).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        sock,
+        "GET /approvals/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: DPoP {token}\r\nDPoP: {proof}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut lines = BufReader::new(sock).lines();
+    let status = lines.next().unwrap().unwrap();
+    assert!(status.contains(" 200 "), "{status}");
+    let m = s.own_mandate("agent:planner", "demo:*", "mcp:demo");
+    let id = approval_id(&delete(&s, &m, "todo"));
+    s.ok(&["approvals", "approve", &id, "--as", "user:carol"]);
+    let mut seen = vec![];
+    for line in lines {
+        let line = line.unwrap();
+        if let Some(kind) = line.strip_prefix("event: ") {
+            seen.push(kind.to_string());
+        }
+        if let Some(data) = line.strip_prefix("data: ") {
+            let v: Value = serde_json::from_str(data).unwrap();
+            assert_eq!(v["id"], id.as_str());
+        }
+        if seen.last().map(String::as_str) == Some("approval.approved") {
+            break;
+        }
+    }
+    assert_eq!(seen, ["approval.requested", "approval.approved"]);
+}

@@ -30,6 +30,11 @@ use crate::state::{now, AppState};
 pub const ROOT: &str = "/approvals/v1";
 /// Most requests one list answers with.
 pub const MAX_LIST: i64 = 200;
+/// Most pending requests one caller may have open at once: an agent cannot flood the
+/// approvers' queue (each request is an audit event and a row).
+pub const MAX_OPEN_PER_CALLER: i64 = 32;
+/// Most rows a list reads before keeping those the caller may see.
+const LIST_SCAN: i64 = 5000;
 /// Most overdue requests expired per sweep (the rest on the next one, a second later).
 const EXPIRE_BATCH: i64 = 100;
 
@@ -76,8 +81,21 @@ impl Desk {
         Desk { st }
     }
 
-    /// Opens a request for `ask` (its event first).
-    async fn open(&self, ask: &Ask, now: i64) -> Result<StoredApproval, String> {
+    /// Opens a request for `ask` (its event first); `Ok(Err(why))` when the caller may not open
+    /// one more.
+    async fn open(&self, ask: &Ask, now: i64) -> Result<Result<StoredApproval, String>, String> {
+        let open = self
+            .st
+            .store
+            .open_approvals_by(&ask.requested_by, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        if open >= MAX_OPEN_PER_CALLER {
+            return Ok(Err(format!(
+                "{} already has {open} approval requests waiting (at most {MAX_OPEN_PER_CALLER}): wait for the approvers, or for those requests to expire",
+                ask.requested_by
+            )));
+        }
         let a = StoredApproval {
             id: approval::new_id(&mut rand::rngs::OsRng),
             binding: ask.binding.key(),
@@ -126,7 +144,8 @@ impl Desk {
             .map_err(|e| e.to_string())?;
         tracing::info!(approval = %a.id, upstream = %a.upstream, tool = %a.tool, requested_by = %a.requested_by, "approval requested");
         self.st.approvals_changed.send_modify(|n| *n += 1);
-        Ok(a)
+        notify(&self.st, "approval.requested", &a, None);
+        Ok(Ok(a))
     }
 
     async fn read(&self, id: &str) -> Result<StoredApproval, String> {
@@ -144,6 +163,7 @@ impl Desk {
         let mut changed = self.st.approvals_changed.subscribe();
         let now = now();
         let key = ask.binding.key();
+        let opening = self.st.approvals_lock.lock().await;
         let latest = self
             .st
             .store
@@ -161,16 +181,29 @@ impl Desk {
                 ApprovalState::Pending => {
                     expire(&self.st, &a, now).await?;
                     replaces = Some(a.id.clone());
-                    self.open(ask, now).await?
+                    match self.open(ask, now).await? {
+                        Ok(a) => a,
+                        Err(why) => return Ok(Held::Refused(why)),
+                    }
                 }
                 ApprovalState::Expired => {
                     replaces = Some(a.id.clone());
-                    self.open(ask, now).await?
+                    match self.open(ask, now).await? {
+                        Ok(a) => a,
+                        Err(why) => return Ok(Held::Refused(why)),
+                    }
                 }
-                _ => self.open(ask, now).await?,
+                _ => match self.open(ask, now).await? {
+                    Ok(a) => a,
+                    Err(why) => return Ok(Held::Refused(why)),
+                },
             },
-            None => self.open(ask, now).await?,
+            None => match self.open(ask, now).await? {
+                Ok(a) => a,
+                Err(why) => return Ok(Held::Refused(why)),
+            },
         };
+        drop(opening);
         loop {
             match state_of(&a)? {
                 ApprovalState::Approved => return Ok(Held::Approved(ticket(&a, replaces))),
@@ -239,6 +272,9 @@ async fn expire(st: &AppState, a: &StoredApproval, now: i64) -> Result<(), Strin
     {
         tracing::info!(approval = %a.id, "approval request expired");
         st.approvals_changed.send_modify(|n| *n += 1);
+        let mut done = a.clone();
+        done.state = ApprovalState::Expired.as_str().into();
+        notify(st, "approval.expired", &done, None);
     }
     Ok(())
 }
@@ -263,6 +299,53 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/requests/{id}", get(show))
         .route("/requests/{id}/approve", post(approve))
         .route("/requests/{id}/deny", post(deny))
+        .route("/events", get(events))
+}
+
+/// `GET /approvals/v1/events`: a server-sent event stream of the changes to requests the caller
+/// may see (`event:` the kind, `data:` the request as `show` gives it, plus `text`, `by` and
+/// `approve_command`). It ends when the caller's mandate expires (reconnect with a fresh one);
+/// a listener that falls more than 256 changes behind is sent `lagged` and should list again.
+async fn events(
+    State(st): State<Arc<AppState>>,
+    ApproverCaller(who): ApproverCaller,
+) -> axum::response::sse::Sse<
+    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+    let rx = st.approval_events.subscribe();
+    let left = Duration::from_secs((who.claims.exp - now()).max(0) as u64);
+    let until = tokio::time::Instant::now() + left;
+    let stream = futures_util::stream::unfold((rx, who), move |(mut rx, who)| async move {
+        loop {
+            let next = tokio::select! {
+                r = rx.recv() => r,
+                _ = tokio::time::sleep_until(until) => return None,
+            };
+            match next {
+                Ok(change) => {
+                    let (kind, data) = &*change;
+                    let list = |k: &str| -> Vec<String> {
+                        serde_json::from_value(data[k].clone()).unwrap_or_default()
+                    };
+                    if !may_see_parties(&who, &list("approvers"), &list("chain")) {
+                        continue;
+                    }
+                    let ev = Event::default().event(kind).data(data.to_string());
+                    return Some((Ok(ev), (rx, who)));
+                }
+                Err(RecvError::Lagged(n)) => {
+                    let ev = Event::default()
+                        .event("lagged")
+                        .data(json!({ "missed": n }).to_string());
+                    return Some((Ok(ev), (rx, who)));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
 /// A request as the API shows it.
@@ -296,14 +379,63 @@ fn to_json(a: &StoredApproval) -> Value {
 
 /// Whether `who` may see request `a`: an admin, someone it names, or someone in its chain.
 fn may_see(who: &crate::resource_auth::Caller, a: &StoredApproval) -> bool {
+    may_see_parties(who, &strings(&a.approvers), &strings(&a.chain))
+}
+
+fn may_see_parties(
+    who: &crate::resource_auth::Caller,
+    approvers: &[String],
+    chain: &[String],
+) -> bool {
     let me = who.claims.client_id.as_str();
     who.principal.is_admin()
-        || approval::may_vote(
-            &strings(&a.approvers),
-            me,
-            who.principal.row.role.as_deref(),
-        )
-        || strings(&a.chain).iter().any(|p| p == me)
+        || approval::may_vote(approvers, me, who.principal.row.role.as_deref())
+        || chain.iter().any(|p| p == me)
+}
+
+/// Tells the event stream and the webhooks that request `a` changed (`kind`), by `by`.
+fn notify(st: &AppState, kind: &str, a: &StoredApproval, by: Option<&str>) {
+    let mut d = to_json(a);
+    let approve = format!("mandate approvals approve {} --as user:NAME", a.id);
+    let approvals = a.votes.iter().filter(|v| v.approve).count();
+    let text = match kind {
+        "approval.requested" => format!(
+            "{} asks to run {} on {}: {}. Approvers: {} (quorum {}). Approve: {approve}",
+            a.requested_by,
+            a.tool,
+            a.upstream,
+            a.reason
+                .as_deref()
+                .unwrap_or("the policy holds it for a human"),
+            strings(&a.approvers).join(", "),
+            a.quorum
+        ),
+        "approval.vote" => format!(
+            "{} voted on {} ({} on {}): {approvals} of {} approvals",
+            by.unwrap_or("someone"),
+            a.id,
+            a.tool,
+            a.upstream,
+            a.quorum
+        ),
+        _ => format!(
+            "{} ({} on {} for {}) is {}{}",
+            a.id,
+            a.tool,
+            a.upstream,
+            a.requested_by,
+            a.state,
+            by.map(|b| format!(" by {b}")).unwrap_or_default()
+        ),
+    };
+    d["text"] = text.into();
+    d["by"] = by.into();
+    d["approve_command"] = approve.into();
+    if let Some(w) = st.webhooks.get() {
+        w.send(kind, d.clone());
+    }
+    // Nobody listening is not an error.
+    let _ = st.approval_events.send(Arc::new((kind.to_string(), d)));
 }
 
 #[derive(Deserialize)]
@@ -324,10 +456,11 @@ async fn list(
             )));
         }
     }
-    let rows = st.store.approvals(q.state.as_deref(), MAX_LIST).await?;
+    let rows = st.store.approvals(q.state.as_deref(), LIST_SCAN).await?;
     let shown: Vec<Value> = rows
         .iter()
         .filter(|a| may_see(&who, a))
+        .take(MAX_LIST as usize)
         .map(to_json)
         .collect();
     Ok(Json(json!({ "approvals": shown })))
@@ -338,10 +471,12 @@ async fn find(
     who: &crate::resource_auth::Caller,
     id: &str,
 ) -> Result<StoredApproval, ApiError> {
-    let missing = || ApiError::not_found(format!("no approval request {id:?} that you may see"));
     if !approval::is_id(id) {
-        return Err(missing());
+        return Err(ApiError::not_found(
+            "not an approval request id (they are apr_ and 22 characters; see the list)",
+        ));
     }
+    let missing = || ApiError::not_found(format!("no approval request {id} that you may see"));
     match st.store.approval(id).await? {
         Some(a) if may_see(who, &a) => Ok(a),
         _ => Err(missing()),
@@ -367,18 +502,35 @@ async fn approve(
     State(st): State<Arc<AppState>>,
     ApproverCaller(who): ApproverCaller,
     Path(id): Path<String>,
-    body: Option<Json<VoteBody>>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    vote(&st, &who, &id, true, body.and_then(|b| b.0.reason)).await
+    let reason = reason_of(&body)?;
+    vote(&st, &who, &id, true, reason).await
 }
 
 async fn deny(
     State(st): State<Arc<AppState>>,
     ApproverCaller(who): ApproverCaller,
     Path(id): Path<String>,
-    body: Option<Json<VoteBody>>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    vote(&st, &who, &id, false, body.and_then(|b| b.0.reason)).await
+    let reason = reason_of(&body)?;
+    vote(&st, &who, &id, false, reason).await
+}
+
+/// A vote's body: empty, or `{"reason": "..."}`.
+fn reason_of(body: &[u8]) -> Result<Option<String>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice::<VoteBody>(body)
+        .map(|b| b.reason)
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body is empty or {{\"reason\": \"...\"}}: {}",
+                e.to_string().split(" at line").next().unwrap_or("")
+            ))
+        })
 }
 
 /// Takes one vote: the core's rules, the vote's event, then the vote and any decision it makes
@@ -399,6 +551,8 @@ async fn vote(
             )));
         }
     }
+    // One vote at a time: each reads the votes before it (quorum counted once, never lost).
+    let _one = st.approvals_lock.lock().await;
     let a = find(st, who, id).await?;
     let chain = strings(&a.chain);
     let approvers = strings(&a.approvers);
@@ -478,5 +632,10 @@ async fn vote(
         .approval(&a.id)
         .await?
         .ok_or_else(|| ApiError::not_found(id.to_string()))?;
+    let kind = match next {
+        ApprovalState::Pending => "approval.vote".to_string(),
+        s => format!("approval.{}", s.as_str()),
+    };
+    notify(st, &kind, &a, Some(voter));
     Ok(Json(to_json(&a)))
 }

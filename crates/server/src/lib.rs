@@ -33,6 +33,7 @@ pub mod revocation;
 pub mod state;
 mod token;
 mod verified_cache;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -101,6 +101,14 @@ pub struct AppState {
     pub gateway: std::sync::OnceLock<std::sync::Weak<mandate_gateway::Gateway>>,
     /// Bumped at every change of an approval request, so that held calls look again.
     pub approvals_changed: tokio::sync::watch::Sender<u64>,
+    /// Held while a vote is read, checked and stored, or a request found or opened, so that two
+    /// votes count each other and two identical calls find one request (one process on SQLite).
+    pub approvals_lock: tokio::sync::Mutex<()>,
+    /// Approval changes (`approval.requested`, ...) for the event stream, with their data.
+    pub approval_events:
+        tokio::sync::broadcast::Sender<std::sync::Arc<(String, serde_json::Value)>>,
+    /// Webhooks told of approval changes, when `[approvals]` names any.
+    pub webhooks: std::sync::OnceLock<crate::webhooks::Webhooks>,
 }
 
 impl AppState {
@@ -136,6 +144,9 @@ impl AppState {
             audit_log,
             gateway: std::sync::OnceLock::new(),
             approvals_changed: tokio::sync::watch::channel(0).0,
+            approvals_lock: tokio::sync::Mutex::new(()),
+            approval_events: tokio::sync::broadcast::channel(256).0,
+            webhooks: std::sync::OnceLock::new(),
         }
     }
 }

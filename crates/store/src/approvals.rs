@@ -291,6 +291,19 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// How many unexpired pending requests `who` has opened.
+    pub async fn open_approvals_by(&self, who: &str, now: i64) -> Result<i64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM approvals WHERE requested_by = $1 AND state = 'pending' \
+             AND expires_at > $2",
+        )
+        .bind(who)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
     /// Pending requests whose expiry has passed by `now` (at most `limit`), to be expired.
     pub async fn overdue_approvals(
         &self,

@@ -143,6 +143,94 @@ fn write_number(
     Ok(())
 }
 
+/// The first number literal in JSON text whose decimal value differs from the value RFC 8785
+/// writes for it (`9007199254740993.0`, `0.1000000000000000000000001`: both read as a double
+/// that is written otherwise), if any. Two such literals could share one canonical form while an
+/// upstream reading numbers exactly (a decimal type) sees two values, so a call bound by its
+/// canonical form must not carry one. Text outside strings is scanned; invalid JSON may pass (its
+/// parse fails elsewhere).
+pub fn first_inexact_literal(json: &[u8]) -> Option<String> {
+    let mut i = 0;
+    let mut in_string = false;
+    while i < json.len() {
+        let b = json[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            while i < json.len()
+                && matches!(json[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+            {
+                i += 1;
+            }
+            let lit = std::str::from_utf8(&json[start..i]).unwrap_or("");
+            if !literal_is_exact(lit) {
+                return Some(lit.chars().take(64).collect());
+            }
+            continue;
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Whether the number literal means exactly the number RFC 8785 writes for it.
+fn literal_is_exact(lit: &str) -> bool {
+    let Ok(d) = lit.parse::<f64>() else {
+        return false;
+    };
+    if !d.is_finite() {
+        return false;
+    }
+    let written = if d == 0.0 {
+        "0".to_string()
+    } else {
+        ryu_js::Buffer::new().format_finite(d).to_string()
+    };
+    match (decimal(lit), decimal(&written)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// A decimal literal as (negative, significant digits, power of ten): `-1.50e2` is
+/// (true, "15", 1); zero is (false, "", 0) whatever its sign.
+fn decimal(lit: &str) -> Option<(bool, String, i64)> {
+    let (neg, rest) = match lit.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, lit),
+    };
+    let (mantissa, exp) = match rest.find(['e', 'E']) {
+        Some(at) => (&rest[..at], rest[at + 1..].parse::<i64>().ok()?),
+        None => (rest, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let all = format!("{int}{frac}");
+    let mut exp = exp.checked_sub(frac.len() as i64)?;
+    let digits = all.trim_start_matches('0');
+    let trimmed = digits.trim_end_matches('0');
+    if trimmed.is_empty() {
+        return Some((false, String::new(), 0));
+    }
+    exp = exp.checked_add((digits.len() - trimmed.len()) as i64)?;
+    Some((neg, trimmed.to_string(), exp))
+}
+
 fn write_canonical(out: &mut String, v: &Value, numbers: Numbers) -> Result<(), InexactNumber> {
     match v {
         Value::Null => out.push_str("null"),
@@ -502,6 +590,32 @@ mod rfc8785_tests {
         assert!(e.to_string().contains("9007199254740993"), "{e}");
         assert!(rfc8785(&json!(i64::MIN + 1)).is_err());
         assert!(rfc8785(&json!(u64::MAX)).is_err());
+    }
+
+    #[test]
+    fn literals_that_mean_another_number_than_their_canonical_form_are_found() {
+        for exact in [
+            r#"{"a": 1, "b": 1.0, "c": 2e0, "d": 0.1, "e": 19.990, "f": -0.0, "g": 1E21, "h": 9007199254740992}"#,
+            r#"{"s": "9007199254740993.0 in a string", "esc": "\"", "n": [0.30000000000000004, 5e-324]}"#,
+        ] {
+            assert_eq!(first_inexact_literal(exact.as_bytes()), None, "{exact}");
+        }
+        for (text, lit) in [
+            (r#"{"id": 9007199254740993.0}"#, "9007199254740993.0"),
+            (r#"{"id": 9007199254740993}"#, "9007199254740993"),
+            (
+                r#"{"amt": 0.1000000000000000000000001}"#,
+                "0.1000000000000000000000001",
+            ),
+            (r#"{"x": "a\"b", "y": [1, 1e400]}"#, "1e400"),
+            (r#"[1.00000000000000000001]"#, "1.00000000000000000001"),
+        ] {
+            assert_eq!(
+                first_inexact_literal(text.as_bytes()).as_deref(),
+                Some(lit),
+                "{text}"
+            );
+        }
     }
 
     #[test]
