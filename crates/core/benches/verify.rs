@@ -38,6 +38,7 @@ fn bench(c: &mut Criterion) {
         cnf: Some(Cnf {
             jkt: holder.public().thumbprint(),
         }),
+        authorization_details: None,
         mandate: MandateInfo {
             depth: 2,
             parents: vec![

@@ -154,6 +154,11 @@ pub struct MandateClaims {
     pub cnf: Option<Cnf>,
     /// Position in the delegation chain.
     pub mandate: MandateInfo,
+    /// RFC 9396 authorization details: the one action a human approved through CIBA
+    /// (`[{"type": "tool_call", "server", "tool", "arguments", "approval_id"}]`). Never
+    /// delegated or forwarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_details: Option<Vec<serde_json::Value>>,
 }
 
 impl MandateClaims {

@@ -325,6 +325,7 @@ pub fn client_credentials(
         act: None,
         may_act: req.may_act.map(|p| MayAct { sub: p.to_string() }),
         cnf: to.jkt.map(|j| Cnf { jkt: j.to_string() }),
+        authorization_details: None,
         mandate: MandateInfo {
             depth: 0,
             parents: vec![],
@@ -482,6 +483,7 @@ pub fn exchange(
         }),
         may_act: req.may_act.map(|m| MayAct { sub: m.to_string() }),
         cnf: to.jkt.map(|j| Cnf { jkt: j.to_string() }),
+        authorization_details: None,
         mandate: MandateInfo {
             depth,
             parents,

@@ -185,6 +185,7 @@ mod tests {
             cnf: Some(Cnf {
                 jkt: "coderkey".into(),
             }),
+            authorization_details: None,
             mandate: MandateInfo {
                 depth: 2,
                 parents: vec!["j1".into(), "j2".into()],

@@ -724,12 +724,45 @@ impl Gateway {
                 )
             }
         };
+        let digest = mandate_core::approval::sha256_hex(canonical.as_bytes());
+        let unavailable = |why: String| {
+            tracing::error!(upstream = %up.name, jti = %claims.jti, error = %why, "approvals could not be consulted");
+            RpcError::new(
+                codes::APPROVAL_REQUIRED,
+                format!("{tool} on {} needs approval and the approvals could not be consulted, so the call was not made; retry later", up.name),
+            )
+        };
+        // A mandate bought by a CIBA approval carries it: exactly this call, once.
+        let carried = claims.authorization_details.iter().flatten().find_map(|d| {
+            let is = |k: &str, v: &str| d.get(k).and_then(Value::as_str) == Some(v);
+            (is("type", "tool_call")
+                && is("server", &up.name)
+                && is("tool", tool)
+                && is("arguments_sha256", &digest))
+            .then(|| d.get("approval_id").and_then(Value::as_str))
+            .flatten()
+        });
+        if let Some(id) = carried {
+            ev.approval_id = Some(id.to_string());
+            ev.details.insert("approved_through".into(), "ciba".into());
+            return match desk.release(id, &claims.jti).await {
+                Ok(true) => Judgement::Allowed { scope },
+                Ok(false) => refuse(
+                    "approval_spent",
+                    RpcError::new(
+                        codes::APPROVAL_REQUIRED,
+                        format!("the approval this mandate carries (request {id}) was already used for one call, or has expired: ask again"),
+                    ),
+                ),
+                Err(why) => refuse("approvals_unavailable", unavailable(why)),
+            };
+        }
         let ask = Ask {
             binding: mandate_core::approval::Binding {
                 chain: claims.chain_to_holder(),
                 upstream: up.name.clone(),
                 tool: tool.to_string(),
-                arguments_sha256: mandate_core::approval::sha256_hex(canonical.as_bytes()),
+                arguments_sha256: digest,
                 policy_version: decision.policy_version().to_string(),
             },
             requested_by: claims.client_id.clone(),
@@ -737,13 +770,6 @@ impl Gateway {
             approval: approval.clone(),
             decision_id: decision.decision_id().to_string(),
             call: ev.details.get("action").cloned().unwrap_or(Value::Null),
-        };
-        let unavailable = |why: String| {
-            tracing::error!(upstream = %up.name, jti = %claims.jti, error = %why, "approvals could not be consulted");
-            RpcError::new(
-                codes::APPROVAL_REQUIRED,
-                format!("{tool} on {} needs approval and the approvals could not be consulted, so the call was not made; retry later", up.name),
-            )
         };
         // An approval spent by a concurrent identical call leaves this one to a new request,
         // which is then only looked at (not waited for again).

@@ -83,7 +83,11 @@ impl Desk {
 
     /// Opens a request for `ask` (its event first); `Ok(Err(why))` when the caller may not open
     /// one more.
-    async fn open(&self, ask: &Ask, now: i64) -> Result<Result<StoredApproval, String>, String> {
+    pub(crate) async fn open(
+        &self,
+        ask: &Ask,
+        now: i64,
+    ) -> Result<Result<StoredApproval, String>, String> {
         let open = self
             .st
             .store

@@ -278,6 +278,7 @@ mod tests {
             act: None,
             may_act: None,
             cnf: None,
+            authorization_details: None,
             mandate: MandateInfo {
                 depth: 0,
                 parents: vec![],

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod audit_api;
 mod auth;
 mod body_deadline;
+pub mod ciba;
 mod client_auth;
 mod conn;
 mod enroll;
@@ -107,6 +108,7 @@ pub fn router_with(state: Arc<AppState>, gateway: Option<Router>) -> Router {
         .route(paths::TOKEN, post(token::token))
         .route(paths::INTROSPECT, post(oauth_endpoints::introspect))
         .route(paths::REVOKE, post(oauth_endpoints::revoke))
+        .route(ciba::PATH, post(ciba::bc_authorize))
         .route(paths::JOIN, post(enroll::join))
         .nest(paths::ADMIN, admin::routes(state.clone()))
         .merge(pdp::routes(state.clone()))

@@ -47,6 +47,11 @@ impl OAuthError {
     pub fn unsupported_grant_type(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", d)
     }
+    /// The CIBA token endpoint answers (OpenID CIBA §11): `authorization_pending`, `slow_down`,
+    /// `expired_token`, `access_denied`, and `unknown_user_id` at the backchannel endpoint.
+    pub fn ciba(code: &'static str, d: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, d)
+    }
     /// RFC 9449 `invalid_dpop_proof`.
     pub fn invalid_dpop_proof(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_dpop_proof", d)

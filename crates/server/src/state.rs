@@ -109,6 +109,8 @@ pub struct AppState {
         tokio::sync::broadcast::Sender<std::sync::Arc<(String, serde_json::Value)>>,
     /// Webhooks told of approval changes, when `[approvals]` names any.
     pub webhooks: std::sync::OnceLock<crate::webhooks::Webhooks>,
+    /// When each CIBA request was last polled (`slow_down`).
+    pub ciba_polls: crate::ciba::Polls,
 }
 
 impl AppState {
@@ -147,6 +149,7 @@ impl AppState {
             approvals_lock: tokio::sync::Mutex::new(()),
             approval_events: tokio::sync::broadcast::channel(256).0,
             webhooks: std::sync::OnceLock::new(),
+            ciba_polls: Default::default(),
         }
     }
 }

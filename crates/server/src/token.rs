@@ -59,7 +59,11 @@ pub async fn token(
             } else {
                 tracing::debug!(error = e.code(), "unauthenticated token request refused");
             }
-            if trail.client.is_some() {
+            // A CIBA poll that is told to wait is not a refusal worth an event each time.
+            let waiting = matches!(e.code(), "authorization_pending" | "slow_down");
+            if waiting {
+                // Told to poll again: nothing to record.
+            } else if trail.client.is_some() {
                 // The refusal of an authenticated client is audited before it is answered. A
                 // refusal stays a refusal when the audit log cannot be written (the failure is
                 // logged by `AppState::audit`).
@@ -103,6 +107,8 @@ pub struct Trail {
     parent_jti: Option<String>,
     /// The delegation policy's decision, once asked.
     pub decision: Option<Decision>,
+    /// The approval request a CIBA mandate is issued for.
+    approval: Option<String>,
 }
 
 /// How a mandate is being issued; the policy input's `action.mode`.
@@ -175,6 +181,7 @@ fn action(grant: Option<&str>) -> String {
     match grant {
         Some("client_credentials") => "token.client_credentials".into(),
         Some(TOKEN_EXCHANGE) => "token.exchange".into(),
+        Some(crate::ciba::GRANT) => "token.ciba".into(),
         _ => "token.request".into(),
     }
 }
@@ -264,9 +271,10 @@ async fn issue(
     trail.claimed = claimed_client(&form);
     let grant = form.required("grant_type")?;
     trail.grant = Some(grant.to_string());
-    if grant != "client_credentials" && grant != TOKEN_EXCHANGE {
+    if grant != "client_credentials" && grant != TOKEN_EXCHANGE && grant != crate::ciba::GRANT {
         return Err(OAuthError::unsupported_grant_type(format!(
-            "grant_type {grant:?} is not supported: use client_credentials or {TOKEN_EXCHANGE}"
+            "grant_type {grant:?} is not supported: use client_credentials, {TOKEN_EXCHANGE} or {}",
+            crate::ciba::GRANT
         )));
     }
     let client = client_auth::authenticate(st, &form, dpop, &st.endpoints.token, now).await?;
@@ -313,7 +321,17 @@ async fn decide_and_issue(
         now,
     };
     let caller = client.principal.name.to_string();
-    let minted = if grant == "client_credentials" {
+    let minted = if grant == crate::ciba::GRANT {
+        let (claims, approval) = crate::ciba::claims_for(st, form, client, now).await?;
+        trail.approval = Some(approval);
+        Minted {
+            claims,
+            parent_jti: None,
+            from: caller.clone(),
+            mode: Mode::SelfIssued,
+            pulled_from: None,
+        }
+    } else if grant == "client_credentials" {
         let jkt = bound_key(client)?;
         let to = grantee(&client.principal, jkt.as_deref());
         Minted {
@@ -399,7 +417,7 @@ async fn decide_and_issue(
             "its checkpoints have been failing for more than 5 seconds",
         )
     })?;
-    let event = issued_event(
+    let mut event = issued_event(
         claims,
         &record,
         &caller,
@@ -407,6 +425,12 @@ async fn decide_and_issue(
         &minted,
         may_act_decision.as_ref(),
     );
+    if let Some(details) = &claims.authorization_details {
+        event.approval_id = trail.approval.clone();
+        event
+            .details
+            .insert("authorization_details".into(), details.clone().into());
+    }
     let outcome = st
         .store
         .issue_audited(client.single_use.clone(), record, st.record(&event))
@@ -472,7 +496,7 @@ fn request(form: &Form) -> Result<Request, OAuthError> {
 
 /// The key a mandate for the authenticated client itself is bound to: its DPoP key, or none
 /// (bearer) when the principal is registered with bearer allowed.
-fn bound_key(client: &Client) -> Result<Option<String>, OAuthError> {
+pub(crate) fn bound_key(client: &Client) -> Result<Option<String>, OAuthError> {
     match &client.dpop {
         Some(p) => Ok(Some(p.jkt.clone())),
         None if client.principal.row.allow_bearer => Ok(None),
@@ -483,7 +507,7 @@ fn bound_key(client: &Client) -> Result<Option<String>, OAuthError> {
     }
 }
 
-fn grantee<'a>(p: &'a Loaded, jkt: Option<&'a str>) -> Grantee<'a> {
+pub(crate) fn grantee<'a>(p: &'a Loaded, jkt: Option<&'a str>) -> Grantee<'a> {
     Grantee {
         name: &p.name,
         ceiling: &p.ceiling,

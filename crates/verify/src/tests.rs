@@ -33,6 +33,7 @@ fn bearer_token() -> String {
         act: None,
         may_act: None,
         cnf: None,
+        authorization_details: None,
         mandate: MandateInfo {
             depth: 0,
             parents: vec![],

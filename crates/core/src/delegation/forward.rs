@@ -75,6 +75,7 @@ pub fn for_upstream_call(
         act: parent.act.clone(),
         may_act: None,
         cnf: None,
+        authorization_details: None,
         mandate: MandateInfo {
             depth: parent.mandate.depth,
             parents,
@@ -109,6 +110,7 @@ mod tests {
             }),
             may_act: None,
             cnf: Some(Cnf { jkt: "k".into() }),
+            authorization_details: None,
             mandate: MandateInfo {
                 depth: 2,
                 parents: vec!["p0".into(), "p1".into()],

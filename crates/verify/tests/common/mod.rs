@@ -73,6 +73,7 @@ pub fn chain_claims() -> MandateClaims {
         cnf: Some(Cnf {
             jkt: kid(&holder_key()),
         }),
+        authorization_details: None,
         mandate: MandateInfo {
             depth: 2,
             parents: vec!["j-alice".into(), "j-planner".into()],
@@ -90,6 +91,7 @@ pub fn bearer_claims() -> MandateClaims {
         jti: "j-fetcher".into(),
         act: None,
         cnf: None,
+        authorization_details: None,
         mandate: MandateInfo {
             depth: 0,
             parents: vec![],
