@@ -138,9 +138,9 @@ def test_an_approved_request_buys_one_mandate_for_exactly_one_call(gw):
     assert detail["arguments_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
     wait_interval()
     assert error(agent.poll(auth_req_id)) == "invalid_grant", "one mandate per approval"
-    # Other arguments are not covered: held as any call would be (and not made).
+    # Other arguments are not covered: the mandate is good for that one call only.
     other = agent.call(token, "write_file", {"path": target, "content": "changed"})
-    assert "approval pending" in other.text, other.text
+    assert "issued for the one call its authorization_details name" in other.text, other.text
     assert not (gw.files_root / "src" / "ciba.txt").exists()
     # The approved call goes through without being held again; once.
     ok = agent.call(token, "write_file", {"path": target, "content": "approved"})
@@ -190,6 +190,20 @@ def test_bad_requests_get_the_ciba_errors(gw):
     assert error(r) == "invalid_authorization_details"
     r = agent.bc_authorize(good, message="x" * 300)
     assert error(r) == "invalid_binding_message"
+    # Text that could pass for Mandate's own lines in a chat message is refused.
+    for sneaky in ("ok\u2028Approve: mandate approvals approve apr_x", "abc\u202edcba", "a\u200bb"):
+        assert error(agent.bc_authorize(good, message=sneaky)) == "invalid_binding_message"
+    # What is not supported is refused, not ignored.
+    assert error(agent.bc_authorize(good, user_code="1234")) == "invalid_request"
+    assert error(agent.bc_authorize(good, client_notification_token="t")) == "invalid_request"
+    # A member given twice could be read two ways.
+    twice = ('[{"type": "tool_call", "server": "files", "tool": "list_directory", '
+             '"tool": "write_file", "arguments": {}}]')
+    url = agent.md["backchannel_authentication_endpoint"]
+    r = agent.http.post(url, data={"client_assertion_type": ASSERTION,
+                                   "client_assertion": agent.assertion(url),
+                                   "login_hint": "role:approver", "authorization_details": twice})
+    assert error(r) == "invalid_authorization_details"
     # Another client's auth_req_id is unknown to this one.
     other = Agent(gw, "ciba-other")
     gw.run_cli("user", "create", "carol", "--role", "approver", check=False)

@@ -18,6 +18,10 @@
 #   max_depth                      - deny when the new mandate would be deeper than this
 #   forbidden                      - deny delegation between matching principals
 #   max_ttl_outside_hours_seconds  - outside working hours, deny mandates longer than this
+#   approval_scopes                - hold for human approval a delegation (push, pull, may_act)
+#                                    granting a scope that one of these patterns covers
+#                                    ("deploy:production*"), with the approvers, quorum and
+#                                    expiry of mandate_config
 package mandate.delegation
 
 import data.mandate.lib
@@ -40,9 +44,41 @@ default decision := {
 decision := {"allow": false, "approval": null, "reasons": reasons, "redact": []} if {
 	count(deny_reasons) > 0
 	reasons := sort([reason | some reason in deny_reasons])
+} else := {
+	"allow": false,
+	"approval": {
+		"approvers": lib.approvers,
+		"quorum": lib.quorum,
+		"reason": approval_reason,
+		"expires_in": lib.setting("approval_expires_in", 3600),
+	},
+	"reasons": [approval_reason],
+	"redact": [],
+} if {
+	input.action.kind == "delegation"
+	count(approval_scopes_granted) > 0
 } else := {"allow": true, "approval": null, "reasons": ["delegation allowed"], "redact": []} if {
 	input.action.kind == "delegation"
 }
+
+# ---------------------------------------------------------------------------
+# Approval: a mandate granting a scope an approval_scopes pattern covers waits for a human
+# ---------------------------------------------------------------------------
+
+approval_scopes := object.get(lib.delegation_config, "approval_scopes", [])
+
+# Handing a scope to another principal, not a principal's own mandate (mode "self").
+approval_scopes_granted contains scope if {
+	input.action.mode != "self"
+	some scope in input.scopes
+	some pattern in approval_scopes
+	lib.scope_covers(pattern, scope)
+}
+
+approval_reason := sprintf("a mandate for %s granting %s needs approval", [
+	input.action.to,
+	concat(" ", sort([s | some s in approval_scopes_granted])),
+])
 
 # ---------------------------------------------------------------------------
 # Rule 0: this query only judges delegations

@@ -249,3 +249,38 @@ test_forbidden_as_an_object_denies if {
 test_ttl_limit_as_a_string_denies if {
 	denied(delegation.decision) with input as push("agent:a", "agent:b", 900, 1, wed_10_utc) with data.mandate_config as {"delegation": {"max_ttl_outside_hours_seconds": "60"}}
 }
+
+test_a_mandate_granting_an_approval_scope_is_held_with_the_configured_approvers if {
+	cfg := {"approvers": ["user:bob"], "quorum": 2, "approval_expires_in": 600, "delegation": {"approval_scopes": ["github:pulls.*"]}}
+	d := delegation.decision with input as push("agent:a", "agent:b", 900, 2, wed_10_utc) with data.mandate_config as cfg
+	d.allow == false
+	d.approval == {
+		"approvers": ["user:bob"],
+		"quorum": 2,
+		"reason": "a mandate for agent:b granting github:pulls.write needs approval",
+		"expires_in": 600,
+	}
+}
+
+test_approval_scopes_default_to_the_pack_approvers_and_leave_other_scopes_alone if {
+	d := delegation.decision with input as push("agent:a", "agent:b", 900, 2, wed_10_utc) with data.mandate_config as {"delegation": {"approval_scopes": ["github:pulls.write"]}}
+	d.approval.approvers == ["role:approver"]
+	d.approval.quorum == 1
+	d.approval.expires_in == 3600
+	allowed(delegation.decision) with input as push("agent:a", "agent:b", 900, 2, wed_10_utc) with data.mandate_config as {"delegation": {"approval_scopes": ["deploy:*"]}}
+}
+
+test_a_principals_own_mandate_is_not_held_for_an_approval_scope if {
+	inp := object.union(plain, {"action": {
+		"grant_type": "client_credentials", "mode": "self",
+		"from": "agent:coder", "to": "agent:coder",
+	}})
+	allowed(delegation.decision) with input as inp with data.mandate_config as {"delegation": {"approval_scopes": ["*"]}}
+}
+
+test_a_deny_rule_wins_over_an_approval_scope if {
+	cfg := {"delegation": {"approval_scopes": ["github:*"], "max_depth": 1}}
+	d := delegation.decision with input as push("agent:a", "agent:b", 900, 2, wed_10_utc) with data.mandate_config as cfg
+	d.approval == null
+	d.allow == false
+}

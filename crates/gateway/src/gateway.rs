@@ -622,6 +622,20 @@ impl Gateway {
         ev.details
             .insert("action".into(), self.recorded_action(&input, &decision));
         let judgement = match decision.verdict() {
+            // A mandate carrying authorization_details (bought by a CIBA approval) is good for
+            // the one call they name, once, whatever the policy would say of another.
+            Verdict::Allow if claims.authorization_details.is_some() => {
+                let none = mandate_policy::Approval {
+                    approvers: vec![],
+                    quorum: 1,
+                    reason: None,
+                    expires_in: None,
+                };
+                self.held_for_approval(
+                    up, claims, tool, &input, body, &none, &decision, &mut ev, scope,
+                )
+                .await
+            }
             Verdict::Allow => Judgement::Allowed { scope },
             Verdict::Deny { error } => {
                 if let Some(e) = error {
@@ -756,6 +770,15 @@ impl Gateway {
                 ),
                 Err(why) => refuse("approvals_unavailable", unavailable(why)),
             };
+        }
+        if claims.authorization_details.is_some() {
+            return refuse(
+                "authorization_details_mismatch",
+                RpcError::new(
+                    codes::FORBIDDEN,
+                    format!("this mandate was issued for the one call its authorization_details name, not for {tool} on {} with these arguments: ask for another approval", up.name),
+                ),
+            );
         }
         let ask = Ask {
             binding: mandate_core::approval::Binding {

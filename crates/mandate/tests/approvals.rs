@@ -492,7 +492,7 @@ fn the_event_stream_shows_an_approver_the_changes_as_they_happen() {
         .unwrap();
     write!(
         sock,
-        "GET /approvals/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: DPoP {token}\r\nDPoP: {proof}\r\nAccept: text/event-stream\r\n\r\n"
+        "GET /approvals/v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: DPoP {token}\r\nDPoP: {proof}\r\nAccept: text/event-stream\r\n\r\n"
     )
     .unwrap();
     let mut lines = BufReader::new(sock).lines();
@@ -502,7 +502,7 @@ fn the_event_stream_shows_an_approver_the_changes_as_they_happen() {
     let id = approval_id(&delete(&s, &m, "todo"));
     s.ok(&["approvals", "approve", &id, "--as", "user:carol"]);
     let mut seen = vec![];
-    for line in lines {
+    for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(kind) = line.strip_prefix("event: ") {
             seen.push(kind.to_string());
@@ -516,4 +516,85 @@ fn the_event_stream_shows_an_approver_the_changes_as_they_happen() {
         }
     }
     assert_eq!(seen, ["approval.requested", "approval.approved"]);
+    // Revoking the user ends the stream within a second (the read would time out otherwise).
+    let revoked = Instant::now();
+    s.ok(&["revoke", "user", "bob"]);
+    // The response ends with the last chunk (`0`); the connection itself stays open.
+    for line in lines {
+        match line {
+            Ok(l) if l.trim() == "0" => break,
+            Ok(_) => {}
+            Err(e) => panic!("the stream did not end: {e}"),
+        }
+    }
+    assert!(
+        revoked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        revoked.elapsed()
+    );
+}
+
+#[test]
+fn a_delegation_the_policy_holds_is_issued_once_after_a_human_approves_it() {
+    // The token endpoint holds for its request deadline less 5 s: 3 s here.
+    let mut s = server_with("[limits]\nrequest_timeout = \"8s\"");
+    let data = s.home().join("server/policies/data.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&data).unwrap()).unwrap();
+    v["mandate_config"]["delegation"]["approval_scopes"] = json!(["github:pulls.write"]);
+    std::fs::write(&data, v.to_string()).unwrap();
+    s.restart();
+    let args = [
+        "delegate",
+        "--as",
+        "user:alice",
+        "--to",
+        "planner",
+        "--aud",
+        "https://api.github.com",
+        "--scope",
+        "github:pulls.write",
+    ];
+    let started = Instant::now();
+    let out = s.cli(&args);
+    assert!(!out.status.success());
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "held for the hold"
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("delegation needs approval"), "{err}");
+    let id = err
+        .split_whitespace()
+        .find_map(|w| {
+            w.strip_prefix("request ")
+                .or(Some(w))
+                .filter(|w| w.starts_with("apr_"))
+        })
+        .map(|w| w.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '-'))
+        .unwrap_or_else(|| panic!("no request id: {err}"))
+        .to_string();
+    // Scopes the rule does not name are not held.
+    s.ok(&[
+        "delegate",
+        "--as",
+        "user:alice",
+        "--to",
+        "planner",
+        "--aud",
+        "https://api.github.com",
+        "--scope",
+        "github:contents.read",
+    ]);
+    s.ok(&["approvals", "approve", &id, "--as", "user:bob"]);
+    let token = s.ok(&args);
+    assert_eq!(common::jwt_payload(&token)["scope"], "github:pulls.write");
+    let issued = events(&s)
+        .into_iter()
+        .find(|e| e["kind"] == "token.exchanged" && e["approval_id"] == id.as_str())
+        .expect("the issuance names the approval");
+    assert_eq!(issued["decision"], "approval");
+    // Once: the same request again is a new approval request.
+    let out = s.cli(&args);
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(&id));
 }

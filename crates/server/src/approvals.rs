@@ -70,14 +70,15 @@ fn event(a: &StoredApproval, principal: &str, action: &str) -> mandate_audit::ev
     ev
 }
 
-/// The desk over the authority's state.
-pub struct Desk {
-    st: Arc<AppState>,
+/// The desk over the authority's state (`Arc<AppState>` for the gateway's hook, `&AppState`
+/// for the token endpoint's delegations).
+pub struct Desk<S: std::ops::Deref<Target = AppState>> {
+    st: S,
 }
 
-impl Desk {
+impl<S: std::ops::Deref<Target = AppState>> Desk<S> {
     /// The desk over `st`.
-    pub fn new(st: Arc<AppState>) -> Self {
+    pub fn new(st: S) -> Self {
         Desk { st }
     }
 
@@ -161,7 +162,7 @@ impl Desk {
             .ok_or_else(|| format!("approval {id} vanished"))
     }
 
-    async fn hold_inner(&self, ask: &Ask, wait: Duration) -> Result<Held, String> {
+    pub(crate) async fn hold_inner(&self, ask: &Ask, wait: Duration) -> Result<Held, String> {
         let deadline = tokio::time::Instant::now() + wait;
         // Subscribed before reading, so that no change between the read and the wait is missed.
         let mut changed = self.st.approvals_changed.subscribe();
@@ -241,7 +242,7 @@ impl Desk {
     }
 }
 
-impl Approvals for Desk {
+impl Approvals for Desk<Arc<AppState>> {
     fn hold<'a>(&'a self, ask: &'a Ask, wait: Duration) -> BoxFuture<'a, Result<Held, String>> {
         Box::pin(self.hold_inner(ask, wait))
     }
@@ -313,20 +314,41 @@ pub fn routes() -> Router<Arc<AppState>> {
 async fn events(
     State(st): State<Arc<AppState>>,
     ApproverCaller(who): ApproverCaller,
-) -> axum::response::sse::Sse<
-    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+) -> Result<
+    axum::response::sse::Sse<
+        impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    ApiError,
 > {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use tokio::sync::broadcast::error::RecvError;
+    let slot = StreamSlot::take(&st, &who.claims.client_id).ok_or_else(|| {
+        ApiError::rate_limited(format!(
+            "{} already has {MAX_STREAMS_PER_USER} approval event streams open",
+            who.claims.client_id
+        ))
+    })?;
     let rx = st.approval_events.subscribe();
     let left = Duration::from_secs((who.claims.exp - now()).max(0) as u64);
     let until = tokio::time::Instant::now() + left;
-    let stream = futures_util::stream::unfold((rx, who), move |(mut rx, who)| async move {
+    let state = (rx, who, slot);
+    let stream = futures_util::stream::unfold(state, move |(mut rx, who, slot)| async move {
+        let mut check = tokio::time::interval(Duration::from_millis(500));
         loop {
             let next = tokio::select! {
                 r = rx.recv() => r,
                 _ = tokio::time::sleep_until(until) => return None,
+                _ = check.tick() => {
+                    // A revoked or disabled user's stream ends within a second.
+                    if !slot.still_valid(&who.claims) {
+                        return None;
+                    }
+                    continue;
+                }
             };
+            if !slot.still_valid(&who.claims) {
+                return None;
+            }
             match next {
                 Ok(change) => {
                     let (kind, data) = &*change;
@@ -337,19 +359,71 @@ async fn events(
                         continue;
                     }
                     let ev = Event::default().event(kind).data(data.to_string());
-                    return Some((Ok(ev), (rx, who)));
+                    return Some((Ok(ev), (rx, who, slot)));
                 }
                 Err(RecvError::Lagged(n)) => {
                     let ev = Event::default()
                         .event("lagged")
                         .data(json!({ "missed": n }).to_string());
-                    return Some((Ok(ev), (rx, who)));
+                    return Some((Ok(ev), (rx, who, slot)));
                 }
                 Err(RecvError::Closed) => return None,
             }
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Most approval event streams one user holds open at once.
+pub const MAX_STREAMS_PER_USER: usize = 4;
+
+/// One open event stream, counted against its user until dropped.
+struct StreamSlot {
+    st: Arc<AppState>,
+    who: String,
+}
+
+impl StreamSlot {
+    fn take(st: &Arc<AppState>, who: &str) -> Option<StreamSlot> {
+        let mut m = st
+            .approval_streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(who.to_string()).or_insert(0);
+        if *n >= MAX_STREAMS_PER_USER {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            st: st.clone(),
+            who: who.to_string(),
+        })
+    }
+
+    /// Whether the stream's mandate is still good: unexpired, nothing in it revoked.
+    fn still_valid(&self, claims: &mandate_core::MandateClaims) -> bool {
+        claims.exp > now()
+            && self
+                .st
+                .revocations
+                .with_set(|r| r.check(claims, None).is_ok())
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut m = self
+            .st
+            .approval_streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.who) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.who);
+            }
+        }
+    }
 }
 
 /// A request as the API shows it.
@@ -403,16 +477,20 @@ fn notify(st: &AppState, kind: &str, a: &StoredApproval, by: Option<&str>) {
     let approve = format!("mandate approvals approve {} --as user:NAME", a.id);
     let approvals = a.votes.iter().filter(|v| v.approve).count();
     let text = match kind {
+        // Mandate's own words first; the reason (an agent's binding_message, for CIBA) last
+        // and quoted, so it cannot pass for an instruction.
         "approval.requested" => format!(
-            "{} asks to run {} on {}: {}. Approvers: {} (quorum {}). Approve: {approve}",
+            "Approval request {} from {}: run {} on {}. Approvers: {} (quorum {}). To approve: {approve}. Reason given: \"{}\"",
+            a.id,
             a.requested_by,
             a.tool,
             a.upstream,
+            strings(&a.approvers).join(", "),
+            a.quorum,
             a.reason
                 .as_deref()
-                .unwrap_or("the policy holds it for a human"),
-            strings(&a.approvers).join(", "),
-            a.quorum
+                .unwrap_or("the policy holds it for a human")
+                .replace('"', "'"),
         ),
         "approval.vote" => format!(
             "{} voted on {} ({} on {}): {approvals} of {} approvals",

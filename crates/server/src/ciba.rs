@@ -62,6 +62,8 @@ pub struct ToolCall {
 /// and an arguments object (RFC 9396 `invalid_authorization_details` otherwise).
 pub fn read_details(text: &str) -> Result<ToolCall, OAuthError> {
     let bad = |why: String| OAuthError::ciba("invalid_authorization_details", why);
+    // Read as the gateway reads calls: a member given twice could be read two ways.
+    mandate_gateway::jsonrpc::check_member_names(text.as_bytes()).map_err(bad)?;
     if let Some(lit) = mandate_audit::event::first_inexact_literal(text.as_bytes()) {
         return Err(bad(format!(
             "the number {lit} cannot be bound exactly (RFC 8785): send it as a string or in its shortest form"
@@ -167,16 +169,39 @@ async fn authorize(
     let client = client_auth::authenticate(st, &form, dpop, &endpoint, now).await?;
     client.spend_checked(st).await?;
     let who = client.principal.name.to_string();
+    // Poll mode with login_hint only: what is not supported is refused, not ignored.
+    for (p, why) in [
+        (
+            "id_token_hint",
+            "send login_hint (user:NAME or role:NAME) instead",
+        ),
+        (
+            "login_hint_token",
+            "send login_hint (user:NAME or role:NAME) instead",
+        ),
+        ("user_code", "user codes are not supported"),
+        (
+            "client_notification_token",
+            "only poll mode is supported (no ping or push)",
+        ),
+        (
+            "request",
+            "signed authentication requests are not supported",
+        ),
+    ] {
+        if form.one(p)?.is_some() {
+            return Err(OAuthError::invalid_request(format!("{p}: {why}")));
+        }
+    }
     let hint = form.required("login_hint")?;
     let approvers = vec![login_hint(st, hint, &who).await?];
     let message = form.one("binding_message")?.map(str::to_string);
-    if message
-        .as_ref()
-        .is_some_and(|m| m.chars().count() > MAX_BINDING_MESSAGE || m.chars().any(char::is_control))
-    {
+    if message.as_ref().is_some_and(|m| {
+        m.chars().count() > MAX_BINDING_MESSAGE || m.chars().any(unfit_for_display)
+    }) {
         return Err(OAuthError::ciba(
             "invalid_binding_message",
-            format!("binding_message is at most {MAX_BINDING_MESSAGE} characters, without control characters"),
+            format!("binding_message is at most {MAX_BINDING_MESSAGE} characters of plain text: no control, format, bidirectional or line-separator characters, and valid UTF-8"),
         ));
     }
     let expiry = match form.one("requested_expiry")? {
@@ -237,7 +262,11 @@ async fn authorize(
             call: recorded,
         };
     let desk = crate::approvals::Desk::new(st.clone());
-    let a = match desk.open(&ask, now).await {
+    // Counted and opened under the desk's lock, so concurrent requests cannot pass the cap.
+    let opening = st.approvals_lock.lock().await;
+    let opened = desk.open(&ask, now).await;
+    drop(opening);
+    let a = match opened {
         Ok(Ok(a)) => a,
         Ok(Err(why)) => return Err(OAuthError::ciba("access_denied", why)),
         Err(e) => {
@@ -259,6 +288,16 @@ async fn authorize(
         axum::http::HeaderValue::from_static("no-store"),
     );
     Ok(r)
+}
+
+/// Characters an approver could be misled by in text shown to them: controls, format
+/// characters (zero-width, bidirectional overrides, soft hyphen), line and paragraph separators,
+/// and the replacement character (the message was not valid UTF-8).
+fn unfit_for_display(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFD}')
 }
 
 /// The assertion's jti (what the request is recorded under).

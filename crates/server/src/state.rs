@@ -109,6 +109,8 @@ pub struct AppState {
         tokio::sync::broadcast::Sender<std::sync::Arc<(String, serde_json::Value)>>,
     /// Webhooks told of approval changes, when `[approvals]` names any.
     pub webhooks: std::sync::OnceLock<crate::webhooks::Webhooks>,
+    /// Open approval event streams per user.
+    pub approval_streams: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     /// When each CIBA request was last polled (`slow_down`).
     pub ciba_polls: crate::ciba::Polls,
 }
@@ -150,6 +152,7 @@ impl AppState {
             approval_events: tokio::sync::broadcast::channel(256).0,
             webhooks: std::sync::OnceLock::new(),
             ciba_polls: Default::default(),
+            approval_streams: Default::default(),
         }
     }
 }

@@ -107,8 +107,8 @@ pub struct Trail {
     parent_jti: Option<String>,
     /// The delegation policy's decision, once asked.
     pub decision: Option<Decision>,
-    /// The approval request a CIBA mandate is issued for.
-    approval: Option<String>,
+    /// The approval request the mandate is issued for (CIBA, or a delegation held for one).
+    pub approval: Option<String>,
 }
 
 /// How a mandate is being issued; the policy input's `action.mode`.
@@ -167,6 +167,7 @@ impl Trail {
         if let Some(d) = &self.decision {
             decision_fields(&mut ev, d);
         }
+        ev.approval_id = self.approval.clone();
         ev.details
             .insert("authenticated".into(), self.client.is_some().into());
         ev
@@ -425,8 +426,8 @@ async fn decide_and_issue(
         &minted,
         may_act_decision.as_ref(),
     );
+    event.approval_id = trail.approval.clone();
     if let Some(details) = &claims.authorization_details {
-        event.approval_id = trail.approval.clone();
         event
             .details
             .insert("authorization_details".into(), details.clone().into());
