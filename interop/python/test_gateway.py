@@ -113,8 +113,8 @@ env = {{ FIXTURE_EXPECTED_SHA256 = "{SECRET_SHA}" }}
 secret_env = {{ FIXTURE_KEY = "@{secret_file}" }}
 """
         cfg_path = self.home / "server" / "server.toml"
-        # Held calls wait 2 s for their approval here (60 s by default).
-        cfg_path.write_text(cfg_path.read_text().replace('approval_hold = "60s"', 'approval_hold = "2s"') + toml)
+        # Held calls wait 6 s for their approval here (60 s by default).
+        cfg_path.write_text(cfg_path.read_text().replace('approval_hold = "60s"', 'approval_hold = "6s"') + toml)
         # The README's argument rule: the coder may write only under <root>/src.
         data_path = self.home / "server" / "policies" / "data.json"
         data = json.loads(data_path.read_text())
@@ -283,7 +283,7 @@ def test_write_file_is_held_until_a_human_approves_it_from_the_cli(gw):
     itself cannot approve; bob approves from another process; the same call then goes through
     once; other content needs its own approval; a denial carries bob's reason."""
     coder = Agent(gw, "files", "files:write_file", "held")
-    gw.run_cli("user", "create", "bob", "--role", "approver")
+    gw.run_cli("user", "create", "bob", "--role", "approver", check=False)
     target = str(gw.files_root / "src" / "held.txt")
 
     async def write(content):
@@ -319,6 +319,39 @@ def test_write_file_is_held_until_a_human_approves_it_from_the_cli(gw):
     kind, message, _ = run(write("v2"))
     assert kind == "refused" and "denied by user:bob: v1 is final" in message, message
     assert (gw.files_root / "src" / "held.txt").read_text() == "v1"
+
+
+def test_a_held_write_completes_when_another_process_approves_it(gw):
+    """The official client's call waits at the gateway; bob, in another process, finds it in
+    the queue and approves it; the same call then completes and the file is written."""
+    coder = Agent(gw, "files", "files:write_file", "waiting")
+    gw.run_cli("user", "create", "bob", "--role", "approver", check=False)
+    target = str(gw.files_root / "src" / "waited.txt")
+
+    def approve_when_listed():
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            listed = json.loads(gw.run_cli("approvals", "list", "--state", "pending",
+                                           "--as", "user:bob", "--json").stdout)
+            mine = [a for a in listed["approvals"]
+                    if a["tool"] == "write_file" and a["call"]["arguments"].get("path") == target]
+            if mine:
+                gw.run_cli("approvals", "approve", mine[0]["id"], "--as", "user:bob")
+                return mine[0]["id"]
+            time.sleep(0.2)
+        return None
+
+    async def go():
+        async with coder.session() as s:
+            call = asyncio.create_task(
+                s.call_tool("write_file", {"path": target, "content": "approved while waiting"}))
+            approved = await asyncio.to_thread(approve_when_listed)
+            return approved, await call
+
+    approved, result = run(go())
+    assert approved, "the held call was listed for bob"
+    assert not result.is_error, text_of(result)
+    assert (gw.files_root / "src" / "waited.txt").read_text() == "approved while waiting"
 
 
 # -- the wire ---------------------------------------------------------------------------------------
