@@ -75,35 +75,47 @@ pub enum Held {
 /// request's state (a held call keeps its connection, and connections are bounded per source).
 pub const MAX_HELD_PER_PRINCIPAL: usize = 8;
 
-/// Counts the calls each principal has held waiting.
-#[derive(Default)]
-pub struct HeldCalls(std::sync::Mutex<std::collections::HashMap<String, usize>>);
+/// Counts what each principal holds open (held calls here, approval event streams at the
+/// authority), at most `limit` each.
+#[derive(Clone)]
+pub struct PerPrincipal {
+    limit: usize,
+    counts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
 
-/// One held call, counted until dropped.
-pub struct HeldCall<'a> {
-    calls: &'a HeldCalls,
+/// One counted thing, released when dropped.
+pub struct Slot {
+    counts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
     principal: String,
 }
 
-impl HeldCalls {
-    /// Counts a held call of `principal`, or `None` when it has [`MAX_HELD_PER_PRINCIPAL`].
-    pub fn enter(&self, principal: &str) -> Option<HeldCall<'_>> {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+impl PerPrincipal {
+    /// At most `limit` per principal.
+    pub fn new(limit: usize) -> Self {
+        PerPrincipal {
+            limit,
+            counts: Default::default(),
+        }
+    }
+
+    /// Counts one more for `principal`, or `None` when it holds `limit` already.
+    pub fn enter(&self, principal: &str) -> Option<Slot> {
+        let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let n = m.entry(principal.to_string()).or_insert(0);
-        if *n >= MAX_HELD_PER_PRINCIPAL {
+        if *n >= self.limit {
             return None;
         }
         *n += 1;
-        Some(HeldCall {
-            calls: self,
+        Some(Slot {
+            counts: self.counts.clone(),
             principal: principal.to_string(),
         })
     }
 }
 
-impl Drop for HeldCall<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
-        let mut m = self.calls.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = m.get_mut(&self.principal) {
             *n -= 1;
             if *n == 0 {
@@ -239,7 +251,7 @@ mod tests {
 
     #[test]
     fn a_principal_has_at_most_eight_calls_held_at_once() {
-        let calls = HeldCalls::default();
+        let calls = PerPrincipal::new(MAX_HELD_PER_PRINCIPAL);
         let held: Vec<_> = (0..MAX_HELD_PER_PRINCIPAL)
             .map(|_| calls.enter("agent:a").unwrap())
             .collect();
@@ -247,7 +259,10 @@ mod tests {
         assert!(calls.enter("agent:b").is_some(), "others are not affected");
         drop(held);
         assert!(calls.enter("agent:a").is_some());
-        assert!(calls.0.lock().unwrap().is_empty() || calls.0.lock().unwrap().len() == 1);
+        assert!(
+            calls.counts.lock().unwrap().len() <= 1,
+            "released slots are forgotten"
+        );
     }
 
     #[test]

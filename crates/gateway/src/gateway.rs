@@ -13,7 +13,6 @@
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -31,6 +30,8 @@ use crate::mcp::{Call, ListKind};
 use crate::upstream::{Upstream, Upstreams};
 
 pub(crate) mod events;
+mod held;
+mod tools;
 
 /// A boxed future (object-safe hooks without a macro crate).
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -123,7 +124,7 @@ pub struct Gateway {
     audit: Arc<dyn AuditSink>,
     minter: Option<Arc<dyn Minter>>,
     approvals: Option<Arc<dyn crate::approvals::Approvals>>,
-    held_calls: crate::approvals::HeldCalls,
+    held_calls: crate::approvals::PerPrincipal,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
     clock: DefaultClock,
     /// The HTTP client for upstreams (no redirects: a redirect would carry injected credentials
@@ -245,7 +246,9 @@ impl Gateway {
             audit,
             minter: None,
             approvals: None,
-            held_calls: Default::default(),
+            held_calls: crate::approvals::PerPrincipal::new(
+                crate::approvals::MAX_HELD_PER_PRINCIPAL,
+            ),
             limiter,
             clock: DefaultClock::default(),
             http,
@@ -666,176 +669,6 @@ impl Gateway {
         }
     }
 
-    /// A call the policy sends to humans: bound to its exact arguments, held up to
-    /// `approval_hold` for the quorum, made once when approved; otherwise refused with the
-    /// request's state. Any failure to consult the approvals refuses the call (fail closed).
-    #[allow(clippy::too_many_arguments)]
-    async fn held_for_approval(
-        &self,
-        up: &Upstream,
-        claims: &MandateClaims,
-        tool: &str,
-        input: &Value,
-        body: &[u8],
-        approval: &mandate_policy::Approval,
-        decision: &Decision,
-        ev: &mut Event,
-        scope: String,
-    ) -> Judgement {
-        use crate::approvals::{told, Ask, Held};
-        let mut refuse = |code: &str, e: RpcError| {
-            ev.result = "refused".into();
-            ev.error = Some(code.to_string());
-            Judgement::Refused(e)
-        };
-        let Some(desk) = &self.approvals else {
-            return refuse(
-                "approval_required",
-                refusal(
-                    codes::APPROVAL_REQUIRED,
-                    "needs approval, which this gateway cannot hold (a gateway run apart from the authority does not hold calls yet; serve the upstream from the authority's gateway)",
-                    decision,
-                    tool,
-                    &up.name,
-                ),
-            );
-        };
-        let arguments = input
-            .pointer("/action/arguments")
-            .cloned()
-            .unwrap_or(Value::Object(Map::new()));
-        // A batch is forwarded whole or not at all, so an approval spent on one of its messages
-        // could buy nothing: a call needing approval is made alone.
-        if body.trim_ascii_start().first() == Some(&b'[') {
-            return refuse(
-                "approval_required",
-                RpcError::new(
-                    codes::APPROVAL_REQUIRED,
-                    format!("{tool} on {} needs approval, which a call in a batch cannot wait for: send it alone", up.name),
-                ),
-            );
-        }
-        // The binding is the canonical form: a literal that means another number than the one
-        // it is written as (which an upstream reading decimals exactly would see) is refused.
-        if let Some(lit) = mandate_audit::event::first_inexact_literal(body) {
-            return refuse(
-                "approval_required",
-                RpcError::new(
-                    codes::APPROVAL_REQUIRED,
-                    format!("needs approval, but the number {lit} in the request cannot be bound exactly (RFC 8785 reads it as a different double): send it as a string or in its shortest form"),
-                ),
-            );
-        }
-        let canonical = match mandate_audit::event::rfc8785(&arguments) {
-            Ok(c) => c,
-            Err(e) => {
-                return refuse(
-                    "approval_required",
-                    RpcError::new(
-                        codes::APPROVAL_REQUIRED,
-                        format!("needs approval, but its arguments cannot be bound to one: {e}"),
-                    ),
-                )
-            }
-        };
-        let digest = mandate_core::approval::sha256_hex(canonical.as_bytes());
-        let unavailable = |why: String| {
-            tracing::error!(upstream = %up.name, jti = %claims.jti, error = %why, "approvals could not be consulted");
-            RpcError::new(
-                codes::APPROVAL_REQUIRED,
-                format!("{tool} on {} needs approval and the approvals could not be consulted, so the call was not made; retry later", up.name),
-            )
-        };
-        // A mandate bought by a CIBA approval carries it: exactly this call, once.
-        let carried = claims.authorization_details.iter().flatten().find_map(|d| {
-            let is = |k: &str, v: &str| d.get(k).and_then(Value::as_str) == Some(v);
-            (is("type", "tool_call")
-                && is("server", &up.name)
-                && is("tool", tool)
-                && is("arguments_sha256", &digest))
-            .then(|| d.get("approval_id").and_then(Value::as_str))
-            .flatten()
-        });
-        if let Some(id) = carried {
-            ev.approval_id = Some(id.to_string());
-            ev.details.insert("approved_through".into(), "ciba".into());
-            return match desk.release(id, &claims.jti).await {
-                Ok(true) => Judgement::Allowed { scope },
-                Ok(false) => refuse(
-                    "approval_spent",
-                    RpcError::new(
-                        codes::APPROVAL_REQUIRED,
-                        format!("the approval this mandate carries (request {id}) was already used for one call, or has expired: ask again"),
-                    ),
-                ),
-                Err(why) => refuse("approvals_unavailable", unavailable(why)),
-            };
-        }
-        if claims.authorization_details.is_some() {
-            return refuse(
-                "authorization_details_mismatch",
-                RpcError::new(
-                    codes::FORBIDDEN,
-                    format!("this mandate was issued for the one call its authorization_details name, not for {tool} on {} with these arguments: ask for another approval", up.name),
-                ),
-            );
-        }
-        let ask = Ask {
-            binding: mandate_core::approval::Binding {
-                chain: claims.chain_to_holder(),
-                upstream: up.name.clone(),
-                tool: tool.to_string(),
-                arguments_sha256: digest,
-                policy_version: decision.policy_version().to_string(),
-            },
-            requested_by: claims.client_id.clone(),
-            jti: claims.jti.clone(),
-            approval: approval.clone(),
-            decision_id: decision.decision_id().to_string(),
-            call: ev.details.get("action").cloned().unwrap_or(Value::Null),
-        };
-        // An approval spent by a concurrent identical call leaves this one to a new request,
-        // which is then only looked at (not waited for again).
-        // A principal's held calls are bounded (each keeps a connection open); past the bound a
-        // call is answered at once with its request's state.
-        let counted = self.held_calls.enter(&claims.client_id);
-        let hold = if counted.is_some() {
-            self.settings.approval_hold
-        } else {
-            Duration::ZERO
-        };
-        for wait in [hold, Duration::ZERO, Duration::ZERO] {
-            let held = match desk.hold(&ask, wait).await {
-                Ok(h) => h,
-                Err(why) => return refuse("approvals_unavailable", unavailable(why)),
-            };
-            ev.approval_id = match &held {
-                Held::Approved(t) | Held::Pending(t) | Held::Denied(t) | Held::Expired(t) => {
-                    Some(t.id.clone())
-                }
-                Held::Refused(_) => None,
-            };
-            if let Held::Approved(t) = &held {
-                match desk.release(&t.id, &claims.jti).await {
-                    Ok(true) => {
-                        tracing::info!(upstream = %up.name, tool, approval = %t.id, jti = %claims.jti, "approved call released");
-                        return Judgement::Allowed { scope };
-                    }
-                    Ok(false) => continue,
-                    Err(why) => return refuse("approvals_unavailable", unavailable(why)),
-                }
-            }
-            let (code, e) = told(&held, tool, &up.name, decision.decision_id());
-            return refuse(code, e);
-        }
-        refuse(
-            "approvals_unavailable",
-            unavailable(
-                "approved requests for this call kept being spent by identical calls".into(),
-            ),
-        )
-    }
-
     /// A method that runs no tool: protocol plumbing passes; subscribing to resources and
     /// completing a prompt's or a resource's arguments need the scope that reading them needs; any
     /// other method is refused as unknown (fail closed: a method the gateway does not know might
@@ -905,207 +738,6 @@ impl Gateway {
                 message,
             },
             event: Some(ev),
-        }
-    }
-
-    /// Asks a stdio upstream for its tools when what it said is missing or old, so that the
-    /// policy sees each tool's annotations even when the caller never listed them. (An HTTP
-    /// upstream's annotations are learned from the `tools/list` answers that pass through; the
-    /// default policy's name rules apply either way.) A failure leaves the annotations empty.
-    pub async fn refresh_tools(&self, up: &Upstream) {
-        self.learn_tools_for(up, "").await;
-    }
-
-    /// Learns `up`'s tools when what it said is missing or old (a stdio child is asked; an MCP
-    /// server over HTTP is asked in a session of the gateway's own, with the credentials of
-    /// `subject`). True when the tools are known (learned now, or earlier), false when they
-    /// never could be.
-    pub async fn learn_tools_for(&self, up: &Upstream, subject: &str) -> bool {
-        if !up.tools_stale() {
-            return true;
-        }
-        match &up.link {
-            crate::upstream::Link::Stdio(_) => self.learn_stdio_tools(up).await,
-            crate::upstream::Link::Http(url) if up.checked.transport.is_mcp() => {
-                if let Err(e) = self.learn_http_tools(up, url, subject).await {
-                    tracing::warn!(upstream = %up.name, error = %e, "could not list the upstream's tools");
-                }
-            }
-            crate::upstream::Link::Http(_) => return true,
-        }
-        up.tools_known()
-    }
-
-    /// Lists an MCP server's tools over Streamable HTTP in a short session of the gateway's own.
-    async fn learn_http_tools(
-        &self,
-        up: &Upstream,
-        url: &url::Url,
-        subject: &str,
-    ) -> Result<(), String> {
-        let creds = up.headers_for(subject)?;
-        let init = serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": crate::stdio::CHILD_PROTOCOL, "capabilities": {},
-            "clientInfo": {"name": "mandate-gateway", "version": env!("CARGO_PKG_VERSION")}}});
-        let (session, _) = self.rpc(up, url, &creds, None, &init).await?;
-        let note = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        self.rpc(up, url, &creds, session.as_deref(), &note).await?;
-        let mut cursor: Option<Value> = None;
-        let mut result = Ok(());
-        for page in 1..=16 {
-            let mut req = serde_json::json!({"jsonrpc": "2.0", "id": page, "method": "tools/list"});
-            if let Some(c) = cursor.take() {
-                req["params"] = serde_json::json!({ "cursor": c });
-            }
-            let (_, msgs) = match self.rpc(up, url, &creds, session.as_deref(), &req).await {
-                Ok(x) => x,
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            };
-            let Some(r) = msgs
-                .iter()
-                .find(|m| m.get("id") == Some(&serde_json::json!(page)))
-                .and_then(|m| m.get("result"))
-            else {
-                result = Err("tools/list had no result".into());
-                break;
-            };
-            up.learn_tools(r);
-            match r.get("nextCursor") {
-                Some(c) if !c.is_null() => cursor = Some(c.clone()),
-                _ => break,
-            }
-        }
-        if let Some(s) = session {
-            let mut del = self.http.delete(url.clone()).header("mcp-session-id", s);
-            for (h, v) in &creds {
-                del = del.header(h, v.clone());
-            }
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), del.send()).await;
-        }
-        result
-    }
-
-    /// One JSON-RPC exchange with an MCP server over HTTP: the session id it names, and the
-    /// messages of its answer (JSON, or the data of an SSE stream), read whole within bounds.
-    async fn rpc(
-        &self,
-        up: &Upstream,
-        url: &url::Url,
-        creds: &[(http::HeaderName, http::HeaderValue)],
-        session: Option<&str>,
-        body: &Value,
-    ) -> Result<(Option<String>, Vec<Value>), String> {
-        use futures_util::StreamExt;
-        let mut req = self
-            .http
-            .post(url.clone())
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json")
-            .body(body.to_string());
-        if let Some(s) = session {
-            req = req
-                .header("mcp-session-id", s)
-                .header("mcp-protocol-version", crate::stdio::CHILD_PROTOCOL);
-        }
-        for (h, v) in creds {
-            req = req.header(h, v.clone());
-        }
-        let limit = self.settings.max_list_body;
-        let exchange = async {
-            let resp = req
-                .send()
-                .await
-                .map_err(|_| "the upstream could not be reached".to_string())?;
-            if !resp.status().is_success() {
-                return Err(format!("the upstream answered {}", resp.status()));
-            }
-            let session = resp
-                .headers()
-                .get("mcp-session-id")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let sse = resp
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.starts_with("text/event-stream"));
-            let mut buf = Vec::new();
-            let mut stream = resp.bytes_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|_| "the upstream stopped answering".to_string())?;
-                buf.extend_from_slice(&chunk);
-                if buf.len() > limit {
-                    return Err(format!(
-                        "the upstream's answer is larger than {limit} bytes"
-                    ));
-                }
-                // An SSE answer to a request ends with its response; the stream may stay open.
-                if sse && buf.windows(2).any(|w| w == b"\n\n") && body.get("id").is_some() {
-                    let text = String::from_utf8_lossy(&buf);
-                    let id = body.get("id");
-                    if crate::sse::parse(&text).iter().any(|e| {
-                        e.data
-                            .as_deref()
-                            .and_then(|d| serde_json::from_str::<Value>(d).ok())
-                            .is_some_and(|v| v.get("id") == id)
-                    }) {
-                        break;
-                    }
-                }
-            }
-            let messages = if sse {
-                crate::sse::parse(&String::from_utf8_lossy(&buf))
-                    .into_iter()
-                    .filter_map(|e| e.data.and_then(|d| serde_json::from_str::<Value>(&d).ok()))
-                    .collect()
-            } else if buf.is_empty() {
-                vec![]
-            } else {
-                match serde_json::from_slice::<Value>(&buf) {
-                    Ok(Value::Array(v)) => v,
-                    Ok(v) => vec![v],
-                    Err(_) => return Err("the upstream's answer is not JSON".into()),
-                }
-            };
-            Ok((session, messages))
-        };
-        tokio::time::timeout(
-            up.checked.timeout.min(std::time::Duration::from_secs(30)),
-            exchange,
-        )
-        .await
-        .map_err(|_| "the upstream did not answer in time".to_string())?
-    }
-
-    async fn learn_stdio_tools(&self, up: &Upstream) {
-        let crate::upstream::Link::Stdio(child) = &up.link else {
-            return;
-        };
-        let mut cursor: Option<Value> = None;
-        for _ in 0..16 {
-            let params = cursor.take().map(|c| serde_json::json!({ "cursor": c }));
-            match child
-                .request("tools/list", params.as_ref(), up.checked.timeout)
-                .await
-            {
-                Ok(resp) => {
-                    let Some(result) = resp.get("result") else {
-                        return;
-                    };
-                    up.learn_tools(result);
-                    match result.get("nextCursor") {
-                        Some(c) if !c.is_null() => cursor = Some(c.clone()),
-                        _ => return,
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(upstream = %up.name, error = %e, "could not list the upstream's tools");
-                    return;
-                }
-            }
         }
     }
 }

@@ -28,6 +28,29 @@ fn server_with(patch: &str) -> Server {
     s
 }
 
+/// `mandate delegate` from user:alice to agent:planner.
+fn alice_to_planner<'a>(aud: &'a str, scope: &'a str) -> [&'a str; 9] {
+    [
+        "delegate",
+        "--as",
+        "user:alice",
+        "--to",
+        "planner",
+        "--aud",
+        aud,
+        "--scope",
+        scope,
+    ]
+}
+
+/// The first approval request id (`apr_` and 22 base64url characters) in `text`.
+fn request_id_in(text: &str) -> String {
+    let at = text
+        .find("apr_")
+        .unwrap_or_else(|| panic!("no request id: {text}"));
+    text[at..at + 26].to_string()
+}
+
 fn delete(s: &Server, m: &str, name: &str) -> Value {
     let (status, _, body) = s.post_json_dpop(
         DEMO,
@@ -86,17 +109,7 @@ fn events(s: &Server) -> Vec<Value> {
 fn a_held_call_completes_once_when_another_human_approves_from_the_cli() {
     let s = server_with(HOLD);
     // alice -> planner: alice is in the chain, so she cannot approve though she is an admin-like user.
-    let m = s.ok(&[
-        "delegate",
-        "--as",
-        "user:alice",
-        "--to",
-        "planner",
-        "--aud",
-        "mcp:demo",
-        "--scope",
-        "demo:*",
-    ]);
+    let m = s.ok(&alice_to_planner("mcp:demo", "demo:*"));
     // Held for the whole hold: nothing happens upstream.
     let started = Instant::now();
     let v = delete(&s, &m, "todo");
@@ -543,17 +556,7 @@ fn a_delegation_the_policy_holds_is_issued_once_after_a_human_approves_it() {
     v["mandate_config"]["delegation"]["approval_scopes"] = json!(["github:pulls.write"]);
     std::fs::write(&data, v.to_string()).unwrap();
     s.restart();
-    let args = [
-        "delegate",
-        "--as",
-        "user:alice",
-        "--to",
-        "planner",
-        "--aud",
-        "https://api.github.com",
-        "--scope",
-        "github:pulls.write",
-    ];
+    let args = alice_to_planner("https://api.github.com", "github:pulls.write");
     let started = Instant::now();
     let out = s.cli(&args);
     assert!(!out.status.success());
@@ -563,28 +566,12 @@ fn a_delegation_the_policy_holds_is_issued_once_after_a_human_approves_it() {
     );
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(err.contains("delegation needs approval"), "{err}");
-    let id = err
-        .split_whitespace()
-        .find_map(|w| {
-            w.strip_prefix("request ")
-                .or(Some(w))
-                .filter(|w| w.starts_with("apr_"))
-        })
-        .map(|w| w.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != '-'))
-        .unwrap_or_else(|| panic!("no request id: {err}"))
-        .to_string();
+    let id = request_id_in(&err);
     // Scopes the rule does not name are not held.
-    s.ok(&[
-        "delegate",
-        "--as",
-        "user:alice",
-        "--to",
-        "planner",
-        "--aud",
+    s.ok(&alice_to_planner(
         "https://api.github.com",
-        "--scope",
         "github:contents.read",
-    ]);
+    ));
     s.ok(&["approvals", "approve", &id, "--as", "user:bob"]);
     let token = s.ok(&args);
     assert_eq!(common::jwt_payload(&token)["scope"], "github:pulls.write");

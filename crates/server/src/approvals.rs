@@ -302,8 +302,7 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/requests", get(list))
         .route("/requests/{id}", get(show))
-        .route("/requests/{id}/approve", post(approve))
-        .route("/requests/{id}/deny", post(deny))
+        .route("/requests/{id}/{vote}", post(cast))
         .route("/events", get(events))
 }
 
@@ -377,26 +376,18 @@ async fn events(
 /// Most approval event streams one user holds open at once.
 pub const MAX_STREAMS_PER_USER: usize = 4;
 
-/// One open event stream, counted against its user until dropped.
+/// One open event stream: counted against its user until dropped, and checked against the
+/// revocations.
 struct StreamSlot {
     st: Arc<AppState>,
-    who: String,
+    _counted: mandate_gateway::approvals::Slot,
 }
 
 impl StreamSlot {
     fn take(st: &Arc<AppState>, who: &str) -> Option<StreamSlot> {
-        let mut m = st
-            .approval_streams
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let n = m.entry(who.to_string()).or_insert(0);
-        if *n >= MAX_STREAMS_PER_USER {
-            return None;
-        }
-        *n += 1;
         Some(StreamSlot {
             st: st.clone(),
-            who: who.to_string(),
+            _counted: st.approval_streams.enter(who)?,
         })
     }
 
@@ -407,22 +398,6 @@ impl StreamSlot {
                 .st
                 .revocations
                 .with_set(|r| r.check(claims, None).is_ok())
-    }
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        let mut m = self
-            .st
-            .approval_streams
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&self.who) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.who);
-            }
-        }
     }
 }
 
@@ -580,24 +555,24 @@ struct VoteBody {
     reason: Option<String>,
 }
 
-async fn approve(
+/// `POST /requests/{id}/approve` and `/requests/{id}/deny`.
+async fn cast(
     State(st): State<Arc<AppState>>,
     ApproverCaller(who): ApproverCaller,
-    Path(id): Path<String>,
+    Path((id, how)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let approve = match how.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => {
+            return Err(ApiError::not_found(
+                "a request is voted on with .../approve or .../deny",
+            ))
+        }
+    };
     let reason = reason_of(&body)?;
-    vote(&st, &who, &id, true, reason).await
-}
-
-async fn deny(
-    State(st): State<Arc<AppState>>,
-    ApproverCaller(who): ApproverCaller,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let reason = reason_of(&body)?;
-    vote(&st, &who, &id, false, reason).await
+    vote(&st, &who, &id, approve, reason).await
 }
 
 /// A vote's body: empty, or `{"reason": "..."}`.

@@ -110,7 +110,7 @@ pub struct AppState {
     /// Webhooks told of approval changes, when `[approvals]` names any.
     pub webhooks: std::sync::OnceLock<crate::webhooks::Webhooks>,
     /// Open approval event streams per user.
-    pub approval_streams: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    pub approval_streams: mandate_gateway::approvals::PerPrincipal,
     /// When each CIBA request was last polled (`slow_down`).
     pub ciba_polls: crate::ciba::Polls,
 }
@@ -152,7 +152,9 @@ impl AppState {
             approval_events: tokio::sync::broadcast::channel(256).0,
             webhooks: std::sync::OnceLock::new(),
             ciba_polls: Default::default(),
-            approval_streams: Default::default(),
+            approval_streams: mandate_gateway::approvals::PerPrincipal::new(
+                crate::approvals::MAX_STREAMS_PER_USER,
+            ),
         }
     }
 }
