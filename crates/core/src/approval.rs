@@ -20,7 +20,8 @@ pub const MAX_REASON_CHARS: usize = 1000;
 pub const MAX_APPROVERS: usize = 32;
 
 /// What one request is bound to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Binding {
     /// The chain of principals, root first, the caller last (`user:alice`, `agent:coder`).
     pub chain: Vec<String>,
@@ -38,6 +39,14 @@ impl Binding {
     /// The binding's key: lowercase hex SHA-256 over its members, each length-prefixed, so that
     /// no two different bindings share one (a name cannot run into the next).
     pub fn key(&self) -> String {
+        self.key_for(None)
+    }
+
+    /// The key of a request whose binding `asserted_by` (a gateway run apart from the
+    /// authority) asserted: distinct from the key of the same binding verified by the authority
+    /// (`None`) and from any other gateway's, so that a request one gateway opened is never found,
+    /// voted on as if it were, or spent by another.
+    pub fn key_for(&self, asserted_by: Option<&str>) -> String {
         let mut h = Sha256::new();
         let mut put = |s: &str| {
             h.update((s.len() as u64).to_be_bytes());
@@ -52,8 +61,22 @@ impl Binding {
         put(&self.tool);
         put(&self.arguments_sha256);
         put(&self.policy_version);
+        if let Some(gateway) = asserted_by {
+            put("asserted-by");
+            put(gateway);
+        }
         hex(&h.finalize())
     }
+}
+
+/// Characters an approver could be misled by in text shown to them: controls, format
+/// characters (zero-width, bidirectional overrides, soft hyphen), line and paragraph separators,
+/// and the replacement character (the text was not valid UTF-8).
+pub fn unfit_for_display(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFD}')
 }
 
 /// Lowercase hex SHA-256 of `bytes` (the arguments' canonical JSON).
@@ -172,6 +195,9 @@ pub fn check_vote(
     role: Option<&str>,
     now: i64,
 ) -> Result<(), VoteRefusal> {
+    if b.state == State::Expired {
+        return Err(VoteRefusal::Expired);
+    }
     if b.state != State::Pending {
         return Err(VoteRefusal::NotPending(b.state));
     }
@@ -348,18 +374,19 @@ mod tests {
             check_vote(&b, "user:bob", None, 1000),
             Err(VoteRefusal::Expired)
         );
-        for s in [
-            State::Approved,
-            State::Denied,
-            State::Expired,
-            State::Cancelled,
-        ] {
+        for s in [State::Approved, State::Denied, State::Cancelled] {
             b.state = s;
             assert_eq!(
                 check_vote(&b, "user:bob", None, 10),
                 Err(VoteRefusal::NotPending(s))
             );
         }
+        // Swept or not, an expired request says it expired (and what the agent must do).
+        b.state = State::Expired;
+        assert_eq!(
+            check_vote(&b, "user:bob", None, 10),
+            Err(VoteRefusal::Expired)
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Calls held for human approval: the hook the gateway asks (the authority's approval desk in
-//! one process), and what a held call's caller is told.
+//! one process, or over HTTP for a gateway run apart: [`crate::remote::approvals`]), the wire
+//! form both ends of that exchange share ([`Ask`], [`HoldAnswer`]), and what a held call's
+//! caller is told.
 //!
 //! A call whose decision asks for approval is bound to {chain, upstream, tool, arguments digest,
 //! policy version}. The gateway asks the desk to find the open request with that binding or to
@@ -13,13 +15,17 @@ use std::time::Duration;
 
 use mandate_core::approval::Binding;
 use mandate_core::refusal::jsonrpc as codes;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::gateway::BoxFuture;
 use crate::jsonrpc::RpcError;
 
-/// A call the policy holds for humans.
-#[derive(Debug, Clone)]
+/// A call the policy holds for humans. A gateway run apart sends it to the authority as JSON
+/// (`POST /approvals/v1/holds`), where every member is the gateway's word: [`Ask::check`] bounds
+/// it and the authority records it as asserted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Ask {
     /// What the request is bound to.
     pub binding: Binding,
@@ -36,7 +42,7 @@ pub struct Ask {
 }
 
 /// A request as its waiting caller sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ticket {
     /// `apr_...`.
     pub id: String,
@@ -48,7 +54,7 @@ pub struct Ticket {
     pub approvals: u32,
     /// Unix seconds.
     pub expires_at: i64,
-    /// Who denied it, when someone did.
+    /// Who denied (or cancelled) it, when someone did.
     pub denied_by: Option<String>,
     /// Their reason.
     pub denial_reason: Option<String>,
@@ -67,8 +73,146 @@ pub enum Held {
     Denied(Ticket),
     /// It expired while the call waited.
     Expired(Ticket),
+    /// Someone in its chain (or an admin) withdrew it while the call waited.
+    Cancelled(Ticket),
     /// No request was opened: the caller has too many waiting (the reason says so).
     Refused(String),
+}
+
+/// Longest tool name, chain member, version or id an [`Ask`] may carry, in bytes.
+pub const MAX_ASK_NAME: usize = 256;
+
+impl Ask {
+    /// Whether the ask is within the bounds a request can be stored under: a chain of at most
+    /// `MAX_CHAIN_DEPTH + 1` principals ending with the caller, an upstream name, a tool, a
+    /// SHA-256 digest, the approval a decision could have made, and a recorded call no larger
+    /// than one audit event. The answer says which member is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        let b = &self.binding;
+        use mandate_core::approval::unfit_for_display;
+        // What approvers are shown has no characters that could mislead them.
+        let short = |what: &str, s: &str| -> Result<(), String> {
+            if s.is_empty() || s.len() > MAX_ASK_NAME || s.chars().any(unfit_for_display) {
+                return Err(format!(
+                    "{what} must be 1 to {MAX_ASK_NAME} bytes without control, format or bidirectional characters"
+                ));
+            }
+            Ok(())
+        };
+        let depth = mandate_core::claims::MAX_CHAIN_DEPTH as usize + 1;
+        if b.chain.is_empty() || b.chain.len() > depth {
+            return Err(format!("binding.chain must name 1 to {depth} principals"));
+        }
+        for (i, p) in b.chain.iter().enumerate() {
+            p.parse::<mandate_core::PrincipalName>()
+                .map_err(|e| format!("binding.chain: {e}"))?;
+            if b.chain[..i].contains(p) {
+                return Err(format!("binding.chain names {p} twice"));
+            }
+        }
+        if b.chain.last() != Some(&self.requested_by) {
+            return Err("binding.chain must end with requested_by (the caller)".into());
+        }
+        if !crate::config::valid_name(&b.upstream) {
+            return Err(format!(
+                "binding.upstream {:?} is not an upstream name",
+                b.upstream
+            ));
+        }
+        short("binding.tool", &b.tool)?;
+        short("binding.policy_version", &b.policy_version)?;
+        short("decision_id", &self.decision_id)?;
+        short("jti", &self.jti)?;
+        if b.arguments_sha256.len() != 64
+            || !b
+                .arguments_sha256
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        {
+            return Err("binding.arguments_sha256 must be 64 lowercase hex digits".into());
+        }
+        let approval = serde_json::to_value(&self.approval).map_err(|e| e.to_string())?;
+        mandate_policy::decision::parse_approval("ask", &approval)?;
+        for a in &self.approval.approvers {
+            short("approval.approvers[]", a)?;
+        }
+        if let Some(r) = &self.approval.reason {
+            if r.chars().count() > mandate_core::approval::MAX_REASON_CHARS
+                || r.chars().any(unfit_for_display)
+            {
+                return Err(format!(
+                    "approval.reason must be at most {} characters without control, format or bidirectional characters",
+                    mandate_core::approval::MAX_REASON_CHARS
+                ));
+            }
+        }
+        if self.call.to_string().len() > mandate_audit::event::MAX_EVENT_BYTES {
+            return Err(format!(
+                "call is larger than {} bytes",
+                mandate_audit::event::MAX_EVENT_BYTES
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A [`Held`] on the wire (the answer of `POST /approvals/v1/holds`): `state` is `approved`,
+/// `pending`, `denied`, `expired`, `cancelled` or `refused`; `request` is the ticket (absent
+/// when refused), `reason` why no request was opened (only when refused).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldAnswer {
+    /// Where the request stands.
+    pub state: String,
+    /// The request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Ticket>,
+    /// Why no request was opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl From<&Held> for HoldAnswer {
+    fn from(h: &Held) -> Self {
+        let (state, t) = match h {
+            Held::Refused(why) => {
+                return HoldAnswer {
+                    state: "refused".into(),
+                    request: None,
+                    reason: Some(why.clone()),
+                }
+            }
+            Held::Approved(t) => ("approved", t),
+            Held::Pending(t) => ("pending", t),
+            Held::Denied(t) => ("denied", t),
+            Held::Expired(t) => ("expired", t),
+            Held::Cancelled(t) => ("cancelled", t),
+        };
+        HoldAnswer {
+            state: state.into(),
+            request: Some(t.clone()),
+            reason: None,
+        }
+    }
+}
+
+impl TryFrom<HoldAnswer> for Held {
+    type Error = String;
+    fn try_from(a: HoldAnswer) -> Result<Self, String> {
+        if a.state == "refused" {
+            return Ok(Held::Refused(a.reason.unwrap_or_default()));
+        }
+        let t = a
+            .request
+            .ok_or_else(|| format!("a {} answer without its request", a.state))?;
+        Ok(match a.state.as_str() {
+            "approved" => Held::Approved(t),
+            "pending" => Held::Pending(t),
+            "denied" => Held::Denied(t),
+            "expired" => Held::Expired(t),
+            "cancelled" => Held::Cancelled(t),
+            other => return Err(format!("unknown state {other:?}")),
+        })
+    }
 }
 
 /// Most calls one principal may have held waiting at once; more are answered at once with the
@@ -185,6 +329,16 @@ pub fn told(
             ),
             t,
         ),
+        Held::Cancelled(t) => (
+            "approval_cancelled",
+            format!(
+                "approval cancelled: request {id} for {tool} on {upstream} was withdrawn by {by}: {why}; make the call again to ask anew (decision {decision_id})",
+                id = t.id,
+                by = t.denied_by.as_deref().unwrap_or("its requester"),
+                why = t.denial_reason.as_deref().unwrap_or("no reason given"),
+            ),
+            t,
+        ),
         Held::Expired(t) => (
             "approval_expired",
             format!(
@@ -247,6 +401,88 @@ mod tests {
         let d = e.data.unwrap();
         assert_eq!(d["approval_id"], "apr_x");
         assert_eq!(d["state"], "pending");
+    }
+
+    fn ask() -> Ask {
+        Ask {
+            binding: Binding {
+                chain: vec!["user:alice".into(), "agent:coder".into()],
+                upstream: "files".into(),
+                tool: "write_file".into(),
+                arguments_sha256: "ab".repeat(32),
+                policy_version: "v1".into(),
+            },
+            requested_by: "agent:coder".into(),
+            jti: "j".into(),
+            approval: mandate_policy::Approval {
+                approvers: vec!["role:approver".into()],
+                quorum: 1,
+                reason: Some("destructive".into()),
+                expires_in: None,
+            },
+            decision_id: "d".into(),
+            call: json!({"tool": "write_file"}),
+        }
+    }
+
+    #[test]
+    fn an_ask_from_a_gateway_is_bounded_and_shows_approvers_nothing_misleading() {
+        assert_eq!(ask().check(), Ok(()));
+        type Spoil = fn(&mut Ask);
+        let cases: Vec<(Spoil, &str)> = vec![
+            (
+                |a| a.binding.chain = vec!["agent:coder".into(), "agent:coder".into()],
+                "twice",
+            ),
+            (
+                |a| a.requested_by = "agent:other".into(),
+                "end with requested_by",
+            ),
+            (
+                |a| a.approval.approvers = vec!["\u{1b}[31mevil".into()],
+                "approvers",
+            ),
+            (|a| a.approval.approvers = vec![String::new()], "approvers"),
+            (|a| a.approval.reason = Some("line\nbreak".into()), "reason"),
+            (
+                |a| a.binding.tool = "write\u{202e}elif".into(),
+                "binding.tool",
+            ),
+            (
+                |a| a.binding.arguments_sha256 = "AB".repeat(32),
+                "64 lowercase hex",
+            ),
+            (|a| a.approval.quorum = 0, "quorum"),
+            (|a| a.call = json!("x".repeat(17 * 1024)), "call is larger"),
+        ];
+        for (spoil, why) in cases {
+            let mut a = ask();
+            spoil(&mut a);
+            let e = a.check().unwrap_err();
+            assert!(e.contains(why), "{why}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_hold_answer_round_trips_every_state() {
+        for h in [
+            Held::Approved(ticket()),
+            Held::Pending(ticket()),
+            Held::Denied(ticket()),
+            Held::Expired(ticket()),
+            Held::Cancelled(ticket()),
+            Held::Refused("too many".into()),
+        ] {
+            let wire = serde_json::to_value(HoldAnswer::from(&h)).unwrap();
+            let back: HoldAnswer = serde_json::from_value(wire).unwrap();
+            assert_eq!(Held::try_from(back).unwrap(), h);
+        }
+        let odd = HoldAnswer {
+            state: "maybe".into(),
+            request: Some(ticket()),
+            reason: None,
+        };
+        assert!(Held::try_from(odd).is_err());
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //!   [`AuditUnavailable`], so the call is refused (fail closed).
 //!   Its HMAC key is the installation's, read once from `GET /audit/v1/key`, so that redacted
 //!   values match `mandate audit hash` on the authority.
+//! - [`approvals::RemoteApprovals`] holds calls at the authority's approval desk
+//!   (`POST /approvals/v1/holds`, `/releases`) with the same mandate: the one desk every
+//!   approver votes at, whichever gateway holds the call.
 //!
 //! What the revocation feed does not carry: `mandate agent disable` is not a feed entry (it is
 //! the reversible "no new mandates" switch; only `revoke` is on the feed). A gateway on its own
@@ -423,6 +426,18 @@ async fn send(
     url: &str,
     body: Option<&serde_json::Value>,
 ) -> Result<serde_json::Value, RemoteError> {
+    send_within(http, own, method, url, body, AUDIT_TIMEOUT).await
+}
+
+/// [`send`] within `limit` (a long poll's wait plus [`AUDIT_TIMEOUT`]).
+pub(crate) async fn send_within(
+    http: &reqwest::Client,
+    own: &dyn OwnMandate,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<&serde_json::Value>,
+    limit: Duration,
+) -> Result<serde_json::Value, RemoteError> {
     let exchange = async {
         let mut renew = false;
         loop {
@@ -467,11 +482,11 @@ async fn send(
             return v.ok_or_else(|| RemoteError::Malformed(format!("{url} answered no JSON")));
         }
     };
-    tokio::time::timeout(AUDIT_TIMEOUT, exchange)
+    tokio::time::timeout(limit, exchange)
         .await
         .map_err(|_| RemoteError::Unreachable {
             url: url.to_string(),
-            message: format!("no answer within {} s", AUDIT_TIMEOUT.as_secs()),
+            message: format!("no answer within {} s", limit.as_secs()),
         })?
 }
 
@@ -500,6 +515,8 @@ async fn read_bounded(resp: reqwest::Response) -> Result<String, String> {
     }
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
+
+pub mod approvals;
 
 #[cfg(test)]
 mod tests;

@@ -453,6 +453,15 @@ pub enum ApprovalsCmd {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Withdraw a pending request (a user in its chain, or an admin): a waiting call is told,
+    /// and the same call made again asks anew.
+    Cancel {
+        id: String,
+        #[arg(long = "as", value_name = "P")]
+        as_: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -581,6 +590,10 @@ pub enum AuditCmd {
         /// The result.
         #[arg(long, value_parser = ["ok", "refused", "failed"])]
         result: Option<String>,
+        /// Every event of one approval request (apr_...): the request, each vote, the decision
+        /// and the call it released, as one story.
+        #[arg(long)]
+        approval: Option<String>,
         #[command(flatten)]
         range: TimeRange,
         /// At most this many events.

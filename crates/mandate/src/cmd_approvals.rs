@@ -1,4 +1,4 @@
-//! `mandate approvals list|show|approve|deny`: the approvals API (`/approvals/v1`) as a user,
+//! `mandate approvals list|show|approve|deny|cancel`: the approvals API (`/approvals/v1`) as a user,
 //! authenticated with the user's own key (`--as user:NAME`, default the admin of config.toml)
 //! and a mandate holding `mandate:approve`.
 
@@ -66,6 +66,9 @@ pub async fn run(ctx: &Ctx, c: ApprovalsCmd) -> Result<()> {
         ApprovalsCmd::Deny { id, as_, reason } => {
             vote(ctx, &mut api, &who(&as_)?, &id, "deny", reason).await?
         }
+        ApprovalsCmd::Cancel { id, as_, reason } => {
+            vote(ctx, &mut api, &who(&as_)?, &id, "cancel", reason).await?
+        }
     }
     Ok(())
 }
@@ -110,6 +113,10 @@ async fn vote(
                 approvals(&v),
                 v["quorum"]
             ),
+            ("cancel", _) => {
+                "withdrawn: a waiting call is told so; the same call made again asks anew"
+                    .to_string()
+            }
             _ => "denied: the agent is told your reason".to_string(),
         };
         format!("{} {what}", safe(id))

@@ -51,12 +51,19 @@ pub async fn run(ctx: &Ctx, c: AuditCmd) -> Result<()> {
             kind,
             decision,
             result,
+            approval,
             range,
             limit,
             source,
         } => {
             let now = now_ms();
+            if let Some(a) = &approval {
+                if !mandate_core::approval::is_id(a) {
+                    anyhow::bail!("--approval {a:?} is not an approval request id (apr_ and 22 characters; see `mandate approvals list`)");
+                }
+            }
             let q = AuditQuery {
+                approval,
                 principal: principal.as_deref().map(principal_arg).transpose()?,
                 party: party.as_deref().map(principal_arg).transpose()?,
                 include_asserted: asserted,

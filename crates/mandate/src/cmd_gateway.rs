@@ -12,7 +12,9 @@
 //! 5. follows the authority's JWKS and revocation feed ([`mandate_verify::Verifier`]) and waits
 //!    for the first view;
 //! 6. decides with a local policy (`--policy DIR`, default `MANDATE_HOME/policy` if it exists,
-//!    else the default pack built into the binary), hot-reloaded as the authority's is;
+//!    else the default pack built into the binary), hot-reloaded as the authority's is; calls
+//!    it holds for approval wait at the authority's approval desk (`/approvals/v1/holds`, the
+//!    same mandate), up to `[gateway] approval_hold`;
 //! 7. serves `/mcp/NAME`, `/http/NAME/...`, their RFC 9728 metadata (naming the authority as
 //!    authorization server), `/metrics` and `/healthz`, with the authority's connection bounds,
 //!    until SIGTERM or Ctrl-C: connections drain (up to 10 s), then stdio children stop.
@@ -29,6 +31,7 @@ use anyhow::{bail, Context, Result};
 use axum::routing::get;
 use mandate_core::delegation::AUDIT_SCOPE;
 use mandate_gateway::gateway::BoxFuture;
+use mandate_gateway::remote::approvals::RemoteApprovals;
 use mandate_gateway::remote::{OwnMandate, RemoteAudit, RemoteAuth};
 use mandate_policy::{DecisionPoint, LivePolicy, Policy};
 use serde::Deserialize;
@@ -86,9 +89,9 @@ pub async fn run(ctx: &Ctx, a: GatewayArgs) -> Result<()> {
         }
     }
     let g = &file.gateway;
-    if !(1024..=64 * 1024 * 1024).contains(&g.max_body) {
-        bail!("[gateway] max_body must be between 1024 and 67108864 bytes");
-    }
+    // Checked before anything starts (the URLs are set once they are known).
+    g.settings("http://localhost", "http://localhost", "development")
+        .with_context(|| format!("{}", path.display()))?;
     let mut limits = file.limits.validate()?;
     let listener = tokio::net::TcpListener::bind(&a.listen)
         .await
@@ -162,18 +165,15 @@ pub async fn run(ctx: &Ctx, a: GatewayArgs) -> Result<()> {
         .environment
         .clone()
         .unwrap_or_else(|| "development".into());
-    let mut settings = mandate_gateway::Settings::new(&public_url, &issuer, &environment);
-    settings.per_agent_rps = g.per_agent_rps;
-    settings.per_agent_burst = g.per_agent_burst.max(g.per_agent_rps);
-    settings.max_body = g.max_body;
+    let settings = g.settings(&public_url, &issuer, &environment)?;
     let auth = Arc::new(RemoteAuth::new(verifier.clone()));
     let audit = Arc::new(audit);
-    let gw = Arc::new(mandate_gateway::Gateway::new(
-        settings,
-        auth,
-        policy,
-        audit.clone(),
-    ));
+    // Calls the policy holds for humans wait at the authority's one desk, where every approver
+    // votes, whichever gateway holds them.
+    let desk = Arc::new(RemoteApprovals::new(&issuer, http.clone(), own.clone()));
+    let gw = Arc::new(
+        mandate_gateway::Gateway::new(settings, auth, policy, audit.clone()).with_approvals(desk),
+    );
     for (name, up) in &file.upstream {
         let started =
             mandate_gateway::Upstream::start(name, up.clone(), mandate_gateway::Origin::Config)

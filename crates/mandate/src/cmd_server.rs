@@ -369,28 +369,7 @@ fn start_gateway(
     let public_url = g.public_url.as_deref().unwrap_or(issuer);
     url::Url::parse(public_url)
         .with_context(|| format!("[gateway] public_url {public_url:?} is not a URL"))?;
-    let mut settings = mandate_gateway::Settings::new(public_url, issuer, &cfg.environment);
-    settings.per_agent_rps = g.per_agent_rps;
-    settings.per_agent_burst = g.per_agent_burst.max(g.per_agent_rps);
-    if !(1024..=64 * 1024 * 1024).contains(&g.max_body) {
-        bail!("[gateway] max_body must be between 1024 and 67108864 bytes");
-    }
-    settings.max_body = g.max_body;
-    // `0s` (answer at once) is allowed here, unlike the durations parse_duration reads.
-    let hold = (if g.approval_hold.trim() == "0s" || g.approval_hold.trim() == "0" {
-        Ok(0)
-    } else {
-        mandate_core::duration::parse_duration(&g.approval_hold)
-    })
-    .ok()
-    .filter(|s| (0..=600).contains(s))
-    .ok_or_else(|| {
-        anyhow::anyhow!(
-            "[gateway] approval_hold {:?} must be a duration from 0s to 10m (e.g. \"60s\")",
-            g.approval_hold
-        )
-    })?;
-    settings.approval_hold = std::time::Duration::from_secs(hold as u64);
+    let settings = g.settings(public_url, issuer, &cfg.environment)?;
     // The server's files, and the agent keys beside them, are never read as an upstream's secret,
     // whatever link leads to them (checked again at every read, not only here).
     mandate_gateway::config::protect_directory(server_dir);

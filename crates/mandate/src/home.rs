@@ -118,6 +118,42 @@ impl Default for GatewayConfig {
     }
 }
 
+impl GatewayConfig {
+    /// The gateway's settings from this table (`mandate serve`'s `[gateway]` and `mandate
+    /// gateway`'s alike), each bound checked with a one-line reason.
+    pub fn settings(
+        &self,
+        public_url: &str,
+        issuer: &str,
+        environment: &str,
+    ) -> Result<mandate_gateway::Settings> {
+        let mut settings = mandate_gateway::Settings::new(public_url, issuer, environment);
+        settings.per_agent_rps = self.per_agent_rps;
+        settings.per_agent_burst = self.per_agent_burst.max(self.per_agent_rps);
+        if !(1024..=64 * 1024 * 1024).contains(&self.max_body) {
+            bail!("[gateway] max_body must be between 1024 and 67108864 bytes");
+        }
+        settings.max_body = self.max_body;
+        // `0s` (answer at once) is allowed here, unlike the durations parse_duration reads.
+        let hold = self.approval_hold.trim();
+        let hold = (if hold == "0s" || hold == "0" {
+            Ok(0)
+        } else {
+            mandate_core::duration::parse_duration(hold)
+        })
+        .ok()
+        .filter(|s| (0..=600).contains(s))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "[gateway] approval_hold {:?} must be a duration from 0s to 10m (e.g. \"60s\")",
+                self.approval_hold
+            )
+        })?;
+        settings.approval_hold = std::time::Duration::from_secs(hold as u64);
+        Ok(settings)
+    }
+}
+
 /// `[limits]` in `server.toml`; every field is optional and defaults to what `mandate up` uses.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -250,6 +250,51 @@ fn a_denial_reaches_the_agent_with_the_approvers_reason() {
 }
 
 #[test]
+fn the_user_who_delegated_the_call_withdraws_its_request_and_an_approver_cannot() {
+    let s = server_with("[gateway]\napproval_hold = \"0s\"");
+    let m = s.ok(&alice_to_planner("mcp:demo", "demo:*"));
+    let m = m.trim();
+    let id = approval_id(&delete(&s, m, "todo"));
+    // An approver outside the chain denies instead; withdrawing is the delegator's (or an
+    // admin's).
+    let out = s.cli(&["approvals", "cancel", &id, "--as", "user:bob"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("may not withdraw"), "{err}");
+    s.ok(&[
+        "approvals",
+        "cancel",
+        &id,
+        "--as",
+        "user:alice",
+        "--reason",
+        "wrong note",
+    ]);
+    let shown = s.ok_json(&["approvals", "show", &id, "--as", "user:bob"]);
+    assert_eq!(shown["state"], "cancelled", "{shown}");
+    assert_eq!(shown["resolved_by"], "user:alice");
+    // A withdrawn request takes no vote; the same call made again asks anew.
+    let out = s.cli(&["approvals", "approve", &id, "--as", "user:bob"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already cancelled"));
+    let again = approval_id(&delete(&s, m, "todo"));
+    assert_ne!(again, id);
+    assert!(notes(&s, m).contains("todo"));
+    let story = s.ok_json(&["audit", "query", "--approval", &id]);
+    let actions: Vec<&str> = story
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"]["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"approval.cancelled"), "{actions:?}");
+    assert!(
+        actions.contains(&"approval.cancel"),
+        "bob's refused try: {actions:?}"
+    );
+}
+
+#[test]
 fn quorum_two_needs_two_distinct_humans_and_survives_a_restart() {
     let mut s = server_with(HOLD);
     let data = s.home().join("server/policies/data.json");

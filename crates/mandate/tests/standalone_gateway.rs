@@ -3,8 +3,9 @@
 //! decided locally, recorded in the authority's log as asserted by the gateway's principal,
 //! revocations reach it within a second, and without the authority's log it refuses (fail
 //! closed), and once the authority is back its health endpoint clears `/healthz` without a call.
-//! Also the authority's `/audit/v1/*` endpoints on their own, and the one-line errors the command
-//! starts with.
+//! Calls the policy holds for humans wait at the authority's approval desk, and the requests the
+//! gateway opens there are recorded as its word. Also the authority's `/audit/v1/*` and
+//! `/approvals/v1/holds` endpoints on their own, and the one-line errors the command starts with.
 
 mod common;
 
@@ -41,6 +42,11 @@ fn authority() -> Server {
 
 /// A MANDATE_HOME for the gateway holding the keys of `principals` from the authority's home.
 fn gateway_home(s: &Server, principals: &[&str]) -> TempDir {
+    gateway_home_with(s, principals, "")
+}
+
+/// [`gateway_home`], with `extra` appended to its gateway.toml.
+fn gateway_home_with(s: &Server, principals: &[&str], extra: &str) -> TempDir {
     let home = tempfile::tempdir().unwrap();
     let keys = home.path().join("keys");
     std::fs::create_dir_all(&keys).unwrap();
@@ -50,7 +56,7 @@ fn gateway_home(s: &Server, principals: &[&str]) -> TempDir {
         std::fs::copy(&from, &to).unwrap();
     }
     let config = format!(
-        "[upstream.demo]\nstdio = [{:?}, \"demo-mcp\"]\npass_env = []\nsandbox = \"off\"\n",
+        "[upstream.demo]\nstdio = [{:?}, \"demo-mcp\"]\npass_env = []\nsandbox = \"off\"\n{extra}\n",
         common::bin()
     );
     std::fs::write(home.path().join("gateway.toml"), config).unwrap();
@@ -70,7 +76,12 @@ fn gateway_cmd(home: &Path, args: &[&str]) -> Command {
 
 /// Starts `mandate gateway --authority` for `s` and waits until `/healthz` answers 200.
 fn start_gateway(s: &Server) -> Gateway {
-    let home = gateway_home(s, &["agent:gateway"]);
+    start_gateway_with(s, "")
+}
+
+/// [`start_gateway`], with `extra` appended to its gateway.toml.
+fn start_gateway_with(s: &Server, extra: &str) -> Gateway {
+    let home = gateway_home_with(s, &["agent:gateway"], extra);
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let log = std::fs::File::create(home.path().join("gateway.log")).unwrap();
@@ -548,4 +559,253 @@ fn the_gateway_says_in_one_line_why_it_cannot_start() {
         "127.0.0.1:0",
     ]);
     assert!(line.contains("may not hold mandate:audit"), "{line}");
+}
+
+/// The newest pending request `user:bob` can see, waiting for it to appear.
+fn pending_request(s: &Server) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = s.ok_json(&[
+            "approvals",
+            "list",
+            "--state",
+            "pending",
+            "--as",
+            "user:bob",
+        ]);
+        if v["approvals"][0]["id"].is_string() {
+            return v["approvals"][0].clone();
+        }
+        assert!(Instant::now() < deadline, "no pending request: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_call_held_at_a_gateway_run_apart_waits_at_the_authoritys_desk_and_goes_through_once_approved()
+{
+    let s = authority();
+    s.ok(&["user", "create", "bob", "--role", "approver"]);
+    let g = std::sync::Arc::new(start_gateway_with(&s, "[gateway]\napproval_hold = \"25s\""));
+    let m = s.own_mandate("agent:planner", "demo:*", "mcp:demo");
+    let delete = tool("delete_note", json!({"name": "todo"}));
+    // The call waits (longer than one 20 s wait at the desk would be, were bob slower) while bob
+    // approves from another process.
+    let started = Instant::now();
+    let held = std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| g.call(&s, "agent:planner", &m, &delete));
+        let request = pending_request(&s);
+        // The gateway's word, recorded as such.
+        assert_eq!(request["requested_by"], "agent:planner", "{request}");
+        assert_eq!(request["chain"], json!(["agent:planner"]));
+        assert_eq!(request["asserted_by"], "agent:gateway");
+        std::thread::sleep(Duration::from_secs(1));
+        s.ok(&[
+            "approvals",
+            "approve",
+            request["id"].as_str().unwrap(),
+            "--as",
+            "user:bob",
+        ]);
+        (
+            request["id"].as_str().unwrap().to_string(),
+            waiting.join().unwrap(),
+        )
+    });
+    let (id, (status, body)) = held;
+    assert_eq!(status, 200, "{body}\n{}", g.log());
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert!(v["error"].is_null(), "the approved call was made: {v}");
+    assert!(body.contains("deleted"), "{body}");
+    // Its story at the authority: the request opened by the gateway (its word under
+    // `asserted`), bob's vote, the approval, and the one call it released.
+    let out = s.ok(&[
+        "--json",
+        "audit",
+        "query",
+        "--approval",
+        &id,
+        "--limit",
+        "50",
+    ]);
+    let story: Vec<Value> = serde_json::from_str::<Vec<Value>>(&out)
+        .unwrap()
+        .into_iter()
+        .map(|e| e["event"].clone())
+        .collect();
+    let actions: Vec<&str> = story
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "approval.requested",
+            "approval.vote",
+            "approval.approved",
+            "approval.released",
+            "mcp.tools/call"
+        ],
+        "{out}"
+    );
+    assert_eq!(story[0]["principal"], "agent:gateway");
+    assert_eq!(story[0]["asserted"]["principal"], "agent:planner");
+    assert_eq!(story[0]["asserted"]["chain"], json!(["agent:planner"]));
+    assert_eq!(story[2]["asserted"]["by"], "agent:gateway", "{}", story[2]);
+    assert_eq!(story[3]["principal"], "agent:gateway");
+    assert_eq!(story[3]["result"], "ok");
+    assert_eq!(story[4]["result"], "ok");
+
+    // Exactly once: the same call again is a new request, which the admin withdraws while the
+    // call waits; the call is told who withdrew it.
+    let (status, body) = std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| g.call(&s, "agent:planner", &m, &delete));
+        let again = pending_request(&s);
+        assert_ne!(again["id"], id.as_str());
+        s.ok(&[
+            "approvals",
+            "cancel",
+            again["id"].as_str().unwrap(),
+            "--reason",
+            "wrong note",
+        ]);
+        waiting.join().unwrap()
+    });
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], -32004, "{v}");
+    assert_eq!(v["error"]["data"]["state"], "cancelled", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("wrong note"),
+        "{v}"
+    );
+    assert_log_verifies(&s);
+}
+
+#[test]
+fn the_hold_endpoint_needs_mandate_audit_and_bounds_what_a_gateway_asserts() {
+    // The authority's own gateway answers held calls at once here.
+    let s = Server::start_with(true, "[gateway]\napproval_hold = \"0s\"");
+    s.ok(&["agent", "create", "gateway", "--scopes", "mandate:audit"]);
+    let gw = s.own_mandate("agent:gateway", "mandate:audit", &s.url);
+    let ask = |chain: Value, digest: &str| {
+        json!({"ask": {
+            "binding": {"chain": chain, "upstream": "demo", "tool": "delete_note",
+                        "arguments_sha256": digest, "policy_version": "v1"},
+            "requested_by": "agent:planner", "jti": "j1",
+            "approval": {"approvers": ["role:approver"], "quorum": 1, "reason": null},
+            "decision_id": "d1", "call": {}},
+            "wait_ms": 0})
+    };
+    let good = "ab".repeat(32);
+    let (status, _, body) = s.post_json_dpop(
+        "/approvals/v1/holds",
+        "agent:gateway",
+        &gw,
+        &ask(json!(["agent:planner"]), &good),
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["state"], "pending", "{v}");
+    let id = v["request"]["id"].as_str().unwrap().to_string();
+    for (bad, why) in [
+        (
+            ask(json!(["agent:someone"]), &good),
+            "must end with requested_by",
+        ),
+        (ask(json!(["agent:planner"]), "xyz"), "64 lowercase hex"),
+        (
+            ask(json!(["not a principal"]), &good),
+            "invalid principal name",
+        ),
+        (json!({"ask": {}}), "the body must be"),
+    ] {
+        let (status, _, body) = s.post_json_dpop("/approvals/v1/holds", "agent:gateway", &gw, &bad);
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains(why), "{why}: {body}");
+    }
+    // Not approved: nothing to release.
+    let release = |id: &str| {
+        let (status, _, body) = s.post_json_dpop(
+            "/approvals/v1/releases",
+            "agent:gateway",
+            &gw,
+            &json!({"id": id, "jti": "j1"}),
+        );
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["released"].clone()
+    };
+    assert_eq!(release(&id), json!(false));
+    // Only principals the authority knows.
+    let (status, _, body) = s.post_json_dpop(
+        "/approvals/v1/holds",
+        "agent:gateway",
+        &gw,
+        &ask(json!(["agent:ghost"]), &good),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("must end with requested_by"), "{body}");
+    // A request the authority's own gateway holds is not the gateway's: asking for the same
+    // binding finds another request, and the approved one cannot be spent from there.
+    s.ok(&["user", "create", "bob", "--role", "approver"]);
+    let m = s.own_mandate("agent:planner", "demo:*", "mcp:demo");
+    let delete = tool("delete_note", json!({"name": "todo"}));
+    let (_, _, body) = s.post_json_dpop("/mcp/demo", "agent:planner", &m, &delete);
+    let held: Value = serde_json::from_str(&body).unwrap();
+    let own_id = held["error"]["data"]["approval_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{held}"))
+        .to_string();
+    let shown = s.ok_json(&["approvals", "show", &own_id, "--as", "user:bob"]);
+    let same = |chain: Value, requested_by: &str| {
+        json!({"ask": {
+            "binding": {"chain": chain, "upstream": "demo", "tool": "delete_note",
+                        "arguments_sha256": shown["arguments_sha256"],
+                        "policy_version": shown["policy_version"]},
+            "requested_by": requested_by, "jti": "j2",
+            "approval": {"approvers": ["user:bob"], "quorum": 1, "reason": "harmless"},
+            "decision_id": "d2", "call": {"tool": "delete_note", "arguments": {"name": "welcome"}}},
+            "wait_ms": 0})
+    };
+    let (status, _, body) = s.post_json_dpop(
+        "/approvals/v1/holds",
+        "agent:gateway",
+        &gw,
+        &same(json!(["agent:ghost"]), "agent:ghost"),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("does not know"), "{body}");
+    let (status, _, body) = s.post_json_dpop(
+        "/approvals/v1/holds",
+        "agent:gateway",
+        &gw,
+        &same(json!(["agent:planner"]), "agent:planner"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let theirs: Value = serde_json::from_str(&body).unwrap();
+    assert_ne!(theirs["request"]["id"], own_id.as_str(), "{theirs}");
+    s.ok(&["approvals", "approve", &own_id, "--as", "user:bob"]);
+    assert_eq!(
+        release(&own_id),
+        json!(false),
+        "another's approval is not spent"
+    );
+    let (_, _, body) = s.post_json_dpop("/mcp/demo", "agent:planner", &m, &delete);
+    assert!(
+        body.contains("deleted"),
+        "the approval was kept for its own call: {body}"
+    );
+    // An agent without mandate:audit cannot open requests in others' names.
+    let own = s.own_mandate("agent:planner", "demo:*", "mcp:demo");
+    let (status, _, body) = s.post_json_dpop(
+        "/approvals/v1/holds",
+        "agent:planner",
+        &own,
+        &ask(json!(["agent:planner"]), &good),
+    );
+    assert!(matches!(status, 401 | 403), "{status} {body}");
 }

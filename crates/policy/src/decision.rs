@@ -33,6 +33,7 @@ impl Query {
 
 /// Who must approve, and how many of them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Approval {
     /// Principals (`user:bob`) or roles (`role:approver`) who may approve.
     pub approvers: Vec<String>,
@@ -263,7 +264,9 @@ fn parse(query: Query, result: Option<&Value>) -> Result<Parsed, String> {
     Ok((allow, approval, reasons, redact))
 }
 
-fn parse_approval(path: &str, a: &Value) -> Result<Approval, String> {
+/// Reads a decision's `approval` object (found at `path`), with the bounds every approval is
+/// held to; also used on approvals a gateway run apart sends with a call it holds.
+pub fn parse_approval(path: &str, a: &Value) -> Result<Approval, String> {
     let o = a
         .as_object()
         .ok_or_else(|| format!("{path}.approval must be null or an object, not {}", kind(a)))?;

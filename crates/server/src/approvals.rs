@@ -4,7 +4,9 @@
 //!
 //! API (`/approvals/v1`, a user's own mandate holding `mandate:approve`, see
 //! [`ApproverCaller`]): `GET /requests[?state=S]`, `GET /requests/{id}`,
-//! `POST /requests/{id}/approve` and `POST /requests/{id}/deny` with `{"reason": "..."}`.
+//! `POST /requests/{id}/approve` and `POST /requests/{id}/deny` with `{"reason": "..."}`, and
+//! `POST /requests/{id}/cancel` (a user in the request's chain, or an admin, withdraws it). A
+//! gateway run apart holds calls here too (`/holds`, `/releases`: [`crate::approvals_gateway`]).
 //! A user sees the requests they may vote on; an admin sees all.
 
 use std::sync::Arc;
@@ -31,8 +33,11 @@ pub const ROOT: &str = "/approvals/v1";
 /// Most requests one list answers with.
 pub const MAX_LIST: i64 = 200;
 /// Most pending requests one caller may have open at once: an agent cannot flood the
-/// approvers' queue (each request is an audit event and a row).
+/// approvers' queue (each request is an audit event and a row). Counted apart for each gateway
+/// run apart (whose word the caller is there) and for the authority's own.
 pub const MAX_OPEN_PER_CALLER: i64 = 32;
+/// Most pending requests one gateway run apart may have asserted, for all its callers.
+pub const MAX_OPEN_PER_GATEWAY: i64 = 256;
 /// Most rows a list reads before keeping those the caller may see.
 const LIST_SCAN: i64 = 5000;
 /// Most overdue requests expired per sweep (the rest on the next one, a second later).
@@ -44,14 +49,22 @@ fn strings(json_text: &str) -> Vec<String> {
 
 fn ticket(a: &StoredApproval, replaces_expired: Option<String>) -> Ticket {
     let denial = a.votes.iter().find(|v| !v.approve);
+    let (denied_by, denial_reason) = if a.state == ApprovalState::Cancelled.as_str() {
+        (a.resolved_by.clone(), a.resolution.clone())
+    } else {
+        (
+            denial.map(|v| v.voter.clone()),
+            denial.and_then(|v| v.reason.clone()),
+        )
+    };
     Ticket {
         id: a.id.clone(),
         approvers: strings(&a.approvers),
         quorum: a.quorum.max(1) as u32,
         approvals: a.votes.iter().filter(|v| v.approve).count() as u32,
         expires_at: a.expires_at,
-        denied_by: denial.map(|v| v.voter.clone()),
-        denial_reason: denial.and_then(|v| v.reason.clone()),
+        denied_by,
+        denial_reason,
         replaces_expired,
     }
 }
@@ -70,16 +83,54 @@ fn event(a: &StoredApproval, principal: &str, action: &str) -> mandate_audit::ev
     ev
 }
 
+/// `ev` names the request's chain: as verified, or, for a request a gateway run apart opened,
+/// under `asserted` by that gateway (the authority never saw that chain's mandate).
+fn with_request_chain(
+    a: &StoredApproval,
+    mut ev: mandate_audit::event::Event,
+) -> mandate_audit::event::Event {
+    let chain = strings(&a.chain);
+    match &a.asserted_by {
+        None => ev.chain = chain,
+        Some(gateway) => {
+            ev.asserted = Some(mandate_audit::event::Asserted {
+                by: gateway.clone(),
+                principal: Some(a.requested_by.clone()),
+                chain,
+                jti: None,
+            })
+        }
+    }
+    ev
+}
+
 /// The desk over the authority's state (`Arc<AppState>` for the gateway's hook, `&AppState`
 /// for the token endpoint's delegations).
 pub struct Desk<S: std::ops::Deref<Target = AppState>> {
     st: S,
+    /// The gateway run apart whose word the asks are (`POST /holds`), if any.
+    via: Option<mandate_core::MandateClaims>,
 }
 
 impl<S: std::ops::Deref<Target = AppState>> Desk<S> {
-    /// The desk over `st`.
+    /// The desk over `st`, for asks the authority verified itself.
     pub fn new(st: S) -> Self {
-        Desk { st }
+        Desk { st, via: None }
+    }
+
+    /// The desk over `st`, for asks a gateway run apart makes with mandate `gateway`: the
+    /// requests it opens name it as the one who asserted their caller and chain.
+    pub fn asserted_by(st: S, gateway: mandate_core::MandateClaims) -> Self {
+        Desk {
+            st,
+            via: Some(gateway),
+        }
+    }
+
+    /// The key `ask`'s request is stored under: its binding, and the gateway that asserted it.
+    fn key(&self, ask: &Ask) -> String {
+        ask.binding
+            .key_for(self.via.as_ref().map(|g| g.client_id.as_str()))
     }
 
     /// Opens a request for `ask` (its event first); `Ok(Err(why))` when the caller may not open
@@ -89,10 +140,24 @@ impl<S: std::ops::Deref<Target = AppState>> Desk<S> {
         ask: &Ask,
         now: i64,
     ) -> Result<Result<StoredApproval, String>, String> {
+        let gateway = self.via.as_ref().map(|g| g.client_id.as_str());
+        if let Some(g) = gateway {
+            let all = self
+                .st
+                .store
+                .open_approvals_asserted_by(g, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            if all >= MAX_OPEN_PER_GATEWAY {
+                return Ok(Err(format!(
+                    "the gateway {g} already has {all} approval requests waiting (at most {MAX_OPEN_PER_GATEWAY}): wait for the approvers, or for those requests to expire"
+                )));
+            }
+        }
         let open = self
             .st
             .store
-            .open_approvals_by(&ask.requested_by, now)
+            .open_approvals_by(&ask.requested_by, gateway, now)
             .await
             .map_err(|e| e.to_string())?;
         if open >= MAX_OPEN_PER_CALLER {
@@ -103,7 +168,7 @@ impl<S: std::ops::Deref<Target = AppState>> Desk<S> {
         }
         let a = StoredApproval {
             id: approval::new_id(&mut rand::rngs::OsRng),
-            binding: ask.binding.key(),
+            binding: self.key(ask),
             state: ApprovalState::Pending.as_str().into(),
             created_at: now,
             expires_at: now + approval::expires_in(ask.approval.expires_in),
@@ -123,10 +188,14 @@ impl<S: std::ops::Deref<Target = AppState>> Desk<S> {
             resolution: None,
             released_at: None,
             released_jti: None,
+            asserted_by: self.via.as_ref().map(|g| g.client_id.clone()),
             votes: vec![],
         };
         let mut ev = event(&a, &ask.requested_by, "approval.requested")
             .under(ask.binding.chain.clone(), Some(ask.jti.clone()));
+        if let Some(gateway) = &self.via {
+            crate::audit_api::attribute_to(gateway, &mut ev);
+        }
         ev.reasons = ask.approval.reason.clone().into_iter().collect();
         ev.details.insert("call".into(), ask.call.clone());
         ev.details.insert(
@@ -167,7 +236,7 @@ impl<S: std::ops::Deref<Target = AppState>> Desk<S> {
         // Subscribed before reading, so that no change between the read and the wait is missed.
         let mut changed = self.st.approvals_changed.subscribe();
         let now = now();
-        let key = ask.binding.key();
+        let key = self.key(ask);
         let opening = self.st.approvals_lock.lock().await;
         let latest = self
             .st
@@ -213,9 +282,8 @@ impl<S: std::ops::Deref<Target = AppState>> Desk<S> {
             match state_of(&a)? {
                 ApprovalState::Approved => return Ok(Held::Approved(ticket(&a, replaces))),
                 ApprovalState::Denied => return Ok(Held::Denied(ticket(&a, replaces))),
-                ApprovalState::Expired | ApprovalState::Cancelled => {
-                    return Ok(Held::Expired(ticket(&a, replaces)))
-                }
+                ApprovalState::Expired => return Ok(Held::Expired(ticket(&a, replaces))),
+                ApprovalState::Cancelled => return Ok(Held::Cancelled(ticket(&a, replaces))),
                 ApprovalState::Pending => {}
             }
             let now = crate::state::now();
@@ -260,8 +328,7 @@ impl Approvals for Desk<Arc<AppState>> {
 
 /// Marks a pending request expired, its event first.
 async fn expire(st: &AppState, a: &StoredApproval, now: i64) -> Result<(), String> {
-    let mut ev = event(a, "mandate", "approval.expired");
-    ev.chain = strings(&a.chain);
+    let mut ev = with_request_chain(a, event(a, "mandate", "approval.expired"));
     ev.reasons = vec![format!(
         "no quorum of {} before the request expired",
         a.quorum
@@ -304,6 +371,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/requests/{id}", get(show))
         .route("/requests/{id}/{vote}", post(cast))
         .route("/events", get(events))
+        .merge(crate::approvals_gateway::routes())
 }
 
 /// `GET /approvals/v1/events`: a server-sent event stream of the changes to requests the caller
@@ -423,6 +491,7 @@ fn to_json(a: &StoredApproval) -> Value {
         "resolved_by": a.resolved_by,
         "resolution": a.resolution,
         "released_at": a.released_at,
+        "asserted_by": a.asserted_by,
         "votes": a.votes.iter().map(|v| json!({
             "voter": v.voter, "vote": if v.approve { "approve" } else { "deny" },
             "reason": v.reason, "at": v.at,
@@ -555,22 +624,22 @@ struct VoteBody {
     reason: Option<String>,
 }
 
-/// `POST /requests/{id}/approve` and `/requests/{id}/deny`.
+/// `POST /requests/{id}/approve`, `/requests/{id}/deny` and `/requests/{id}/cancel`.
 async fn cast(
     State(st): State<Arc<AppState>>,
     ApproverCaller(who): ApproverCaller,
     Path((id, how)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let approve = match how.as_str() {
-        "approve" => true,
-        "deny" => false,
-        _ => {
-            return Err(ApiError::not_found(
-                "a request is voted on with .../approve or .../deny",
-            ))
-        }
-    };
+    let approve =
+        match how.as_str() {
+            "approve" => true,
+            "deny" => false,
+            "cancel" => return cancel(&st, &who, &id, reason_of(&body)?).await,
+            _ => return Err(ApiError::not_found(
+                "a request is voted on with .../approve or .../deny, or withdrawn with .../cancel",
+            )),
+        };
     let reason = reason_of(&body)?;
     vote(&st, &who, &id, approve, reason).await
 }
@@ -588,6 +657,86 @@ fn reason_of(body: &[u8]) -> Result<Option<String>, ApiError> {
                 e.to_string().split(" at line").next().unwrap_or("")
             ))
         })
+}
+
+/// Withdraws a pending request: a user in its chain (who delegated the call, and so answers for
+/// it) or an admin, never an approver as such (they deny). Its event first, then the change; a
+/// call waiting on it is told who withdrew it and why, and the same call made again asks anew.
+async fn cancel(
+    st: &Arc<AppState>,
+    who: &crate::resource_auth::Caller,
+    id: &str,
+    reason: Option<String>,
+) -> Result<Json<Value>, ApiError> {
+    let me = who.claims.client_id.as_str();
+    if let Some(r) = &reason {
+        if r.chars().count() > approval::MAX_REASON_CHARS {
+            return Err(ApiError::bad_request(format!(
+                "the reason is over {} characters",
+                approval::MAX_REASON_CHARS
+            )));
+        }
+    }
+    let _one = st.approvals_lock.lock().await;
+    let a = find(st, who, id).await?;
+    let refused = if !(who.principal.is_admin() || strings(&a.chain).iter().any(|p| p == me)) {
+        Some((
+            false,
+            format!("{me} may not withdraw {id}: only a user in its chain (who delegated the call) or an admin can; approvers deny instead"),
+        ))
+    } else if a.state != ApprovalState::Pending.as_str() || a.expires_at <= now() {
+        Some((
+            true,
+            format!(
+                "{id} is {}, not pending: it can no longer be withdrawn",
+                if a.state == "pending" {
+                    "expired"
+                } else {
+                    a.state.as_str()
+                }
+            ),
+        ))
+    } else {
+        None
+    };
+    if let Some((conflict, why)) = refused {
+        let ev = event(&a, me, "approval.cancel")
+            .under(who.claims.chain_to_holder(), Some(who.claims.jti.clone()))
+            .refused("cancel_refused", &why);
+        let _ = st.audit(&ev).await;
+        let e = if conflict {
+            ApiError::conflict(why)
+        } else {
+            ApiError::forbidden(why)
+        };
+        return Err(e.audited());
+    }
+    let mut ev = with_request_chain(&a, event(&a, me, "approval.cancelled"));
+    ev.jti = Some(who.claims.jti.clone());
+    ev.reasons = reason.clone().into_iter().collect();
+    if st.audit(&ev).await.is_err() {
+        return Err(ApiError::unavailable(
+            "the audit log cannot take the cancellation; nothing was changed, retry later",
+        ));
+    }
+    if !st
+        .store
+        .cancel_approval(&a.id, me, reason.as_deref(), now())
+        .await?
+    {
+        return Err(ApiError::conflict(
+            "the request was decided while you withdrew it; nothing was changed",
+        ));
+    }
+    tracing::info!(approval = %a.id, by = me, "approval request withdrawn");
+    st.approvals_changed.send_modify(|n| *n += 1);
+    let a = st
+        .store
+        .approval(&a.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(id.to_string()))?;
+    notify(st, "approval.cancelled", &a, Some(me));
+    Ok(Json(to_json(&a)))
 }
 
 /// Takes one vote: the core's rules, the vote's event, then the vote and any decision it makes
@@ -632,7 +781,8 @@ async fn vote(
             .refused("vote_refused", &refusal.to_string());
         ev.details.insert("vote".into(), action.into());
         let _ = st.audit(&ev).await;
-        if refusal == approval::VoteRefusal::Expired {
+        // Overdue but not yet swept: expired now (once; a request already expired is left).
+        if refusal == approval::VoteRefusal::Expired && state == ApprovalState::Pending {
             let _ = expire(st, &a, now).await;
         }
         return Err(match refusal {
@@ -672,8 +822,8 @@ async fn vote(
         ));
     }
     if next != ApprovalState::Pending {
-        let mut done = event(&a, voter, &format!("approval.{}", next.as_str()));
-        done.chain = chain.clone();
+        let mut done =
+            with_request_chain(&a, event(&a, voter, &format!("approval.{}", next.as_str())));
         done.reasons = reason.into_iter().collect();
         done.details.insert("approvals".into(), approvals.into());
         done.details.insert("quorum".into(), a.quorum.into());

@@ -147,19 +147,21 @@ fn check_gateway_event(ev: &Event) -> Result<(), String> {
 /// `ev`'s details with recognisable secrets replaced by their HMAC under `key` (idempotent).
 pub fn redact_details(key: &[u8], ev: &mut Event) {
     let mut details = Value::Object(std::mem::take(&mut ev.details));
-    mandate_audit::event::redact_secret_keys(
-        key,
-        &mut details,
-        &mandate_audit::event::SECRET_KEY_FRAGMENTS,
-    );
-    mandate_audit::event::redact_secret_values(
-        key,
-        &mut details,
-        &mandate_core::secrets::looks_like_secret_value,
-    );
+    redact_value(key, &mut details);
     if let Value::Object(d) = details {
         ev.details = d;
     }
+}
+
+/// `v` with values under secret-looking keys and values shaped like credentials replaced by
+/// their HMAC under `key` (idempotent): what a gateway run apart sends is stored only so.
+pub fn redact_value(key: &[u8], v: &mut Value) {
+    mandate_audit::event::redact_secret_keys(key, v, &mandate_audit::event::SECRET_KEY_FRAGMENTS);
+    mandate_audit::event::redact_secret_values(
+        key,
+        v,
+        &mandate_core::secrets::looks_like_secret_value,
+    );
 }
 
 /// The stored form of an event `by` (the gateway's verified mandate) appended: the gateway as
@@ -168,20 +170,27 @@ pub fn redact_details(key: &[u8], ev: &mut Event) {
 pub fn as_appended(by: &MandateClaims, sent: Event, fresh: &Event) -> Event {
     let mut ev = sent;
     let gateway_id: String = ev.id.chars().take(MAX_GATEWAY_ID).collect();
+    attribute_to(by, &mut ev);
+    ev.details
+        .insert("gateway_event".into(), Value::String(gateway_id));
+    ev.id = fresh.id.clone();
+    ev.time = fresh.time.clone();
+    ev
+}
+
+/// Moves what `ev` says about its principal, chain and mandate under `asserted` (by `by`, the
+/// gateway that said it) and names `by` as the one the authority verified: the form of every
+/// event a gateway run apart causes (its appended calls, the approval requests it opens).
+pub fn attribute_to(by: &MandateClaims, ev: &mut Event) {
     ev.asserted = Some(Asserted {
         by: by.client_id.clone(),
         principal: Some(std::mem::take(&mut ev.principal)),
         chain: std::mem::take(&mut ev.chain),
         jti: ev.jti.take(),
     });
-    ev.details
-        .insert("gateway_event".into(), Value::String(gateway_id));
-    ev.id = fresh.id.clone();
-    ev.time = fresh.time.clone();
     ev.principal = by.client_id.clone();
     ev.chain = by.chain_to_holder();
     ev.jti = Some(by.jti.clone());
-    ev
 }
 
 async fn append(

@@ -24,9 +24,9 @@ pub struct AdminCaller(pub Caller);
 /// `mandate:admin`); bearer mandates are accepted for principals registered with bearer allowed.
 pub struct PepCaller(pub Caller);
 
-/// A gateway run apart from the authority appending to its audit log: a DPoP-bound mandate for
-/// the issuer holding `mandate:audit` (never bearer: what it appends becomes the installation's
-/// record, so the presentation must prove the key). `mandate:admin` does not stand in for it: an
+/// A gateway run apart from the authority appending to its audit log or holding calls at its
+/// approval desk: a DPoP-bound mandate for the issuer holding `mandate:audit` (never bearer:
+/// what it appends becomes the installation's record, so the presentation must prove the key). `mandate:admin` does not stand in for it: an
 /// admin who wants to append asks for `mandate:audit`, which the admin role grants.
 pub struct AuditCaller(pub Caller);
 
@@ -203,7 +203,7 @@ impl FromRequestParts<Arc<AppState>> for AuditCaller {
         let p = Privilege {
             scopes: &[AUDIT_SCOPE],
             needed: AUDIT_SCOPE,
-            doing: "appending to the audit log, reading its key or its health",
+            doing: "appending to the audit log, reading its key or its health, or holding calls for approval",
             bearer_ok: false,
             action: AUDIT_ACTION,
         };

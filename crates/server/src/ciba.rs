@@ -197,7 +197,7 @@ async fn authorize(
     let approvers = vec![login_hint(st, hint, &who).await?];
     let message = form.one("binding_message")?.map(str::to_string);
     if message.as_ref().is_some_and(|m| {
-        m.chars().count() > MAX_BINDING_MESSAGE || m.chars().any(unfit_for_display)
+        m.chars().count() > MAX_BINDING_MESSAGE || m.chars().any(approval::unfit_for_display)
     }) {
         return Err(OAuthError::ciba(
             "invalid_binding_message",
@@ -288,16 +288,6 @@ async fn authorize(
         axum::http::HeaderValue::from_static("no-store"),
     );
     Ok(r)
-}
-
-/// Characters an approver could be misled by in text shown to them: controls, format
-/// characters (zero-width, bidirectional overrides, soft hyphen), line and paragraph separators,
-/// and the replacement character (the message was not valid UTF-8).
-fn unfit_for_display(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
-            | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFD}')
 }
 
 /// The assertion's jti (what the request is recorded under).

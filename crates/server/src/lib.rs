@@ -9,6 +9,7 @@ mod admin;
 pub mod admin_upstreams;
 mod api_error;
 pub mod approvals;
+mod approvals_gateway;
 pub mod audit;
 pub mod audit_api;
 mod auth;

@@ -64,9 +64,10 @@ pub fn delegation_input(st: &AppState, f: &DelegationFacts<'_>) -> Value {
     input.to_value()
 }
 
-/// How long a token request whose delegation needs approval is held for it: within the
-/// request deadline (30 s by default), so the answer always arrives.
-pub fn delegation_hold(st: &AppState) -> std::time::Duration {
+/// Longest one request to the authority is held for an approval (a token request whose
+/// delegation needs one, or one wait of a gateway run apart): within the request deadline
+/// (30 s by default), so the answer always arrives.
+pub fn request_hold(st: &AppState) -> std::time::Duration {
     st.cfg
         .limits
         .request_timeout
@@ -142,7 +143,7 @@ async fn held_for_approval(
     };
     let desk = crate::approvals::Desk::new(st);
     let held = desk
-        .hold_inner(&ask, delegation_hold(st))
+        .hold_inner(&ask, request_hold(st))
         .await
         .map_err(|e| OAuthError::server_error("approvals could not be consulted", e))?;
     let refused = |what: String| {
@@ -185,6 +186,15 @@ async fn held_for_approval(
             Err(refused(format!(
                 "the approval request {} for this delegation expired: make the request again",
                 t.id
+            )))
+        }
+        Held::Cancelled(t) => {
+            trail.approval = Some(t.id.clone());
+            Err(refused(format!(
+                "the approval request {} for this delegation was withdrawn by {}: {}; make the request again to ask anew",
+                t.id,
+                t.denied_by.as_deref().unwrap_or("its requester"),
+                t.denial_reason.as_deref().unwrap_or("no reason given")
             )))
         }
         Held::Refused(why) => Err(refused(format!("delegation needs approval: {why}"))),

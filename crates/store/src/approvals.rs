@@ -52,6 +52,9 @@ pub struct StoredApproval {
     pub released_at: Option<i64>,
     /// The mandate (`jti`) that call was made with.
     pub released_jti: Option<String>,
+    /// The gateway that asserted `requested_by` and `chain` (a gateway run apart from the
+    /// authority); `None` when the authority verified them itself.
+    pub asserted_by: Option<String>,
     /// Its votes, in order.
     pub votes: Vec<StoredVote>,
 }
@@ -82,7 +85,7 @@ pub struct Resolution<'a> {
 
 const COLUMNS: &str = "id, binding, state, created_at, expires_at, requested_by, chain, upstream, \
      tool, arguments_sha256, policy_version, decision_id, approvers, quorum, reason, call, \
-     resolved_at, resolved_by, resolution, released_at, released_jti";
+     resolved_at, resolved_by, resolution, released_at, released_jti, asserted_by";
 
 fn row_to(r: &sqlx::sqlite::SqliteRow) -> Result<StoredApproval, sqlx::Error> {
     Ok(StoredApproval {
@@ -107,6 +110,7 @@ fn row_to(r: &sqlx::sqlite::SqliteRow) -> Result<StoredApproval, sqlx::Error> {
         resolution: r.try_get("resolution")?,
         released_at: r.try_get("released_at")?,
         released_jti: r.try_get("released_jti")?,
+        asserted_by: r.try_get("asserted_by")?,
         votes: Vec::new(),
     })
 }
@@ -116,7 +120,7 @@ impl Store {
     pub async fn insert_approval(&self, a: &StoredApproval) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "INSERT INTO approvals ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-             $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+             $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
         ))
         .bind(&a.id)
         .bind(&a.binding)
@@ -139,6 +143,7 @@ impl Store {
         .bind(&a.resolution)
         .bind(a.released_at)
         .bind(&a.released_jti)
+        .bind(&a.asserted_by)
         .execute(&self.pool)
         .await
         .map_err(crate::error::check_violation)?;
@@ -291,13 +296,37 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// How many unexpired pending requests `who` has opened.
-    pub async fn open_approvals_by(&self, who: &str, now: i64) -> Result<i64, StoreError> {
+    /// How many unexpired pending requests `who` has open that `asserted_by` asserted (`None`:
+    /// that the authority verified): a gateway's word counts only against what it asserted.
+    pub async fn open_approvals_by(
+        &self,
+        who: &str,
+        asserted_by: Option<&str>,
+        now: i64,
+    ) -> Result<i64, StoreError> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM approvals WHERE requested_by = $1 AND state = 'pending' \
-             AND expires_at > $2",
+             AND expires_at > $2 AND asserted_by IS $3",
         )
         .bind(who)
+        .bind(now)
+        .bind(asserted_by)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
+    /// How many unexpired pending requests gateway `asserted_by` has open, for every caller.
+    pub async fn open_approvals_asserted_by(
+        &self,
+        asserted_by: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM approvals WHERE asserted_by = $1 AND state = 'pending' \
+             AND expires_at > $2",
+        )
+        .bind(asserted_by)
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
@@ -321,6 +350,28 @@ impl Store {
         rows.iter()
             .map(|r| row_to(r).map_err(StoreError::from))
             .collect()
+    }
+
+    /// Marks a pending request cancelled by `by` (with `reason`); false when it was no longer
+    /// pending.
+    pub async fn cancel_approval(
+        &self,
+        id: &str,
+        by: &str,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE approvals SET state = 'cancelled', resolved_at = $2, resolved_by = $3, \
+             resolution = $4 WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(by)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Marks a pending request expired; false when it was no longer pending.
@@ -364,6 +415,7 @@ mod tests {
             resolution: None,
             released_at: None,
             released_jti: None,
+            asserted_by: None,
             votes: vec![],
         }
     }
@@ -464,5 +516,31 @@ mod tests {
             s.latest_approval_for("b1").await.unwrap().unwrap().state,
             "expired"
         );
+    }
+
+    #[tokio::test]
+    async fn a_pending_request_is_cancelled_once_with_who_and_why_and_then_takes_no_vote() {
+        let s = Store::open_sqlite_memory().await.unwrap();
+        let mut r = request("apr_a", "b1", 10);
+        r.asserted_by = Some("agent:gateway".into());
+        s.insert_approval(&r).await.unwrap();
+        assert!(s
+            .cancel_approval("apr_a", "user:alice", Some("wrong file"), 20)
+            .await
+            .unwrap());
+        assert!(!s
+            .cancel_approval("apr_a", "user:alice", None, 21)
+            .await
+            .unwrap());
+        let a = s.approval("apr_a").await.unwrap().unwrap();
+        assert_eq!(a.state, "cancelled");
+        assert_eq!(a.resolved_by.as_deref(), Some("user:alice"));
+        assert_eq!(a.resolution.as_deref(), Some("wrong file"));
+        assert_eq!(a.asserted_by.as_deref(), Some("agent:gateway"));
+        assert!(!s
+            .vote_approval("apr_a", &vote("user:bob", true, 22), None)
+            .await
+            .unwrap());
+        assert!(!s.release_approval("apr_a", "j", 23).await.unwrap());
     }
 }

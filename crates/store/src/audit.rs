@@ -126,6 +126,10 @@ pub struct AuditQuery {
     pub decision: Option<String>,
     /// The result, exactly.
     pub result: Option<String>,
+    /// Events of this approval request (their `approval_id`: its request, votes, decision,
+    /// expiry, and the call it released); bodies are read, so narrow with a time range on a
+    /// large log.
+    pub approval: Option<String>,
     /// At or after this time (unix ms).
     pub since_ms: Option<i64>,
     /// Before this time (unix ms).
@@ -390,6 +394,12 @@ impl Store {
             if let Some(v) = v {
                 b.push(format!(" AND {col} = ")).push_bind(v.clone());
             }
+        }
+        if let Some(id) = &q.approval {
+            // The event's own `approval_id` member, not text anywhere in its body (a tool's
+            // arguments can say anything).
+            b.push(" AND json_extract(body, '$.approval_id') = ")
+                .push_bind(id.clone());
         }
         if let Some(t) = q.since_ms {
             b.push(" AND time_ms >= ").push_bind(t);
@@ -791,6 +801,43 @@ mod tests {
         assert!(!integ.behind(), "a partial batch means the tree caught up");
         assert!(integ.step(&store, 4, sign).await.unwrap().is_none());
         assert!(!integ.behind());
+    }
+
+    #[tokio::test]
+    async fn an_approval_query_finds_the_events_of_that_request_not_events_that_mention_it() {
+        let store = Store::open_sqlite_memory().await.unwrap();
+        let id = "apr_AAAAAAAAAAAAAAAAAAAAAA";
+        let mut ours = mandate_audit::event::Event {
+            id: "evt_ours".into(),
+            time: "2026-11-26T00:00:00.000Z".into(),
+            kind: "approval".into(),
+            principal: "user:bob".into(),
+            action: "approval.vote".into(),
+            result: "ok".into(),
+            ..Default::default()
+        };
+        ours.approval_id = Some(id.into());
+        let mut mention = ours.clone();
+        mention.id = "evt_mention".into();
+        mention.approval_id = None;
+        mention
+            .details
+            .insert("arguments".into(), serde_json::json!({ "approval_id": id }));
+        store.audit(AuditRecord::from_event(&ours)).await.unwrap();
+        store
+            .audit(AuditRecord::from_event(&mention))
+            .await
+            .unwrap();
+        let found = store
+            .audit_events(&AuditQuery {
+                approval: Some(id.into()),
+                limit: 10,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(found[0].body.contains("evt_ours"));
     }
 
     #[tokio::test]

@@ -42,7 +42,7 @@ impl Gateway {
                 "approval_required",
                 refusal(
                     codes::APPROVAL_REQUIRED,
-                    "needs approval, which this gateway cannot hold (a gateway run apart from the authority does not hold calls yet; serve the upstream from the authority's gateway)",
+                    "needs approval, which this gateway was built without (no approval desk)",
                     decision,
                     tool,
                     &up.name,
@@ -159,9 +159,11 @@ impl Gateway {
                 Err(why) => return refuse("approvals_unavailable", unavailable(why)),
             };
             ev.approval_id = match &held {
-                Held::Approved(t) | Held::Pending(t) | Held::Denied(t) | Held::Expired(t) => {
-                    Some(t.id.clone())
-                }
+                Held::Approved(t)
+                | Held::Pending(t)
+                | Held::Denied(t)
+                | Held::Expired(t)
+                | Held::Cancelled(t) => Some(t.id.clone()),
                 Held::Refused(_) => None,
             };
             if let Held::Approved(t) = &held {
