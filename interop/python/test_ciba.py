@@ -7,9 +7,14 @@ authorization_details, the one call it allows, a second use refused; denied and 
 import base64
 import hashlib
 import json
+import os
+import shutil
 import sqlite3
+import subprocess
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import httpx2 as httpx
 import jwt
@@ -17,8 +22,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from test_gateway import GatewayServer
-from test_interop import run_server
+from test_gateway import FILESYSTEM, GatewayServer
+from test_interop import free_port, kill_groups, run_server
 
 CIBA = "urn:openid:params:grant-type:ciba"
 ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -70,8 +75,8 @@ class Agent:
                 "client_assertion": self.assertion(self.md["issuer"])}
         return self.http.post(url, data=form, headers={"DPoP": self.proof("POST", url)})
 
-    def call(self, token, tool, arguments):
-        url = f"{self.server.base_url}/mcp/files"
+    def call(self, token, tool, arguments, base_url=None):
+        url = f"{base_url or self.server.base_url}/mcp/files"
         body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                 "params": {"name": tool, "arguments": arguments}}
         return self.http.post(url, json=body, headers={
@@ -181,9 +186,20 @@ def test_an_expired_request_says_expired_token(gw):
 
 def test_bad_requests_get_the_ciba_errors(gw):
     agent = Agent(gw, "ciba-bad")
-    good = [{"type": "tool_call", "server": "files", "tool": "write_file", "arguments": {}}]
+    inside = {"path": str(gw.files_root / "src" / "bad.txt"), "content": "x"}
+    good = [{"type": "tool_call", "server": "files", "tool": "write_file", "arguments": inside}]
     r = agent.bc_authorize(good, hint="user:nobody-here")
     assert error(r) == "unknown_user_id"
+    # The policy holds write_file for role:approver: the agent cannot pick a user outside it.
+    gw.run_cli("user", "create", "dave", check=False)
+    r = agent.bc_authorize(good, hint="user:dave")
+    assert error(r) == "unknown_user_id"
+    assert "the policy holds this call for role:approver" in r.json()["error_description"], r.text
+    # What the policy refuses outright cannot be approved into being.
+    outside = [dict(good[0], arguments={"path": str(gw.files_root / "elsewhere.txt"), "content": "x"})]
+    r = agent.bc_authorize(outside)
+    assert error(r) == "access_denied"
+    assert "the policy refuses this call" in r.json()["error_description"], r.text
     r = agent.bc_authorize([good[0], good[0]])
     assert error(r) == "invalid_authorization_details"
     r = agent.bc_authorize([{"type": "payment", "amount": 1}])
@@ -209,3 +225,61 @@ def test_bad_requests_get_the_ciba_errors(gw):
     gw.run_cli("user", "create", "carol", "--role", "approver", check=False)
     theirs = other.bc_authorize(good).json()["auth_req_id"]
     assert error(agent.poll(theirs)) == "invalid_grant"
+
+
+def test_a_gateway_run_apart_makes_the_approved_call_once_and_only_with_its_mandate(gw):
+    """`mandate gateway --authority` in its own home: the CIBA mandate's one call goes through
+    there once; the approval is spent, so the authority's own gateway refuses it after."""
+    gw.run_cli("user", "create", "carol", "--role", "approver", check=False)
+    gw.run_cli("agent", "create", "ciba-gw", "--scopes", "mandate:audit")
+    home = Path(tempfile.mkdtemp(prefix="mandate-ciba-gw-"))
+    proc = None
+    try:
+        (home / "keys").mkdir(mode=0o700)
+        shutil.copy(gw.home / "keys" / "agent_ciba-gw.jwk", home / "keys" / "agent_ciba-gw.jwk")
+        # The same directory as the authority's `files` upstream, where its argument rule allows
+        # writes (under src/).
+        root = gw.files_root
+        (home / "gateway.toml").write_text(f"""
+[upstream.files]
+stdio = ["node", {json.dumps(str(FILESYSTEM))}, {json.dumps(str(root))}]
+pass_env = ["PATH", "HOME"]
+sandbox = "off"
+""")
+        port = free_port()
+        proc = subprocess.Popen(
+            [str(gw.binary), "gateway", "--authority", gw.base_url, "--as", "agent:ciba-gw",
+             "--listen", f"127.0.0.1:{port}"],
+            env=dict(os.environ, MANDATE_HOME=str(home), NO_COLOR="1"),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        apart = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{apart}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "the gateway did not start"
+            time.sleep(0.2)
+        agent = Agent(gw, "ciba-apart")
+        target = str(root / "src" / "apart.txt")
+        details = [{"type": "tool_call", "server": "files", "tool": "write_file",
+                    "arguments": {"path": target, "content": "apart"}}]
+        r = agent.bc_authorize(details)
+        assert r.status_code == 200, r.text
+        auth_req_id = r.json()["auth_req_id"]
+        gw.run_cli("approvals", "approve", auth_req_id, "--as", "user:carol")
+        r = agent.poll(auth_req_id)
+        assert r.status_code == 200, r.text
+        token = r.json()["access_token"]
+        ok = agent.call(token, "write_file", {"path": target, "content": "apart"}, base_url=apart)
+        assert ok.status_code == 200 and "result" in ok.json(), ok.text
+        assert Path(target).read_text() == "apart"
+        again = agent.call(token, "write_file", {"path": target, "content": "apart"}, base_url=apart)
+        assert "already used" in again.json()["error"]["message"], again.text
+        there = agent.call(token, "write_file", {"path": target, "content": "apart"})
+        assert "already used" in there.json()["error"]["message"], there.text
+    finally:
+        kill_groups(proc)
+        shutil.rmtree(home, ignore_errors=True)

@@ -510,6 +510,42 @@ impl Gateway {
         .await
     }
 
+    /// The policy's decision on tool call `tool` with `arguments` on upstream `server` by the
+    /// holder of `claims`, as a call through this gateway would be decided (its scope, the
+    /// tool's annotations, learned first if unknown, and the upstream's facts), without making
+    /// or recording it: what a CIBA request asks before it is opened (whether the call may be
+    /// made at all, and who must approve it). An error when the upstream is not served here or
+    /// its tools cannot be learned.
+    pub async fn decide_tool_call(
+        &self,
+        claims: &MandateClaims,
+        server: &str,
+        tool: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<Decision, String> {
+        let up = self
+            .upstreams
+            .get(server)
+            .ok_or_else(|| format!("no upstream {server} is served here"))?;
+        if !self.learn_tools_for(&up, &claims.sub).await {
+            return Err(format!(
+                "the tools of upstream {server} could not be learned (their annotations decide how a call is treated); retry later"
+            ));
+        }
+        let action = Action::Mcp(ToolCall {
+            scope: required_scope(&up, tool).ok(),
+            server: up.name.clone(),
+            tool: tool.to_string(),
+            mcp_method: Some("tools/call".into()),
+            arguments,
+            annotations: up.annotations(tool),
+            upstream: upstream_facts(&up),
+        });
+        let context = Context::at(now(), &self.settings.environment, None);
+        let input = Input::for_mandate(&claims.client_id, claims, action, context).to_value();
+        Ok(self.policy.decide(Query::Authz, &input).await)
+    }
+
     /// Steps 3 and 4 for an HTTP API request that a route maps to the action `tool`: the same
     /// scope check, policy query and event as an MCP tool call, with `action.kind = "http"` and
     /// the method and path. `arguments` are the query parameters, then the JSON body's members.

@@ -319,7 +319,7 @@ impl Approvals for Desk<Arc<AppState>> {
         Box::pin(async move {
             self.st
                 .store
-                .release_approval(id, jti, now())
+                .release_approval(id, jti, now(), None)
                 .await
                 .map_err(|e| e.to_string())
         })

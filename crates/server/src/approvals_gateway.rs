@@ -130,8 +130,16 @@ async fn release(
     // A gateway spends only what it asked for itself, or a CIBA approval (whose mandate it
     // verified, and which names the one call it buys): never another gateway's, nor one the
     // authority's own gateway holds.
+    let ciba = a.asserted_by.is_none() && a.decision_id == crate::ciba::POLICY_VERSION;
+    // A CIBA approval is spent only with the mandate the authority issued for it (its jti was
+    // recorded when it was minted): a gateway that never saw that mandate cannot burn it.
     let its_own = a.asserted_by.as_deref() == Some(me)
-        || (a.asserted_by.is_none() && a.decision_id == crate::ciba::POLICY_VERSION);
+        || (ciba
+            && st
+                .store
+                .first_used_jti(&[&crate::ciba::minted_key(&a.id, &jti)])
+                .await?
+                .is_some());
     let releasable = its_own
         && a.state == mandate_core::approval::State::Approved.as_str()
         && a.released_at.is_none()
@@ -152,7 +160,7 @@ async fn release(
         let why = if its_own {
             "not approved, already spent, or expired"
         } else {
-            "another gateway's request"
+            "another gateway's request, or a CIBA approval without its mandate"
         };
         let ev = ev.refused("release_refused", why);
         if st.audit(&ev).await.is_err() {
@@ -168,7 +176,10 @@ async fn release(
             "the audit log could not be written, so the approval was not spent; the gateway must refuse the call",
         ));
     }
-    let released = st.store.release_approval(&id, &jti, now).await?;
+    let released = st
+        .store
+        .release_approval(&id, &jti, now, a.asserted_by.as_deref())
+        .await?;
     if released {
         tracing::info!(approval = %id, jti = %jti, gateway = me, "approved call released at a gateway run apart");
     } else {

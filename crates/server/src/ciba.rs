@@ -2,8 +2,10 @@
 //! `authorization_details`: the way in for agents that are not MCP clients.
 //!
 //! An agent posts the one action it wants to `/bc-authorize` (`private_key_jwt`; `login_hint`
-//! names the approver, `user:NAME` or `role:NAME`; `binding_message` says why). That opens an
-//! approval request (its id is the `auth_req_id`) bound to the agent, the upstream, the tool and
+//! names the approver, `user:NAME` or `role:NAME`; `binding_message` says why). The policy
+//! decides the call first, as the gateway would: a call it refuses is `access_denied`, and a call
+//! it holds for humans takes its approvers and quorum (the hint must be one of them, so an agent
+//! cannot choose who approves it). That opens an approval request (its id is the `auth_req_id`) bound to the agent, the upstream, the tool and
 //! the RFC 8785 digest of the arguments. The agent polls the token endpoint with
 //! `urn:openid:params:grant-type:ciba`: `authorization_pending` until the quorum approves, then
 //! one DPoP-bound mandate (audience the upstream's, scope the tool's, at most 5 minutes) whose
@@ -20,6 +22,7 @@ use mandate_core::approval::{self, Binding, State as ApprovalState};
 use mandate_core::delegation::{self, Mint, Request};
 use mandate_core::ScopeSet;
 use mandate_gateway::approvals::Ask;
+use mandate_policy::Verdict;
 use serde_json::{json, Value};
 
 use crate::client_auth::{self, Client};
@@ -122,6 +125,41 @@ pub fn arguments_sha256(arguments: &Value) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The policy's decision on `call` by the holder of `claims`: through the gateway in this
+/// process when it serves the upstream (with the tool's annotations), otherwise the authority's
+/// policy on what it knows of the call (no annotations: an upstream served only by gateways run
+/// apart is decided by the tool's name and arguments).
+async fn decide(
+    st: &AppState,
+    claims: &mandate_core::MandateClaims,
+    call: &ToolCall,
+) -> Result<mandate_policy::Decision, OAuthError> {
+    let arguments = call.arguments.as_object().cloned().unwrap_or_default();
+    if let Some(gw) = st.gateway.get().and_then(std::sync::Weak::upgrade) {
+        if gw.upstreams.get(&call.server).is_some() {
+            return gw
+                .decide_tool_call(claims, &call.server, &call.tool, arguments)
+                .await
+                .map_err(|e| OAuthError::ciba("access_denied", e));
+        }
+    }
+    let (scope, _) = scope_and_audience(st, &call.server, &call.tool);
+    let action = mandate_policy::input::Action::Mcp(mandate_policy::input::ToolCall {
+        scope: scope.ok(),
+        server: call.server.clone(),
+        tool: call.tool.clone(),
+        mcp_method: Some("tools/call".into()),
+        arguments,
+        annotations: Default::default(),
+        upstream: Default::default(),
+    });
+    let context = mandate_policy::input::Context::at(now(), &st.cfg.environment, None);
+    let input =
+        mandate_policy::input::Input::for_mandate(&claims.client_id, claims, action, context)
+            .to_value();
+    Ok(st.policy.decide(mandate_policy::Query::Authz, &input).await)
+}
+
 /// The scope and audience a call of `tool` on `server` needs, as the gateway in this process
 /// says (a tool may be mapped to another scope), or the defaults `server:tool` and `mcp:server`.
 fn scope_and_audience(st: &AppState, server: &str, tool: &str) -> (Result<String, String>, String) {
@@ -194,7 +232,7 @@ async fn authorize(
         }
     }
     let hint = form.required("login_hint")?;
-    let approvers = vec![login_hint(st, hint, &who).await?];
+    let hint = login_hint(st, hint, &who).await?;
     let message = form.one("binding_message")?.map(str::to_string);
     if message.as_ref().is_some_and(|m| {
         m.chars().count() > MAX_BINDING_MESSAGE || m.chars().any(approval::unfit_for_display)
@@ -220,7 +258,7 @@ async fn authorize(
     // Fail now, not after a human approved: the caller must be able to hold the mandate.
     // (The mandate is bound at the token endpoint, to the key of its DPoP proof; checked here
     // against the key that signed this request.)
-    mint_claims(
+    let claims = mint_claims(
         st,
         &client,
         Some(&client.auth_jkt),
@@ -230,6 +268,50 @@ async fn authorize(
         now,
         now + expiry,
     )?;
+    // The policy decides the call as the gateway would: a call it refuses is refused now, and
+    // one it holds for humans is approved by the humans it names, in its quorum (the hint must
+    // be one of them), never by whoever the agent names.
+    let decision = decide(st, &claims, &call).await?;
+    let (approvers, quorum) = match decision.verdict().clone() {
+        Verdict::Allow => (vec![hint], 1),
+        Verdict::NeedsApproval(a) => {
+            let (role, is_user) = match hint.strip_prefix("user:") {
+                Some(_) => (
+                    client_auth::load(st, &hint)
+                        .await?
+                        .and_then(|p| p.row.role.clone()),
+                    true,
+                ),
+                None => (None, false),
+            };
+            let named = if is_user {
+                approval::may_vote(&a.approvers, &hint, role.as_deref())
+            } else {
+                a.approvers.contains(&hint)
+            };
+            if !named {
+                return Err(OAuthError::ciba(
+                    "unknown_user_id",
+                    format!(
+                        "the policy holds this call for {} (quorum {}): login_hint must be one of them",
+                        a.approvers.join(", "),
+                        a.quorum
+                    ),
+                ));
+            }
+            (a.approvers, a.quorum.max(1))
+        }
+        Verdict::Deny { .. } => {
+            return Err(OAuthError::ciba(
+                "access_denied",
+                format!(
+                    "the policy refuses this call, approved or not: {} (decision {})",
+                    decision.reasons_line(),
+                    decision.decision_id()
+                ),
+            ))
+        }
+    };
     let digest = arguments_sha256(&call.arguments)
         .map_err(|e| OAuthError::ciba("invalid_authorization_details", e))?;
     let recorded = mandate_audit::event::recorded_action(
@@ -252,7 +334,7 @@ async fn authorize(
             jti: format!("ciba:{}", client_auth_jti(&client)),
             approval: mandate_policy::Approval {
                 approvers,
-                quorum: 1,
+                quorum,
                 reason: Some(message.unwrap_or_else(|| {
                     format!("{who} asks to run {} on {}", call.tool, call.server)
                 })),
@@ -381,8 +463,19 @@ pub async fn claims_for(
         .await
         .map_err(|e| OAuthError::server_error("approval lookup failed", e))?
         .ok_or_else(unknown)?;
-    if a.decision_id != POLICY_VERSION || a.requested_by != client.principal.name.to_string() {
+    // Only what /bc-authorize opened: a request a gateway run apart asserted is never turned
+    // into a mandate, whatever it says of itself.
+    if a.decision_id != POLICY_VERSION
+        || a.policy_version != POLICY_VERSION
+        || a.asserted_by.is_some()
+        || a.requested_by != client.principal.name.to_string()
+    {
         return Err(unknown());
+    }
+    if a.released_at.is_some() {
+        return Err(OAuthError::invalid_grant(
+            "this auth_req_id's approval was already used for its call",
+        ));
     }
     if st.ciba_polls.too_soon(id, crate::audit::now_ms()) {
         return Err(OAuthError::ciba(
@@ -450,9 +543,20 @@ pub async fn claims_for(
                 now,
                 a.expires_at,
             )?;
+            // What a gateway run apart proves when it spends this approval for the call.
+            st.store
+                .use_jti(&minted_key(&a.id, &claims.jti), a.expires_at + 60)
+                .await
+                .map_err(|e| OAuthError::server_error("replay check failed", e))?;
             Ok((claims, a.id.clone()))
         }
     }
+}
+
+/// The record that the mandate `jti` was issued for CIBA request `id` (kept as a used jti until
+/// the request expires): a gateway run apart spends the approval only with that mandate.
+pub fn minted_key(id: &str, jti: &str) -> String {
+    format!("ciba-mandate:{id}:{jti}")
 }
 
 fn approvers_of(a: &mandate_store::StoredApproval) -> String {

@@ -157,7 +157,10 @@ async fn held_for_approval(
         Held::Approved(t) => {
             trail.approval = Some(t.id.clone());
             let jti = ask.jti.clone();
-            match st.store.release_approval(&t.id, &jti, crate::state::now()).await {
+            match st
+                .store
+                .release_approval(&t.id, &jti, crate::state::now(), None)
+                .await {
                 Ok(true) => Ok(d),
                 Ok(false) => Err(refused(format!(
                     "the approval of this delegation (request {}) was already used: make the request again for a new one",

@@ -276,21 +276,25 @@ impl Store {
         Ok(true)
     }
 
-    /// Spends an approved request for the one call it approved: true exactly once, and only
-    /// while it is approved and unexpired.
+    /// Spends an approved request for the one call it approved: true exactly once, only while
+    /// it is approved and unexpired, and only where it was asked (`asserted_by`: the gateway run
+    /// apart that asserted it, `None` for what the authority verified).
     pub async fn release_approval(
         &self,
         id: &str,
         jti: &str,
         now: i64,
+        asserted_by: Option<&str>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE approvals SET released_at = $2, released_jti = $3 \
-             WHERE id = $1 AND state = 'approved' AND released_at IS NULL AND expires_at > $2",
+             WHERE id = $1 AND state = 'approved' AND released_at IS NULL AND expires_at > $2 \
+             AND asserted_by IS $4",
         )
         .bind(id)
         .bind(now)
         .bind(jti)
+        .bind(asserted_by)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -469,7 +473,7 @@ mod tests {
             .await
             .unwrap();
         assert!(
-            !s.release_approval("apr_a", "j1", 20).await.unwrap(),
+            !s.release_approval("apr_a", "j1", 20, None).await.unwrap(),
             "pending releases nothing"
         );
         let approved = Resolution {
@@ -481,12 +485,12 @@ mod tests {
             .await
             .unwrap();
         assert!(
-            !s.release_approval("apr_a", "j1", 110).await.unwrap(),
+            !s.release_approval("apr_a", "j1", 110, None).await.unwrap(),
             "expired"
         );
-        assert!(s.release_approval("apr_a", "j1", 20).await.unwrap());
+        assert!(s.release_approval("apr_a", "j1", 20, None).await.unwrap());
         assert!(
-            !s.release_approval("apr_a", "j2", 21).await.unwrap(),
+            !s.release_approval("apr_a", "j2", 21, None).await.unwrap(),
             "only once"
         );
         assert!(
@@ -541,6 +545,6 @@ mod tests {
             .vote_approval("apr_a", &vote("user:bob", true, 22), None)
             .await
             .unwrap());
-        assert!(!s.release_approval("apr_a", "j", 23).await.unwrap());
+        assert!(!s.release_approval("apr_a", "j", 23, None).await.unwrap());
     }
 }
