@@ -283,3 +283,39 @@ sandbox = "off"
     finally:
         kill_groups(proc)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_carried_approval_must_meet_what_the_policy_asks_when_the_call_is_made(gw):
+    """Approved by one human under quorum 1; the policy then asks two: the mandate's call is
+    refused as not meeting it, and the approval is not spent."""
+    gw.run_cli("user", "create", "carol", "--role", "approver", check=False)
+    agent = Agent(gw, "ciba-stricter")
+    target = str(gw.files_root / "src" / "stricter.txt")
+    details = [{"type": "tool_call", "server": "files", "tool": "write_file",
+                "arguments": {"path": target, "content": "x"}}]
+    r = agent.bc_authorize(details)
+    assert r.status_code == 200, r.text
+    auth_req_id = r.json()["auth_req_id"]
+    gw.run_cli("approvals", "approve", auth_req_id, "--as", "user:carol")
+    r = agent.poll(auth_req_id)
+    assert r.status_code == 200, r.text
+    token = r.json()["access_token"]
+    data_path = gw.home / "server" / "policies" / "data.json"
+    before = data_path.read_text()
+    try:
+        data = json.loads(before)
+        data["mandate_config"]["quorum"] = 2
+        data_path.write_text(json.dumps(data))
+        time.sleep(3)  # the server reloads its policy directory every second
+        refused = agent.call(token, "write_file", {"path": target, "content": "x"})
+        message = refused.json().get("error", {}).get("message", "")
+        assert "does not meet what the policy asks" in message, refused.text
+        assert "1 of the 2 approvals" in message, message
+        assert not Path(target).exists()
+    finally:
+        data_path.write_text(before)
+    # Not spent: once the policy asks one approval again, the call is made.
+    time.sleep(3)
+    ok = agent.call(token, "write_file", {"path": target, "content": "x"})
+    assert ok.status_code == 200 and "result" in ok.json(), ok.text
+    assert Path(target).read_text() == "x"

@@ -275,9 +275,28 @@ pub trait Approvals: Send + Sync {
     /// to be decided. An error means approvals cannot be consulted: the call is refused.
     fn hold<'a>(&'a self, ask: &'a Ask, wait: Duration) -> BoxFuture<'a, Result<Held, String>>;
 
-    /// Spends approved request `id` for the call made with mandate `jti`: true exactly once
-    /// (a second call with the same binding needs its own approval).
-    fn release<'a>(&'a self, id: &'a str, jti: &'a str) -> BoxFuture<'a, Result<bool, String>>;
+    /// Spends approved request `id` for the call made with mandate `jti`, exactly once (a
+    /// second call with the same binding needs its own approval). With `required` (what this
+    /// gateway's policy asks of the call now, for an approval it did not open itself: one a
+    /// CIBA mandate carries), only when the request's approvals meet it: at least its quorum of
+    /// votes by approvers it names.
+    fn release<'a>(
+        &'a self,
+        id: &'a str,
+        jti: &'a str,
+        required: Option<&'a mandate_policy::Approval>,
+    ) -> BoxFuture<'a, Result<Release, String>>;
+}
+
+/// What spending an approval came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Release {
+    /// Spent for this call: make it.
+    Released,
+    /// Not approved, already spent, or expired.
+    Unavailable,
+    /// Approved, but not as the policy now requires (the reason says how): not spent.
+    Short(String),
 }
 
 /// How the caller is told its call waits, was denied, or expired: a JSON-RPC error

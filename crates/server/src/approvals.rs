@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use mandate_audit::event::kinds;
 use mandate_core::approval::{self, Ballot, State as ApprovalState};
-use mandate_gateway::approvals::{Approvals, Ask, Held, Ticket};
+use mandate_gateway::approvals::{Approvals, Ask, Held, Release, Ticket};
 use mandate_gateway::gateway::BoxFuture;
 use mandate_store::{Resolution, StoredApproval, StoredVote};
 use serde::Deserialize;
@@ -315,15 +315,69 @@ impl Approvals for Desk<Arc<AppState>> {
         Box::pin(self.hold_inner(ask, wait))
     }
 
-    fn release<'a>(&'a self, id: &'a str, jti: &'a str) -> BoxFuture<'a, Result<bool, String>> {
+    fn release<'a>(
+        &'a self,
+        id: &'a str,
+        jti: &'a str,
+        required: Option<&'a mandate_policy::Approval>,
+    ) -> BoxFuture<'a, Result<Release, String>> {
         Box::pin(async move {
-            self.st
+            if let Some(required) = required {
+                let Some(a) = self
+                    .st
+                    .store
+                    .approval(id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                else {
+                    return Ok(Release::Unavailable);
+                };
+                if let Some(why) = votes_short_of(&self.st, &a, required).await? {
+                    return Ok(Release::Short(why));
+                }
+            }
+            let spent = self
+                .st
                 .store
                 .release_approval(id, jti, now(), None)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            Ok(if spent {
+                Release::Released
+            } else {
+                Release::Unavailable
+            })
         })
     }
+}
+
+/// Why request `a`'s approvals do not meet `required` (what a gateway's policy asks of the call
+/// now), or `None` when they do: at least `required.quorum` approvals by voters `required`
+/// names, each with the role they hold now.
+pub(crate) async fn votes_short_of(
+    st: &AppState,
+    a: &StoredApproval,
+    required: &mandate_policy::Approval,
+) -> Result<Option<String>, String> {
+    let mut counted = 0u32;
+    for v in a.votes.iter().filter(|v| v.approve) {
+        let role = st
+            .store
+            .principal(&v.voter)
+            .await
+            .map_err(|e| e.to_string())?
+            .and_then(|p| p.role);
+        if approval::may_vote(&required.approvers, &v.voter, role.as_deref()) {
+            counted += 1;
+        }
+    }
+    let needed = required.quorum.max(1);
+    Ok((counted < needed).then(|| {
+        format!(
+            "{counted} of the {needed} approvals it needs from {}",
+            required.approvers.join(", ")
+        )
+    }))
 }
 
 /// Marks a pending request expired, its event first.

@@ -6,9 +6,12 @@
 //!   [`crate::policy_hook::request_hold`] (20 s by default, within the request deadline), for it
 //!   to be decided; answers a `HoldAnswer` (`{"state", "request"}` or `{"state": "refused",
 //!   "reason"}`).
-//! - `POST /approvals/v1/releases` with `{"id", "jti"}`: spends an approved, unexpired request
-//!   for one call: `{"released": true}` exactly once, and only a request this gateway opened or
-//!   a CIBA approval; each try is an `approval.released` event (refused ones say why).
+//! - `POST /approvals/v1/releases` with `{"id", "jti", "required"}`: spends an approved,
+//!   unexpired request for one call: `{"released": true}` exactly once, and only a request this
+//!   gateway opened or a CIBA approval (with the jti of the mandate minted for it); with
+//!   `required` (the approval the gateway's policy asks of the call now), only when the
+//!   request's votes meet it (`{"released": false, "short": why}` otherwise). Each try is an
+//!   `approval.released` event (refused ones say why).
 //!
 //! A gateway's requests are stored under a key that includes its name
 //! (`Binding::key_for`): the authority's own gateway, and every other gateway, never find,
@@ -58,6 +61,9 @@ struct HoldBody {
 struct ReleaseBody {
     id: String,
     jti: String,
+    /// What the gateway's policy asks of the call now (for an approval it did not open).
+    #[serde(default)]
+    required: Option<Value>,
 }
 
 /// A JSON body of type `T`, or a 400 saying what is wrong with it.
@@ -110,7 +116,17 @@ async fn release(
     AuditCaller(gateway): AuditCaller,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let ReleaseBody { id, jti } = body(&bytes, "{\"id\": \"apr_...\", \"jti\": \"...\"}")?;
+    let ReleaseBody { id, jti, required } = body(
+        &bytes,
+        "{\"id\": \"apr_...\", \"jti\": \"...\", \"required\": null or an approval}",
+    )?;
+    let required = match required {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            mandate_policy::decision::parse_approval("required", &v)
+                .map_err(ApiError::bad_request)?,
+        ),
+    };
     if !mandate_core::approval::is_id(&id) {
         return Err(ApiError::bad_request(
             "id is not an approval request id (apr_ and 22 characters)",
@@ -169,6 +185,20 @@ async fn release(
             ));
         }
         return Ok(Json(json!({ "released": false })));
+    }
+    if let Some(required) = &required {
+        let short = crate::approvals::votes_short_of(&st, &a, required)
+            .await
+            .map_err(|e| ApiError::internal("approval check failed", e))?;
+        if let Some(why) = short {
+            let ev = ev.refused("approval_insufficient", &why);
+            if st.audit(&ev).await.is_err() {
+                return Err(ApiError::unavailable(
+                    "the audit log could not be written; retry later",
+                ));
+            }
+            return Ok(Json(json!({ "released": false, "short": why })));
+        }
     }
     // Its event first: a release the log cannot take is not made (the call is then refused).
     if st.audit(&ev).await.is_err() {

@@ -31,7 +31,7 @@ impl Gateway {
         ev: &mut Event,
         scope: String,
     ) -> Judgement {
-        use crate::approvals::{told, Ask, Held};
+        use crate::approvals::{told, Ask, Held, Release};
         let mut refuse = |code: &str, e: RpcError| {
             ev.result = "refused".into();
             ev.error = Some(code.to_string());
@@ -108,9 +108,19 @@ impl Gateway {
         if let Some(id) = carried {
             ev.approval_id = Some(id.to_string());
             ev.details.insert("approved_through".into(), "ciba".into());
-            return match desk.release(id, &claims.jti).await {
-                Ok(true) => Judgement::Allowed { scope },
-                Ok(false) => refuse(
+            // The approval was not opened here: it must meet what this gateway's policy asks of
+            // the call now (its approvers and quorum), whatever was asked when it was opened.
+            let required = (!approval.approvers.is_empty()).then_some(approval);
+            return match desk.release(id, &claims.jti, required).await {
+                Ok(Release::Released) => Judgement::Allowed { scope },
+                Ok(Release::Short(why)) => refuse(
+                    "approval_insufficient",
+                    RpcError::new(
+                        codes::APPROVAL_REQUIRED,
+                        format!("the approval this mandate carries (request {id}) does not meet what the policy asks of {tool} on {} ({why}): make the call without it to ask the approvers the policy names", up.name),
+                    ),
+                ),
+                Ok(Release::Unavailable) => refuse(
                     "approval_spent",
                     RpcError::new(
                         codes::APPROVAL_REQUIRED,
@@ -167,12 +177,12 @@ impl Gateway {
                 Held::Refused(_) => None,
             };
             if let Held::Approved(t) = &held {
-                match desk.release(&t.id, &claims.jti).await {
-                    Ok(true) => {
+                match desk.release(&t.id, &claims.jti, None).await {
+                    Ok(Release::Released) => {
                         tracing::info!(upstream = %up.name, tool, approval = %t.id, jti = %claims.jti, "approved call released");
                         return Judgement::Allowed { scope };
                     }
-                    Ok(false) => continue,
+                    Ok(_) => continue,
                     Err(why) => return refuse("approvals_unavailable", unavailable(why)),
                 }
             }

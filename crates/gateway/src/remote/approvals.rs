@@ -6,8 +6,10 @@
 //!   [`MAX_REMOTE_WAIT`] or less, within its request deadline) for it to be decided, answering
 //!   a [`HoldAnswer`]. A hold longer than one wait is several requests, the later ones finding
 //!   the request the first opened.
-//! - `POST /approvals/v1/releases` with `{"id", "jti"}` spends an approved request for one call
-//!   (`{"released": bool}`: true exactly once).
+//! - `POST /approvals/v1/releases` with `{"id", "jti", "required"}` spends an approved request
+//!   for one call (`{"released": bool}`: true exactly once; with `required`, the approval the
+//!   gateway's policy asks for now, only when the request's votes meet it, else `"short"` says
+//!   why).
 //!
 //! Any failure (the authority unreachable, the mandate refused, an answer that is not one of
 //! these) is an error, and the gateway refuses the call (fail closed). What the gateway says
@@ -20,7 +22,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{send_within, OwnMandate, AUDIT_TIMEOUT};
-use crate::approvals::{Approvals, Ask, Held, HoldAnswer};
+use crate::approvals::{Approvals, Ask, Held, HoldAnswer, Release};
 use crate::gateway::BoxFuture;
 
 /// Longest one hold request asks the authority to wait (it may cap it lower, to stay within
@@ -84,22 +86,34 @@ impl Approvals for RemoteApprovals {
         })
     }
 
-    fn release<'a>(&'a self, id: &'a str, jti: &'a str) -> BoxFuture<'a, Result<bool, String>> {
+    fn release<'a>(
+        &'a self,
+        id: &'a str,
+        jti: &'a str,
+        required: Option<&'a mandate_policy::Approval>,
+    ) -> BoxFuture<'a, Result<Release, String>> {
         Box::pin(async move {
             let answer = send_within(
                 &self.http,
                 &*self.own,
                 reqwest::Method::POST,
                 &self.releases_url,
-                Some(&json!({ "id": id, "jti": jti })),
+                Some(&json!({ "id": id, "jti": jti, "required": required })),
                 AUDIT_TIMEOUT,
             )
             .await
             .map_err(|e| e.to_string())?;
-            answer
+            let released = answer
                 .get("released")
                 .and_then(serde_json::Value::as_bool)
-                .ok_or_else(|| format!("{} answered no released", self.releases_url))
+                .ok_or_else(|| format!("{} answered no released", self.releases_url))?;
+            Ok(
+                match answer.get("short").and_then(serde_json::Value::as_str) {
+                    _ if released => Release::Released,
+                    Some(why) => Release::Short(why.chars().take(500).collect()),
+                    None => Release::Unavailable,
+                },
+            )
         })
     }
 }
