@@ -353,7 +353,7 @@ impl Approvals for Desk<Arc<AppState>> {
 
 /// Why request `a`'s approvals do not meet `required` (what a gateway's policy asks of the call
 /// now), or `None` when they do: at least `required.quorum` approvals by voters `required`
-/// names, each with the role they hold now.
+/// names, each with the role they hold now and still enabled.
 pub(crate) async fn votes_short_of(
     st: &AppState,
     a: &StoredApproval,
@@ -361,13 +361,17 @@ pub(crate) async fn votes_short_of(
 ) -> Result<Option<String>, String> {
     let mut counted = 0u32;
     for v in a.votes.iter().filter(|v| v.approve) {
-        let role = st
+        // A voter since disabled or removed counts for nothing.
+        let Some(p) = st
             .store
             .principal(&v.voter)
             .await
             .map_err(|e| e.to_string())?
-            .and_then(|p| p.role);
-        if approval::may_vote(&required.approvers, &v.voter, role.as_deref()) {
+            .filter(|p| !p.disabled)
+        else {
+            continue;
+        };
+        if approval::may_vote(&required.approvers, &v.voter, p.role.as_deref()) {
             counted += 1;
         }
     }
