@@ -426,6 +426,9 @@ pub enum ApprovalsCmd {
         /// Only requests in this state.
         #[arg(long, value_parser = ["pending", "approved", "denied", "expired", "cancelled"])]
         state: Option<String>,
+        /// The next page: requests older than this one (the list says when there are more).
+        #[arg(long, value_name = "ID")]
+        before: Option<String>,
         /// The user to act as (default: the admin of config.toml).
         #[arg(long = "as", value_name = "P")]
         as_: Option<String>,

@@ -18,11 +18,19 @@ pub async fn run(ctx: &Ctx, c: ApprovalsCmd) -> Result<()> {
     };
     let mut api = ctx.api()?;
     match c {
-        ApprovalsCmd::List { state, as_ } => {
+        ApprovalsCmd::List { state, before, as_ } => {
             let me = who(&as_)?;
-            let path = match &state {
-                Some(s) => format!("/approvals/v1/requests?state={s}"),
-                None => "/approvals/v1/requests".into(),
+            if let Some(b) = &before {
+                check_id(b)?;
+            }
+            let query: Vec<String> = [("state", &state), ("before", &before)]
+                .into_iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+                .collect();
+            let path = if query.is_empty() {
+                "/approvals/v1/requests".to_string()
+            } else {
+                format!("/approvals/v1/requests?{}", query.join("&"))
             };
             let v = api
                 .call_as(&me, SCOPE, reqwest::Method::GET, &path, None)
@@ -41,6 +49,12 @@ pub async fn run(ctx: &Ctx, c: ApprovalsCmd) -> Result<()> {
                             a["tool"].as_str().unwrap_or("")
                         )),
                         safe(a["requested_by"].as_str().unwrap_or("")),
+                    ));
+                }
+                if let Some(next) = v["next"].as_str() {
+                    s.push_str(&format!(
+                        "\nmore: mandate approvals list --before {}",
+                        safe(next)
                     ));
                 }
                 s

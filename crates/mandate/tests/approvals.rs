@@ -280,6 +280,19 @@ fn the_user_who_delegated_the_call_withdraws_its_request_and_an_approver_cannot(
     let again = approval_id(&delete(&s, m, "todo"));
     assert_ne!(again, id);
     assert!(notes(&s, m).contains("todo"));
+    // Newest first; a page after the newer request holds the older one, and says no more.
+    let listed = s.ok_json(&["approvals", "list", "--as", "user:bob"]);
+    let ids: Vec<&str> = listed["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [again.as_str(), id.as_str()], "{listed}");
+    assert!(listed["next"].is_null());
+    let older = s.ok_json(&["approvals", "list", "--as", "user:bob", "--before", &again]);
+    assert_eq!(older["approvals"][0]["id"], id.as_str(), "{older}");
+    assert_eq!(older["approvals"].as_array().unwrap().len(), 1);
     let story = s.ok_json(&["audit", "query", "--approval", &id]);
     let actions: Vec<&str> = story
         .as_array()

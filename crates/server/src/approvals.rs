@@ -3,7 +3,8 @@
 //! store's. Every transition is an audit event (`approval`), written before the change.
 //!
 //! API (`/approvals/v1`, a user's own mandate holding `mandate:approve`, see
-//! [`ApproverCaller`]): `GET /requests[?state=S]`, `GET /requests/{id}`,
+//! [`ApproverCaller`]): `GET /requests[?state=S][&before=ID]` (newest first, 200 a page, `next`
+//! the `before` of the next page), `GET /requests/{id}`,
 //! `POST /requests/{id}/approve` and `POST /requests/{id}/deny` with `{"reason": "..."}`, and
 //! `POST /requests/{id}/cancel` (a user in the request's chain, or an admin, withdraws it). A
 //! gateway run apart holds calls here too (`/holds`, `/releases`: [`crate::approvals_gateway`]).
@@ -626,6 +627,8 @@ fn notify(st: &AppState, kind: &str, a: &StoredApproval, by: Option<&str>) {
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     state: Option<String>,
+    /// The next page: requests older than this one (the `next` of the previous answer).
+    before: Option<String>,
 }
 
 async fn list(
@@ -640,14 +643,35 @@ async fn list(
             )));
         }
     }
-    let rows = st.store.approvals(q.state.as_deref(), LIST_SCAN).await?;
-    let shown: Vec<Value> = rows
-        .iter()
-        .filter(|a| may_see(&who, a))
-        .take(MAX_LIST as usize)
-        .map(to_json)
-        .collect();
-    Ok(Json(json!({ "approvals": shown })))
+    if let Some(b) = &q.before {
+        if !approval::is_id(b) {
+            return Err(ApiError::bad_request(
+                "before must be a request id (apr_ and 22 characters): the next of the previous page",
+            ));
+        }
+    }
+    let rows = st
+        .store
+        .approvals(q.state.as_deref(), LIST_SCAN, q.before.as_deref())
+        .await?;
+    let mut seen = 0usize;
+    let mut shown: Vec<&StoredApproval> = Vec::new();
+    for a in &rows {
+        seen += 1;
+        if may_see(&who, a) {
+            shown.push(a);
+            if shown.len() == MAX_LIST as usize {
+                break;
+            }
+        }
+    }
+    // More may follow when the page filled up or the scan did: `next` continues after the
+    // last row looked at.
+    let more =
+        shown.len() == MAX_LIST as usize && seen < rows.len() || rows.len() == LIST_SCAN as usize;
+    let next = more.then(|| rows[seen - 1].id.clone());
+    let shown: Vec<Value> = shown.into_iter().map(to_json).collect();
+    Ok(Json(json!({ "approvals": shown, "next": next })))
 }
 
 async fn find(

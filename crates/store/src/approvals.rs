@@ -193,7 +193,7 @@ impl Store {
     ) -> Result<Option<StoredApproval>, StoreError> {
         let Some(r) = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM approvals WHERE binding = $1 AND released_at IS NULL \
-             ORDER BY created_at DESC, id DESC LIMIT 1"
+             ORDER BY created_at DESC, rowid DESC LIMIT 1"
         ))
         .bind(binding)
         .fetch_optional(&self.pool)
@@ -206,18 +206,23 @@ impl Store {
         Ok(Some(a))
     }
 
-    /// Requests, newest first: those in `state` (all when `None`), at most `limit`.
+    /// Requests, newest first: those in `state` (all when `None`), at most `limit`, and with
+    /// `before` only those older than that request (the next page of a list).
     pub async fn approvals(
         &self,
         state: Option<&str>,
         limit: i64,
+        before: Option<&str>,
     ) -> Result<Vec<StoredApproval>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM approvals WHERE ($1 IS NULL OR state = $1) \
-             ORDER BY created_at DESC, id DESC LIMIT $2"
+             AND ($3 IS NULL OR (created_at, rowid) < \
+                 (SELECT created_at, rowid FROM approvals WHERE id = $3)) \
+             ORDER BY created_at DESC, rowid DESC LIMIT $2"
         ))
         .bind(state)
         .bind(limit)
+        .bind(before)
         .fetch_all(&self.pool)
         .await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -515,7 +520,26 @@ mod tests {
         );
         assert!(s.expire_approval("apr_a", 120).await.unwrap());
         assert!(!s.expire_approval("apr_a", 121).await.unwrap());
-        assert_eq!(s.approvals(Some("pending"), 10).await.unwrap().len(), 1);
+        assert_eq!(
+            s.approvals(Some("pending"), 10, None).await.unwrap().len(),
+            1
+        );
+        // A page after apr_b (newest) holds apr_a; after apr_a, nothing.
+        let all = s.approvals(None, 10, None).await.unwrap();
+        assert_eq!(
+            all.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+            ["apr_b", "apr_a"]
+        );
+        let next = s.approvals(None, 10, Some("apr_b")).await.unwrap();
+        assert_eq!(
+            next.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+            ["apr_a"]
+        );
+        assert!(s
+            .approvals(None, 10, Some("apr_a"))
+            .await
+            .unwrap()
+            .is_empty());
         assert_eq!(
             s.latest_approval_for("b1").await.unwrap().unwrap().state,
             "expired"
@@ -546,5 +570,29 @@ mod tests {
             .await
             .unwrap());
         assert!(!s.release_approval("apr_a", "j", 23, None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn requests_made_in_the_same_second_keep_the_order_they_were_made_in() {
+        let s = Store::open_sqlite_memory().await.unwrap();
+        // Ids are random: "apr_z" sorts after "apr_a" but was made first.
+        s.insert_approval(&request("apr_z", "b1", 10))
+            .await
+            .unwrap();
+        s.insert_approval(&request("apr_a", "b1", 10))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.latest_approval_for("b1").await.unwrap().unwrap().id,
+            "apr_a"
+        );
+        let all = s.approvals(None, 10, None).await.unwrap();
+        assert_eq!(
+            all.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+            ["apr_a", "apr_z"]
+        );
+        let next = s.approvals(None, 10, Some("apr_a")).await.unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].id, "apr_z");
     }
 }
