@@ -726,19 +726,30 @@ async fn cast(
     vote(&st, &who, &id, approve, reason).await
 }
 
-/// A vote's body: empty, or `{"reason": "..."}`.
+/// A vote's (or a withdrawal's) body: empty, or `{"reason": "..."}` of at most
+/// [`approval::MAX_REASON_CHARS`] characters.
 fn reason_of(body: &[u8]) -> Result<Option<String>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice::<VoteBody>(body)
+    let reason = serde_json::from_slice::<VoteBody>(body)
         .map(|b| b.reason)
         .map_err(|e| {
             ApiError::bad_request(format!(
                 "the body is empty or {{\"reason\": \"...\"}}: {}",
                 e.to_string().split(" at line").next().unwrap_or("")
             ))
-        })
+        })?;
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > approval::MAX_REASON_CHARS)
+    {
+        return Err(ApiError::bad_request(format!(
+            "the reason is over {} characters",
+            approval::MAX_REASON_CHARS
+        )));
+    }
+    Ok(reason)
 }
 
 /// Withdraws a pending request: a user in its chain (who delegated the call, and so answers for
@@ -751,14 +762,6 @@ async fn cancel(
     reason: Option<String>,
 ) -> Result<Json<Value>, ApiError> {
     let me = who.claims.client_id.as_str();
-    if let Some(r) = &reason {
-        if r.chars().count() > approval::MAX_REASON_CHARS {
-            return Err(ApiError::bad_request(format!(
-                "the reason is over {} characters",
-                approval::MAX_REASON_CHARS
-            )));
-        }
-    }
     let _one = st.approvals_lock.lock().await;
     let a = find(st, who, id).await?;
     let refused = if !(who.principal.is_admin() || strings(&a.chain).iter().any(|p| p == me)) {
@@ -831,14 +834,6 @@ async fn vote(
     reason: Option<String>,
 ) -> Result<Json<Value>, ApiError> {
     let voter = who.claims.client_id.as_str();
-    if let Some(r) = &reason {
-        if r.chars().count() > approval::MAX_REASON_CHARS {
-            return Err(ApiError::bad_request(format!(
-                "the reason is over {} characters",
-                approval::MAX_REASON_CHARS
-            )));
-        }
-    }
     // One vote at a time: each reads the votes before it (quorum counted once, never lost).
     let _one = st.approvals_lock.lock().await;
     let a = find(st, who, id).await?;
