@@ -6,10 +6,14 @@
 //! ```toml
 //! [upstream.files]
 //! stdio = ["npx", "-y", "@modelcontextprotocol/server-filesystem", "/srv/repo"]
-//! sandbox = "off"                     # required until stdio sandboxing exists (SPEC "Isolation")
-//! pass_env = ["PATH", "HOME"]
+//! pass_env = ["PATH"]
 //! secret_env = { GITHUB_TOKEN = "@/etc/mandate/github-token" }
 //! scopes = [{ tools = "read_*", scope = "files:read" }]
+//! [upstream.files.sandbox]            # stdio upstreams are always sandboxed (docs/sandbox.md)
+//! read = ["/srv/docs"]
+//! write = ["/srv/repo"]
+//! network = ["api.github.com:443"]
+//! memory = "1GiB"
 //!
 //! [upstream.search]
 //! url = "https://search.internal/mcp"
@@ -85,11 +89,11 @@ pub struct UpstreamConfig {
     /// Free-form labels policies see.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
-    /// stdio: `"off"` runs the child without a sandbox. stdio upstreams run sandboxed by default
-    /// (SPEC "Isolation"), and this release cannot sandbox yet, so a stdio upstream starts only
-    /// with an explicit `sandbox = "off"` (audited with the upstream, shown by `upstream list`).
+    /// stdio: the sandbox the child runs in (`[upstream.NAME.sandbox]`; absent: the defaults,
+    /// which let it read the system and write only its private home, with no network), or
+    /// `sandbox = "off"` to run it with the gateway's rights (audited, shown by `upstream list`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sandbox: Option<String>,
+    pub sandbox: Option<SandboxSetting>,
     /// HTTP: send, with each request, a mandate the issuer mints for it (`Authorization: Bearer`:
     /// the caller's chain, the call's scope, at most 60 s, audience `forward_audience`), so a
     /// Mandate-aware upstream can check the whole chain itself. The caller's own mandate is never
@@ -104,6 +108,57 @@ pub struct UpstreamConfig {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// `sandbox = "off"`, or a `[upstream.NAME.sandbox]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SandboxSetting {
+    /// No sandbox: the child runs with the gateway's rights.
+    Off,
+    /// The sandbox as declared.
+    On(mandate_sandbox::SandboxConfig),
+}
+
+impl Serialize for SandboxSetting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            SandboxSetting::Off => s.serialize_str("off"),
+            SandboxSetting::On(c) => c.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SandboxSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SandboxSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "\"off\" or a table (read, write, network, memory, processes, open_files, cpu)",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SandboxSetting, E> {
+                if v == "off" {
+                    Ok(SandboxSetting::Off)
+                } else {
+                    Err(E::custom(format!(
+                        "sandbox = {v:?}: the one word accepted is \"off\"; declare a sandbox as a table ([upstream.NAME.sandbox] with read, write, network, memory, processes)"
+                    )))
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<SandboxSetting, A::Error> {
+                mandate_sandbox::SandboxConfig::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(m),
+                )
+                .map(SandboxSetting::On)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `{ tools = "GLOB", scope = "SCOPE" }`.
@@ -227,6 +282,38 @@ pub fn protect_directory(dir: &std::path::Path) {
     }
 }
 
+/// Paths no sandboxed upstream may reach, beside [`PROTECTED_DIRS`]: the whole MANDATE_HOME,
+/// the configuration the gateway was started with, every upstream's secret files.
+static SANDBOX_PROTECTED: std::sync::RwLock<Vec<std::path::PathBuf>> =
+    std::sync::RwLock::new(Vec::new());
+
+/// Registers a file or directory no sandboxed upstream may reach (a secret file, the
+/// configuration, MANDATE_HOME). Secret files may still be read from it by the gateway.
+pub fn protect_from_sandbox(file: &std::path::Path) {
+    let mut files = SANDBOX_PROTECTED.write().unwrap_or_else(|e| e.into_inner());
+    for f in [file.to_path_buf(), file.canonicalize().unwrap_or_default()] {
+        if !f.as_os_str().is_empty() && !files.contains(&f) {
+            files.push(f);
+        }
+    }
+}
+
+/// Everything a sandboxed upstream must never reach: the protected directories and files.
+pub fn protected_paths() -> Vec<std::path::PathBuf> {
+    let mut all = PROTECTED_DIRS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    all.extend(
+        SANDBOX_PROTECTED
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned(),
+    );
+    all
+}
+
 /// Reads a secret file (trailing newline removed), refusing what could be one of the server's own
 /// files under another name. The file is opened once and everything is checked on that open file,
 /// so it cannot be swapped between the checks and the read:
@@ -340,9 +427,32 @@ pub struct Checked {
     pub routes: Vec<RouteConfig>,
     /// The audience of the mandate minted for each forwarded request, when one is forwarded.
     pub forward_audience: Option<String>,
+    /// stdio: the sandbox the child runs in (`None`: `sandbox = "off"`, or not stdio).
+    pub sandbox: Option<mandate_sandbox::Policy>,
 }
 
 impl UpstreamConfig {
+    /// Checks the sandbox's declared paths against this machine: each exists, and none reaches
+    /// a protected path (MANDATE_HOME, keys, configuration, secret files). Run when the upstream
+    /// is added or the server starts, so a mistake is refused at once, not at the child's start.
+    pub fn check_sandbox_paths(&self, name: &str) -> Result<(), ConfigError> {
+        if let Some(SandboxSetting::On(c)) = &self.sandbox {
+            let policy = c
+                .check()
+                .map_err(|e| ConfigError(format!("upstream {name}: {e}")))?;
+            let mut protected = protected_paths();
+            protected.extend(self.secret_files());
+            mandate_sandbox::launch::declared(name, &policy, &protected)
+                .map_err(|e| ConfigError(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Whether a stdio child runs unsandboxed (`sandbox = "off"`).
+    pub fn sandbox_off(&self) -> bool {
+        self.sandbox == Some(SandboxSetting::Off)
+    }
+
     /// The secret files this configuration reads (`@FILE` sources), for a caller that must keep
     /// them out of places no upstream may read from (the server's own directory).
     pub fn secret_files(&self) -> Vec<std::path::PathBuf> {
@@ -473,22 +583,16 @@ impl UpstreamConfig {
                 "`secret_header` and `subject_header` are for HTTP upstreams; a stdio upstream takes `secret_env`".into(),
             ));
         }
-        match (&self.sandbox, stdio) {
-            (Some(v), _) if v != "off" => {
-                return Err(err(format!(
-                    "sandbox = {v:?}: this release cannot sandbox stdio upstreams yet; the only setting is \"off\""
-                )))
-            }
+        let sandbox = match (&self.sandbox, stdio) {
             (Some(_), false) => {
-                return Err(err("`sandbox` is for stdio upstreams".into()));
-            }
-            (None, true) => {
                 return Err(err(
-                    "stdio upstreams run sandboxed by default, and this release cannot sandbox yet: to run this one unsandboxed (with the gateway's rights), set sandbox = \"off\" (`mandate upstream add --sandbox off`)".into(),
+                    "`sandbox` is for stdio upstreams (an HTTP upstream runs elsewhere)".into(),
                 ));
             }
-            _ => {}
-        }
+            (_, false) | (Some(SandboxSetting::Off), true) => None,
+            (None, true) => Some(mandate_sandbox::Policy::default()),
+            (Some(SandboxSetting::On(c)), true) => Some(c.check().map_err(|e| err(e.0))?),
+        };
         if self.subject_header_required && self.subject_header.is_empty() {
             return Err(err(
                 "`subject_header_required` needs `subject_header` entries".into(),
@@ -596,6 +700,7 @@ impl UpstreamConfig {
             .forward_audience(&transport, &audience, &secret_header, &subject_header)
             .map_err(|e| err(e.0))?;
         Ok(Checked {
+            sandbox,
             forward_audience,
             transport,
             audience,
@@ -733,7 +838,6 @@ mod tests {
     fn stdio(cmd: &[&str]) -> UpstreamConfig {
         UpstreamConfig {
             stdio: cmd.iter().map(|s| s.to_string()).collect(),
-            sandbox: Some("off".into()),
             ..Default::default()
         }
     }
@@ -780,18 +884,54 @@ mod tests {
     }
 
     #[test]
-    fn a_stdio_upstream_needs_sandbox_off_until_sandboxing_exists() {
+    fn a_stdio_upstream_is_sandboxed_by_default_and_off_only_when_said() {
         let mut c = stdio(&["x"]);
-        c.sandbox = None;
-        assert!(c.validate("a").unwrap_err().0.contains("sandbox = \"off\""));
-        c.sandbox = Some("strict".into());
-        assert!(c.validate("a").is_err());
+        let on = c.validate("a").unwrap().sandbox.unwrap();
+        assert_eq!(on, mandate_sandbox::Policy::default());
+        c.sandbox = Some(SandboxSetting::Off);
+        assert!(c.validate("a").unwrap().sandbox.is_none());
+        assert!(c.sandbox_off());
+        c.sandbox = Some(SandboxSetting::On(mandate_sandbox::SandboxConfig {
+            read: vec!["relative".into()],
+            ..Default::default()
+        }));
+        assert!(c.validate("a").unwrap_err().0.contains("not absolute"));
         let http = UpstreamConfig {
             url: Some("http://127.0.0.1:1/mcp".into()),
-            sandbox: Some("off".into()),
+            sandbox: Some(SandboxSetting::Off),
             ..Default::default()
         };
-        assert!(http.validate("a").is_err());
+        assert!(http.validate("a").unwrap_err().0.contains("stdio"));
+    }
+
+    #[test]
+    fn the_sandbox_reads_as_off_or_as_a_table_and_nothing_else() {
+        let t: BTreeMap<String, UpstreamConfig> = toml::from_str(
+            "[a]\nstdio = [\"x\"]\nsandbox = \"off\"\n[b]\nstdio = [\"y\"]\n[b.sandbox]\nwrite = [\"/srv\"]\nnetwork = [\"h:443\"]\nprocesses = 8\n",
+        )
+        .unwrap();
+        assert!(t["a"].sandbox_off());
+        let b = t["b"].validate("b").unwrap().sandbox.unwrap();
+        assert_eq!(b.write, vec![std::path::PathBuf::from("/srv")]);
+        assert_eq!(b.limits.processes, 8);
+        // The stored (JSON) form reads back the same.
+        let json = serde_json::to_string(&t["b"]).unwrap();
+        assert_eq!(
+            serde_json::from_str::<UpstreamConfig>(&json).unwrap(),
+            t["b"]
+        );
+        let off = serde_json::to_string(&t["a"]).unwrap();
+        assert!(off.contains("\"sandbox\":\"off\""), "{off}");
+        for bad in [
+            "[a]\nstdio = [\"x\"]\nsandbox = \"strict\"\n",
+            "[a]\nstdio = [\"x\"]\n[a.sandbox]\nreed = [\"/x\"]\n",
+        ] {
+            let e = toml::from_str::<BTreeMap<String, UpstreamConfig>>(bad).unwrap_err();
+            assert!(
+                e.to_string().contains("off") || e.to_string().contains("reed"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

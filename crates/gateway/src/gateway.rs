@@ -474,8 +474,18 @@ impl Gateway {
         if method == "tools/call" && !self.learn_tools_for(up, &claims.sub).await {
             // The annotations decide how a call is treated (destructiveHint holds it for a
             // human): a call whose tool's annotations could never be learned is not made.
+            // A stdio child that is down says why (restarting after a limit killed it, or a
+            // sandbox that could not be set up).
+            let down = match &up.link {
+                crate::upstream::Link::Stdio(s) if !s.is_running() => format!(
+                    ": it is not running ({})",
+                    s.last_error()
+                        .unwrap_or_else(|| "starting or restarting".into())
+                ),
+                _ => String::new(),
+            };
             let why = format!(
-                "the gateway could not learn the tools of upstream {} (their annotations decide how a call is treated), so the call was not made; retry later",
+                "the gateway could not learn the tools of upstream {}{down} (their annotations decide how a call is treated), so the call was not made; retry later",
                 up.name
             );
             let ev = self

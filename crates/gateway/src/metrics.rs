@@ -48,8 +48,8 @@ impl Metrics {
         h.total += 1;
     }
 
-    /// The exposition text; `upstreams` is (name, kind, up, starts) for each upstream.
-    pub fn render(&self, upstreams: &[(String, &'static str, bool, u64)]) -> String {
+    /// The exposition text, with each upstream's health.
+    pub fn render(&self, upstreams: &[UpstreamHealth]) -> String {
         let mut s = String::new();
         s.push_str("# HELP mandate_gateway_calls_total Calls through the gateway, by upstream and outcome.\n");
         s.push_str("# TYPE mandate_gateway_calls_total counter\n");
@@ -89,23 +89,64 @@ impl Metrics {
         }
         s.push_str("# HELP mandate_gateway_upstream_up Whether the upstream can take calls (a stdio child is running).\n");
         s.push_str("# TYPE mandate_gateway_upstream_up gauge\n");
-        for (u, kind, up, _) in upstreams {
+        for h in upstreams {
             s.push_str(&format!(
-                "mandate_gateway_upstream_up{{upstream=\"{u}\",transport=\"{kind}\"}} {}\n",
-                u8::from(*up)
+                "mandate_gateway_upstream_up{{upstream=\"{}\",transport=\"{}\"}} {}\n",
+                h.name,
+                h.kind,
+                u8::from(h.up)
             ));
         }
-        s.push_str("# HELP mandate_gateway_upstream_starts_total Times a stdio upstream was started (restarts included).\n");
-        s.push_str("# TYPE mandate_gateway_upstream_starts_total counter\n");
-        for (u, kind, _, starts) in upstreams {
-            if *kind == "stdio" {
+        let stdio: Vec<&UpstreamHealth> = upstreams.iter().filter(|h| h.kind == "stdio").collect();
+        for (name, help, kind, value) in [
+            (
+                "upstream_starts_total",
+                "Times a stdio upstream was started (restarts included).",
+                "counter",
+                (|h: &UpstreamHealth| h.starts) as fn(&UpstreamHealth) -> u64,
+            ),
+            (
+                "upstream_killed_total",
+                "Times a stdio upstream was killed by a signal the gateway did not send (a sandbox limit such as CPU time, or a crash); each is restarted with backoff.",
+                "counter",
+                |h| h.killed,
+            ),
+            (
+                "upstream_sandboxed",
+                "Whether a stdio upstream runs in the sandbox (0: sandbox = \"off\", with the gateway's rights).",
+                "gauge",
+                |h| u64::from(h.sandboxed),
+            ),
+        ] {
+            s.push_str(&format!("# HELP mandate_gateway_{name} {help}\n"));
+            s.push_str(&format!("# TYPE mandate_gateway_{name} {kind}\n"));
+            for h in &stdio {
                 s.push_str(&format!(
-                    "mandate_gateway_upstream_starts_total{{upstream=\"{u}\"}} {starts}\n"
+                    "mandate_gateway_{name}{{upstream=\"{}\"}} {}\n",
+                    h.name,
+                    value(h)
                 ));
             }
         }
         s
     }
+}
+
+/// One upstream's health, as `/metrics` reports it.
+#[derive(Debug, Clone)]
+pub struct UpstreamHealth {
+    /// Its name.
+    pub name: String,
+    /// Its transport (`stdio`, `mcp-http`, `http`).
+    pub kind: &'static str,
+    /// Whether it can take calls.
+    pub up: bool,
+    /// stdio: times started.
+    pub starts: u64,
+    /// stdio: times killed by a signal the gateway did not send.
+    pub killed: u64,
+    /// stdio: whether it runs in the sandbox.
+    pub sandboxed: bool,
 }
 
 #[cfg(test)]
@@ -117,7 +158,14 @@ mod tests {
         let m = Metrics::default();
         m.call("fs", "allowed", Duration::from_micros(700));
         m.call("fs", "denied", Duration::from_millis(20));
-        let text = m.render(&[("fs".into(), "stdio", true, 2)]);
+        let text = m.render(&[UpstreamHealth {
+            name: "fs".into(),
+            kind: "stdio",
+            up: true,
+            starts: 2,
+            killed: 1,
+            sandboxed: true,
+        }]);
         assert!(text.contains("mandate_gateway_calls_total{upstream=\"fs\",outcome=\"allowed\"} 1"));
         assert!(
             text.contains("mandate_gateway_call_seconds_bucket{upstream=\"fs\",le=\"0.001\"} 1")
@@ -126,5 +174,7 @@ mod tests {
             text.contains("mandate_gateway_call_seconds_bucket{upstream=\"fs\",le=\"0.025\"} 2")
         );
         assert!(text.contains("mandate_gateway_upstream_starts_total{upstream=\"fs\"} 2"));
+        assert!(text.contains("mandate_gateway_upstream_killed_total{upstream=\"fs\"} 1"));
+        assert!(text.contains("mandate_gateway_upstream_sandboxed{upstream=\"fs\"} 1"));
     }
 }

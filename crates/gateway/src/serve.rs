@@ -80,21 +80,26 @@ pub fn routes(gw: Arc<Gateway>) -> Router {
 
 /// `GET /metrics` (Prometheus text).
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
-    let ups: Vec<(String, &'static str, bool, u64)> = gw
+    let ups: Vec<crate::metrics::UpstreamHealth> = gw
         .upstreams
         .all()
         .iter()
         .map(|u| {
-            let starts = match &u.link {
-                Link::Stdio(s) => s.starts.load(std::sync::atomic::Ordering::Relaxed),
-                Link::Http(_) => 0,
+            let (starts, killed) = match &u.link {
+                Link::Stdio(s) => (
+                    s.starts.load(std::sync::atomic::Ordering::Relaxed),
+                    s.killed.load(std::sync::atomic::Ordering::Relaxed),
+                ),
+                Link::Http(_) => (0, 0),
             };
-            (
-                u.name.clone(),
-                u.checked.transport.kind(),
-                u.is_up(),
+            crate::metrics::UpstreamHealth {
+                name: u.name.clone(),
+                kind: u.checked.transport.kind(),
+                up: u.is_up(),
                 starts,
-            )
+                killed,
+                sandboxed: u.checked.sandbox.is_some(),
+            }
         })
         .collect();
     (

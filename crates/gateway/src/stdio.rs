@@ -53,6 +53,8 @@ pub struct Launch {
     /// The names of the variables in that environment whose values are secrets: removed from
     /// anything the child writes to stderr before it is logged.
     pub secret_names: Vec<String>,
+    /// The sandbox the child runs in (`None`: `sandbox = "off"`, the gateway's rights).
+    pub sandbox: Option<mandate_sandbox::Policy>,
 }
 
 /// Why a call did not get an answer from the child.
@@ -116,6 +118,11 @@ pub struct StdioUpstream {
     stop: tokio::sync::Notify,
     /// Times the child was (re)started, for `/metrics`.
     pub starts: AtomicU64,
+    /// Whether the current child answered `initialize`.
+    came_up: AtomicBool,
+    /// Times the child was killed by a signal the gateway did not send (a sandbox limit, such
+    /// as its CPU time, or a crash), for `/metrics`.
+    pub killed: AtomicU64,
     /// The child's process group, while it runs.
     pgid: Mutex<Option<i32>>,
     last_error: Mutex<Option<String>>,
@@ -132,6 +139,8 @@ impl StdioUpstream {
             stopping: AtomicBool::new(false),
             stop: tokio::sync::Notify::new(),
             starts: AtomicU64::new(0),
+            killed: AtomicU64::new(0),
+            came_up: AtomicBool::new(false),
             pgid: Mutex::new(None),
             last_error: Mutex::new(None),
         });
@@ -316,11 +325,34 @@ async fn run_once(up: &Arc<StdioUpstream>) -> Result<(), String> {
         .map(|(_, v)| v.clone())
         .collect();
     let scrubber = crate::scrub::Scrubber::new(env_secrets.iter().map(|v| v.as_bytes().to_vec()));
-    let mut cmd = Command::new(&l.command);
-    cmd.args(&l.args)
-        .env_clear()
-        .envs(env)
-        .stdin(StdStdio::piped())
+    // Sandboxed: the trampoline's command, and what must outlive the child (its private home,
+    // its pids cgroup), dropped once it has been waited for.
+    let (mut cmd, _sandboxed) = match &l.sandbox {
+        Some(policy) => {
+            let prepared = mandate_sandbox::prepare(mandate_sandbox::Request {
+                name: &l.name,
+                policy,
+                program: &l.command,
+                args: &l.args,
+                env,
+                protected: crate::config::protected_paths(),
+            })
+            .map_err(|e| e.to_string())?;
+            let mandate_sandbox::Prepared {
+                command,
+                home,
+                cgroup,
+                ..
+            } = prepared;
+            (Command::from(command), Some((home, cgroup)))
+        }
+        None => {
+            let mut c = Command::new(&l.command);
+            c.args(&l.args).env_clear().envs(env);
+            (c, None)
+        }
+    };
+    cmd.stdin(StdStdio::piped())
         .stdout(StdStdio::piped())
         .stderr(StdStdio::piped())
         .process_group(0)
@@ -328,6 +360,7 @@ async fn run_once(up: &Arc<StdioUpstream>) -> Result<(), String> {
     let mut child: Child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {:?}: {e}", l.command))?;
+    let said = Arc::new(Mutex::new(Said::default()));
     up.starts.fetch_add(1, Ordering::Relaxed);
     let pid = child.id().map(|p| p as i32);
     *up.pgid.lock().unwrap_or_else(|e| e.into_inner()) = pid;
@@ -336,7 +369,7 @@ async fn run_once(up: &Arc<StdioUpstream>) -> Result<(), String> {
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let name = l.name.clone();
     let secrets: Vec<String> = env_secrets.into_iter().filter(|v| v.len() >= 4).collect();
-    tokio::spawn(log_stderr(name.clone(), stderr, secrets));
+    let stderr_done = tokio::spawn(log_stderr(name.clone(), stderr, secrets, said.clone()));
     let (to_child, mut from_gateway) = mpsc::channel::<String>(256);
     let writer = tokio::spawn(async move {
         while let Some(line) = from_gateway.recv().await {
@@ -391,6 +424,7 @@ async fn run_once(up: &Arc<StdioUpstream>) -> Result<(), String> {
         });
         *up.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
         up.live.send_replace(Some(session.clone()));
+        up.came_up.store(true, Ordering::Relaxed);
         tracing::info!(upstream = %name, pid = pid.unwrap_or(0), "stdio upstream started");
         let ended = relay(&name, &mut reader, &session).await;
         up.live.send_replace(None);
@@ -405,11 +439,51 @@ async fn run_once(up: &Arc<StdioUpstream>) -> Result<(), String> {
     .await;
     up.live.send_replace(None);
     writer.abort();
+    // How the child ended on its own (a moment to exit after closing its output), before the
+    // group is killed: a signal then is its own doing or a limit's, not ours.
+    let own = tokio::time::timeout(Duration::from_millis(100), child.wait())
+        .await
+        .ok()
+        .and_then(Result::ok);
     if let Some(pgid) = pid {
         signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
     }
-    let status = child.wait().await.ok();
+    let status = match own {
+        Some(s) => Some(s),
+        None => {
+            let _ = child.wait().await;
+            None
+        }
+    };
     *up.pgid.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    // Everything in the sandbox's cgroup is killed and its home removed.
+    drop(_sandboxed);
+    // The trampoline's reason arrives on stderr just before it exits.
+    let _ = tokio::time::timeout(Duration::from_millis(500), stderr_done).await;
+    let said = std::mem::take(&mut *said.lock().unwrap_or_else(|e| e.into_inner()));
+    if let Some(why) = said.refusal {
+        return Err(why);
+    }
+    // A child that never came up: its last words say why (a file its sandbox does not let it
+    // read, a missing module), at the level operators read.
+    if !up.came_up.swap(false, Ordering::Relaxed) && !said.tail.is_empty() {
+        let words: Vec<&str> = said.tail.iter().map(String::as_str).collect();
+        tracing::warn!(upstream = %name, "the child's last words on stderr: {:?}", words.join(" | "));
+    }
+    if let Some(sig) = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)) {
+        if !up.stopping.load(Ordering::Relaxed) {
+            up.killed.fetch_add(1, Ordering::Relaxed);
+            let name_of = nix::sys::signal::Signal::try_from(sig)
+                .map(|s| s.as_str())
+                .unwrap_or("an unknown signal");
+            let hint = if sig == nix::sys::signal::Signal::SIGXCPU as i32 {
+                "; it used up its CPU time limit (sandbox `cpu`)"
+            } else {
+                ""
+            };
+            return Err(format!("the child was killed by {name_of}{hint}"));
+        }
+    }
     match result {
         Ok(()) => Err(format!(
             "the child exited ({})",
@@ -630,7 +704,23 @@ fn id_of(head: &[u8], tail: &[u8]) -> Option<u64> {
     from_head.or_else(from_tail)?.parse().ok()
 }
 
-async fn log_stderr(name: String, stderr: tokio::process::ChildStderr, secrets: Vec<String>) {
+/// What a child wrote on stderr that the supervisor uses: the sandbox's refusal, if the
+/// trampoline gave one, and the last lines (scrubbed), shown when the child never came up.
+#[derive(Default)]
+struct Said {
+    refusal: Option<String>,
+    tail: std::collections::VecDeque<String>,
+}
+
+/// Lines of a child's stderr kept for when it fails to come up.
+const LAST_WORDS: usize = 5;
+
+async fn log_stderr(
+    name: String,
+    stderr: tokio::process::ChildStderr,
+    secrets: Vec<String>,
+    said: Arc<Mutex<Said>>,
+) {
     let mut reader = BufReader::new(stderr);
     loop {
         match read_line_bounded(&mut reader, 64 * 1024).await {
@@ -644,7 +734,19 @@ async fn log_stderr(name: String, stderr: tokio::process::ChildStderr, secrets: 
                         text = text.replace(v.as_str(), "[secret]");
                     }
                 }
+                // The sandbox's trampoline saying why it could not sandbox (it ran nothing).
+                if let Some(why) = text.strip_prefix(mandate_sandbox::FAILURE_MARK) {
+                    tracing::error!(upstream = %name, "the sandbox could not be set up: {why}");
+                    said.lock().unwrap_or_else(|e| e.into_inner()).refusal =
+                        Some(format!("sandbox: {why}"));
+                    continue;
+                }
                 tracing::debug!(upstream = %name, "stderr: {text}");
+                let mut s = said.lock().unwrap_or_else(|e| e.into_inner());
+                if s.tail.len() == LAST_WORDS {
+                    s.tail.pop_front();
+                }
+                s.tail.push_back(text);
             }
             Ok(None) | Err(LineError::Io(_)) => return,
             Err(LineError::TooLong { .. }) => continue,
@@ -706,6 +808,8 @@ mod tests {
             args: vec!["-c".into(), script.into()],
             env: Arc::new(|| Ok(vec![("PATH".into(), "/usr/bin:/bin".into())])),
             secret_names: vec![],
+            // The supervisor is tested here; the sandbox with the real binary (tests/sandbox.rs).
+            sandbox: None,
         }
     }
 

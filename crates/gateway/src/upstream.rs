@@ -61,6 +61,10 @@ impl Upstream {
         origin: Origin,
     ) -> Result<Arc<Self>, ConfigError> {
         let checked = config.validate(name)?;
+        // Its secret files are out of every sandbox's reach from now on.
+        for f in config.secret_files() {
+            crate::config::protect_from_sandbox(&f);
+        }
         let link = match &checked.transport {
             Transport::McpHttp(u) | Transport::Http(u) => Link::Http(u.clone()),
             Transport::Stdio { command, args } => {
@@ -71,6 +75,7 @@ impl Upstream {
                     args: args.clone(),
                     env: Arc::new(env),
                     secret_names: checked.secret_env.iter().map(|(k, _)| k.clone()).collect(),
+                    sandbox: checked.sandbox.clone(),
                 }))
             }
         };

@@ -68,9 +68,22 @@ pub enum Command {
     /// authority's keys and revocations, deciding with a local policy, and appending every
     /// decision to the authority's audit log as `--as` (which must hold mandate:audit).
     Gateway(GatewayArgs),
+    /// The sandbox stdio upstreams run in (`check`: what this kernel supports, and a self-test).
+    #[command(subcommand)]
+    Sandbox(SandboxCmd),
     /// The demo MCP server (stdio) that `mandate up --demo` serves as the upstream `demo`.
     #[command(name = "demo-mcp", hide = true)]
     DemoMcp,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCmd {
+    /// Report what this kernel supports (Landlock ABI, seccomp, user and network namespaces,
+    /// how processes are bounded) and prove it: a sandboxed child attempts what a hostile tool
+    /// would (read and write outside, connect to 127.0.0.1, signal, ptrace and read the
+    /// environment of its parent, make a namespace, exceed its memory and process limits).
+    /// Exits non-zero when stdio upstreams could not be sandboxed here.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,8 +254,9 @@ pub enum TokenCmd {
 #[derive(Debug, Subcommand)]
 pub enum UpstreamCmd {
     /// Add an upstream: an MCP server over Streamable HTTP (--url), over stdio (--stdio -- CMD
-    /// ARGS...; needs --sandbox off for now), or an HTTP API (--http, with --route). MCP is
-    /// served at /mcp/NAME for audience mcp:NAME, an HTTP API at /http/NAME/... for http:NAME.
+    /// ARGS..., run in a sandbox: --allow-read/--allow-write/--allow-net open it up), or an HTTP
+    /// API (--http, with --route). MCP is served at /mcp/NAME for audience mcp:NAME, an HTTP API
+    /// at /http/NAME/... for http:NAME.
     Add(Box<UpstreamAddArgs>),
     /// List the upstreams (from server.toml and added here).
     List,
@@ -299,10 +313,26 @@ pub struct UpstreamAddArgs {
     /// An HTTP API route: 'METHOD PATH=ACTION' (`*` one segment, `**` any rest; repeatable).
     #[arg(long = "route", value_name = "METHOD PATH=ACTION")]
     pub route: Vec<String>,
-    /// stdio: `off` runs the child unsandboxed (required until stdio sandboxing exists; audited
-    /// with the upstream and shown by `upstream list`).
-    #[arg(long, value_parser = ["off"])]
+    /// stdio: `off` runs the child without its sandbox, with the gateway's rights (audited with
+    /// the upstream and shown by `upstream list`). Only for a tool you trust as you trust Mandate.
+    #[arg(long, value_parser = ["off"], conflicts_with_all = ["allow_read", "allow_write", "allow_net", "memory", "processes"])]
     pub sandbox: Option<String>,
+    /// stdio sandbox: a path the upstream may read (repeatable; the system's libraries and its
+    /// own installation are readable already).
+    #[arg(long = "allow-read", value_name = "PATH")]
+    pub allow_read: Vec<String>,
+    /// stdio sandbox: a path the upstream may read and write (repeatable).
+    #[arg(long = "allow-write", value_name = "PATH")]
+    pub allow_write: Vec<String>,
+    /// stdio sandbox: a TCP destination it may connect to (repeatable; none: no network).
+    #[arg(long = "allow-net", value_name = "HOST:PORT")]
+    pub allow_net: Vec<String>,
+    /// stdio sandbox: address space of each process (default 2GiB).
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// stdio sandbox: processes and threads, all told (default 256).
+    #[arg(long, value_name = "N")]
+    pub processes: Option<u64>,
     /// HTTP: send each request a mandate minted for it (`Authorization: Bearer`; the caller's
     /// chain, the call's scope, at most 60 s), for an upstream that checks chains itself.
     #[arg(long)]

@@ -78,10 +78,20 @@ pub async fn run(ctx: &Ctx, a: GatewayArgs) -> Result<()> {
     // upstream's secret, whatever link leads to them (checked again at every read).
     mandate_gateway::config::protect_directory(&ctx.home.server_dir());
     mandate_gateway::config::protect_directory(&ctx.home.keys_dir());
+    // No sandboxed upstream reaches MANDATE_HOME or this configuration.
+    mandate_gateway::config::protect_from_sandbox(&ctx.home.root);
+    mandate_gateway::config::protect_from_sandbox(&path);
+    for up in file.upstream.values() {
+        for f in up.secret_files() {
+            mandate_gateway::config::protect_from_sandbox(&f);
+        }
+    }
     for (name, up) in &file.upstream {
         let at = |e: String| anyhow::anyhow!("{} [upstream.{name}]: {e}", path.display());
         up.validate(name).map_err(|e| at(e.to_string()))?;
         up.check_secret_files_outside(name, &ctx.home.server_dir())
+            .map_err(|e| at(e.to_string()))?;
+        up.check_sandbox_paths(name)
             .map_err(|e| at(e.to_string()))?;
         // Forwarded mandates are signed with the issuer's key, which only the authority holds.
         if up.forward_mandate {
@@ -179,7 +189,7 @@ pub async fn run(ctx: &Ctx, a: GatewayArgs) -> Result<()> {
             mandate_gateway::Upstream::start(name, up.clone(), mandate_gateway::Origin::Config)
                 .map_err(|e| anyhow::anyhow!("{} [upstream.{name}]: {e}", path.display()))?;
         tracing::info!(upstream = %name, transport = started.checked.transport.kind(), audience = %started.checked.audience, "serving upstream {name}");
-        if started.config.sandbox.as_deref() == Some("off") {
+        if started.config.sandbox_off() {
             tracing::warn!(upstream = %name, "stdio upstream runs unsandboxed (sandbox = \"off\"), with the gateway's rights");
         }
         gw.upstreams.put(started);

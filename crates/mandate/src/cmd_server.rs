@@ -280,6 +280,10 @@ pub async fn up(ctx: &Ctx, a: UpArgs) -> Result<()> {
 
 pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
     let (cfg, dir) = ctx.home.server_config(a.config.as_deref())?;
+    // No sandboxed upstream reaches the configuration given, wherever it is.
+    if let Some(c) = &a.config {
+        mandate_gateway::config::protect_from_sandbox(c);
+    }
     // Held until the server stops: the database and the audit files are this process's alone.
     let _lock = try_lock_server_dir(&dir)?.with_context(|| {
         format!(
@@ -295,6 +299,8 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
         .await
         .context("cannot open the database")?;
     let keys_dir = resolve(&dir, &cfg.issuer_keys);
+    // Issuer keys kept outside MANDATE_HOME are out of every sandbox's reach too.
+    mandate_gateway::config::protect_from_sandbox(&keys_dir);
     let keys = IssuerKeys::load(&store, &keys_dir).await?;
     mandate_server::audit::check_database_against_last_checkpoint(&store, &keys_dir)
         .await
@@ -340,6 +346,13 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    let gateway = start_gateway(&cfg, &state, &dir)?;
+    for (name, up) in cfg.upstream.iter().filter(|(_, u)| u.sandbox_off()) {
+        mandate_server::admin_upstreams::audit_unsandboxed(&state, name, up)
+            .await
+            .with_context(|| format!("cannot audit that upstream {name} runs unsandboxed"))?;
+    }
+    // Announced once everything that can refuse the configuration has accepted it.
     tracing::info!(addr = %listener.local_addr()?, issuer = %cfg.issuer, "mandate serving");
     if !ctx.json {
         println!(
@@ -348,7 +361,6 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
             listener.local_addr()?
         );
     }
-    let gateway = start_gateway(&cfg, &state, &dir)?;
     let _ = state.gateway.set(Arc::downgrade(&gateway));
     mandate_server::admin_upstreams::start_stored(&state, &gateway)
         .await
@@ -375,12 +387,22 @@ fn start_gateway(
     mandate_gateway::config::protect_directory(server_dir);
     if let Some(home) = server_dir.parent() {
         mandate_gateway::config::protect_directory(&home.join("keys"));
+        // No sandboxed upstream reaches anything in MANDATE_HOME.
+        mandate_gateway::config::protect_from_sandbox(home);
+    }
+    // Every upstream's secret files are out of every sandbox's reach before any child starts.
+    for up in cfg.upstream.values() {
+        for f in up.secret_files() {
+            mandate_gateway::config::protect_from_sandbox(&f);
+        }
     }
     // Every upstream is checked before any child is started.
     for (name, up) in &cfg.upstream {
         up.validate(name)
             .map_err(|e| anyhow::anyhow!("server.toml [upstream.{name}]: {e}"))?;
         up.check_secret_files_outside(name, server_dir)
+            .map_err(|e| anyhow::anyhow!("server.toml [upstream.{name}]: {e}"))?;
+        up.check_sandbox_paths(name)
             .map_err(|e| anyhow::anyhow!("server.toml [upstream.{name}]: {e}"))?;
     }
     let gw = Arc::new(
@@ -404,7 +426,7 @@ fn start_gateway(
             mandate_gateway::Upstream::start(name, up.clone(), mandate_gateway::Origin::Config)
                 .map_err(|e| anyhow::anyhow!("server.toml [upstream.{name}]: {e}"))?;
         tracing::info!(upstream = %name, transport = started.checked.transport.kind(), audience = %started.checked.audience, "serving upstream {name}");
-        if started.config.sandbox.as_deref() == Some("off") {
+        if started.config.sandbox_off() {
             tracing::warn!(upstream = %name, "stdio upstream runs unsandboxed (sandbox = \"off\"), with the gateway's rights");
         }
         gw.upstreams.put(started);
@@ -426,8 +448,14 @@ fn demo_upstreams() -> Result<std::collections::BTreeMap<String, mandate_gateway
     let demo = mandate_gateway::UpstreamConfig {
         stdio: vec![exe.display().to_string(), "demo-mcp".into()],
         pass_env: Some(vec![]),
-        // This binary's own fixture, run unsandboxed (stdio sandboxing does not exist yet).
-        sandbox: Some("off".into()),
+        // Sandboxed like any stdio upstream where this kernel can; our own code otherwise.
+        sandbox: match mandate_sandbox::launch::support().require(false) {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!("the demo upstream runs unsandboxed: {e}");
+                Some(mandate_gateway::config::SandboxSetting::Off)
+            }
+        },
         ..Default::default()
     };
     Ok([("demo".to_string(), demo)].into_iter().collect())

@@ -124,7 +124,27 @@ fn config_of(a: UpstreamAddArgs) -> Result<UpstreamConfig> {
     if !a.pass_env.is_empty() {
         c.pass_env = Some(a.pass_env);
     }
-    c.sandbox = a.sandbox;
+    let declared = !a.allow_read.is_empty()
+        || !a.allow_write.is_empty()
+        || !a.allow_net.is_empty()
+        || a.memory.is_some()
+        || a.processes.is_some();
+    if declared && !c.stdio.is_empty() {
+        c.sandbox = Some(mandate_gateway::config::SandboxSetting::On(
+            mandate_sandbox::SandboxConfig {
+                read: a.allow_read,
+                write: a.allow_write,
+                network: a.allow_net,
+                memory: a.memory,
+                processes: a.processes,
+                ..Default::default()
+            },
+        ));
+    } else if declared {
+        bail!("--allow-read, --allow-write, --allow-net, --memory and --processes shape a stdio upstream's sandbox: use them with --stdio");
+    } else if a.sandbox.is_some() {
+        c.sandbox = Some(mandate_gateway::config::SandboxSetting::Off);
+    }
     c.forward_mandate = a.forward_mandate;
     c.forward_audience = a.forward_audience;
     for r in &a.route {
@@ -163,6 +183,22 @@ fn show_text(v: &Value) -> String {
     );
     let config = serde_json::to_string(&v["config"]).unwrap_or_default();
     s.push_str(&format!("\n  config  {}", safe(&config)));
+    match v["sandbox"].as_str() {
+        Some("off") => s.push_str(
+            "\n  sandbox OFF: the child runs with the gateway's rights (sandbox = \"off\")",
+        ),
+        Some("on") => {
+            s.push_str("\n  sandbox on (docs/sandbox.md):");
+            for (k, val) in v["sandbox_in_force"].as_object().into_iter().flatten() {
+                s.push_str(&format!(
+                    "\n    {:<11} {}",
+                    safe(k),
+                    safe(val.as_str().unwrap_or(""))
+                ));
+            }
+        }
+        _ => {}
+    }
     let tools = v["tools"].as_array().cloned().unwrap_or_default();
     if tools.is_empty() {
         s.push_str("\n  tools   (none known yet: a stdio upstream is asked; an HTTP upstream's are learned from the lists callers make)");

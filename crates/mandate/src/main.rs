@@ -15,6 +15,7 @@ mod cmd_connect;
 mod cmd_gateway;
 mod cmd_policy;
 mod cmd_principals;
+mod cmd_sandbox;
 mod cmd_server;
 mod cmd_tokens;
 mod cmd_upstream;
@@ -34,6 +35,20 @@ use crate::cli::{Cli, Command};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    // The sandbox's trampoline and self-test run before anything else (clap, logging, the
+    // runtime): they must stay single-threaded, and they are not commands for people.
+    let mut args = std::env::args();
+    match (args.nth(1).as_deref(), args.next()) {
+        (Some("sandbox-exec"), Some(spec)) => return mandate_sandbox::trampoline(&spec),
+        (Some("sandbox-selftest"), Some(targets)) => {
+            return mandate_sandbox::selftest::child_main(&targets)
+        }
+        _ => {}
+    }
+    // Sandboxed stdio upstreams are started through this same binary.
+    if let Ok(exe) = std::env::current_exe() {
+        mandate_sandbox::set_launcher(exe);
+    }
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
     let mut cli =
         <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
@@ -105,6 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gateway(a) => cmd_gateway::run(&ctx, a).await,
         Command::Upstream(c) => cmd_upstream::run(&ctx, c).await,
         Command::Approvals(c) => cmd_approvals::run(&ctx, c).await,
+        Command::Sandbox(c) => cmd_sandbox::run(&ctx, c).await,
         Command::DemoMcp => unreachable!("served before the runtime starts"),
     }
 }

@@ -348,13 +348,21 @@ fn an_upstream_added_live_is_served_at_once_audited_and_kept_across_a_restart() 
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // stdio upstreams need an explicit sandbox = off until sandboxing exists.
+    // A sandbox declared wrong is refused with its reason, before anything is stored.
     let out = s.cli(&[
-        "upstream", "add", "unboxed", "--stdio", "--", exe, "demo-mcp",
+        "upstream",
+        "add",
+        "boxed",
+        "--allow-read",
+        "relative/dir",
+        "--stdio",
+        "--",
+        exe,
+        "demo-mcp",
     ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("sandbox = \"off\""));
-    // `--json` before `--`: what follows `--` is the upstream's command.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not absolute"));
+    // `--json` before `--`: what follows `--` is the upstream's command (sandboxed by default).
     let added: Value = serde_json::from_str(&s.ok(&[
         "upstream",
         "add",
@@ -362,8 +370,6 @@ fn an_upstream_added_live_is_served_at_once_audited_and_kept_across_a_restart() 
         "--json",
         "--scope-rule",
         "read_*=notes:read",
-        "--sandbox",
-        "off",
         "--stdio",
         "--",
         exe,

@@ -52,7 +52,14 @@ fn summary(u: &Upstream) -> Value {
         "audience": u.checked.audience,
         "origin": u.origin,
         "up": u.is_up(),
-        "sandbox": u.config.sandbox.clone().unwrap_or_else(|| if u.checked.transport.kind() == "stdio" { "on".into() } else { "n/a".into() }),
+        "sandbox": match (&u.checked.sandbox, u.checked.transport.kind()) {
+            (Some(_), _) => "on",
+            (None, "stdio") => "off",
+            _ => "n/a",
+        },
+        "sandbox_in_force": u.checked.sandbox.as_ref().map(|p| {
+            p.describe().into_iter().map(|(k, v)| (k, Value::String(v))).collect::<serde_json::Map<_, _>>()
+        }),
         "path": if u.checked.transport.is_mcp() { format!("/mcp/{}", u.name) } else { format!("/http/{}/...", u.name) },
         "config": u.config,
     })
@@ -69,6 +76,30 @@ async fn add(
     req.config
         .validate(&req.name)
         .map_err(|e| ApiError::bad_request(e.0))?;
+    req.config
+        .check_sandbox_paths(&req.name)
+        .map_err(|e| ApiError::bad_request(e.0))?;
+    // Its secret files must not be readable by a sandbox already running.
+    for f in req.config.secret_files() {
+        let real = f.canonicalize().unwrap_or(f.clone());
+        for u in gw.upstreams.all() {
+            let Some(p) = &u.checked.sandbox else {
+                continue;
+            };
+            if let Some(d) =
+                p.read.iter().chain(&p.write).find(|d| {
+                    real.starts_with(d.canonicalize().unwrap_or_else(|_| d.to_path_buf()))
+                })
+            {
+                return Err(ApiError::bad_request(format!(
+                    "secret file {} lies in {}, which upstream {}'s sandbox may read; keep secrets outside every sandbox's paths",
+                    f.display(),
+                    d.display(),
+                    u.name
+                )));
+            }
+        }
+    }
     // The server's own directory (issuer keys, audit keys, the database) is never a secret source.
     if let Some(server_dir) = st.cfg.keys_dir.parent() {
         req.config
@@ -203,6 +234,32 @@ async fn remove(
     Ok(Json(json!({ "removed": name })))
 }
 
+/// Records, at start-up, that an upstream declared in `server.toml` runs unsandboxed
+/// (`sandbox = "off"`): an admin change by whoever wrote the file, since nobody made it through
+/// the admin API. Fails when the audit log cannot take it, and the server then does not start.
+pub async fn audit_unsandboxed(
+    st: &AppState,
+    name: &str,
+    config: &UpstreamConfig,
+) -> Result<(), mandate_store::StoreError> {
+    let mut ev = crate::audit::new_event(
+        mandate_audit::event::kinds::ADMIN_CHANGE,
+        "config:server.toml",
+        "upstream.sandbox_off",
+    );
+    ev.resource = Some(name.to_string());
+    ev.details
+        .insert("origin".into(), Value::String("config".into()));
+    ev.details.insert(
+        "config".into(),
+        serde_json::to_value(config).unwrap_or_default(),
+    );
+    ev.reasons = vec![format!(
+        "stdio upstream {name} runs without its sandbox, with the gateway's rights (sandbox = \"off\" in server.toml)"
+    )];
+    st.audit(&ev).await.map(|_| ())
+}
+
 /// Starts the upstreams stored by earlier `mandate upstream add`s (a name `server.toml` also
 /// declares keeps its `server.toml` form, with a warning). One that no longer checks out is
 /// logged and skipped, so that the rest are served.
@@ -221,7 +278,7 @@ pub async fn start_stored(
         match started {
             Ok(up) => {
                 tracing::info!(upstream = %s.name, transport = up.checked.transport.kind(), "serving upstream {}", s.name);
-                if up.config.sandbox.as_deref() == Some("off") {
+                if up.config.sandbox_off() {
                     tracing::warn!(upstream = %s.name, "stdio upstream runs unsandboxed (sandbox = \"off\"), with the gateway's rights");
                 }
                 gw.upstreams.put(up);

@@ -1,0 +1,108 @@
+//! A pids cgroup per sandbox, for a gateway running as root: the kernel does not apply
+//! RLIMIT_NPROC to root's user id (whatever namespace it is in), so the number of processes is
+//! bounded by `pids.max` instead. cgroup v1 (a `pids` hierarchy) and v2 (the unified hierarchy,
+//! where the gateway's cgroup may hand the controller down) are both used as found; where
+//! neither can be written, sandboxed upstreams do not start (fail closed) and the error says to
+//! run the gateway as an unprivileged user, which is the better fix anyway.
+//!
+//! The cgroup also makes stopping reliable: every process in it is killed when the upstream
+//! stops, including any that left the process group (`setsid`).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// A cgroup made for one sandboxed child: removed (its processes killed) when dropped.
+#[derive(Debug)]
+pub struct Cgroup {
+    dir: PathBuf,
+}
+
+impl Cgroup {
+    /// Makes a cgroup bounded to `max` tasks, for upstream `name`.
+    pub fn create(name: &str, max: u64) -> Result<Cgroup, String> {
+        let base = base()?;
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = base.join(format!("mandate-{name}-{}-{n}", std::process::id()));
+        std::fs::create_dir(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+        let cg = Cgroup { dir };
+        let max_file = cg.dir.join("pids.max");
+        std::fs::write(&max_file, max.to_string()).map_err(|e| {
+            format!(
+                "cannot bound {} (is the pids controller enabled for it?): {e}",
+                max_file.display()
+            )
+        })?;
+        Ok(cg)
+    }
+
+    /// The cgroup's directory (the trampoline joins it by writing `cgroup.procs`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Kills every process in the cgroup.
+    pub fn kill_all(&self) {
+        // cgroup v2 (5.14+) kills the whole tree at once; otherwise each process by pid.
+        if std::fs::write(self.dir.join("cgroup.kill"), "1").is_ok() {
+            return;
+        }
+        if let Ok(procs) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        self.kill_all();
+        // Killed processes leave the cgroup a moment later; it is removable once empty.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+/// Where this process's pids cgroup is, writable.
+fn base() -> Result<PathBuf, String> {
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+    // v1: "N:pids:/path" under a `pids` hierarchy.
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
+        let (Some(controllers), Some(path)) = (controllers, path) else {
+            continue;
+        };
+        if controllers.split(',').any(|c| c == "pids") {
+            for mount in ["/sys/fs/cgroup/pids", "/sys/fs/cgroup/pids,cpuacct"] {
+                let dir = Path::new(mount).join(path.trim_start_matches('/'));
+                if dir.join("cgroup.procs").exists() {
+                    return Ok(dir);
+                }
+            }
+        }
+    }
+    // v2: "0::/path" under the unified hierarchy, with pids handed down to children.
+    if let Some(path) = own.lines().find_map(|l| l.strip_prefix("0::")) {
+        for mount in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+            let dir = Path::new(mount).join(path.trim_start_matches('/'));
+            let handed = std::fs::read_to_string(dir.join("cgroup.subtree_control"))
+                .map(|s| s.split_whitespace().any(|c| c == "pids"))
+                .unwrap_or(false);
+            if handed {
+                return Ok(dir);
+            }
+        }
+    }
+    Err("no pids cgroup this process can write was found".into())
+}

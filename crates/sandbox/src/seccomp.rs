@@ -1,0 +1,241 @@
+//! The system call filter: a deny-list of the calls an MCP server has no business making, each
+//! refused with `EPERM` (so a program sees a clean error, not a crash), and `clone3` refused with
+//! `ENOSYS` so that the C library falls back to `clone`, whose flags the filter can read.
+//!
+//! Refused: debugging other processes (ptrace, process_vm_*), mounting and changing roots, BPF,
+//! the kernel keyring, kernel modules and kexec, namespaces (unshare, setns, clone with a
+//! CLONE_NEW* flag), perf events, userfaultfd, io_uring (whose operations bypass this filter),
+//! clocks, swap, reboot, accounting, quotas, file handles (open_by_handle_at escapes a
+//! directory tree), the kernel log, and `socket(AF_UNIX, ...)` (a filesystem socket such as
+//! Docker's or a database's is not covered by Landlock's file rules; `socketpair` still works),
+//! raw and packet sockets (which Landlock's TCP rules do not see), UDP sockets (Landlock has no
+//! UDP rules: name resolution goes over TCP, see [`crate::launch`]), and, for an upstream with
+//! no declared destination, every `socket` call: its network is off even where no network
+//! namespace can be made.
+//!
+//! Also refused: changing another process's limits, priority, scheduling, CPU affinity, I/O
+//! priority or memory placement (`prlimit64`, `setpriority`, `sched_set*`, `ioprio_set`,
+//! `migrate_pages`, `move_pages` naming a pid other than 0). The kernel allows these between
+//! processes of the same user, Landlock does not cover them, and the gateway is a process of
+//! the same user: without this a tool could set the gateway's open-file limit to 3. A process
+//! still changes its own (pid 0, which is what the C library passes).
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule,
+};
+
+/// The calls refused outright, by name (for `sandbox check` and the docs) and number.
+pub fn denied() -> Vec<(&'static str, i64)> {
+    let mut v: Vec<(&'static str, i64)> = vec![
+        ("ptrace", libc::SYS_ptrace),
+        ("process_vm_readv", libc::SYS_process_vm_readv),
+        ("process_vm_writev", libc::SYS_process_vm_writev),
+        ("pidfd_getfd", libc::SYS_pidfd_getfd),
+        ("kcmp", libc::SYS_kcmp),
+        ("mount", libc::SYS_mount),
+        ("umount2", libc::SYS_umount2),
+        ("pivot_root", libc::SYS_pivot_root),
+        ("chroot", libc::SYS_chroot),
+        ("move_mount", libc::SYS_move_mount),
+        ("open_tree", libc::SYS_open_tree),
+        ("fsopen", libc::SYS_fsopen),
+        ("fsconfig", libc::SYS_fsconfig),
+        ("fsmount", libc::SYS_fsmount),
+        ("fspick", libc::SYS_fspick),
+        ("mount_setattr", libc::SYS_mount_setattr),
+        ("bpf", libc::SYS_bpf),
+        ("keyctl", libc::SYS_keyctl),
+        ("add_key", libc::SYS_add_key),
+        ("request_key", libc::SYS_request_key),
+        ("init_module", libc::SYS_init_module),
+        ("finit_module", libc::SYS_finit_module),
+        ("delete_module", libc::SYS_delete_module),
+        ("kexec_load", libc::SYS_kexec_load),
+        ("kexec_file_load", libc::SYS_kexec_file_load),
+        ("unshare", libc::SYS_unshare),
+        ("setns", libc::SYS_setns),
+        ("perf_event_open", libc::SYS_perf_event_open),
+        ("userfaultfd", libc::SYS_userfaultfd),
+        ("io_uring_setup", libc::SYS_io_uring_setup),
+        ("io_uring_enter", libc::SYS_io_uring_enter),
+        ("io_uring_register", libc::SYS_io_uring_register),
+        ("open_by_handle_at", libc::SYS_open_by_handle_at),
+        ("name_to_handle_at", libc::SYS_name_to_handle_at),
+        ("swapon", libc::SYS_swapon),
+        ("swapoff", libc::SYS_swapoff),
+        ("reboot", libc::SYS_reboot),
+        ("acct", libc::SYS_acct),
+        ("quotactl", libc::SYS_quotactl),
+        ("syslog", libc::SYS_syslog),
+        ("settimeofday", libc::SYS_settimeofday),
+        ("clock_settime", libc::SYS_clock_settime),
+        ("clock_adjtime", libc::SYS_clock_adjtime),
+        ("adjtimex", libc::SYS_adjtimex),
+        ("sethostname", libc::SYS_sethostname),
+        ("setdomainname", libc::SYS_setdomainname),
+        ("personality", libc::SYS_personality),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    v.extend([
+        ("iopl", libc::SYS_iopl),
+        ("ioperm", libc::SYS_ioperm),
+        ("uselib", libc::SYS_uselib),
+        ("lookup_dcookie", libc::SYS_lookup_dcookie),
+    ]);
+    v
+}
+
+/// Namespace flags that `clone` may not carry.
+const NAMESPACE_FLAGS: [u64; 7] = [
+    libc::CLONE_NEWNS as u64,
+    libc::CLONE_NEWUSER as u64,
+    libc::CLONE_NEWNET as u64,
+    libc::CLONE_NEWPID as u64,
+    libc::CLONE_NEWIPC as u64,
+    libc::CLONE_NEWUTS as u64,
+    libc::CLONE_NEWCGROUP as u64,
+];
+
+/// Why the filter could not be built or installed.
+#[derive(Debug, thiserror::Error)]
+#[error("seccomp: {0}")]
+pub struct SeccompError(pub String);
+
+fn arch() -> Result<seccompiler::TargetArch, SeccompError> {
+    std::env::consts::ARCH.try_into().map_err(|_| {
+        SeccompError(format!(
+            "this machine's architecture ({}) has no system call filter here; x86_64, aarch64 and riscv64 do",
+            std::env::consts::ARCH
+        ))
+    })
+}
+
+fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, SeccompError> {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value)
+        .map_err(|e| SeccompError(e.to_string()))
+}
+
+/// A condition on a 32-bit argument (a pid, an `int`), so a negative value is not sign-extended.
+fn dword(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, SeccompError> {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
+        .map_err(|e| SeccompError(e.to_string()))
+}
+
+/// The two programs: the deny-list (`EPERM`), and `clone3` (`ENOSYS`). `network`: whether the
+/// upstream declared destinations (without, no socket can be made at all).
+pub fn programs(network: bool) -> Result<[BpfProgram; 2], SeccompError> {
+    let e = |e: seccompiler::BackendError| SeccompError(e.to_string());
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        denied().into_iter().map(|(_, n)| (n, vec![])).collect();
+    // clone(flags, ...) with any namespace flag: one rule per flag, any of which matches.
+    let clone_rules = NAMESPACE_FLAGS
+        .iter()
+        .map(|f| SeccompRule::new(vec![cond(0, SeccompCmpOp::MaskedEq(*f), *f)?]).map_err(e))
+        .collect::<Result<Vec<_>, _>>()?;
+    rules.insert(libc::SYS_clone, clone_rules);
+    // Calls that take a pid (first argument) and act on another process when it is not 0.
+    for call in [
+        libc::SYS_prlimit64,
+        libc::SYS_sched_setaffinity,
+        libc::SYS_sched_setscheduler,
+        libc::SYS_sched_setparam,
+        libc::SYS_sched_setattr,
+        libc::SYS_migrate_pages,
+        libc::SYS_move_pages,
+    ] {
+        rules.insert(
+            call,
+            vec![SeccompRule::new(vec![dword(0, SeccompCmpOp::Ne, 0)?]).map_err(e)?],
+        );
+    }
+    // setpriority(which, who, prio) and ioprio_set(which, who, prio): only the caller itself
+    // (PRIO_PROCESS = 0 / IOPRIO_WHO_PROCESS = 1, who = 0).
+    for (call, own) in [(libc::SYS_setpriority, 0u64), (libc::SYS_ioprio_set, 1)] {
+        rules.insert(
+            call,
+            vec![
+                SeccompRule::new(vec![dword(0, SeccompCmpOp::Ne, own)?]).map_err(e)?,
+                SeccompRule::new(vec![dword(1, SeccompCmpOp::Ne, 0)?]).map_err(e)?,
+            ],
+        );
+    }
+    let socket_rules = if network {
+        // socket(domain, type, ...): no filesystem sockets, no packet sockets, no raw sockets.
+        let raw = libc::SOCK_RAW as u64;
+        let dgram = libc::SOCK_DGRAM as u64;
+        let mut r = vec![
+            SeccompRule::new(vec![cond(0, SeccompCmpOp::Eq, libc::AF_UNIX as u64)?]).map_err(e)?,
+            SeccompRule::new(vec![cond(0, SeccompCmpOp::Eq, libc::AF_PACKET as u64)?])
+                .map_err(e)?,
+            SeccompRule::new(vec![cond(1, SeccompCmpOp::MaskedEq(0xf), raw)?]).map_err(e)?,
+        ];
+        for family in [libc::AF_INET, libc::AF_INET6] {
+            r.push(
+                SeccompRule::new(vec![
+                    cond(0, SeccompCmpOp::Eq, family as u64)?,
+                    cond(1, SeccompCmpOp::MaskedEq(0xf), dgram)?,
+                ])
+                .map_err(e)?,
+            );
+        }
+        r
+    } else {
+        vec![]
+    };
+    rules.insert(libc::SYS_socket, socket_rules);
+    let deny = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch()?,
+    )
+    .map_err(e)?;
+    let clone3 = SeccompFilter::new(
+        [(libc::SYS_clone3, vec![])].into_iter().collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch()?,
+    )
+    .map_err(e)?;
+    let deny: BpfProgram = deny.try_into().map_err(e)?;
+    let clone3: BpfProgram = clone3.try_into().map_err(e)?;
+    Ok([deny, clone3])
+}
+
+/// Installs both programs on the calling thread (and, through exec and fork, everything it
+/// starts). Needs `no_new_privs`, which the caller sets first.
+pub fn install(network: bool) -> Result<(), SeccompError> {
+    for p in programs(network)? {
+        seccompiler::apply_filter(&p).map_err(|e| SeccompError(e.to_string()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filter_compiles_for_this_machine() {
+        for network in [false, true] {
+            let [deny, clone3] = programs(network).unwrap();
+            assert!(deny.len() > denied().len());
+            assert!(!clone3.is_empty());
+        }
+        // Declared destinations keep sockets, with rules: a longer program.
+        assert!(programs(true).unwrap()[0].len() > programs(false).unwrap()[0].len());
+    }
+
+    #[test]
+    fn the_deny_list_names_each_call_once() {
+        let d = denied();
+        let mut nums: Vec<i64> = d.iter().map(|(_, n)| *n).collect();
+        nums.sort_unstable();
+        nums.dedup();
+        assert_eq!(nums.len(), d.len());
+        assert!(d.iter().any(|(n, _)| *n == "ptrace"));
+    }
+}
