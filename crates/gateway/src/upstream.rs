@@ -179,6 +179,28 @@ impl Upstream {
     }
 }
 
+/// The action of the admin change that records an upstream run without its sandbox.
+pub const SANDBOX_OFF_ACTION: &str = "upstream.sandbox_off";
+
+/// Fills `ev` (an `admin.change` made by its writer: the authority for `server.toml`, a gateway
+/// run apart for its own configuration) as the record that upstream `name` runs unsandboxed.
+pub fn describe_sandbox_off(
+    ev: &mut mandate_audit::event::Event,
+    name: &str,
+    config: &UpstreamConfig,
+) {
+    ev.resource = Some(name.to_string());
+    ev.details
+        .insert("origin".into(), Value::String("config".into()));
+    ev.details.insert(
+        "config".into(),
+        serde_json::to_value(config).unwrap_or_default(),
+    );
+    ev.reasons = vec![format!(
+        "stdio upstream {name} runs without its sandbox, with the gateway's rights (sandbox = \"off\" in its configuration)"
+    )];
+}
+
 /// The child's whole environment, built at each start: the named variables of the gateway's
 /// own environment, the plain values, and the secrets read now.
 fn child_env(

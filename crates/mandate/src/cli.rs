@@ -429,9 +429,10 @@ pub enum KeysCmd {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// What to measure: `exchange` (token exchanges, the default) or `gateway` (MCP calls
-    /// straight to a fast upstream and through the gateway, in the same run).
-    #[arg(value_parser = ["exchange", "gateway"])]
+    /// What to measure: `exchange` (token exchanges, the default), `gateway` (MCP calls
+    /// straight to a fast upstream and through the gateway, in the same run) or `sandbox` (a
+    /// stdio upstream's start-up and calls, sandboxed and not, in the same run).
+    #[arg(value_parser = ["exchange", "gateway", "sandbox"])]
     pub target: Option<String>,
     /// How long to measure, in seconds.
     #[arg(long, default_value_t = 10)]
@@ -447,6 +448,15 @@ pub struct BenchArgs {
     /// flood, maximal decision batches from other loopback sources): `--seconds` per phase.
     #[arg(long)]
     pub abuse: bool,
+    /// sandbox: starts measured, each way.
+    #[arg(long, default_value_t = 20)]
+    pub starts: usize,
+    /// sandbox: a path the measured upstream may read (repeatable).
+    #[arg(long = "allow-read", value_name = "PATH")]
+    pub allow_read: Vec<String>,
+    /// sandbox: the upstream to measure, after `--` (default: this binary's demo server).
+    #[arg(last = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -184,6 +184,21 @@ pub async fn run(ctx: &Ctx, a: GatewayArgs) -> Result<()> {
     let gw = Arc::new(
         mandate_gateway::Gateway::new(settings, auth, policy, audit.clone()).with_approvals(desk),
     );
+    // An upstream run without its sandbox is on the record before it starts (fail closed).
+    for (name, up) in file.upstream.iter().filter(|(_, u)| u.sandbox_off()) {
+        use mandate_audit::sink::AuditSink as _;
+        let mut ev = mandate_audit::event::Event::new(
+            mandate_audit::event::kinds::ADMIN_CHANGE,
+            &principal,
+            mandate_gateway::upstream::SANDBOX_OFF_ACTION,
+            mandate_gateway::gateway::now() * 1000,
+            mandate_audit::event::event_randomness(),
+        );
+        mandate_gateway::upstream::describe_sandbox_off(&mut ev, name, up);
+        audit.append(&ev).await.map_err(|_| {
+            anyhow::anyhow!("cannot record in the audit log of {issuer} that upstream {name} runs unsandboxed, so it is not started")
+        })?;
+    }
     for (name, up) in &file.upstream {
         let started =
             mandate_gateway::Upstream::start(name, up.clone(), mandate_gateway::Origin::Config)

@@ -5,6 +5,7 @@
 mod bench;
 mod bench_abuse;
 mod bench_gateway;
+mod bench_sandbox;
 mod cli;
 mod client;
 mod cmd_approvals;
@@ -113,6 +114,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(c) => cmd_audit::run(&ctx, c).await,
         Command::Bench(a) if a.target.as_deref() == Some("gateway") => {
             bench_gateway::run(&ctx, a).await
+        }
+        Command::Bench(a) if a.target.as_deref() == Some("sandbox") => {
+            bench_sandbox::run(&ctx, a).await
         }
         Command::Bench(a) if a.abuse => bench_abuse::run(&ctx, a).await,
         Command::Bench(a) => bench::run(&ctx, a).await,

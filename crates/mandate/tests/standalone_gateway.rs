@@ -809,3 +809,20 @@ fn the_hold_endpoint_needs_mandate_audit_and_bounds_what_a_gateway_asserts() {
     );
     assert!(matches!(status, 401 | 403), "{status} {body}");
 }
+
+#[test]
+fn a_gateway_running_an_upstream_unsandboxed_records_it_at_the_authority_before_starting_it() {
+    let s = authority();
+    let _g = start_gateway(&s);
+    let ev: Value = s
+        .event_bodies()
+        .iter()
+        .map(|b| serde_json::from_str::<Value>(b).unwrap())
+        .find(|e| e["action"] == "upstream.sandbox_off")
+        .expect("the unsandboxed demo upstream is on the authority's record");
+    assert_eq!(ev["kind"], "admin.change");
+    assert_eq!(ev["resource"], "demo");
+    assert_eq!(ev["principal"], "agent:gateway");
+    assert_eq!(ev["asserted"]["by"], "agent:gateway");
+    assert_eq!(ev["details"]["config"]["sandbox"], "off");
+}

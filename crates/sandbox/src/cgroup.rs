@@ -23,6 +23,8 @@ impl Cgroup {
     /// Makes a cgroup bounded to `max` tasks, for upstream `name`.
     pub fn create(name: &str, max: u64) -> Result<Cgroup, String> {
         let base = base()?;
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(|| sweep(&base));
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = base.join(format!("mandate-{name}-{}-{n}", std::process::id()));
         std::fs::create_dir(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
@@ -62,12 +64,48 @@ impl Cgroup {
 impl Drop for Cgroup {
     fn drop(&mut self) {
         self.kill_all();
-        // Killed processes leave the cgroup a moment later; it is removable once empty.
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+        if std::fs::remove_dir(&self.dir).is_ok() {
+            return;
+        }
+        // Killed processes leave the cgroup a moment later; it is removable once empty. Waited
+        // for on a thread of its own, never on the caller's (an async runtime's worker).
+        let dir = self.dir.clone();
+        let _ = std::thread::Builder::new()
+            .name("cgroup-remove".into())
+            .spawn(move || {
+                for _ in 0..200 {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    if std::fs::remove_dir(&dir).is_ok() || !dir.exists() {
+                        return;
+                    }
+                }
+            });
+    }
+}
+
+/// Removes the cgroups of gateways that are gone (killed before they could clean up): their
+/// names end in `-PID-N`, and a PID that no longer runs left them. Anything still in one (a tool
+/// its gateway left behind) is killed first.
+fn sweep(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("mandate-") else {
+            continue;
+        };
+        let mut parts = rest.rsplit('-');
+        let (_, pid) = (parts.next(), parts.next());
+        let Some(pid) = pid.and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let gone = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        if gone && pid != std::process::id() as i32 {
+            drop(Cgroup { dir: e.path() });
         }
     }
 }

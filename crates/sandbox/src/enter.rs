@@ -59,7 +59,16 @@ pub fn enter(spec: &Spec) -> EnterError {
 
 fn setup(spec: &Spec) -> Result<(), EnterError> {
     if let Some(dir) = &spec.cgroup {
-        std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string()).map_err(|e| {
+        // "0" is the writer itself. On cgroup v1 the trampoline, single-threaded, moves its one
+        // thread through `tasks`: the kernel then skips the global lock a whole-process move
+        // takes (cgroup.procs), which costs an RCU grace period, 10-20 ms here.
+        let tasks = dir.join("tasks");
+        let file = if tasks.exists() {
+            tasks
+        } else {
+            dir.join("cgroup.procs")
+        };
+        std::fs::write(file, "0").map_err(|e| {
             fail(
                 "process limit",
                 format!("cannot join the pids cgroup {}: {e}", dir.display()),

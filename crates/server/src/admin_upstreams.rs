@@ -245,18 +245,9 @@ pub async fn audit_unsandboxed(
     let mut ev = crate::audit::new_event(
         mandate_audit::event::kinds::ADMIN_CHANGE,
         "config:server.toml",
-        "upstream.sandbox_off",
+        mandate_gateway::upstream::SANDBOX_OFF_ACTION,
     );
-    ev.resource = Some(name.to_string());
-    ev.details
-        .insert("origin".into(), Value::String("config".into()));
-    ev.details.insert(
-        "config".into(),
-        serde_json::to_value(config).unwrap_or_default(),
-    );
-    ev.reasons = vec![format!(
-        "stdio upstream {name} runs without its sandbox, with the gateway's rights (sandbox = \"off\" in server.toml)"
-    )];
+    mandate_gateway::upstream::describe_sandbox_off(&mut ev, name, config);
     st.audit(&ev).await.map(|_| ())
 }
 

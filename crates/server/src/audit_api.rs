@@ -117,8 +117,16 @@ pub fn parse_batch(bytes: &[u8]) -> Result<Vec<Event>, String> {
 
 /// What a gateway may write: `tool.call` events of a call through it (`mcp.METHOD` or
 /// `http.METHOD`), with a result the log knows, and no `asserted` part (the authority writes
-/// that, naming the gateway).
+/// that, naming the gateway); and the one admin change a gateway makes itself, running an
+/// upstream of its configuration without its sandbox.
 fn check_gateway_event(ev: &Event) -> Result<(), String> {
+    if ev.kind == kinds::ADMIN_CHANGE
+        && ev.action == mandate_gateway::upstream::SANDBOX_OFF_ACTION
+        && ev.asserted.is_none()
+        && ev.result == "ok"
+    {
+        return Ok(());
+    }
     if ev.kind != kinds::TOOL_CALL {
         return Err(format!(
             "kind {:?} is not one a gateway may write (only {})",
