@@ -10,6 +10,8 @@
 //!    goes on without them: its children have no capabilities to drop, and their network is
 //!    off by the seccomp filter (no `socket` call) and Landlock's TCP rules instead. A gateway
 //!    running as root requires them;
+//!    With the user namespace comes a mount namespace, where the private home becomes a tmpfs
+//!    of `disk` bytes: a tool fills its own memory-backed home, never the host's disk;
 //! 4. `no_new_privs`, so nothing executed later can gain privileges (setuid binaries);
 //! 5. Landlock: the filesystem rules, TCP port rules and signal/abstract-socket scoping;
 //! 6. the seccomp filter, last, so the calls above are not themselves refused;
@@ -126,7 +128,7 @@ fn namespaces(spec: &Spec) -> Result<(), EnterError> {
     use nix::sched::CloneFlags;
     let uid = nix::unistd::getuid();
     let gid = nix::unistd::getgid();
-    let mut flags = CloneFlags::CLONE_NEWUSER;
+    let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS;
     if spec.ports.is_none() {
         flags |= CloneFlags::CLONE_NEWNET;
     }
@@ -153,7 +155,50 @@ fn namespaces(spec: &Spec) -> Result<(), EnterError> {
     write("/proc/self/setgroups", "deny".into())?;
     write("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
     write("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
-    Ok(())
+    private_home(spec, uid, gid)
+}
+
+/// Mounts a tmpfs of `disk` bytes on the private home, in the child's own mount namespace (the
+/// gateway still sees the empty directory on disk), with its `tmp` inside.
+fn private_home(
+    spec: &Spec,
+    uid: nix::unistd::Uid,
+    gid: nix::unistd::Gid,
+) -> Result<(), EnterError> {
+    use nix::mount::{mount, MsFlags};
+    let how =
+        "a user namespace lets its owner mount a tmpfs; check that nothing (an LSM) forbids it";
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        fail(
+            "mount namespace",
+            format!("making mounts private: {e}"),
+            how,
+        )
+    })?;
+    let data = format!("size={},mode=0700,uid={uid},gid={gid}", spec.limits.disk);
+    mount(
+        Some("tmpfs"),
+        &spec.workdir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(data.as_str()),
+    )
+    .map_err(|e| {
+        fail(
+            "private home",
+            format!("mounting a tmpfs on {}: {e}", spec.workdir.display()),
+            how,
+        )
+    })?;
+    std::fs::create_dir(spec.workdir.join("tmp"))
+        .map_err(|e| EnterError(format!("cannot make the private tmp: {e}")))
 }
 
 fn landlock(spec: &Spec) -> Result<(), EnterError> {

@@ -17,6 +17,9 @@ pub const MIN_MEMORY: u64 = 64 << 20;
 pub const DEFAULT_PROCESSES: u64 = 256;
 /// Default open files per process.
 pub const DEFAULT_OPEN_FILES: u64 = 1024;
+/// Default size of the private home (a tmpfs of its own where the kernel lets the sandbox mount
+/// one): what a tool can write there, in memory, before it gets `ENOSPC`.
+pub const DEFAULT_DISK: u64 = 512 << 20;
 /// Default CPU time of each sandboxed process (RLIMIT_CPU), in seconds: an hour of CPU, after
 /// which the process is killed and the upstream restarted.
 pub const DEFAULT_CPU_SECONDS: u64 = 3600;
@@ -46,6 +49,9 @@ pub struct SandboxConfig {
     /// CPU time of each process (`30m`, `2h`; default 1h), after which it is killed and restarted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
+    /// Size of the private home and temporary directory (`256MiB`; default 512MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<String>,
 }
 
 /// A TCP destination an upstream declared.
@@ -78,6 +84,13 @@ pub struct Limits {
     pub open_files: u64,
     /// RLIMIT_CPU of each process, in seconds.
     pub cpu_seconds: u64,
+    /// Size of the private home, in bytes.
+    #[serde(default = "default_disk")]
+    pub disk: u64,
+}
+
+fn default_disk() -> u64 {
+    DEFAULT_DISK
 }
 
 impl Default for Limits {
@@ -87,6 +100,7 @@ impl Default for Limits {
             processes: DEFAULT_PROCESSES,
             open_files: DEFAULT_OPEN_FILES,
             cpu_seconds: DEFAULT_CPU_SECONDS,
+            disk: DEFAULT_DISK,
         }
     }
 }
@@ -147,6 +161,10 @@ impl Policy {
                 "cpu".into(),
                 mandate_core::duration::format_duration(self.limits.cpu_seconds as i64),
             ),
+            (
+                "disk".into(),
+                format!("{} (private home)", format_size(self.limits.disk)),
+            ),
         ]
     }
 }
@@ -204,6 +222,12 @@ impl SandboxConfig {
                 return err(format!("open_files = {n}: give 16 to 1048576"));
             }
             limits.open_files = n;
+        }
+        if let Some(d) = &self.disk {
+            limits.disk = parse_size(d)?;
+            if !(1 << 20..=1 << 40).contains(&limits.disk) {
+                return err(format!("disk = {d:?}: give between 1MiB and 1TiB"));
+            }
         }
         if let Some(c) = &self.cpu {
             let secs = mandate_core::duration::parse_duration(c)

@@ -26,6 +26,9 @@ pub struct Targets {
     pub memory: u64,
     /// The sandbox's process limit, to fork beyond.
     pub processes: u64,
+    /// The private home's size, to write beyond (`None`: no user namespace here, so the home is
+    /// on disk and not bounded by the sandbox).
+    pub disk: Option<u64>,
 }
 
 /// One attempt.
@@ -156,6 +159,20 @@ pub fn attempt(t: &Targets) -> Vec<Outcome> {
         let _ = c.wait();
     }
     out.push(outcome("fork_beyond_limit", forked));
+    if let Some(disk) = t.disk {
+        let chunk = vec![0u8; 1 << 20];
+        let filled = (|| -> Result<String, String> {
+            use std::io::Write as _;
+            let mut f = std::fs::File::create(home.join("fill")).map_err(s)?;
+            for _ in 0..(disk >> 20) * 2 {
+                f.write_all(&chunk).map_err(s)?;
+            }
+            f.sync_all().map_err(s)?;
+            Ok(format!("wrote {} MiB in its home", (disk >> 20) * 2))
+        })();
+        let _ = std::fs::remove_file(home.join("fill"));
+        out.push(outcome("disk_beyond_limit", filled));
+    }
     out
 }
 
@@ -181,6 +198,7 @@ pub fn run() -> Result<Vec<Outcome>, String> {
         limits: Limits {
             memory: 256 << 20,
             processes: 16,
+            disk: 8 << 20,
             ..Limits::default()
         },
         ..Policy::default()
@@ -192,6 +210,10 @@ pub fn run() -> Result<Vec<Outcome>, String> {
         parent: std::process::id() as i32,
         memory: policy.limits.memory,
         processes: policy.limits.processes,
+        disk: crate::launch::support()
+            .user_namespaces
+            .is_ok()
+            .then_some(policy.limits.disk),
     };
     let launcher = std::env::current_exe().map_err(|e| e.to_string())?;
     let args = vec![
