@@ -284,5 +284,76 @@ def link_into(source: str, link: str) -> str:
         return f"escaped: linked {source} to {link} (but could not read it: {e})"
 
 
+@server.tool(annotations=ACTS)
+def connect_mptcp(host: str, port: int) -> str:
+    """Attack: a Multipath TCP connection (IPPROTO_MPTCP, 262), which Landlock's TCP port rules
+    do not see."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262) as s:
+            s.settimeout(3)
+            s.connect((host, port))
+            s.sendall(b"hostile was here\n")
+            return f"escaped: MPTCP connection to {host}:{port}"
+    except OSError as e:
+        return refused(e)
+
+
+@server.tool(annotations=ACTS)
+def listen_anywhere() -> str:
+    """Attack: listen() on an unbound socket, which the kernel binds to a port of its choosing on
+    every interface."""
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    except OSError as e:
+        return refused(e)
+    with s:
+        try:
+            s.listen(1)
+            return f"escaped: listening on {s.getsockname()}"
+        except OSError as e:
+            return refused(e)
+
+
+@server.tool(annotations=ACTS)
+def sysv_shm(key: int) -> str:
+    """Attack: attaches the SysV shared memory segment `key` (made outside the sandbox)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    shmid = libc.shmget(ctypes.c_int(key), ctypes.c_size_t(0), ctypes.c_int(0))
+    if shmid < 0:
+        return refused(OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno())))
+    return f"escaped: found segment {key} (id {shmid})"
+
+
+@server.tool(annotations=ACTS)
+def memfd_memory(mib: int = 64) -> str:
+    """Attack: memory in an anonymous file, which RLIMIT_AS does not count."""
+    try:
+        fd = os.memfd_create("hoard")
+    except OSError as e:
+        return refused(e)
+    try:
+        os.ftruncate(fd, mib << 20)
+        return f"escaped: a memfd of {mib} MiB"
+    finally:
+        os.close(fd)
+
+
+@server.tool(annotations=ACTS)
+def new_session() -> str:
+    """Attack: a child that leaves the process group (setsid), so that stopping the upstream's
+    group would miss it."""
+    import subprocess
+    try:
+        p = subprocess.Popen(["/bin/sleep", "30"], start_new_session=True)
+    except OSError as e:
+        return refused(e)
+    except subprocess.SubprocessError as e:
+        return refused(e)
+    p.kill()
+    p.wait()
+    return "escaped: started a process in a session of its own"
+
+
 if __name__ == "__main__":
     server.run("stdio")

@@ -584,7 +584,38 @@ def further_hard_link(server, hostile, unboxed):
     assert sha(server.o / "notes.txt") in text, text
 
 
-FURTHER = [further_signal, further_meddle, further_udp, further_hard_link]
+def further_mptcp_and_listen(server, hostile, unboxed):
+    """From the upstream allowed one TCP destination: a Multipath TCP connection elsewhere, and
+    listen() on an unbound socket (found by an outside attack on the first sandbox)."""
+    netted = Agent(server, "netted", "netted:*", "netted")
+    with socket.socket() as lsn:
+        lsn.bind(("127.0.0.1", 0))
+        lsn.listen(4)
+        port = lsn.getsockname()[1]
+        refused(*call(netted, "connect_mptcp", {"host": "127.0.0.1", "port": port}))
+    refused(*call(netted, "listen_anywhere", {}))
+    refused(*call(hostile, "listen_anywhere", {}))
+
+
+def further_ipc_memfd_and_session(server, hostile, unboxed):
+    """A SysV segment made outside, memory in a memfd, a child in a session of its own."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    key = 0x4D414E44
+    shmid = libc.shmget(ctypes.c_int(key), ctypes.c_size_t(4096), ctypes.c_int(0o1600))
+    assert shmid >= 0, os.strerror(ctypes.get_errno())
+    try:
+        refused(*call(hostile, "sysv_shm", {"key": key}))
+        escaped(*call(unboxed, "sysv_shm", {"key": key}))
+    finally:
+        libc.shmctl(ctypes.c_int(shmid), ctypes.c_int(0), None)  # IPC_RMID
+    refused(*call(hostile, "memfd_memory", {"mib": 64}))
+    refused(*call(hostile, "new_session", {}))
+    escaped(*call(unboxed, "new_session", {}))
+
+
+FURTHER = [further_signal, further_meddle, further_udp, further_hard_link,
+           further_mptcp_and_listen, further_ipc_memfd_and_session]
 
 
 @pytest.mark.parametrize("attack", FURTHER, ids=lambda f: f.__name__.removeprefix("further_"))

@@ -327,7 +327,7 @@ async fn run_once(up: &Arc<StdioUpstream>) -> Result<(), String> {
     let scrubber = crate::scrub::Scrubber::new(env_secrets.iter().map(|v| v.as_bytes().to_vec()));
     // Sandboxed: the trampoline's command, and what must outlive the child (its private home,
     // its pids cgroup), dropped once it has been waited for.
-    let (mut cmd, _sandboxed) = match &l.sandbox {
+    let (mut cmd, _sandboxed, mark) = match &l.sandbox {
         Some(policy) => {
             let prepared = mandate_sandbox::prepare(mandate_sandbox::Request {
                 name: &l.name,
@@ -342,14 +342,15 @@ async fn run_once(up: &Arc<StdioUpstream>) -> Result<(), String> {
                 command,
                 home,
                 cgroup,
-                ..
+                spec,
             } = prepared;
-            (Command::from(command), Some((home, cgroup)))
+            let mark = spec.failure_mark();
+            (Command::from(command), Some((home, cgroup)), Some(mark))
         }
         None => {
             let mut c = Command::new(&l.command);
             c.args(&l.args).env_clear().envs(env);
-            (c, None)
+            (c, None, None)
         }
     };
     cmd.stdin(StdStdio::piped())
@@ -369,7 +370,13 @@ async fn run_once(up: &Arc<StdioUpstream>) -> Result<(), String> {
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let name = l.name.clone();
     let secrets: Vec<String> = env_secrets.into_iter().filter(|v| v.len() >= 4).collect();
-    let stderr_done = tokio::spawn(log_stderr(name.clone(), stderr, secrets, said.clone()));
+    let stderr_done = tokio::spawn(log_stderr(
+        name.clone(),
+        stderr,
+        secrets,
+        said.clone(),
+        mark,
+    ));
     let (to_child, mut from_gateway) = mpsc::channel::<String>(256);
     let writer = tokio::spawn(async move {
         while let Some(line) = from_gateway.recv().await {
@@ -503,8 +510,15 @@ async fn relay(
     reader: &mut BufReader<tokio::process::ChildStdout>,
     session: &Session,
 ) -> Result<(), String> {
+    let wanted = |n: u64| {
+        session
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&n)
+    };
     loop {
-        let msg = match read_any(reader).await? {
+        let msg = match read_any(reader, &wanted).await? {
             None => return Ok(()),
             Some(Read::Message(m)) => m,
             Some(Read::TooLong(id)) => {
@@ -574,7 +588,7 @@ enum Read {
 /// The next JSON message line (blank and non-JSON lines are skipped: some servers print banners).
 async fn read_message<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Option<Value>, String> {
     loop {
-        match read_any(reader).await? {
+        match read_any(reader, &|n| n == 0).await? {
             None => return Ok(None),
             Some(Read::Message(v)) => return Ok(Some(v)),
             Some(Read::TooLong(_)) => continue,
@@ -582,7 +596,74 @@ async fn read_message<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Option<
     }
 }
 
-async fn read_any<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Option<Read>, String> {
+/// What is read of a message before deciding whether to read all of it: a line of up to 8 MiB
+/// parsed whole is a tree many times its size, so only a response somebody waits for is.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    id: Option<Id>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    result: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+}
+
+/// A JSON-RPC id as a child may send it: anything else is read without being kept (a derived
+/// untagged enum would buffer it whole first).
+enum Id {
+    Number(u64),
+    Text(String),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Id {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Id;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON-RPC id")
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Id, E> {
+                Ok(Id::Number(n))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Id, E> {
+                Ok(Id::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Id, E> {
+                Ok(Id::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Id, E> {
+                Ok(Id::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Id, E> {
+                Ok(Id::Other)
+            }
+            fn visit_str<E>(self, t: &str) -> Result<Id, E> {
+                Ok(Id::Text(t.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Id, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Id::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Id, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Id::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The next message; `wanted` says which response ids somebody waits for (a response to no one
+/// is skipped unread, and a request or notification is read as its id and method only).
+async fn read_any<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    wanted: &(dyn Fn(u64) -> bool + Sync),
+) -> Result<Option<Read>, String> {
     loop {
         let line = match read_line_bounded(reader, MAX_LINE).await {
             Ok(Some(line)) => line,
@@ -596,12 +677,35 @@ async fn read_any<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Option<Read
         if text.is_empty() {
             continue;
         }
-        match serde_json::from_slice::<Value>(text) {
-            Ok(v) if v.is_object() => return Ok(Some(Read::Message(v))),
-            _ => tracing::debug!(
+        let Ok(env) = serde_json::from_slice::<Envelope>(text) else {
+            tracing::debug!(
                 "a line from a stdio upstream that is not a JSON-RPC message was skipped"
-            ),
+            );
+            continue;
+        };
+        let id = match &env.id {
+            Some(Id::Number(n)) => Some(json!(n)),
+            Some(Id::Text(t)) => Some(json!(t)),
+            Some(Id::Other) | None => None,
+        };
+        if env.result.is_some() || env.error.is_some() {
+            match env.id {
+                Some(Id::Number(n)) if wanted(n) => {}
+                _ => {
+                    tracing::debug!("a response nobody waits for (late, or for a cancelled call)");
+                    continue;
+                }
+            }
+            match serde_json::from_slice::<Value>(text) {
+                Ok(v) if v.is_object() => return Ok(Some(Read::Message(v))),
+                _ => continue,
+            }
         }
+        let mut small = json!({"jsonrpc": "2.0", "method": env.method.unwrap_or_default()});
+        if let Some(id) = id {
+            small["id"] = id;
+        }
+        return Ok(Some(Read::Message(small)));
     }
 }
 
@@ -720,6 +824,7 @@ async fn log_stderr(
     stderr: tokio::process::ChildStderr,
     secrets: Vec<String>,
     said: Arc<Mutex<Said>>,
+    mark: Option<String>,
 ) {
     let mut reader = BufReader::new(stderr);
     loop {
@@ -734,14 +839,15 @@ async fn log_stderr(
                         text = text.replace(v.as_str(), "[secret]");
                     }
                 }
-                // The sandbox's trampoline saying why it could not sandbox (it ran nothing).
-                if let Some(why) = text.strip_prefix(mandate_sandbox::FAILURE_MARK) {
+                // The sandbox's trampoline saying why it could not sandbox (it ran nothing),
+                // known by the nonce only it had.
+                if let Some(why) = mark.as_deref().and_then(|m| text.strip_prefix(m)) {
                     tracing::error!(upstream = %name, "the sandbox could not be set up: {why}");
                     said.lock().unwrap_or_else(|e| e.into_inner()).refusal =
                         Some(format!("sandbox: {why}"));
                     continue;
                 }
-                tracing::debug!(upstream = %name, "stderr: {text}");
+                tracing::debug!(upstream = %name, "stderr: {}", text.escape_debug());
                 let mut s = said.lock().unwrap_or_else(|e| e.into_inner());
                 if s.tail.len() == LAST_WORDS {
                     s.tail.pop_front();
@@ -799,6 +905,37 @@ mod tests {
             None
         );
         assert_eq!(id_of(br#"{"id":12345678901234567890123,"#, b"x"), None);
+    }
+
+    #[tokio::test]
+    async fn only_a_response_somebody_waits_for_is_read_whole() {
+        let big = format!("[{}0]", "0,".repeat(100_000));
+        let input = format!(
+            "{{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{big}}}\n\
+             {{\"jsonrpc\":\"2.0\",\"id\":{big},\"method\":\"sampling/createMessage\"}}\n\
+             {{\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{big}}}\n\
+             {{\"jsonrpc\":\"2.0\",\"id\":\"s\",\"method\":\"roots/list\"}}\n\
+             {{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{{\"ok\":true}}}}\n"
+        );
+        let mut r = BufReader::new(input.as_bytes());
+        let wanted = |n: u64| n == 7;
+        let mut got = vec![];
+        while let Some(Read::Message(m)) = read_any(&mut r, &wanted).await.unwrap() {
+            got.push(m);
+        }
+        // The notification and the odd-id request are read as their method only; the response
+        // to nobody (id 9) is skipped; the wanted one is whole.
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(
+            got[0],
+            json!({"jsonrpc": "2.0", "method": "notifications/message"})
+        );
+        assert_eq!(
+            got[1],
+            json!({"jsonrpc": "2.0", "method": "sampling/createMessage"})
+        );
+        assert_eq!(got[2]["id"], "s");
+        assert_eq!(got[3]["result"]["ok"], true);
     }
 
     fn sh(script: &str) -> Launch {

@@ -315,7 +315,7 @@ pub struct UpstreamAddArgs {
     pub route: Vec<String>,
     /// stdio: `off` runs the child without its sandbox, with the gateway's rights (audited with
     /// the upstream and shown by `upstream list`). Only for a tool you trust as you trust Mandate.
-    #[arg(long, value_parser = ["off"], conflicts_with_all = ["allow_read", "allow_write", "allow_net", "memory", "processes"])]
+    #[arg(long, value_parser = ["off"], conflicts_with_all = ["allow_read", "allow_write", "allow_net", "memory", "processes", "disk"])]
     pub sandbox: Option<String>,
     /// stdio sandbox: a path the upstream may read (repeatable; the system's libraries and its
     /// own installation are readable already).
@@ -333,6 +333,9 @@ pub struct UpstreamAddArgs {
     /// stdio sandbox: processes and threads, all told (default 256).
     #[arg(long, value_name = "N")]
     pub processes: Option<u64>,
+    /// stdio sandbox: size of the private home (default 512MiB).
+    #[arg(long, value_name = "SIZE")]
+    pub disk: Option<String>,
     /// HTTP: send each request a mandate minted for it (`Authorization: Bearer`; the caller's
     /// chain, the call's scope, at most 60 s), for an upstream that checks chains itself.
     #[arg(long)]

@@ -128,7 +128,8 @@ fn config_of(a: UpstreamAddArgs) -> Result<UpstreamConfig> {
         || !a.allow_write.is_empty()
         || !a.allow_net.is_empty()
         || a.memory.is_some()
-        || a.processes.is_some();
+        || a.processes.is_some()
+        || a.disk.is_some();
     if declared && !c.stdio.is_empty() {
         c.sandbox = Some(mandate_gateway::config::SandboxSetting::On(
             mandate_sandbox::SandboxConfig {
@@ -137,11 +138,12 @@ fn config_of(a: UpstreamAddArgs) -> Result<UpstreamConfig> {
                 network: a.allow_net,
                 memory: a.memory,
                 processes: a.processes,
+                disk: a.disk,
                 ..Default::default()
             },
         ));
     } else if declared {
-        bail!("--allow-read, --allow-write, --allow-net, --memory and --processes shape a stdio upstream's sandbox: use them with --stdio");
+        bail!("--allow-read, --allow-write, --allow-net, --memory, --processes and --disk shape a stdio upstream's sandbox: use them with --stdio");
     } else if a.sandbox.is_some() {
         c.sandbox = Some(mandate_gateway::config::SandboxSetting::Off);
     }

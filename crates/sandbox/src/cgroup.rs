@@ -44,41 +44,51 @@ impl Cgroup {
         &self.dir
     }
 
-    /// Kills every process in the cgroup.
-    pub fn kill_all(&self) {
+    /// Kills every process in the cgroup; whether it was empty already.
+    pub fn kill_all(&self) -> bool {
         // cgroup v2 (5.14+) kills the whole tree at once; otherwise each process by pid.
-        if std::fs::write(self.dir.join("cgroup.kill"), "1").is_ok() {
-            return;
+        let _ = std::fs::write(self.dir.join("cgroup.kill"), "1");
+        let Ok(procs) = std::fs::read_to_string(self.dir.join("cgroup.procs")) else {
+            return true;
+        };
+        let mut empty = true;
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            empty = false;
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
-        if let Ok(procs) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
-            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
+        empty
     }
 }
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        self.kill_all();
-        if std::fs::remove_dir(&self.dir).is_ok() {
+        if self.kill_all() && std::fs::remove_dir(&self.dir).is_ok() {
             return;
         }
-        // Killed processes leave the cgroup a moment later; it is removable once empty. Waited
-        // for on a thread of its own, never on the caller's (an async runtime's worker).
-        let dir = self.dir.clone();
+        // A process forking as fast as it can may add a member between reading the list and
+        // the kills: the list is read and killed again until the cgroup is empty and removed
+        // (its `pids.max` bounds each round). On a thread of its own, never the caller's (an
+        // async runtime's worker).
+        let cg = Cgroup {
+            dir: self.dir.clone(),
+        };
         let _ = std::thread::Builder::new()
             .name("cgroup-remove".into())
             .spawn(move || {
-                for _ in 0..200 {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                    if std::fs::remove_dir(&dir).is_ok() || !dir.exists() {
-                        return;
+                for _ in 0..2000 {
+                    if cg.kill_all() && std::fs::remove_dir(&cg.dir).is_ok() {
+                        break;
                     }
+                    if !cg.dir.exists() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
                 }
+                // Its work is done either way: the copy must not start another thread.
+                std::mem::forget(cg);
             });
     }
 }

@@ -79,11 +79,11 @@ fn setup(spec: &Spec) -> Result<(), EnterError> {
         })?;
     }
     limits(spec)?;
-    namespaces(spec)?;
+    let isolated = namespaces(spec)?;
     nix::sys::prctl::set_no_new_privs()
         .map_err(|e| fail("no_new_privs", e, "use Linux 3.5 or later"))?;
     landlock(spec)?;
-    crate::seccomp::install(spec.ports.is_some()).map_err(|e| {
+    crate::seccomp::install(spec.ports.is_some(), isolated).map_err(|e| {
         fail(
             "seccomp",
             e,
@@ -124,17 +124,21 @@ fn limits(spec: &Spec) -> Result<(), EnterError> {
     Ok(())
 }
 
-fn namespaces(spec: &Spec) -> Result<(), EnterError> {
+/// Enters the child's namespaces; whether it could (an unprivileged gateway on a host that
+/// forbids user namespaces goes on without them).
+fn namespaces(spec: &Spec) -> Result<bool, EnterError> {
     use nix::sched::CloneFlags;
     let uid = nix::unistd::getuid();
     let gid = nix::unistd::getgid();
-    let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS;
+    // IPC: SysV shared memory, semaphores and message queues, and POSIX queues, of its own (they
+    // die with it instead of outliving it, and it cannot reach the host's).
+    let mut flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC;
     if spec.ports.is_none() {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     if let Err(e) = nix::sched::unshare(flags) {
         if !uid.is_root() {
-            return Ok(());
+            return Ok(false);
         }
         return Err(fail(
             "user namespaces",
@@ -155,7 +159,8 @@ fn namespaces(spec: &Spec) -> Result<(), EnterError> {
     write("/proc/self/setgroups", "deny".into())?;
     write("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
     write("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
-    private_home(spec, uid, gid)
+    private_home(spec, uid, gid)?;
+    Ok(true)
 }
 
 /// Mounts a tmpfs of `disk` bytes on the private home, in the child's own mount namespace (the

@@ -180,8 +180,10 @@ pub fn prepare(r: Request<'_>) -> Result<Prepared, LaunchError> {
     let (declared_read, declared_write) = declared(r.name, r.policy, &protected)?;
     read.extend(declared_read);
     write.extend(declared_write);
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(sweep_homes);
     let home = tempfile::Builder::new()
-        .prefix(&format!("mandate-sandbox-{}-", r.name))
+        .prefix(&format!("{HOME_PREFIX}{}-{}-", r.name, std::process::id()))
         .tempdir()
         .map_err(|e| fail(format!("cannot make the private home directory: {e}")))?;
     write.push(home.path().to_path_buf());
@@ -223,6 +225,7 @@ pub fn prepare(r: Request<'_>) -> Result<Prepared, LaunchError> {
         cgroup: cgroup.as_ref().map(|c| c.dir().to_path_buf()),
         program,
         args: r.args.to_vec(),
+        nonce: crate::spec::nonce().map_err(|e| fail(format!("cannot read /dev/urandom: {e}")))?,
     };
     let json = serde_json::to_string(&spec)
         .map_err(|e| fail(format!("cannot write the sandbox spec: {e}")))?;
@@ -287,6 +290,35 @@ pub fn declared(
         }
     }
     Ok(out)
+}
+
+/// How private homes are named: `mandate-sandbox-NAME-GATEWAYPID-RANDOM`.
+const HOME_PREFIX: &str = "mandate-sandbox-";
+
+/// Removes the private homes of gateways that are gone (killed before they could clean up).
+fn sweep_homes() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(HOME_PREFIX) {
+            continue;
+        }
+        let mut parts = name.rsplit('-');
+        let (_, pid) = (parts.next(), parts.next());
+        let Some(pid) = pid.and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let gone = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        if gone && e.file_type().is_ok_and(|t| t.is_dir()) {
+            // remove_dir_all does not follow symbolic links out of the directory.
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// The program's absolute path: as given when it names a path, else the first executable file

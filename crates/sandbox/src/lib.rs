@@ -30,9 +30,9 @@ pub mod spec;
 pub use launch::{prepare, set_launcher, LaunchError, Prepared, Request};
 pub use policy::{Destination, Limits, Policy, PolicyError, SandboxConfig};
 
-/// What the trampoline writes before its one-line reason when it cannot sandbox, so the gateway
-/// can tell that reason from the program's own output.
-pub const FAILURE_MARK: &str = "mandate sandbox: ";
+/// The start of what the trampoline writes before its one-line reason when it cannot sandbox;
+/// the spec's nonce follows ([`spec::Spec::failure_mark`]).
+pub const FAILURE_MARK: &str = "mandate sandbox ";
 
 /// The trampoline: `mandate sandbox-exec SPEC`. Applies the spec and becomes the program; on any
 /// failure prints [`FAILURE_MARK`] and the reason on stderr and exits with 126, having run

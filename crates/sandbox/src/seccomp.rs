@@ -13,7 +13,12 @@
 //! no declared destination, every `socket` call: its network is off even where no network
 //! namespace can be made.
 //!
-//! Also refused: changing another process's limits, priority, scheduling, CPU affinity, I/O
+//! Also refused: `listen` (an unbound socket would be given a port on every interface),
+//! `setsid` and `setpgid` (the gateway stops a child by its process group), `memfd_create`
+//! (pages no resource limit counts), and, where the child has no IPC namespace of its own,
+//! SysV IPC and POSIX message queues.
+//!
+//! And: changing another process's limits, priority, scheduling, CPU affinity, I/O
 //! priority or memory placement (`prlimit64`, `setpriority`, `sched_set*`, `ioprio_set`,
 //! `migrate_pages`, `move_pages` naming a pid other than 0). The kernel allows these between
 //! processes of the same user, Landlock does not cover them, and the gateway is a process of
@@ -77,6 +82,12 @@ pub fn denied() -> Vec<(&'static str, i64)> {
         ("sethostname", libc::SYS_sethostname),
         ("setdomainname", libc::SYS_setdomainname),
         ("personality", libc::SYS_personality),
+        // Leaving the process group, by which the gateway stops every process of the child.
+        ("setsid", libc::SYS_setsid),
+        ("setpgid", libc::SYS_setpgid),
+        // Anonymous memory files: their pages are counted by no resource limit of the process.
+        ("memfd_create", libc::SYS_memfd_create),
+        ("memfd_secret", libc::SYS_memfd_secret),
     ];
     #[cfg(target_arch = "x86_64")]
     v.extend([
@@ -126,7 +137,8 @@ fn dword(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, Secc
 
 /// The two programs: the deny-list (`EPERM`), and `clone3` (`ENOSYS`). `network`: whether the
 /// upstream declared destinations (without, no socket can be made at all).
-pub fn programs(network: bool) -> Result<[BpfProgram; 2], SeccompError> {
+/// `isolated`: whether the child has namespaces of its own (user, IPC...).
+pub fn programs(network: bool, isolated: bool) -> Result<[BpfProgram; 2], SeccompError> {
     let e = |e: seccompiler::BackendError| SeccompError(e.to_string());
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         denied().into_iter().map(|(_, n)| (n, vec![])).collect();
@@ -163,29 +175,53 @@ pub fn programs(network: bool) -> Result<[BpfProgram; 2], SeccompError> {
         );
     }
     let socket_rules = if network {
-        // socket(domain, type, ...): no filesystem sockets, no packet sockets, no raw sockets.
-        let raw = libc::SOCK_RAW as u64;
-        let dgram = libc::SOCK_DGRAM as u64;
-        let mut r = vec![
-            SeccompRule::new(vec![cond(0, SeccompCmpOp::Eq, libc::AF_UNIX as u64)?]).map_err(e)?,
-            SeccompRule::new(vec![cond(0, SeccompCmpOp::Eq, libc::AF_PACKET as u64)?])
-                .map_err(e)?,
-            SeccompRule::new(vec![cond(1, SeccompCmpOp::MaskedEq(0xf), raw)?]).map_err(e)?,
-        ];
-        for family in [libc::AF_INET, libc::AF_INET6] {
-            r.push(
-                SeccompRule::new(vec![
-                    cond(0, SeccompCmpOp::Eq, family as u64)?,
-                    cond(1, SeccompCmpOp::MaskedEq(0xf), dgram)?,
-                ])
-                .map_err(e)?,
-            );
+        // An allow-list, written as what is refused: socket(domain, type, protocol) only for
+        // TCP over IPv4 or IPv6. Any other family (unix, packet, netlink, vsock...), any other
+        // type (UDP, raw, seqpacket...) and any other protocol (MPTCP, SCTP: Landlock's port
+        // rules see TCP only) is refused.
+        let mut r = vec![SeccompRule::new(vec![
+            dword(0, SeccompCmpOp::Ne, libc::AF_INET as u64)?,
+            dword(0, SeccompCmpOp::Ne, libc::AF_INET6 as u64)?,
+        ])
+        .map_err(e)?];
+        for t in (0..16u64).filter(|t| *t != libc::SOCK_STREAM as u64) {
+            r.push(SeccompRule::new(vec![cond(1, SeccompCmpOp::MaskedEq(0xf), t)?]).map_err(e)?);
         }
+        r.push(
+            SeccompRule::new(vec![
+                dword(2, SeccompCmpOp::Ne, 0)?,
+                dword(2, SeccompCmpOp::Ne, libc::IPPROTO_TCP as u64)?,
+            ])
+            .map_err(e)?,
+        );
         r
     } else {
         vec![]
     };
     rules.insert(libc::SYS_socket, socket_rules);
+    // No listening: `listen` on an unbound socket binds it to a port of the kernel's choosing
+    // on every interface, which Landlock's bind rule does not see.
+    rules.insert(libc::SYS_listen, vec![]);
+    // SysV IPC and POSIX message queues are shared by every process of the host's IPC
+    // namespace: refused where the child has no namespace of its own.
+    if !isolated {
+        for call in [
+            libc::SYS_shmget,
+            libc::SYS_shmat,
+            libc::SYS_shmctl,
+            libc::SYS_semget,
+            libc::SYS_semop,
+            libc::SYS_semtimedop,
+            libc::SYS_semctl,
+            libc::SYS_msgget,
+            libc::SYS_msgsnd,
+            libc::SYS_msgrcv,
+            libc::SYS_msgctl,
+            libc::SYS_mq_open,
+        ] {
+            rules.insert(call, vec![]);
+        }
+    }
     let deny = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
@@ -207,8 +243,8 @@ pub fn programs(network: bool) -> Result<[BpfProgram; 2], SeccompError> {
 
 /// Installs both programs on the calling thread (and, through exec and fork, everything it
 /// starts). Needs `no_new_privs`, which the caller sets first.
-pub fn install(network: bool) -> Result<(), SeccompError> {
-    for p in programs(network)? {
+pub fn install(network: bool, isolated: bool) -> Result<(), SeccompError> {
+    for p in programs(network, isolated)? {
         seccompiler::apply_filter(&p).map_err(|e| SeccompError(e.to_string()))?;
     }
     Ok(())
@@ -220,13 +256,13 @@ mod tests {
 
     #[test]
     fn the_filter_compiles_for_this_machine() {
-        for network in [false, true] {
-            let [deny, clone3] = programs(network).unwrap();
+        for (network, isolated) in [(false, false), (true, true), (true, false)] {
+            let [deny, clone3] = programs(network, isolated).unwrap();
             assert!(deny.len() > denied().len());
             assert!(!clone3.is_empty());
         }
         // Declared destinations keep sockets, with rules: a longer program.
-        assert!(programs(true).unwrap()[0].len() > programs(false).unwrap()[0].len());
+        assert!(programs(true, true).unwrap()[0].len() > programs(false, true).unwrap()[0].len());
     }
 
     #[test]

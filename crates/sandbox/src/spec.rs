@@ -28,6 +28,25 @@ pub struct Spec {
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<String>,
+    /// A random word the trampoline puts in its failure line ([`Spec::failure_mark`]), so the
+    /// gateway can tell the trampoline's refusal from a program that prints the same words (the
+    /// program never sees it: it was in the trampoline's arguments, replaced by `exec`).
+    pub nonce: String,
+}
+
+impl Spec {
+    /// What the trampoline writes before its one-line reason when it cannot sandbox.
+    pub fn failure_mark(&self) -> String {
+        format!("{}{}: ", crate::FAILURE_MARK, self.nonce)
+    }
+}
+
+/// 16 random bytes from the kernel, as hex.
+pub fn nonce() -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 /// Longest spec the trampoline reads (it is one command-line argument).
