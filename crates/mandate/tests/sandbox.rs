@@ -186,3 +186,39 @@ fn a_child_killed_by_its_cpu_limit_is_restarted_counted_and_calls_get_a_clear_er
     let (_, _, body) = s.post_json_dpop("/mcp/spin", "agent:spinner", &m, &call);
     assert!(body.contains("not running"), "{body}");
 }
+
+#[test]
+fn a_trampoline_that_cannot_set_up_the_sandbox_runs_nothing_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let spec = json!({
+        "read": ["/usr", "/lib", "/lib64", "/bin"],
+        "write": [dir.path()],
+        "ports": null,
+        "limits": {"memory": 1u64 << 30, "processes": 64, "open_files": 256, "cpu_seconds": 60, "disk": 1u64 << 20},
+        "workdir": dir.path(),
+        "cgroup": "/nonexistent/mandate-cgroup",
+        "program": "/usr/bin/touch",
+        "args": [marker],
+        "nonce": "0123456789abcdef",
+    });
+    let out = std::process::Command::new(bin())
+        .args(["sandbox-exec", &spec.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(126));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("mandate sandbox 0123456789abcdef: process limit:"),
+        "{err}"
+    );
+    assert!(err.contains("sandbox = \"off\""), "{err}");
+    assert!(!marker.exists(), "the program ran unsandboxed");
+    // An unreadable spec runs nothing either.
+    let out = std::process::Command::new(bin())
+        .args(["sandbox-exec", "{not json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(126));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unreadable spec"));
+}

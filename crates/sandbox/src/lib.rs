@@ -35,13 +35,13 @@ pub use policy::{Destination, Limits, Policy, PolicyError, SandboxConfig};
 pub const FAILURE_MARK: &str = "mandate sandbox ";
 
 /// The trampoline: `mandate sandbox-exec SPEC`. Applies the spec and becomes the program; on any
-/// failure prints [`FAILURE_MARK`] and the reason on stderr and exits with 126, having run
-/// nothing.
+/// failure prints the spec's failure mark and the reason on stderr and exits with 126, having
+/// run nothing.
 pub fn trampoline(spec_json: &str) -> std::process::ExitCode {
     let code = std::process::ExitCode::from(126);
     if spec_json.len() > spec::MAX_SPEC {
         eprintln!(
-            "{FAILURE_MARK}the spec is longer than {} bytes",
+            "{FAILURE_MARK}: the spec is longer than {} bytes",
             spec::MAX_SPEC
         );
         return code;
@@ -49,11 +49,11 @@ pub fn trampoline(spec_json: &str) -> std::process::ExitCode {
     let spec: spec::Spec = match serde_json::from_str(spec_json) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("{FAILURE_MARK}unreadable spec: {e}");
+            eprintln!("{FAILURE_MARK}: unreadable spec: {e}");
             return code;
         }
     };
     let e = enter::enter(&spec);
-    eprintln!("{FAILURE_MARK}{e}");
+    eprintln!("{}{e}", spec.failure_mark());
     code
 }

@@ -115,3 +115,62 @@ fn user_namespaces() -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> Support {
+        Support {
+            landlock_abi: 6,
+            seccomp: true,
+            user_namespaces: Ok(()),
+            root: false,
+        }
+    }
+
+    #[test]
+    fn each_missing_mechanism_is_named_with_the_way_forward() {
+        assert!(full().require(true).is_ok());
+        type Case = (fn(&mut Support), bool, &'static str);
+        let cases: [Case; 4] = [
+            (|s| s.landlock_abi = 0, false, "Landlock is not available"),
+            (
+                |s| s.landlock_abi = 3,
+                true,
+                "Landlock TCP rules need Linux 6.7",
+            ),
+            (
+                |s| s.seccomp = false,
+                false,
+                "seccomp filtering is not available",
+            ),
+            (
+                |s| {
+                    s.root = true;
+                    s.user_namespaces = Err("sysctl user.max_user_namespaces is 0".into());
+                },
+                false,
+                "user namespaces are not available",
+            ),
+        ];
+        for (break_it, network, says) in cases {
+            let mut s = full();
+            break_it(&mut s);
+            let e = s.require(network).unwrap_err();
+            assert!(e.contains(says), "{e}");
+            assert!(
+                e.contains("sandbox = \"off\""),
+                "the way round is named: {e}"
+            );
+        }
+        // Without declared destinations, an old Landlock is enough (a network namespace).
+        let mut s = full();
+        s.landlock_abi = 3;
+        assert!(s.require(false).is_ok());
+        // An unprivileged gateway goes on without user namespaces.
+        let mut s = full();
+        s.user_namespaces = Err("sysctl kernel.unprivileged_userns_clone is 0".into());
+        assert!(s.require(true).is_ok());
+    }
+}
