@@ -355,5 +355,15 @@ def new_session() -> str:
     return "escaped: started a process in a session of its own"
 
 
+@server.tool(annotations=ACTS)
+def chmod_file(path: str, mode: int = 0o644) -> str:
+    """Attack: changes the mode of a file it may not read (Landlock has no right for modes)."""
+    try:
+        os.chmod(path, mode)
+        return f"escaped: {path} is now {oct(mode)}"
+    except OSError as e:
+        return refused(e)
+
+
 if __name__ == "__main__":
     server.run("stdio")

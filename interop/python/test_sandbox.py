@@ -23,6 +23,7 @@ attacks (signals, another process's limits and priority, UDP, hard links) run la
 import asyncio
 import hashlib
 import json
+import os
 import re
 import shutil
 import socket
@@ -614,7 +615,16 @@ def further_ipc_memfd_and_session(server, hostile, unboxed):
     escaped(*call(unboxed, "new_session", {}))
 
 
-FURTHER = [further_signal, further_meddle, further_udp, further_hard_link,
+def further_chmod(server, hostile, unboxed):
+    """The mode of the issuer key and of a file outside (found by the second outside attack:
+    metadata calls are not Landlock's)."""
+    before = os.stat(server.issuer_key).st_mode
+    refused(*call(hostile, "chmod_file", {"path": str(server.issuer_key), "mode": 0o644}))
+    assert os.stat(server.issuer_key).st_mode == before
+    refused(*call(hostile, "chmod_file", {"path": str(server.o / "notes.txt"), "mode": 0o4777}))
+
+
+FURTHER = [further_signal, further_meddle, further_udp, further_hard_link, further_chmod,
            further_mptcp_and_listen, further_ipc_memfd_and_session]
 
 

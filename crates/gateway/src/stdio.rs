@@ -818,6 +818,71 @@ struct Said {
 
 /// Lines of a child's stderr kept for when it fails to come up.
 const LAST_WORDS: usize = 5;
+/// Bytes of a child's stderr read per second: beyond, the gateway stops reading until the next
+/// second, the pipe fills and the child waits on its own writes, so that a child flooding stderr
+/// spends its time, not the gateway's (every line is scrubbed before it is logged).
+const STDERR_BUDGET: usize = 256 * 1024;
+
+/// A reader that reads at most `budget` bytes per second from `inner`.
+struct Throttled<R> {
+    inner: R,
+    budget: usize,
+    spent: usize,
+    window: tokio::time::Instant,
+    pause: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<R> Throttled<R> {
+    fn new(inner: R, budget: usize) -> Self {
+        Throttled {
+            inner,
+            budget,
+            spent: 0,
+            window: tokio::time::Instant::now(),
+            pause: None,
+        }
+    }
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Throttled<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let second = Duration::from_secs(1);
+        if self.window.elapsed() >= second {
+            self.window = tokio::time::Instant::now();
+            self.spent = 0;
+            self.pause = None;
+        }
+        if self.spent >= self.budget {
+            let until = self.window + second;
+            let pause = self
+                .pause
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+            if std::future::Future::poll(pause.as_mut(), cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.pause = None;
+            self.window = tokio::time::Instant::now();
+            self.spent = 0;
+        }
+        // Never more than what is left of this second's budget (copied through a small buffer
+        // of our own: stderr is not the data path).
+        let room = buf.remaining().min(self.budget - self.spent).min(16 * 1024);
+        let mut local = [0u8; 16 * 1024];
+        let mut sub = tokio::io::ReadBuf::new(&mut local[..room]);
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, &mut sub);
+        if let Poll::Ready(Ok(())) = r {
+            let n = sub.filled().len();
+            buf.put_slice(&local[..n]);
+            self.spent += n;
+        }
+        r
+    }
+}
 
 async fn log_stderr(
     name: String,
@@ -826,7 +891,7 @@ async fn log_stderr(
     said: Arc<Mutex<Said>>,
     mark: Option<String>,
 ) {
-    let mut reader = BufReader::new(stderr);
+    let mut reader = BufReader::new(Throttled::new(stderr, STDERR_BUDGET));
     loop {
         match read_line_bounded(&mut reader, 64 * 1024).await {
             Ok(Some(line)) => {
@@ -905,6 +970,28 @@ mod tests {
             None
         );
         assert_eq!(id_of(br#"{"id":12345678901234567890123,"#, b"x"), None);
+    }
+
+    #[tokio::test]
+    async fn a_throttled_reader_takes_its_budget_per_second_and_no_more() {
+        use tokio::io::AsyncReadExt as _;
+        let data = vec![b'x'; 10_000];
+        let mut r = Throttled::new(&data[..], 4_000);
+        let start = tokio::time::Instant::now();
+        let mut got = vec![];
+        r.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), 10_000);
+        // 10,000 bytes at 4,000 a second: two full pauses.
+        assert!(
+            start.elapsed() >= Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test]

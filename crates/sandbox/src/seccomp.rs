@@ -88,6 +88,28 @@ pub fn denied() -> Vec<(&'static str, i64)> {
         // Anonymous memory files: their pages are counted by no resource limit of the process.
         ("memfd_create", libc::SYS_memfd_create),
         ("memfd_secret", libc::SYS_memfd_secret),
+        // File metadata: Landlock has no rights for modes, owners, times or extended
+        // attributes, and a path it refuses to open can still be named here. A child sharing
+        // the gateway's uid (root maps to root) could make a key world-readable, or a binary
+        // setuid. Refused on every file, even its own: install packages before, not inside.
+        ("fchmod", libc::SYS_fchmod),
+        ("fchmodat", libc::SYS_fchmodat),
+        ("fchmodat2", FCHMODAT2),
+        ("fchown", libc::SYS_fchown),
+        ("fchownat", libc::SYS_fchownat),
+        ("setxattr", libc::SYS_setxattr),
+        ("lsetxattr", libc::SYS_lsetxattr),
+        ("fsetxattr", libc::SYS_fsetxattr),
+        ("setxattrat", SETXATTRAT),
+        ("removexattr", libc::SYS_removexattr),
+        ("lremovexattr", libc::SYS_lremovexattr),
+        ("fremovexattr", libc::SYS_fremovexattr),
+        ("removexattrat", REMOVEXATTRAT),
+        ("utimensat", libc::SYS_utimensat),
+        // Watches: inotify sees names and access times in directories it cannot read, and its
+        // instances count against the user's host-wide quota (root's, for a root gateway).
+        ("inotify_init1", libc::SYS_inotify_init1),
+        ("fanotify_init", libc::SYS_fanotify_init),
     ];
     #[cfg(target_arch = "x86_64")]
     v.extend([
@@ -95,9 +117,23 @@ pub fn denied() -> Vec<(&'static str, i64)> {
         ("ioperm", libc::SYS_ioperm),
         ("uselib", libc::SYS_uselib),
         ("lookup_dcookie", libc::SYS_lookup_dcookie),
+        // The path-only forms the newer `*at` calls replaced (absent on aarch64).
+        ("chmod", libc::SYS_chmod),
+        ("chown", libc::SYS_chown),
+        ("lchown", libc::SYS_lchown),
+        ("utime", libc::SYS_utime),
+        ("utimes", libc::SYS_utimes),
+        ("futimesat", libc::SYS_futimesat),
+        ("inotify_init", libc::SYS_inotify_init),
     ]);
     v
 }
+
+/// System calls added since Linux 5.1 have one number on every architecture; these are newer
+/// than the `libc` crate's tables on some targets.
+const FCHMODAT2: i64 = 452;
+const SETXATTRAT: i64 = 463;
+const REMOVEXATTRAT: i64 = 466;
 
 /// Namespace flags that `clone` may not carry.
 const NAMESPACE_FLAGS: [u64; 7] = [

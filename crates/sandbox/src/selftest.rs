@@ -84,6 +84,15 @@ pub fn attempt(t: &Targets) -> Vec<Outcome> {
             .map(|_| "wrote it".into())
             .map_err(s),
     ));
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        out.push(outcome(
+            "chmod_outside",
+            std::fs::set_permissions(&t.secret, std::fs::Permissions::from_mode(0o644))
+                .map(|_| "changed its mode".into())
+                .map_err(s),
+        ));
+    }
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_default();
